@@ -1,0 +1,52 @@
+//! The record of who changed what, when and why.
+
+use chrono::{DateTime, Utc};
+
+use super::Flag;
+
+/// Who makes a change and why; recorded with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub actor: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    Create,
+    Update,
+    Delete,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "CREATE" => Some(Self::Create),
+            "UPDATE" => Some(Self::Update),
+            "DELETE" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One change to a flag, with full snapshots before and after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: u64,
+    pub flag_name: String,
+    pub action: AuditAction,
+    pub actor: String,
+    pub reason: String,
+    pub before: Option<Flag>,
+    pub after: Option<Flag>,
+    pub revision: u64,
+    pub created_at: DateTime<Utc>,
+}

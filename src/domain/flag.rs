@@ -1,0 +1,375 @@
+//! The flag: its validated name, the definition operators edit, and the
+//! bookkeeping the store adds.
+
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ahash::AHashSet;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::validation::{ValidationError, limits, validate_id, validate_name};
+
+/// Free-form JSON object attached to a flag.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// A flag name that passed [`validate_name`]. Borrows as `str` so maps keyed
+/// by it can be queried with a plain `&str` (no allocation per lookup).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FlagName(String);
+
+impl FlagName {
+    /// Validates `name`, reporting problems against `field`.
+    pub fn parse(field: &str, name: impl Into<String>) -> Result<Self, ValidationError> {
+        let name = name.into();
+        validate_name(field, &name)?;
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FlagName {
+    type Error = ValidationError;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::parse("name", name)
+    }
+}
+
+impl From<FlagName> for String {
+    fn from(name: FlagName) -> Self {
+        name.0
+    }
+}
+
+impl Borrow<str> for FlagName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FlagName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A set of user ids with O(1) membership tests. Order carries no meaning:
+/// it is listed sorted, so snapshots and API answers are deterministic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserSet(AHashSet<String>);
+
+impl UserSet {
+    pub fn contains(&self, user_id: &str) -> bool {
+        self.0.contains(user_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The ids in ascending byte order.
+    pub fn sorted(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+impl FromIterator<String> for UserSet {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl Serialize for UserSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.sorted())
+    }
+}
+
+impl<'de> Deserialize<'de> for UserSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(deserializer).map(|ids| ids.into_iter().collect())
+    }
+}
+
+/// What operators define about a flag: everything but its name and bookkeeping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlagSpec {
+    pub description: String,
+    /// The kill switch.
+    pub enabled: bool,
+    /// 0-100, fractions allowed.
+    pub percentage: f64,
+    pub whitelist: UserSet,
+    pub blacklist: UserSet,
+    /// Environments where the flag may be on; empty means all.
+    pub environments: Vec<String>,
+    pub environment_overrides: BTreeMap<String, bool>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+    pub metadata: Metadata,
+    pub group: Option<String>,
+}
+
+/// The fields of a [`FlagSpec`] an update can name (the update mask's paths).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagField {
+    Description,
+    Enabled,
+    Percentage,
+    Whitelist,
+    Blacklist,
+    Environments,
+    EnvironmentOverrides,
+    StartsAt,
+    ExpiresAt,
+    Tags,
+    Metadata,
+    Group,
+}
+
+impl FlagField {
+    pub const ALL: [FlagField; 12] = [
+        Self::Description,
+        Self::Enabled,
+        Self::Percentage,
+        Self::Whitelist,
+        Self::Blacklist,
+        Self::Environments,
+        Self::EnvironmentOverrides,
+        Self::StartsAt,
+        Self::ExpiresAt,
+        Self::Tags,
+        Self::Metadata,
+        Self::Group,
+    ];
+
+    /// The field's name in the API (and in update masks).
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Description => "description",
+            Self::Enabled => "enabled",
+            Self::Percentage => "percentage",
+            Self::Whitelist => "whitelist",
+            Self::Blacklist => "blacklist",
+            Self::Environments => "environments",
+            Self::EnvironmentOverrides => "environment_overrides",
+            Self::StartsAt => "starts_at",
+            Self::ExpiresAt => "expires_at",
+            Self::Tags => "tags",
+            Self::Metadata => "metadata",
+            Self::Group => "group",
+        }
+    }
+
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|field| field.path() == path)
+    }
+}
+
+impl FlagSpec {
+    /// Copies the named fields from `source` into `self`, leaving the rest.
+    pub fn merge(&mut self, mut source: FlagSpec, fields: &[FlagField]) {
+        for field in fields {
+            match field {
+                FlagField::Description => {
+                    self.description = std::mem::take(&mut source.description)
+                }
+                FlagField::Enabled => self.enabled = source.enabled,
+                FlagField::Percentage => self.percentage = source.percentage,
+                FlagField::Whitelist => self.whitelist = std::mem::take(&mut source.whitelist),
+                FlagField::Blacklist => self.blacklist = std::mem::take(&mut source.blacklist),
+                FlagField::Environments => {
+                    self.environments = std::mem::take(&mut source.environments)
+                }
+                FlagField::EnvironmentOverrides => {
+                    self.environment_overrides = std::mem::take(&mut source.environment_overrides)
+                }
+                FlagField::StartsAt => self.starts_at = source.starts_at,
+                FlagField::ExpiresAt => self.expires_at = source.expires_at,
+                FlagField::Tags => self.tags = std::mem::take(&mut source.tags),
+                FlagField::Metadata => self.metadata = std::mem::take(&mut source.metadata),
+                FlagField::Group => self.group = source.group.take(),
+            }
+        }
+    }
+
+    /// Checks every limit; the error names the field as `prefix.field`.
+    pub fn validate(&self, prefix: &str) -> Result<(), ValidationError> {
+        let field = |name: &str| format!("{prefix}.{name}");
+
+        if self.description.len() > limits::TEXT_BYTES {
+            return Err(ValidationError::new(
+                field("description"),
+                format!("must be at most {} bytes", limits::TEXT_BYTES),
+            ));
+        }
+        if !self.percentage.is_finite() || !(0.0..=100.0).contains(&self.percentage) {
+            return Err(ValidationError::new(
+                field("percentage"),
+                "must be a number from 0 to 100",
+            ));
+        }
+        for (name, list) in [("whitelist", &self.whitelist), ("blacklist", &self.blacklist)] {
+            if list.len() > limits::LIST_IDS {
+                return Err(ValidationError::new(
+                    field(name),
+                    format!("must hold at most {} ids", limits::LIST_IDS),
+                ));
+            }
+            for id in &list.0 {
+                validate_id(&field(name), id)?;
+            }
+        }
+        if self.environments.len() > limits::ENVIRONMENTS {
+            return Err(ValidationError::new(
+                field("environments"),
+                format!("must hold at most {} entries", limits::ENVIRONMENTS),
+            ));
+        }
+        for environment in &self.environments {
+            validate_id(&field("environments"), environment)?;
+        }
+        if self.environment_overrides.len() > limits::ENVIRONMENTS {
+            return Err(ValidationError::new(
+                field("environment_overrides"),
+                format!("must hold at most {} entries", limits::ENVIRONMENTS),
+            ));
+        }
+        for environment in self.environment_overrides.keys() {
+            validate_id(&field("environment_overrides"), environment)?;
+        }
+        if let (Some(starts_at), Some(expires_at)) = (self.starts_at, self.expires_at)
+            && starts_at >= expires_at
+        {
+            return Err(ValidationError::new(
+                field("expires_at"),
+                "must be later than starts_at",
+            ));
+        }
+        if self.tags.len() > limits::TAGS {
+            return Err(ValidationError::new(
+                field("tags"),
+                format!("must hold at most {} tags", limits::TAGS),
+            ));
+        }
+        for tag in &self.tags {
+            validate_id(&field("tags"), tag)?;
+        }
+        let metadata_bytes = serde_json::to_vec(&self.metadata).map_or(usize::MAX, |json| json.len());
+        if metadata_bytes > limits::METADATA_BYTES {
+            return Err(ValidationError::new(
+                field("metadata"),
+                format!("must be at most {} bytes as JSON", limits::METADATA_BYTES),
+            ));
+        }
+        if let Some(group) = &self.group {
+            validate_name(&field("group"), group)?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored flag: name, definition, and the store's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    pub name: FlagName,
+    #[serde(flatten)]
+    pub spec: FlagSpec,
+    /// Global revision of the flag's last change.
+    pub revision: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_by: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> FlagSpec {
+        FlagSpec {
+            percentage: 12.5,
+            whitelist: ["u1".to_string()].into_iter().collect(),
+            environments: vec!["prod".into()],
+            ..FlagSpec::default()
+        }
+    }
+
+    fn rejected_field(spec: FlagSpec) -> String {
+        spec.validate("flag").unwrap_err().field
+    }
+
+    #[test]
+    fn accepts_a_valid_spec() {
+        assert_eq!(valid().validate("flag"), Ok(()));
+    }
+
+    #[test]
+    fn rejects_each_limit_naming_the_field() {
+        let with = |change: fn(&mut FlagSpec)| {
+            let mut spec = valid();
+            change(&mut spec);
+            rejected_field(spec)
+        };
+        assert_eq!(with(|s| s.percentage = 100.5), "flag.percentage");
+        assert_eq!(with(|s| s.percentage = -1.0), "flag.percentage");
+        assert_eq!(with(|s| s.percentage = f64::NAN), "flag.percentage");
+        assert_eq!(
+            with(|s| s.blacklist = [String::new()].into_iter().collect()),
+            "flag.blacklist"
+        );
+        assert_eq!(
+            with(|s| s.whitelist = (0..10_001).map(|i| i.to_string()).collect()),
+            "flag.whitelist"
+        );
+        assert_eq!(with(|s| s.tags = vec!["x".repeat(257)]), "flag.tags");
+        assert_eq!(with(|s| s.group = Some("bad name".into())), "flag.group");
+        assert_eq!(
+            with(|s| {
+                s.starts_at = Some(DateTime::UNIX_EPOCH);
+                s.expires_at = Some(DateTime::UNIX_EPOCH);
+            }),
+            "flag.expires_at"
+        );
+    }
+
+    #[test]
+    fn merge_copies_only_named_fields() {
+        let mut target = valid();
+        let source = FlagSpec {
+            enabled: true,
+            percentage: 50.0,
+            description: "new".into(),
+            ..FlagSpec::default()
+        };
+        target.merge(source, &[FlagField::Percentage, FlagField::Enabled]);
+        assert!(target.enabled);
+        assert_eq!(target.percentage, 50.0);
+        assert_eq!(target.description, "");
+        assert!(target.whitelist.contains("u1"));
+        assert_eq!(target.environments, vec!["prod".to_string()]);
+    }
+
+    #[test]
+    fn every_field_has_a_path() {
+        for field in FlagField::ALL {
+            assert_eq!(FlagField::from_path(field.path()), Some(field));
+        }
+        assert_eq!(FlagField::from_path("name"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Input limits and the error that names the offending field.
+
+/// Limits on what a flag may hold; documented in the README.
+pub mod limits {
+    /// Longest flag or group name, in characters (all ASCII).
+    pub const NAME_CHARS: usize = 128;
+    /// Most ids in a whitelist or blacklist.
+    pub const LIST_IDS: usize = 10_000;
+    /// Longest user id, environment or tag, in bytes.
+    pub const ID_BYTES: usize = 256;
+    /// Most tags on a flag.
+    pub const TAGS: usize = 100;
+    /// Most entries in `environments`, and in `environment_overrides`.
+    pub const ENVIRONMENTS: usize = 100;
+    /// Largest metadata, as JSON, in bytes.
+    pub const METADATA_BYTES: usize = 64 * 1024;
+    /// Longest description or reason, in bytes.
+    pub const TEXT_BYTES: usize = 4096;
+    /// Most flag names in one BulkEvaluate.
+    pub const BULK_FLAGS: usize = 1000;
+}
+
+/// A rejected input: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a flag or group name: 1-128 characters of `[A-Za-z0-9._-]`,
+/// starting with a letter or digit.
+pub fn validate_name(field: &str, name: &str) -> Result<(), ValidationError> {
+    if name.is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if name.len() > limits::NAME_CHARS {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {} characters", limits::NAME_CHARS),
+        ));
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(ValidationError::new(
+            field,
+            "must start with a letter or digit",
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(ValidationError::new(
+            field,
+            "may contain only letters, digits, '.', '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a short identifier (user id, environment, tag): non-empty, at most
+/// `limits::ID_BYTES` bytes.
+pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), ValidationError> {
+    if id.is_empty() {
+        return Err(ValidationError::new(field, "must not contain empty strings"));
+    }
+    if id.len() > limits::ID_BYTES {
+        return Err(ValidationError::new(
+            field,
+            format!("entries must be at most {} bytes", limits::ID_BYTES),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "0", "ui.dashboard.new_layout", "checkout-v2", "A_b.c-d"] {
+            assert!(validate_name("name", ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(129);
+        for bad in ["", ".a", "-a", "_a", "a b", "a/b", "é", "a:b", long.as_str()] {
+            let err = validate_name("name", bad).unwrap_err();
+            assert_eq!(err.field, "name", "{bad}");
+        }
+        assert!(validate_name("name", &"a".repeat(128)).is_ok());
+    }
+}

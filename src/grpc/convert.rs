@@ -1,0 +1,308 @@
+//! Conversions between protobuf messages and domain types, and the one
+//! mapping of [`Error`] to [`Status`]. Incoming messages are destructured
+//! exhaustively so a new proto field fails the build until it is handled.
+
+use chrono::{DateTime, Utc};
+use prost_types::{Struct, Timestamp, Value, value::Kind};
+use tonic::Status;
+
+use super::pb;
+use crate::domain::{
+    AuditAction, AuditEntry, Flag, FlagField, FlagSpec, Group, Metadata, Reason, UserSet,
+};
+use crate::error::{Error, Result};
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::InvalidArgument { field, message } => {
+                Status::invalid_argument(format!("{field}: {message}"))
+            }
+            Error::NotFound(message) => Status::not_found(message),
+            Error::AlreadyExists(message) => Status::already_exists(message),
+            err @ Error::Conflict { .. } => Status::aborted(err.to_string()),
+            Error::FailedPrecondition(message) => Status::failed_precondition(message),
+            Error::Unavailable(message) => Status::unavailable(message),
+            // Logged where it arose; the client learns nothing internal.
+            Error::Internal(_) => Status::internal("internal error"),
+        }
+    }
+}
+
+pub fn reason(reason: Reason) -> pb::Reason {
+    match reason {
+        Reason::FlagNotFound => pb::Reason::FlagNotFound,
+        Reason::Disabled => pb::Reason::Disabled,
+        Reason::NotStarted => pb::Reason::NotStarted,
+        Reason::Expired => pb::Reason::Expired,
+        Reason::EnvironmentNotAllowed => pb::Reason::EnvironmentNotAllowed,
+        Reason::Blacklisted => pb::Reason::Blacklisted,
+        Reason::Whitelisted => pb::Reason::Whitelisted,
+        Reason::EnvironmentOverride => pb::Reason::EnvironmentOverride,
+        Reason::PercentageRollout => pb::Reason::PercentageRollout,
+        Reason::OutsideRollout => pb::Reason::OutsideRollout,
+    }
+}
+
+fn audit_action(action: AuditAction) -> pb::AuditAction {
+    match action {
+        AuditAction::Create => pb::AuditAction::Create,
+        AuditAction::Update => pb::AuditAction::Update,
+        AuditAction::Delete => pb::AuditAction::Delete,
+    }
+}
+
+pub fn timestamp_to_pb(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn timestamp_from_pb(field: &str, ts: Timestamp) -> Result<DateTime<Utc>> {
+    u32::try_from(ts.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos))
+        .filter(|_| (0..1_000_000_000).contains(&ts.nanos))
+        .ok_or_else(|| Error::invalid(field, "is not a valid timestamp"))
+}
+
+fn metadata_from_pb(field: &str, value: Struct) -> Result<Metadata> {
+    value
+        .fields
+        .into_iter()
+        .map(|(key, value)| Ok((key, json_from_pb(field, value)?)))
+        .collect()
+}
+
+fn json_from_pb(field: &str, value: Value) -> Result<serde_json::Value> {
+    use serde_json::Value as Json;
+    Ok(match value.kind {
+        None | Some(Kind::NullValue(_)) => Json::Null,
+        Some(Kind::BoolValue(b)) => Json::Bool(b),
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n)
+            .map(Json::Number)
+            .ok_or_else(|| Error::invalid(field, "numbers must be finite"))?,
+        Some(Kind::StringValue(s)) => Json::String(s),
+        Some(Kind::ListValue(list)) => Json::Array(
+            list.values
+                .into_iter()
+                .map(|v| json_from_pb(field, v))
+                .collect::<Result<_>>()?,
+        ),
+        Some(Kind::StructValue(s)) => Json::Object(metadata_from_pb(field, s)?),
+    })
+}
+
+fn metadata_to_pb(metadata: &Metadata) -> Struct {
+    Struct {
+        fields: metadata
+            .iter()
+            .map(|(key, value)| (key.clone(), json_to_pb(value)))
+            .collect(),
+    }
+}
+
+fn json_to_pb(value: &serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    let kind = match value {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Json::String(s) => Kind::StringValue(s.clone()),
+        Json::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_to_pb).collect(),
+        }),
+        Json::Object(map) => Kind::StructValue(metadata_to_pb(map)),
+    };
+    Value { kind: Some(kind) }
+}
+
+/// Splits an incoming flag into its name and spec. Output-only fields are
+/// ignored. Checks only what the conversion needs; limits are the domain's.
+pub fn flag_from_pb(flag: pb::Flag) -> Result<(String, FlagSpec)> {
+    let pb::Flag {
+        name,
+        description,
+        enabled,
+        percentage,
+        whitelist,
+        blacklist,
+        environments,
+        environment_overrides,
+        starts_at,
+        expires_at,
+        tags,
+        metadata,
+        group,
+        revision: _,
+        created_at: _,
+        updated_at: _,
+        created_by: _,
+        updated_by: _,
+    } = flag;
+    let spec = FlagSpec {
+        description,
+        enabled,
+        percentage,
+        whitelist: UserSet::from_iter(whitelist),
+        blacklist: UserSet::from_iter(blacklist),
+        environments,
+        environment_overrides: environment_overrides.into_iter().collect(),
+        starts_at: starts_at
+            .map(|ts| timestamp_from_pb("flag.starts_at", ts))
+            .transpose()?,
+        expires_at: expires_at
+            .map(|ts| timestamp_from_pb("flag.expires_at", ts))
+            .transpose()?,
+        tags,
+        metadata: metadata
+            .map(|m| metadata_from_pb("flag.metadata", m))
+            .transpose()?
+            .unwrap_or_default(),
+        group: Some(group).filter(|group| !group.is_empty()),
+    };
+    Ok((name, spec))
+}
+
+pub fn flag_to_pb(flag: &Flag) -> pb::Flag {
+    let spec = &flag.spec;
+    pb::Flag {
+        name: flag.name.to_string(),
+        description: spec.description.clone(),
+        enabled: spec.enabled,
+        percentage: spec.percentage,
+        whitelist: spec.whitelist.sorted().into_iter().map(str::to_owned).collect(),
+        blacklist: spec.blacklist.sorted().into_iter().map(str::to_owned).collect(),
+        environments: spec.environments.clone(),
+        environment_overrides: spec
+            .environment_overrides
+            .iter()
+            .map(|(env, on)| (env.clone(), *on))
+            .collect(),
+        starts_at: spec.starts_at.map(timestamp_to_pb),
+        expires_at: spec.expires_at.map(timestamp_to_pb),
+        tags: spec.tags.clone(),
+        metadata: Some(metadata_to_pb(&spec.metadata)),
+        group: spec.group.clone().unwrap_or_default(),
+        revision: flag.revision,
+        created_at: Some(timestamp_to_pb(flag.created_at)),
+        updated_at: Some(timestamp_to_pb(flag.updated_at)),
+        created_by: flag.created_by.clone(),
+        updated_by: flag.updated_by.clone(),
+    }
+}
+
+/// The update mask's paths as fields; `*` means all. Unknown paths are rejected.
+pub fn update_fields(mask: Option<prost_types::FieldMask>) -> Result<Vec<FlagField>> {
+    let paths = mask.map(|mask| mask.paths).unwrap_or_default();
+    if paths.iter().any(|path| path == "*") {
+        if paths.len() > 1 {
+            return Err(Error::invalid(
+                "update_mask",
+                "\"*\" must be the only path",
+            ));
+        }
+        return Ok(FlagField::ALL.to_vec());
+    }
+    let mut fields = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let field = FlagField::from_path(path).ok_or_else(|| {
+            Error::invalid(
+                "update_mask",
+                format!("unknown or immutable field path '{path}'"),
+            )
+        })?;
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    Ok(fields)
+}
+
+pub fn audit_entry_to_pb(entry: &AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        id: entry.id,
+        flag_name: entry.flag_name.clone(),
+        action: audit_action(entry.action) as i32,
+        actor: entry.actor.clone(),
+        reason: entry.reason.clone(),
+        before: entry.before.as_ref().map(flag_to_pb),
+        after: entry.after.as_ref().map(flag_to_pb),
+        revision: entry.revision,
+        created_at: Some(timestamp_to_pb(entry.created_at)),
+    }
+}
+
+pub fn group_to_pb(group: &Group) -> pb::Group {
+    pb::Group {
+        name: group.name.clone(),
+        description: group.description.clone(),
+        created_at: Some(timestamp_to_pb(group.created_at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid_field(err: Error) -> String {
+        let status = Status::from(err);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        status.message().split(':').next().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn rejects_bad_timestamps_naming_the_field() {
+        let flag = pb::Flag {
+            starts_at: Some(Timestamp {
+                seconds: 0,
+                nanos: -1,
+            }),
+            ..pb::Flag::default()
+        };
+        assert_eq!(invalid_field(flag_from_pb(flag).unwrap_err()), "flag.starts_at");
+    }
+
+    #[test]
+    fn rejects_non_finite_metadata_numbers() {
+        let metadata = Struct {
+            fields: [(
+                "x".to_string(),
+                Value {
+                    kind: Some(Kind::NumberValue(f64::INFINITY)),
+                },
+            )]
+            .into(),
+        };
+        let flag = pb::Flag {
+            metadata: Some(metadata),
+            ..pb::Flag::default()
+        };
+        assert_eq!(invalid_field(flag_from_pb(flag).unwrap_err()), "flag.metadata");
+    }
+
+    #[test]
+    fn update_masks() {
+        let mask = |paths: &[&str]| {
+            Some(prost_types::FieldMask {
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+            })
+        };
+        assert_eq!(
+            update_fields(mask(&["percentage", "enabled"])).unwrap(),
+            vec![FlagField::Percentage, FlagField::Enabled]
+        );
+        assert_eq!(update_fields(mask(&["*"])).unwrap().len(), 12);
+        assert_eq!(invalid_field(update_fields(mask(&["name"])).unwrap_err()), "update_mask");
+        assert_eq!(invalid_field(update_fields(mask(&["*", "tags"])).unwrap_err()), "update_mask");
+    }
+
+    #[test]
+    fn metadata_round_trips() {
+        let json = serde_json::json!({"a": 1.5, "b": [true, null, "s"], "c": {"d": 2.0}});
+        let metadata = json.as_object().unwrap().clone();
+        let back = metadata_from_pb("m", metadata_to_pb(&metadata)).unwrap();
+        assert_eq!(back, metadata);
+    }
+}

@@ -1,0 +1,183 @@
+//! `vexil.v1.FlagService`: flag and group management.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{audit_entry_to_pb, flag_from_pb, flag_to_pb, group_to_pb, update_fields};
+use super::pb;
+use crate::domain::Change;
+use crate::error::Error;
+use crate::service::{FlagFilter, FlagManager, Page};
+
+/// Request metadata naming who makes a change (until JWT subjects replace it).
+const ACTOR_HEADER: &str = "x-actor";
+const ANONYMOUS: &str = "anonymous";
+
+pub struct FlagServiceGrpc {
+    manager: FlagManager,
+}
+
+impl FlagServiceGrpc {
+    pub fn new(manager: FlagManager) -> Self {
+        Self { manager }
+    }
+}
+
+/// The actor of a change: the `x-actor` metadata, or "anonymous".
+fn actor<T>(request: &Request<T>) -> Result<String, Error> {
+    match request.metadata().get(ACTOR_HEADER) {
+        None => Ok(ANONYMOUS.to_string()),
+        Some(value) => match value.to_str().map(str::trim) {
+            Ok("") => Ok(ANONYMOUS.to_string()),
+            Ok(actor) => Ok(actor.to_string()),
+            Err(_) => Err(Error::invalid(ACTOR_HEADER, "must be printable ASCII")),
+        },
+    }
+}
+
+fn required<T>(field: &str, value: Option<T>) -> Result<T, Error> {
+    value.ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+#[tonic::async_trait]
+impl pb::flag_service_server::FlagService for FlagServiceGrpc {
+    async fn create_flag(
+        &self,
+        request: Request<pb::CreateFlagRequest>,
+    ) -> Result<Response<pb::Flag>, Status> {
+        let actor = actor(&request)?;
+        let pb::CreateFlagRequest { flag, reason } = request.into_inner();
+        let (name, spec) = flag_from_pb(required("flag", flag)?)?;
+        let flag = self
+            .manager
+            .create_flag(name, spec, Change { actor, reason })
+            .await?;
+        Ok(Response::new(flag_to_pb(&flag)))
+    }
+
+    async fn get_flag(
+        &self,
+        request: Request<pb::GetFlagRequest>,
+    ) -> Result<Response<pb::Flag>, Status> {
+        let pb::GetFlagRequest { name } = request.into_inner();
+        let flag = self.manager.get_flag(&name).await?;
+        Ok(Response::new(flag_to_pb(&flag)))
+    }
+
+    async fn list_flags(
+        &self,
+        request: Request<pb::ListFlagsRequest>,
+    ) -> Result<Response<pb::ListFlagsResponse>, Status> {
+        let pb::ListFlagsRequest {
+            environment,
+            tag,
+            enabled,
+            group,
+            skip,
+            limit,
+        } = request.into_inner();
+        let filter = FlagFilter {
+            environment,
+            tag,
+            enabled,
+            group,
+        };
+        let (flags, total) = self
+            .manager
+            .list_flags(filter, Page { skip, limit })
+            .await?;
+        Ok(Response::new(pb::ListFlagsResponse {
+            flags: flags.iter().map(flag_to_pb).collect(),
+            total,
+        }))
+    }
+
+    async fn update_flag(
+        &self,
+        request: Request<pb::UpdateFlagRequest>,
+    ) -> Result<Response<pb::Flag>, Status> {
+        let actor = actor(&request)?;
+        let pb::UpdateFlagRequest {
+            flag,
+            update_mask,
+            reason,
+            expected_revision,
+        } = request.into_inner();
+        let (name, values) = flag_from_pb(required("flag", flag)?)?;
+        let fields = update_fields(update_mask)?;
+        let flag = self
+            .manager
+            .update_flag(name, values, fields, Change { actor, reason }, expected_revision)
+            .await?;
+        Ok(Response::new(flag_to_pb(&flag)))
+    }
+
+    async fn delete_flag(
+        &self,
+        request: Request<pb::DeleteFlagRequest>,
+    ) -> Result<Response<pb::DeleteFlagResponse>, Status> {
+        let actor = actor(&request)?;
+        let pb::DeleteFlagRequest {
+            name,
+            reason,
+            expected_revision,
+        } = request.into_inner();
+        let revision = self
+            .manager
+            .delete_flag(&name, Change { actor, reason }, expected_revision)
+            .await?;
+        Ok(Response::new(pb::DeleteFlagResponse { revision }))
+    }
+
+    async fn get_audit_trail(
+        &self,
+        request: Request<pb::GetAuditTrailRequest>,
+    ) -> Result<Response<pb::GetAuditTrailResponse>, Status> {
+        let pb::GetAuditTrailRequest {
+            flag_name,
+            skip,
+            limit,
+        } = request.into_inner();
+        let (entries, total) = self
+            .manager
+            .audit_trail(&flag_name, Page { skip, limit })
+            .await?;
+        Ok(Response::new(pb::GetAuditTrailResponse {
+            entries: entries.iter().map(audit_entry_to_pb).collect(),
+            total,
+        }))
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let pb::CreateGroupRequest { group } = request.into_inner();
+        let pb::Group {
+            name,
+            description,
+            created_at: _,
+        } = required("group", group)?;
+        let group = self.manager.create_group(name, description).await?;
+        Ok(Response::new(group_to_pb(&group)))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let pb::ListGroupsRequest {} = request.into_inner();
+        let groups = self.manager.list_groups().await?;
+        Ok(Response::new(pb::ListGroupsResponse {
+            groups: groups.iter().map(group_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let pb::DeleteGroupRequest { name } = request.into_inner();
+        self.manager.delete_group(&name).await?;
+        Ok(Response::new(pb::DeleteGroupResponse {}))
+    }
+}

@@ -1,0 +1,61 @@
+//! The `vexil` binary: parse the configuration, start logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+use vexil::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => vexil::migrate(&cli.config).await,
+        Command::Serve => serve(cli.config).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "vexil failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: vexil::Config) -> vexil::Result<()> {
+    let listener = TcpListener::bind(config.listen).await.map_err(|err| {
+        vexil::Error::Unavailable(format!("binding {}: {err}", config.listen))
+    })?;
+    vexil::run(config, listener, shutdown_signal()).await
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

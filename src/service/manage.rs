@@ -1,0 +1,202 @@
+//! Flag and group management: validate, write through the store (flag and
+//! audit in one transaction), then update this replica's cache.
+
+use std::sync::Arc;
+
+use crate::cache::FlagCache;
+use crate::domain::{
+    AuditEntry, Change, Flag, FlagField, FlagName, FlagSpec, Group, limits, validate_name,
+};
+use crate::error::{Error, Result};
+use crate::store::FlagStore;
+
+/// Page size when the caller asks for none.
+const DEFAULT_PAGE: u32 = 100;
+/// Largest page served.
+const MAX_PAGE: u32 = 1000;
+
+/// Pagination: `limit` 0 means the default, and it is capped at the maximum.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page {
+    pub skip: u32,
+    pub limit: u32,
+}
+
+impl Page {
+    fn limit(self) -> u32 {
+        match self.limit {
+            0 => DEFAULT_PAGE,
+            limit => limit.min(MAX_PAGE),
+        }
+    }
+}
+
+/// ListFlags filters; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct FlagFilter {
+    /// Flags that may be on in this environment.
+    pub environment: Option<String>,
+    pub tag: Option<String>,
+    pub enabled: Option<bool>,
+    pub group: Option<String>,
+}
+
+impl FlagFilter {
+    fn matches(&self, flag: &Flag) -> bool {
+        let spec = &flag.spec;
+        self.environment.as_ref().is_none_or(|env| {
+            spec.environments.is_empty() || spec.environments.contains(env)
+        }) && self.tag.as_ref().is_none_or(|tag| spec.tags.contains(tag))
+            && self.enabled.is_none_or(|enabled| spec.enabled == enabled)
+            && self
+                .group
+                .as_ref()
+                .is_none_or(|group| spec.group.as_ref() == Some(group))
+    }
+}
+
+#[derive(Clone)]
+pub struct FlagManager {
+    store: Arc<FlagStore>,
+    cache: Arc<FlagCache>,
+}
+
+impl FlagManager {
+    pub fn new(store: Arc<FlagStore>, cache: Arc<FlagCache>) -> Self {
+        Self { store, cache }
+    }
+
+    pub async fn create_flag(&self, name: String, spec: FlagSpec, change: Change) -> Result<Flag> {
+        let name = FlagName::parse("flag.name", name)?;
+        spec.validate("flag")?;
+        validate_change(&change, false)?;
+        let flag = self.store.create_flag(name, spec, &change).await?;
+        tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag created");
+        let flag = Arc::new(flag);
+        self.cache.upsert(flag.clone());
+        Ok(Arc::unwrap_or_clone(flag))
+    }
+
+    pub async fn get_flag(&self, name: &str) -> Result<Flag> {
+        validate_name("name", name)?;
+        self.store
+            .get_flag(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("flag '{name}' not found")))
+    }
+
+    /// One page of the flags matching `filter`, ordered by name, and the
+    /// number of matches.
+    pub async fn list_flags(&self, filter: FlagFilter, page: Page) -> Result<(Vec<Flag>, u64)> {
+        let matching: Vec<Flag> = self
+            .store
+            .list_flags()
+            .await?
+            .into_iter()
+            .filter(|flag| filter.matches(flag))
+            .collect();
+        let total = matching.len() as u64;
+        let flags = matching
+            .into_iter()
+            .skip(page.skip as usize)
+            .take(page.limit() as usize)
+            .collect();
+        Ok((flags, total))
+    }
+
+    /// Copies `fields` from `values` onto the stored flag.
+    pub async fn update_flag(
+        &self,
+        name: String,
+        values: FlagSpec,
+        fields: Vec<FlagField>,
+        change: Change,
+        expected_revision: Option<u64>,
+    ) -> Result<Flag> {
+        validate_name("flag.name", &name)?;
+        if fields.is_empty() {
+            return Err(Error::invalid(
+                "update_mask",
+                "must name at least one field (or \"*\")",
+            ));
+        }
+        validate_change(&change, true)?;
+        let flag = self
+            .store
+            .update_flag(&name, expected_revision, &change, |current| {
+                let mut spec = current.spec.clone();
+                spec.merge(values, &fields);
+                spec.validate("flag")?;
+                Ok(spec)
+            })
+            .await?;
+        tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag updated");
+        let flag = Arc::new(flag);
+        self.cache.upsert(flag.clone());
+        Ok(Arc::unwrap_or_clone(flag))
+    }
+
+    /// Deletes a flag; returns the deletion's revision.
+    pub async fn delete_flag(
+        &self,
+        name: &str,
+        change: Change,
+        expected_revision: Option<u64>,
+    ) -> Result<u64> {
+        let flag_name = FlagName::parse("name", name)?;
+        validate_change(&change, true)?;
+        let revision = self
+            .store
+            .delete_flag(name, expected_revision, &change)
+            .await?;
+        tracing::info!(flag = %flag_name, revision, actor = %change.actor, "flag deleted");
+        self.cache.remove(flag_name, revision);
+        Ok(revision)
+    }
+
+    pub async fn audit_trail(&self, flag_name: &str, page: Page) -> Result<(Vec<AuditEntry>, u64)> {
+        validate_name("flag_name", flag_name)?;
+        self.store
+            .audit_trail(flag_name, u64::from(page.skip), u64::from(page.limit()))
+            .await
+    }
+
+    pub async fn create_group(&self, name: String, description: String) -> Result<Group> {
+        validate_name("group.name", &name)?;
+        if description.len() > limits::TEXT_BYTES {
+            return Err(Error::invalid(
+                "group.description",
+                format!("must be at most {} bytes", limits::TEXT_BYTES),
+            ));
+        }
+        self.store.create_group(name, description).await
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<Group>> {
+        self.store.list_groups().await
+    }
+
+    pub async fn delete_group(&self, name: &str) -> Result<()> {
+        validate_name("name", name)?;
+        self.store.delete_group(name).await
+    }
+}
+
+fn validate_change(change: &Change, reason_required: bool) -> Result<()> {
+    if reason_required && change.reason.trim().is_empty() {
+        return Err(Error::invalid("reason", "is required"));
+    }
+    if change.reason.len() > limits::TEXT_BYTES {
+        return Err(Error::invalid(
+            "reason",
+            format!("must be at most {} bytes", limits::TEXT_BYTES),
+        ));
+    }
+    if change.actor.len() > limits::ID_BYTES {
+        return Err(Error::invalid(
+            "x-actor",
+            format!("must be at most {} bytes", limits::ID_BYTES),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Conversions between sea-orm models and domain types, and the
+//! classification of database errors into the service's [`Error`].
+
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::entities::{audit, flag, group};
+use crate::domain::{AuditAction, AuditEntry, Flag, FlagName, FlagSpec, Group};
+use crate::error::Error;
+
+/// Maps a database error to what the caller can do about it: connection
+/// trouble is UNAVAILABLE (retry), a unique violation ALREADY_EXISTS, a
+/// foreign-key violation FAILED_PRECONDITION, anything else INTERNAL.
+pub(super) fn db_error(err: DbErr) -> Error {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(detail)) => return Error::AlreadyExists(detail),
+        Some(SqlErr::ForeignKeyConstraintViolation(detail)) => {
+            return Error::FailedPrecondition(detail);
+        }
+        _ => {}
+    }
+    if is_connection_error(&err) {
+        tracing::warn!(error = %err, "database unavailable");
+        return Error::Unavailable("the flag store is unavailable".into());
+    }
+    tracing::error!(error = %err, "database error");
+    Error::Internal(format!("database error: {err}"))
+}
+
+fn is_connection_error(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            matches!(
+                sqlx.as_ref(),
+                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
+            )
+        }
+        _ => false,
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|err| Error::Internal(format!("encoding json: {err}")))
+}
+
+fn from_json<T: DeserializeOwned>(column: &str, value: serde_json::Value) -> Result<T, Error> {
+    serde_json::from_value(value)
+        .map_err(|err| Error::Internal(format!("decoding stored {column}: {err}")))
+}
+
+fn to_revision(revision: i64) -> u64 {
+    u64::try_from(revision).unwrap_or_default()
+}
+
+pub(super) fn from_revision(revision: u64) -> Result<i64, Error> {
+    i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))
+}
+
+pub(super) fn flag_to_model(flag: &Flag) -> Result<flag::Model, Error> {
+    let spec = &flag.spec;
+    Ok(flag::Model {
+        name: flag.name.to_string(),
+        description: spec.description.clone(),
+        enabled: spec.enabled,
+        percentage: spec.percentage,
+        whitelist: to_json(&spec.whitelist)?,
+        blacklist: to_json(&spec.blacklist)?,
+        environments: to_json(&spec.environments)?,
+        environment_overrides: to_json(&spec.environment_overrides)?,
+        starts_at: spec.starts_at,
+        expires_at: spec.expires_at,
+        tags: to_json(&spec.tags)?,
+        metadata: serde_json::Value::Object(spec.metadata.clone()),
+        group_name: spec.group.clone(),
+        revision: from_revision(flag.revision)?,
+        created_at: flag.created_at,
+        updated_at: flag.updated_at,
+        created_by: flag.created_by.clone(),
+        updated_by: flag.updated_by.clone(),
+    })
+}
+
+pub(super) fn flag_from_model(model: flag::Model) -> Result<Flag, Error> {
+    let name = FlagName::parse("name", model.name)
+        .map_err(|err| Error::Internal(format!("stored flag name is invalid: {}", err.message)))?;
+    Ok(Flag {
+        name,
+        spec: FlagSpec {
+            description: model.description,
+            enabled: model.enabled,
+            percentage: model.percentage,
+            whitelist: from_json("whitelist", model.whitelist)?,
+            blacklist: from_json("blacklist", model.blacklist)?,
+            environments: from_json("environments", model.environments)?,
+            environment_overrides: from_json(
+                "environment_overrides",
+                model.environment_overrides,
+            )?,
+            starts_at: model.starts_at,
+            expires_at: model.expires_at,
+            tags: from_json("tags", model.tags)?,
+            metadata: from_json("metadata", model.metadata)?,
+            group: model.group_name,
+        },
+        revision: to_revision(model.revision),
+        created_at: model.created_at,
+        updated_at: model.updated_at,
+        created_by: model.created_by,
+        updated_by: model.updated_by,
+    })
+}
+
+pub(super) fn snapshot(flag: Option<&Flag>) -> Result<Option<serde_json::Value>, Error> {
+    flag.map(to_json).transpose()
+}
+
+pub(super) fn audit_from_model(model: audit::Model) -> Result<AuditEntry, Error> {
+    let action = AuditAction::parse(&model.action).ok_or_else(|| {
+        Error::Internal(format!("stored audit action is invalid: {}", model.action))
+    })?;
+    Ok(AuditEntry {
+        id: to_revision(model.id),
+        flag_name: model.flag_name,
+        action,
+        actor: model.actor,
+        reason: model.reason,
+        before: model.before.map(|v| from_json("before", v)).transpose()?,
+        after: model.after.map(|v| from_json("after", v)).transpose()?,
+        revision: to_revision(model.revision),
+        created_at: model.created_at,
+    })
+}
+
+pub(super) fn group_from_model(model: group::Model) -> Group {
+    Group {
+        name: model.name,
+        description: model.description,
+        created_at: model.created_at,
+    }
+}

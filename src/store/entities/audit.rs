@@ -1,0 +1,21 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "feature_flag_audits")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub flag_name: String,
+    pub action: String,
+    pub actor: String,
+    pub reason: String,
+    pub before: Option<Json>,
+    pub after: Option<Json>,
+    pub revision: i64,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

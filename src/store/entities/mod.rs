@@ -1,0 +1,5 @@
+//! sea-orm entities, one per table. Models never leave `store/`.
+
+pub mod audit;
+pub mod flag;
+pub mod group;

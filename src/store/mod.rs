@@ -1,0 +1,407 @@
+//! Persistence: the only module that imports sea_orm. Every flag change
+//! writes the flag row, its audit row and the next global revision in one
+//! transaction.
+
+mod convert;
+mod entities;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectOptions,
+    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, TransactionTrait,
+};
+use tokio::sync::{Mutex, MutexGuard};
+
+use self::convert::{
+    audit_from_model, db_error, flag_from_model, flag_to_model, from_revision, group_from_model,
+    snapshot,
+};
+use self::entities::{audit, flag, group};
+use crate::domain::{AuditAction, AuditEntry, Change, Flag, FlagName, FlagSpec, Group};
+use crate::error::{Error, Result};
+
+/// How long a connection attempt or a wait for a pooled connection may take
+/// before the store reports itself unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits for another writer's lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Arbitrary key of the PostgreSQL advisory lock that serializes migrations
+/// of replicas starting together.
+const MIGRATION_LOCK_KEY: i64 = 0x7665_7869_6c00;
+
+trait DbResultExt<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> DbResultExt<T> for std::result::Result<T, DbErr> {
+    fn db(self) -> Result<T> {
+        self.map_err(db_error)
+    }
+}
+
+/// The flag store on SQLite or PostgreSQL.
+pub struct FlagStore {
+    db: DatabaseConnection,
+    /// Serializes this replica's write transactions: SQLite has one writer
+    /// and fails a deferred transaction that cannot upgrade its lock. Across
+    /// replicas (PostgreSQL) the revision row lock does the same.
+    write_lock: Mutex<()>,
+}
+
+/// An open write transaction holding the next global revision.
+struct Write<'a> {
+    txn: DatabaseTransaction,
+    revision: u64,
+    _serialized: MutexGuard<'a, ()>,
+}
+
+impl FlagStore {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut options = ConnectOptions::new(url);
+        options
+            .connect_timeout(CONNECT_TIMEOUT)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await.db()?;
+        Ok(Self {
+            db,
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    /// Applies pending migrations. Replicas starting together on PostgreSQL
+    /// take turns through an advisory lock.
+    pub async fn migrate(&self) -> Result<()> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Migrator::up(&self.db, None).await.db();
+        }
+        let lock = self.db.begin().await.db()?;
+        lock.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [MIGRATION_LOCK_KEY.into()],
+        ))
+        .await
+        .db()?;
+        Migrator::up(&self.db, None).await.db()?;
+        lock.commit().await.db()
+    }
+
+    pub async fn close(self) {
+        if let Err(err) = self.db.close().await {
+            tracing::warn!(error = %err, "closing the database");
+        }
+    }
+
+    /// Every flag and a revision the snapshot is at least as new as.
+    /// The revision is read first: a change committed in between shows up in
+    /// the flags, never the other way round.
+    pub async fn load_all(&self) -> Result<(Vec<Flag>, u64)> {
+        let revision = read_revision(&self.db).await?;
+        let flags = self.list_flags().await?;
+        Ok((flags, revision))
+    }
+
+    /// The last assigned global revision.
+    pub async fn revision(&self) -> Result<u64> {
+        read_revision(&self.db).await
+    }
+
+    pub async fn get_flag(&self, name: &str) -> Result<Option<Flag>> {
+        flag::Entity::find_by_id(name)
+            .one(&self.db)
+            .await
+            .db()?
+            .map(flag_from_model)
+            .transpose()
+    }
+
+    /// Every flag, ordered by name.
+    pub async fn list_flags(&self) -> Result<Vec<Flag>> {
+        flag::Entity::find()
+            .order_by_asc(flag::Column::Name)
+            .all(&self.db)
+            .await
+            .db()?
+            .into_iter()
+            .map(flag_from_model)
+            .collect()
+    }
+
+    pub async fn create_flag(&self, name: FlagName, spec: FlagSpec, change: &Change) -> Result<Flag> {
+        let write = self.begin_write().await?;
+        if find_flag(&write.txn, name.as_str()).await?.is_some() {
+            return Err(Error::AlreadyExists(format!("flag '{name}' already exists")));
+        }
+        ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
+        let now = Utc::now();
+        let flag = Flag {
+            name,
+            spec,
+            revision: write.revision,
+            created_at: now,
+            updated_at: now,
+            created_by: change.actor.clone(),
+            updated_by: change.actor.clone(),
+        };
+        flag::Entity::insert(flag_to_model(&flag)?.into_active_model().reset_all())
+            .exec_without_returning(&write.txn)
+            .await
+            .db()?;
+        record_audit(&write, AuditAction::Create, change, None, Some(&flag)).await?;
+        write.txn.commit().await.db()?;
+        Ok(flag)
+    }
+
+    /// Replaces the flag's spec with `apply(current)`, if the flag exists and
+    /// is at `expected_revision` (when given).
+    pub async fn update_flag(
+        &self,
+        name: &str,
+        expected_revision: Option<u64>,
+        change: &Change,
+        apply: impl FnOnce(&Flag) -> Result<FlagSpec>,
+    ) -> Result<Flag> {
+        let write = self.begin_write().await?;
+        let current = find_flag(&write.txn, name)
+            .await?
+            .ok_or_else(|| flag_not_found(name))?;
+        check_revision(expected_revision, current.revision)?;
+        let spec = apply(&current)?;
+        ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
+        let updated = Flag {
+            spec,
+            revision: write.revision,
+            updated_at: Utc::now(),
+            updated_by: change.actor.clone(),
+            ..current.clone()
+        };
+        flag::Entity::update(flag_to_model(&updated)?.into_active_model().reset_all())
+            .exec(&write.txn)
+            .await
+            .db()?;
+        record_audit(&write, AuditAction::Update, change, Some(&current), Some(&updated)).await?;
+        write.txn.commit().await.db()?;
+        Ok(updated)
+    }
+
+    /// Deletes the flag and returns the deletion's revision.
+    pub async fn delete_flag(
+        &self,
+        name: &str,
+        expected_revision: Option<u64>,
+        change: &Change,
+    ) -> Result<u64> {
+        let write = self.begin_write().await?;
+        let current = find_flag(&write.txn, name)
+            .await?
+            .ok_or_else(|| flag_not_found(name))?;
+        check_revision(expected_revision, current.revision)?;
+        flag::Entity::delete_by_id(name)
+            .exec(&write.txn)
+            .await
+            .db()?;
+        record_audit(&write, AuditAction::Delete, change, Some(&current), None).await?;
+        let revision = write.revision;
+        write.txn.commit().await.db()?;
+        Ok(revision)
+    }
+
+    /// One page of a flag's audit entries, newest first, and their total.
+    pub async fn audit_trail(
+        &self,
+        flag_name: &str,
+        skip: u64,
+        limit: u64,
+    ) -> Result<(Vec<AuditEntry>, u64)> {
+        let query = audit::Entity::find().filter(audit::Column::FlagName.eq(flag_name));
+        let total = query.clone().count(&self.db).await.db()?;
+        let entries = query
+            .order_by_desc(audit::Column::Revision)
+            .offset(skip)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .db()?
+            .into_iter()
+            .map(audit_from_model)
+            .collect::<Result<_>>()?;
+        Ok((entries, total))
+    }
+
+    pub async fn create_group(&self, name: String, description: String) -> Result<Group> {
+        let write = self.lock_writes().await?;
+        let model = group::Model {
+            name,
+            description,
+            created_at: Utc::now(),
+        };
+        let inserted = group::Entity::insert(model.clone().into_active_model().reset_all())
+            .on_conflict(OnConflict::column(group::Column::Name).do_nothing().to_owned())
+            .exec_without_returning(&write.txn)
+            .await
+            .db()?;
+        if inserted == 0 {
+            return Err(Error::AlreadyExists(format!(
+                "group '{}' already exists",
+                model.name
+            )));
+        }
+        write.txn.commit().await.db()?;
+        Ok(group_from_model(model))
+    }
+
+    /// Every group, ordered by name.
+    pub async fn list_groups(&self) -> Result<Vec<Group>> {
+        Ok(group::Entity::find()
+            .order_by_asc(group::Column::Name)
+            .all(&self.db)
+            .await
+            .db()?
+            .into_iter()
+            .map(group_from_model)
+            .collect())
+    }
+
+    pub async fn delete_group(&self, name: &str) -> Result<()> {
+        let write = self.lock_writes().await?;
+        let members = flag::Entity::find()
+            .filter(flag::Column::GroupName.eq(name))
+            .count(&write.txn)
+            .await
+            .db()?;
+        if members > 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "group '{name}' still has {members} flag(s); move or delete them first"
+            )));
+        }
+        let deleted = group::Entity::delete_by_id(name)
+            .exec(&write.txn)
+            .await
+            .db()?;
+        if deleted.rows_affected == 0 {
+            return Err(Error::NotFound(format!("group '{name}' not found")));
+        }
+        write.txn.commit().await.db()
+    }
+
+    /// Opens a write transaction and takes the next global revision. The
+    /// counter row stays locked until commit, so revisions become visible in
+    /// the order they are assigned, even across replicas.
+    async fn begin_write(&self) -> Result<Write<'_>> {
+        self.open_write("UPDATE feature_flag_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision")
+            .await
+    }
+
+    /// Opens a write transaction that serializes with flag writes (it locks
+    /// the counter row) without taking a revision: for group changes.
+    async fn lock_writes(&self) -> Result<Write<'_>> {
+        self.open_write("UPDATE feature_flag_revision SET revision = revision WHERE id = 1 RETURNING revision")
+            .await
+    }
+
+    async fn open_write(&self, counter_sql: &str) -> Result<Write<'_>> {
+        let serialized = self.write_lock.lock().await;
+        let txn = self.db.begin().await.db()?;
+        let row = txn
+            .query_one_raw(Statement::from_string(
+                txn.get_database_backend(),
+                counter_sql,
+            ))
+            .await
+            .db()?
+            .ok_or_else(|| Error::Internal("the revision counter row is missing".into()))?;
+        let revision: i64 = row.try_get("", "revision").db()?;
+        Ok(Write {
+            txn,
+            revision: u64::try_from(revision).unwrap_or_default(),
+            _serialized: serialized,
+        })
+    }
+}
+
+async fn read_revision(db: &impl ConnectionTrait) -> Result<u64> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT revision FROM feature_flag_revision WHERE id = 1",
+        ))
+        .await
+        .db()?
+        .ok_or_else(|| Error::Internal("the revision counter row is missing".into()))?;
+    let revision: i64 = row.try_get("", "revision").db()?;
+    Ok(u64::try_from(revision).unwrap_or_default())
+}
+
+async fn find_flag(txn: &DatabaseTransaction, name: &str) -> Result<Option<Flag>> {
+    flag::Entity::find_by_id(name)
+        .one(txn)
+        .await
+        .db()?
+        .map(flag_from_model)
+        .transpose()
+}
+
+fn flag_not_found(name: &str) -> Error {
+    Error::NotFound(format!("flag '{name}' not found"))
+}
+
+fn check_revision(expected: Option<u64>, actual: u64) -> Result<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(Error::Conflict { expected, actual }),
+        _ => Ok(()),
+    }
+}
+
+async fn ensure_group_exists(txn: &DatabaseTransaction, group: Option<&str>) -> Result<()> {
+    let Some(group) = group else {
+        return Ok(());
+    };
+    let found = group::Entity::find_by_id(group).one(txn).await.db()?;
+    if found.is_none() {
+        return Err(Error::FailedPrecondition(format!(
+            "group '{group}' does not exist; create it first"
+        )));
+    }
+    Ok(())
+}
+
+async fn record_audit(
+    write: &Write<'_>,
+    action: AuditAction,
+    change: &Change,
+    before: Option<&Flag>,
+    after: Option<&Flag>,
+) -> Result<()> {
+    let flag_name = after.or(before).map(|flag| flag.name.to_string()).unwrap_or_default();
+    let entry = audit::ActiveModel {
+        id: NotSet,
+        flag_name: Set(flag_name),
+        action: Set(action.as_str().to_string()),
+        actor: Set(change.actor.clone()),
+        reason: Set(change.reason.clone()),
+        before: Set(snapshot(before)?),
+        after: Set(snapshot(after)?),
+        revision: Set(from_revision(write.revision)?),
+        created_at: Set(Utc::now()),
+    };
+    audit::Entity::insert(entry)
+        .exec_without_returning(&write.txn)
+        .await
+        .db()?;
+    Ok(())
+}
