@@ -33,7 +33,11 @@ pub struct Config {
 
     /// Database URL: `sqlite://FILE?mode=rwc` (embedded, created if missing)
     /// or `postgres://USER@HOST:PORT/DB`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://vexil.db?mode=rwc")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://vexil.db?mode=rwc"
+    )]
     pub database_url: String,
 
     /// Seconds between full reloads of the hot cache from the database.

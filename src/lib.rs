@@ -20,8 +20,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-pub use crate::config::Config;
 use crate::cache::FlagCache;
+pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::grpc::pb::evaluation_service_server::EvaluationServiceServer;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
@@ -58,7 +58,11 @@ pub async fn run(
     store.migrate().await?;
     let cache = Arc::new(FlagCache::new());
     service::refresh_cache(&store, &cache).await?;
-    tracing::info!(flags = cache.len(), revision = cache.revision(), "flags loaded");
+    tracing::info!(
+        flags = cache.len(),
+        revision = cache.revision(),
+        "flags loaded"
+    );
 
     let refresher = tokio::spawn(service::refresh_periodically(
         store.clone(),
@@ -70,7 +74,9 @@ pub async fn run(
     health
         .set_serving::<EvaluationServiceServer<EvaluationGrpc>>()
         .await;
-    health.set_serving::<FlagServiceServer<FlagServiceGrpc>>().await;
+    health
+        .set_serving::<FlagServiceServer<FlagServiceGrpc>>()
+        .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -80,10 +86,9 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
 
-    let evaluation = EvaluationServiceServer::new(EvaluationGrpc::new(Evaluator::new(
-        cache.clone(),
-    )))
-    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let evaluation =
+        EvaluationServiceServer::new(EvaluationGrpc::new(Evaluator::new(cache.clone())))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
     let flags = FlagServiceServer::new(FlagServiceGrpc::new(FlagManager::new(
         store.clone(),
         cache.clone(),

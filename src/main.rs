@@ -30,9 +30,9 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: vexil::Config) -> vexil::Result<()> {
-    let listener = TcpListener::bind(config.listen).await.map_err(|err| {
-        vexil::Error::Unavailable(format!("binding {}: {err}", config.listen))
-    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| vexil::Error::Unavailable(format!("binding {}: {err}", config.listen)))?;
     vexil::run(config, listener, shutdown_signal()).await
 }
 

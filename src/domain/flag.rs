@@ -223,7 +223,10 @@ impl FlagSpec {
                 "must be a number from 0 to 100",
             ));
         }
-        for (name, list) in [("whitelist", &self.whitelist), ("blacklist", &self.blacklist)] {
+        for (name, list) in [
+            ("whitelist", &self.whitelist),
+            ("blacklist", &self.blacklist),
+        ] {
             if list.len() > limits::LIST_IDS {
                 return Err(ValidationError::new(
                     field(name),
@@ -269,7 +272,8 @@ impl FlagSpec {
         for tag in &self.tags {
             validate_id(&field("tags"), tag)?;
         }
-        let metadata_bytes = serde_json::to_vec(&self.metadata).map_or(usize::MAX, |json| json.len());
+        let metadata_bytes =
+            serde_json::to_vec(&self.metadata).map_or(usize::MAX, |json| json.len());
         if metadata_bytes > limits::METADATA_BYTES {
             return Err(ValidationError::new(
                 field("metadata"),

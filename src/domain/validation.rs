@@ -71,7 +71,10 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), ValidationError> {
 /// `limits::ID_BYTES` bytes.
 pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), ValidationError> {
     if id.is_empty() {
-        return Err(ValidationError::new(field, "must not contain empty strings"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain empty strings",
+        ));
     }
     if id.len() > limits::ID_BYTES {
         return Err(ValidationError::new(
@@ -88,11 +91,27 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "0", "ui.dashboard.new_layout", "checkout-v2", "A_b.c-d"] {
+        for ok in [
+            "a",
+            "0",
+            "ui.dashboard.new_layout",
+            "checkout-v2",
+            "A_b.c-d",
+        ] {
             assert!(validate_name("name", ok).is_ok(), "{ok}");
         }
         let long = "a".repeat(129);
-        for bad in ["", ".a", "-a", "_a", "a b", "a/b", "é", "a:b", long.as_str()] {
+        for bad in [
+            "",
+            ".a",
+            "-a",
+            "_a",
+            "a b",
+            "a/b",
+            "é",
+            "a:b",
+            long.as_str(),
+        ] {
             let err = validate_name("name", bad).unwrap_err();
             assert_eq!(err.field, "name", "{bad}");
         }

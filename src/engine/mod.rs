@@ -24,8 +24,7 @@ pub fn evaluate(flag: Option<&Flag>, ctx: &EvalContext<'_>, now: DateTime<Utc>) 
     if spec.expires_at.is_some_and(|expires_at| now >= expires_at) {
         return Evaluation::off(Reason::Expired);
     }
-    if !spec.environments.is_empty()
-        && !spec.environments.iter().any(|env| env == ctx.environment)
+    if !spec.environments.is_empty() && !spec.environments.iter().any(|env| env == ctx.environment)
     {
         return Evaluation::off(Reason::EnvironmentNotAllowed);
     }

@@ -172,8 +172,18 @@ pub fn flag_to_pb(flag: &Flag) -> pb::Flag {
         description: spec.description.clone(),
         enabled: spec.enabled,
         percentage: spec.percentage,
-        whitelist: spec.whitelist.sorted().into_iter().map(str::to_owned).collect(),
-        blacklist: spec.blacklist.sorted().into_iter().map(str::to_owned).collect(),
+        whitelist: spec
+            .whitelist
+            .sorted()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        blacklist: spec
+            .blacklist
+            .sorted()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         environments: spec.environments.clone(),
         environment_overrides: spec
             .environment_overrides
@@ -198,10 +208,7 @@ pub fn update_fields(mask: Option<prost_types::FieldMask>) -> Result<Vec<FlagFie
     let paths = mask.map(|mask| mask.paths).unwrap_or_default();
     if paths.iter().any(|path| path == "*") {
         if paths.len() > 1 {
-            return Err(Error::invalid(
-                "update_mask",
-                "\"*\" must be the only path",
-            ));
+            return Err(Error::invalid("update_mask", "\"*\" must be the only path"));
         }
         return Ok(FlagField::ALL.to_vec());
     }
@@ -249,7 +256,12 @@ mod tests {
     fn invalid_field(err: Error) -> String {
         let status = Status::from(err);
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        status.message().split(':').next().unwrap_or_default().to_string()
+        status
+            .message()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 
     #[test]
@@ -261,7 +273,10 @@ mod tests {
             }),
             ..pb::Flag::default()
         };
-        assert_eq!(invalid_field(flag_from_pb(flag).unwrap_err()), "flag.starts_at");
+        assert_eq!(
+            invalid_field(flag_from_pb(flag).unwrap_err()),
+            "flag.starts_at"
+        );
     }
 
     #[test]
@@ -279,7 +294,10 @@ mod tests {
             metadata: Some(metadata),
             ..pb::Flag::default()
         };
-        assert_eq!(invalid_field(flag_from_pb(flag).unwrap_err()), "flag.metadata");
+        assert_eq!(
+            invalid_field(flag_from_pb(flag).unwrap_err()),
+            "flag.metadata"
+        );
     }
 
     #[test]
@@ -294,8 +312,14 @@ mod tests {
             vec![FlagField::Percentage, FlagField::Enabled]
         );
         assert_eq!(update_fields(mask(&["*"])).unwrap().len(), 12);
-        assert_eq!(invalid_field(update_fields(mask(&["name"])).unwrap_err()), "update_mask");
-        assert_eq!(invalid_field(update_fields(mask(&["*", "tags"])).unwrap_err()), "update_mask");
+        assert_eq!(
+            invalid_field(update_fields(mask(&["name"])).unwrap_err()),
+            "update_mask"
+        );
+        assert_eq!(
+            invalid_field(update_fields(mask(&["*", "tags"])).unwrap_err()),
+            "update_mask"
+        );
     }
 
     #[test]

@@ -106,7 +106,13 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         let fields = update_fields(update_mask)?;
         let flag = self
             .manager
-            .update_flag(name, values, fields, Change { actor, reason }, expected_revision)
+            .update_flag(
+                name,
+                values,
+                fields,
+                Change { actor, reason },
+                expected_revision,
+            )
             .await?;
         Ok(Response::new(flag_to_pb(&flag)))
     }

@@ -83,7 +83,12 @@ impl Evaluator {
             .collect())
     }
 
-    fn evaluate_valid(&self, flag_name: &str, ctx: &EvalContext<'_>, now: DateTime<Utc>) -> FlagResult {
+    fn evaluate_valid(
+        &self,
+        flag_name: &str,
+        ctx: &EvalContext<'_>,
+        now: DateTime<Utc>,
+    ) -> FlagResult {
         self.cache.with_flag(flag_name, |flag| FlagResult {
             evaluation: engine::evaluate(flag, ctx, now),
             revision: flag.map_or(0, |flag| flag.revision),

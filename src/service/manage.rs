@@ -44,9 +44,10 @@ pub struct FlagFilter {
 impl FlagFilter {
     fn matches(&self, flag: &Flag) -> bool {
         let spec = &flag.spec;
-        self.environment.as_ref().is_none_or(|env| {
-            spec.environments.is_empty() || spec.environments.contains(env)
-        }) && self.tag.as_ref().is_none_or(|tag| spec.tags.contains(tag))
+        self.environment
+            .as_ref()
+            .is_none_or(|env| spec.environments.is_empty() || spec.environments.contains(env))
+            && self.tag.as_ref().is_none_or(|tag| spec.tags.contains(tag))
             && self.enabled.is_none_or(|enabled| spec.enabled == enabled)
             && self
                 .group

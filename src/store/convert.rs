@@ -95,10 +95,7 @@ pub(super) fn flag_from_model(model: flag::Model) -> Result<Flag, Error> {
             whitelist: from_json("whitelist", model.whitelist)?,
             blacklist: from_json("blacklist", model.blacklist)?,
             environments: from_json("environments", model.environments)?,
-            environment_overrides: from_json(
-                "environment_overrides",
-                model.environment_overrides,
-            )?,
+            environment_overrides: from_json("environment_overrides", model.environment_overrides)?,
             starts_at: model.starts_at,
             expires_at: model.expires_at,
             tags: from_json("tags", model.tags)?,

@@ -7,15 +7,15 @@ mod entities;
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectOptions,
     ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement, TransactionTrait,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
 };
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -142,16 +142,23 @@ impl FlagStore {
             .collect()
     }
 
-    pub async fn create_flag(&self, name: FlagName, spec: FlagSpec, change: &Change) -> Result<Flag> {
+    pub async fn create_flag(
+        &self,
+        name: FlagName,
+        spec: FlagSpec,
+        change: &Change,
+    ) -> Result<Flag> {
         let write = self.begin_write().await?;
         if find_flag(&write.txn, name.as_str()).await?.is_some() {
-            return Err(Error::AlreadyExists(format!("flag '{name}' already exists")));
+            return Err(Error::AlreadyExists(format!(
+                "flag '{name}' already exists"
+            )));
         }
         ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
-        let now = Utc::now();
+        let now = now();
         let flag = Flag {
             name,
-            spec,
+            spec: at_stored_precision(spec),
             revision: write.revision,
             created_at: now,
             updated_at: now,
@@ -184,9 +191,9 @@ impl FlagStore {
         let spec = apply(&current)?;
         ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
         let updated = Flag {
-            spec,
+            spec: at_stored_precision(spec),
             revision: write.revision,
-            updated_at: Utc::now(),
+            updated_at: now(),
             updated_by: change.actor.clone(),
             ..current.clone()
         };
@@ -194,7 +201,14 @@ impl FlagStore {
             .exec(&write.txn)
             .await
             .db()?;
-        record_audit(&write, AuditAction::Update, change, Some(&current), Some(&updated)).await?;
+        record_audit(
+            &write,
+            AuditAction::Update,
+            change,
+            Some(&current),
+            Some(&updated),
+        )
+        .await?;
         write.txn.commit().await.db()?;
         Ok(updated)
     }
@@ -248,10 +262,14 @@ impl FlagStore {
         let model = group::Model {
             name,
             description,
-            created_at: Utc::now(),
+            created_at: now(),
         };
         let inserted = group::Entity::insert(model.clone().into_active_model().reset_all())
-            .on_conflict(OnConflict::column(group::Column::Name).do_nothing().to_owned())
+            .on_conflict(
+                OnConflict::column(group::Column::Name)
+                    .do_nothing()
+                    .to_owned(),
+            )
             .exec_without_returning(&write.txn)
             .await
             .db()?;
@@ -310,8 +328,10 @@ impl FlagStore {
     /// Opens a write transaction that serializes with flag writes (it locks
     /// the counter row) without taking a revision: for group changes.
     async fn lock_writes(&self) -> Result<Write<'_>> {
-        self.open_write("UPDATE feature_flag_revision SET revision = revision WHERE id = 1 RETURNING revision")
-            .await
+        self.open_write(
+            "UPDATE feature_flag_revision SET revision = revision WHERE id = 1 RETURNING revision",
+        )
+        .await
     }
 
     async fn open_write(&self, counter_sql: &str) -> Result<Write<'_>> {
@@ -332,6 +352,18 @@ impl FlagStore {
             _serialized: serialized,
         })
     }
+}
+
+/// The current time at the precision both backends store (microseconds),
+/// so what a write returns equals what a later read returns.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn at_stored_precision(mut spec: FlagSpec) -> FlagSpec {
+    spec.starts_at = spec.starts_at.map(|at| at.trunc_subsecs(6));
+    spec.expires_at = spec.expires_at.map(|at| at.trunc_subsecs(6));
+    spec
 }
 
 async fn read_revision(db: &impl ConnectionTrait) -> Result<u64> {
@@ -387,7 +419,10 @@ async fn record_audit(
     before: Option<&Flag>,
     after: Option<&Flag>,
 ) -> Result<()> {
-    let flag_name = after.or(before).map(|flag| flag.name.to_string()).unwrap_or_default();
+    let flag_name = after
+        .or(before)
+        .map(|flag| flag.name.to_string())
+        .unwrap_or_default();
     let entry = audit::ActiveModel {
         id: NotSet,
         flag_name: Set(flag_name),
@@ -397,7 +432,7 @@ async fn record_audit(
         before: Set(snapshot(before)?),
         after: Set(snapshot(after)?),
         revision: Set(from_revision(write.revision)?),
-        created_at: Set(Utc::now()),
+        created_at: Set(now()),
     };
     audit::Entity::insert(entry)
         .exec_without_returning(&write.txn)

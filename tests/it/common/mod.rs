@@ -1,0 +1,368 @@
+//! The test app: a real Vexil server started through `vexil::run` on an
+//! ephemeral port, with its own database, and real gRPC clients.
+//!
+//! Every app gets a fresh database: a new SQLite file, or a new PostgreSQL
+//! database created on the server named by `VEXIL_TEST_DATABASE_URL`.
+//! Without that variable the PostgreSQL variants print a notice and pass,
+//! except under `CI=true`, where they fail.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use vexil::grpc::pb::{
+    self, evaluation_service_client::EvaluationServiceClient,
+    flag_service_client::FlagServiceClient,
+};
+
+pub const POSTGRES_URL_VAR: &str = "VEXIL_TEST_DATABASE_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A unique suffix for this process and call: test runs never collide.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{prefix}{}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+/// A database for one test, removed when the test stops it.
+pub struct TestDatabase {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    SqliteFile(std::path::PathBuf),
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A fresh, empty database on `backend`; `None` when PostgreSQL is not
+    /// configured outside CI.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("{}.db", unique("vexil-test-")));
+                Some(Self {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    cleanup: Cleanup::SqliteFile(path),
+                })
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url()?;
+                let name = format!(
+                    "vexil_test_{}_{}",
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs(),
+                    unique("").replace('-', "_")
+                );
+                let admin = connect_admin(&admin_url).await;
+                drop_stale_databases(&admin).await;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create the test database");
+                admin.close().await.ok();
+                Some(Self {
+                    url: replace_database(&admin_url, &name),
+                    cleanup: Cleanup::PostgresDatabase { admin_url, name },
+                })
+            }
+        }
+    }
+
+    /// A direct connection, for what tests must do behind the server's back.
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub async fn remove(self) {
+        match self.cleanup {
+            Cleanup::SqliteFile(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    std::fs::remove_file(file).ok();
+                }
+            }
+            Cleanup::PostgresDatabase { admin_url, name } => {
+                let admin = connect_admin(&admin_url).await;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok();
+                admin.close().await.ok();
+            }
+        }
+    }
+}
+
+fn postgres_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("{POSTGRES_URL_VAR} must be set when CI=true")
+        }
+        _ => {
+            eprintln!("skipped: set {POSTGRES_URL_VAR} to run the PostgreSQL variant");
+            None
+        }
+    }
+}
+
+async fn connect_admin(url: &str) -> DatabaseConnection {
+    Database::connect(url)
+        .await
+        .unwrap_or_else(|err| panic!("PostgreSQL at {POSTGRES_URL_VAR} is unreachable: {err}"))
+}
+
+/// Drops test databases left behind by runs that died over an hour ago.
+async fn drop_stale_databases(admin: &DatabaseConnection) {
+    let Ok(rows) = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'vexil_test_%'",
+        ))
+        .await
+    else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        let created = name
+            .strip_prefix("vexil_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| now.saturating_sub(created) > 3600) {
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .ok();
+        }
+    }
+}
+
+/// `postgres://user@host:port/db?opts` with `db` replaced by `name`.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{host_part}/{name}?{query}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// A running server with clients connected to it.
+pub struct TestApp {
+    pub evaluation: EvaluationServiceClient<Channel>,
+    pub flags: FlagServiceClient<Channel>,
+    pub address: std::net::SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<vexil::Result<()>>,
+}
+
+impl TestApp {
+    /// Starts a server with default settings on `database_url`.
+    pub async fn start(database_url: &str) -> Self {
+        Self::start_with(vexil::Config::with_database(database_url)).await
+    }
+
+    pub async fn start_with(config: vexil::Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(vexil::run(config, listener, async {
+            stopped.await.ok();
+        }));
+        let channel = Channel::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        let app = Self {
+            evaluation: EvaluationServiceClient::new(channel.clone()),
+            flags: FlagServiceClient::new(channel),
+            address,
+            shutdown: Some(shutdown),
+            server,
+        };
+        app.wait_until_serving().await;
+        app
+    }
+
+    /// Waits for the health service to answer SERVING (the server migrates
+    /// and loads its cache before it accepts calls).
+    async fn wait_until_serving(&self) {
+        let channel = Channel::from_shared(format!("http://{}", self.address))
+            .expect("endpoint")
+            .connect_lazy();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        for _ in 0..300 {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            };
+            if let Ok(response) = health.check(request).await
+                && response.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            {
+                return;
+            }
+            assert!(
+                !self.server.is_finished(),
+                "the server stopped during start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server did not become healthy");
+    }
+
+    /// Shuts the server down gracefully and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            shutdown.send(()).ok();
+        }
+        let outcome = (&mut self.server).await.expect("server task");
+        outcome.expect("server stopped cleanly");
+    }
+
+    pub async fn create_flag(&self, flag: pb::Flag) -> pb::Flag {
+        self.flags
+            .clone()
+            .create_flag(as_actor(
+                "tester",
+                pb::CreateFlagRequest {
+                    flag: Some(flag),
+                    reason: "test".into(),
+                },
+            ))
+            .await
+            .expect("create flag")
+            .into_inner()
+    }
+
+    pub async fn evaluate(&self, flag: &str, user: &str, environment: &str) -> (bool, pb::Reason) {
+        let answer = self
+            .evaluation
+            .clone()
+            .evaluate(pb::EvaluateRequest {
+                flag_name: flag.into(),
+                user_id: user.into(),
+                environment: environment.into(),
+            })
+            .await
+            .expect("evaluate")
+            .into_inner();
+        (answer.enabled, answer.reason())
+    }
+
+    pub async fn audit_trail(&self, flag: &str) -> Vec<pb::AuditEntry> {
+        self.flags
+            .clone()
+            .get_audit_trail(pb::GetAuditTrailRequest {
+                flag_name: flag.into(),
+                skip: 0,
+                limit: 1000,
+            })
+            .await
+            .expect("audit trail")
+            .into_inner()
+            .entries
+    }
+
+    pub async fn total_flags(&self) -> u64 {
+        self.flags
+            .clone()
+            .list_flags(pb::ListFlagsRequest::default())
+            .await
+            .expect("list flags")
+            .into_inner()
+            .total
+    }
+}
+
+/// Wraps a message in a request made by `actor`.
+pub fn as_actor<T>(actor: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-actor", actor.parse().expect("ascii actor"));
+    request
+}
+
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|path| path.to_string()).collect(),
+    })
+}
+
+/// Asserts a failed call's code and that its message names `field`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    outcome: Result<T, tonic::Status>,
+    code: Code,
+    mentions: &str,
+) {
+    let status = outcome.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(mentions),
+        "message {:?} should mention {mentions:?}",
+        status.message()
+    );
+}
+
+/// Runs each listed `async fn(Backend)` test once per backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
