@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: compile in the Rust image, run in a slim Debian image as
+# a non-root user, on SQLite in a volume by default.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# protox compiles the protos in build.rs: no protoc needed.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin vexil \
+    && install -m 0755 target/release/vexil /usr/local/bin/vexil
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/vexil --shell /usr/sbin/nologin vexil \
+    && mkdir -p /var/lib/vexil \
+    && chown vexil:vexil /var/lib/vexil
+COPY --from=build /usr/local/bin/vexil /usr/local/bin/vexil
+
+USER vexil
+WORKDIR /var/lib/vexil
+VOLUME ["/var/lib/vexil"]
+ENV VEXIL_LISTEN=0.0.0.0:50051 \
+    DATABASE_URL=sqlite:///var/lib/vexil/vexil.db?mode=rwc \
+    RUST_LOG=info
+EXPOSE 50051
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/vexil"]
