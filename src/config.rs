@@ -48,6 +48,31 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     pub cache_ttl_secs: u64,
+
+    /// Redis URL (`redis://HOST:PORT/DB`) for propagating changes across
+    /// replicas. Without it, changes propagate in process (one replica).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Redis connections for publishing changes.
+    #[arg(long, env = "REDIS_MAX_CONNECTIONS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub redis_max_connections: u32,
+
+    /// Redis pub/sub channel that carries change announcements. Replicas
+    /// sharing a database must share it; nothing else should publish on it.
+    #[arg(long, env = "VEXIL_REDIS_CHANNEL", default_value = "ff:changes")]
+    pub redis_channel: String,
+
+    /// Events a Watch subscriber may have waiting before it is cut off.
+    #[arg(long, env = "VEXIL_WATCH_BUFFER", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub watch_buffer: u32,
+
+    /// Milliseconds between Watch heartbeats on an idle stream.
+    #[arg(long, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub watch_heartbeat_ms: u64,
 }
 
 impl Config {
@@ -57,10 +82,19 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: database_url.into(),
             cache_ttl_secs: 60,
+            redis_url: None,
+            redis_max_connections: 50,
+            redis_channel: "ff:changes".into(),
+            watch_buffer: 1024,
+            watch_heartbeat_ms: 15_000,
         }
     }
 
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    pub fn watch_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.watch_heartbeat_ms)
     }
 }

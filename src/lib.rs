@@ -1,9 +1,11 @@
 //! Vexil: a feature-flag evaluation service over gRPC.
 //!
 //! Layers, each importing only downward: `grpc` (wire) → `service` (use
-//! cases) → `engine` (pure evaluation), `cache` (hot flags) and `store`
-//! (sea-orm). `domain` holds the types they share.
+//! cases) → `engine` (pure evaluation), `cache` (hot flags), `store`
+//! (sea-orm) and `bus` (change announcements). `domain` holds the types
+//! they share.
 
+pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod domain;
@@ -18,25 +20,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
+use crate::bus::{ChangeBus, RedisBusConfig};
 use crate::cache::FlagCache;
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::grpc::pb::evaluation_service_server::EvaluationServiceServer;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
 use crate::grpc::{EvaluationGrpc, FlagServiceGrpc, pb};
-use crate::service::{Evaluator, FlagManager};
+use crate::service::{CacheSync, Evaluator, FlagManager, Watcher};
 use crate::store::FlagStore;
 
 /// Largest request message accepted: room for a flag with full 10,000-id
 /// white- and blacklists of 256-byte ids.
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
-/// HTTP/2 keepalive: ping idle connections so half-open ones are freed.
+/// HTTP/2 keepalive: ping idle connections so half-open ones (dead Watch
+/// clients) are freed.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP/2 streams per connection.
-const MAX_CONCURRENT_STREAMS: u32 = 1024;
+const MAX_CONCURRENT_STREAMS: u32 = 4096;
+/// Applied changes kept for watchers that fall behind briefly; a watcher
+/// further behind replays from the store.
+const FEED_CAPACITY: usize = 4096;
+/// Health service name whose status tells whether cross-replica
+/// propagation is live (NOT_SERVING while Redis is unreachable).
+pub const BUS_HEALTH_SERVICE: &str = "vexil.bus";
 
 /// Connects to the database and applies pending migrations.
 pub async fn migrate(config: &Config) -> Result<()> {
@@ -47,8 +60,9 @@ pub async fn migrate(config: &Config) -> Result<()> {
 }
 
 /// Runs the service on `listener` until `shutdown` completes: migrates the
-/// database, loads every flag into the hot cache, keeps it refreshed, and
-/// serves gRPC with health and reflection.
+/// database, loads every flag into the hot cache, keeps it in step with the
+/// store and the other replicas, and serves gRPC with health and reflection.
+/// On shutdown, Watch streams end with UNAVAILABLE so clients move on.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -57,17 +71,25 @@ pub async fn run(
     let store = Arc::new(FlagStore::connect(&config.database_url).await?);
     store.migrate().await?;
     let cache = Arc::new(FlagCache::new());
-    service::refresh_cache(&store, &cache).await?;
-    tracing::info!(
-        flags = cache.len(),
-        revision = cache.revision(),
-        "flags loaded"
-    );
+    let sync = Arc::new(CacheSync::start(store.clone(), cache.clone(), FEED_CAPACITY).await?);
+    let revision = sync.applied().await;
+    tracing::info!(flags = cache.len(), revision, "flags loaded");
 
-    let refresher = tokio::spawn(service::refresh_periodically(
-        store.clone(),
-        cache.clone(),
+    let bus = Arc::new(match &config.redis_url {
+        Some(url) => ChangeBus::redis(RedisBusConfig {
+            url: url.clone(),
+            pool_size: config.redis_max_connections as usize,
+            channel: config.redis_channel.clone(),
+        })?,
+        None => ChangeBus::in_process(),
+    });
+
+    let (stop, stopping) = watch::channel(false);
+    let syncing = tokio::spawn(service::keep_in_sync(
+        sync.clone(),
+        bus.clone(),
         config.cache_ttl(),
+        stopping.clone(),
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -77,6 +99,8 @@ pub async fn run(
     health
         .set_serving::<FlagServiceServer<FlagServiceGrpc>>()
         .await;
+    let reporting = tokio::spawn(report_bus_health(health, bus.connected()));
+
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -86,17 +110,38 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
 
+    let watcher = Watcher::new(
+        sync.clone(),
+        config.watch_heartbeat(),
+        config.watch_buffer as usize,
+        stopping,
+    );
     let evaluation =
-        EvaluationServiceServer::new(EvaluationGrpc::new(Evaluator::new(cache.clone())))
+        EvaluationServiceServer::new(EvaluationGrpc::new(Evaluator::new(cache.clone()), watcher))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
     let flags = FlagServiceServer::new(FlagServiceGrpc::new(FlagManager::new(
         store.clone(),
-        cache.clone(),
+        sync.clone(),
+        bus.clone(),
     )))
     .max_decoding_message_size(MAX_REQUEST_BYTES);
 
+    // Streams end before the server waits for them to finish.
+    let shutdown = async move {
+        shutdown.await;
+        stop.send_replace(true);
+    };
+
     let address = listener.local_addr().ok();
-    tracing::info!(?address, "serving gRPC");
+    tracing::info!(
+        ?address,
+        bus = if config.redis_url.is_some() {
+            "redis"
+        } else {
+            "in-process"
+        },
+        "serving gRPC"
+    );
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -110,11 +155,28 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
 
-    refresher.abort();
-    let _ = refresher.await;
+    let _ = syncing.await;
+    reporting.abort();
+    bus.close().await;
+    drop(sync);
     if let Ok(store) = Arc::try_unwrap(store) {
         store.close().await;
     }
     tracing::info!("stopped");
     served.map_err(|err| Error::Internal(format!("serving gRPC: {err}")))
+}
+
+/// Mirrors the bus's connection state into the health service.
+async fn report_bus_health(health: HealthReporter, mut connected: watch::Receiver<bool>) {
+    loop {
+        let status = if *connected.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status(BUS_HEALTH_SERVICE, status).await;
+        if connected.changed().await.is_err() {
+            return;
+        }
+    }
 }

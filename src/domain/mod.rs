@@ -2,12 +2,14 @@
 //! No tonic, no sea_orm, no tokio here.
 
 mod audit;
+mod change;
 mod evaluation;
 mod flag;
 mod group;
 mod validation;
 
 pub use audit::{AuditAction, AuditEntry, Change};
+pub use change::FlagChange;
 pub use evaluation::{EvalContext, Evaluation, Reason};
 pub use flag::{Flag, FlagField, FlagName, FlagSpec, Metadata, UserSet};
 pub use group::Group;

@@ -11,6 +11,7 @@ use crate::domain::{
     AuditAction, AuditEntry, Flag, FlagField, FlagSpec, Group, Metadata, Reason, UserSet,
 };
 use crate::error::{Error, Result};
+use crate::service::{WatchEnd, WatchEvent, WatchItem};
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
@@ -238,6 +239,49 @@ pub fn audit_entry_to_pb(entry: &AuditEntry) -> pb::AuditEntry {
         after: entry.after.as_ref().map(flag_to_pb),
         revision: entry.revision,
         created_at: Some(timestamp_to_pb(entry.created_at)),
+    }
+}
+
+pub fn watch_item_to_pb(item: WatchItem) -> std::result::Result<pb::WatchResponse, Status> {
+    use pb::watch_response::Event;
+    let event = match item.map_err(watch_end_to_status)? {
+        WatchEvent::Snapshot {
+            flags,
+            revision,
+            last,
+        } => Event::Snapshot(pb::WatchSnapshot {
+            flags: flags.iter().map(|flag| flag_to_pb(flag)).collect(),
+            revision,
+            last,
+        }),
+        WatchEvent::Change(change) => Event::Change(pb::FlagChange {
+            revision: change.revision,
+            flag_name: change.flag_name.to_string(),
+            kind: match change.flag {
+                Some(_) => pb::ChangeKind::Upserted,
+                None => pb::ChangeKind::Deleted,
+            } as i32,
+            flag: change.flag.as_deref().map(flag_to_pb),
+        }),
+        WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat { revision }),
+    };
+    Ok(pb::WatchResponse { event: Some(event) })
+}
+
+fn watch_end_to_status(end: WatchEnd) -> Status {
+    match end {
+        WatchEnd::TooSlow {
+            buffer,
+            resume_after,
+        } => Status::resource_exhausted(format!(
+            "subscriber fell more than {buffer} events behind; resubscribe with since_revision={resume_after}"
+        )),
+        WatchEnd::ShuttingDown { resume_after } => Status::unavailable(format!(
+            "server shutting down; reconnect with since_revision={resume_after}"
+        )),
+        WatchEnd::StoreUnavailable { resume_after } => Status::unavailable(format!(
+            "the flag store is unavailable; resubscribe with since_revision={resume_after}"
+        )),
     }
 }
 

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use crate::cache::FlagCache;
+use super::CacheSync;
+use crate::bus::{BusMessage, ChangeBus, ChangeKind};
 use crate::domain::{
-    AuditEntry, Change, Flag, FlagField, FlagName, FlagSpec, Group, limits, validate_name,
+    AuditEntry, Change, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group, limits,
+    validate_name,
 };
 use crate::error::{Error, Result};
 use crate::store::FlagStore;
@@ -59,12 +61,29 @@ impl FlagFilter {
 #[derive(Clone)]
 pub struct FlagManager {
     store: Arc<FlagStore>,
-    cache: Arc<FlagCache>,
+    sync: Arc<CacheSync>,
+    bus: Arc<ChangeBus>,
 }
 
 impl FlagManager {
-    pub fn new(store: Arc<FlagStore>, cache: Arc<FlagCache>) -> Self {
-        Self { store, cache }
+    pub fn new(store: Arc<FlagStore>, sync: Arc<CacheSync>, bus: Arc<ChangeBus>) -> Self {
+        Self { store, sync, bus }
+    }
+
+    /// After a commit: this replica's cache first (read-your-writes), then
+    /// the other replicas.
+    async fn propagate(&self, change: FlagChange) {
+        let message = BusMessage {
+            flag: change.flag_name.to_string(),
+            kind: if change.flag.is_some() {
+                ChangeKind::Upsert
+            } else {
+                ChangeKind::Delete
+            },
+            revision: change.revision,
+        };
+        self.sync.committed(change).await;
+        self.bus.publish(message);
     }
 
     pub async fn create_flag(&self, name: String, spec: FlagSpec, change: Change) -> Result<Flag> {
@@ -74,7 +93,7 @@ impl FlagManager {
         let flag = self.store.create_flag(name, spec, &change).await?;
         tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag created");
         let flag = Arc::new(flag);
-        self.cache.upsert(flag.clone());
+        self.propagate(FlagChange::upserted(flag.clone())).await;
         Ok(Arc::unwrap_or_clone(flag))
     }
 
@@ -133,7 +152,7 @@ impl FlagManager {
             .await?;
         tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag updated");
         let flag = Arc::new(flag);
-        self.cache.upsert(flag.clone());
+        self.propagate(FlagChange::upserted(flag.clone())).await;
         Ok(Arc::unwrap_or_clone(flag))
     }
 
@@ -151,7 +170,8 @@ impl FlagManager {
             .delete_flag(name, expected_revision, &change)
             .await?;
         tracing::info!(flag = %flag_name, revision, actor = %change.actor, "flag deleted");
-        self.cache.remove(flag_name, revision);
+        self.propagate(FlagChange::deleted(flag_name, revision))
+            .await;
         Ok(revision)
     }
 

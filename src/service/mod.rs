@@ -1,10 +1,13 @@
 //! Use cases, independent of transport: evaluation from the hot cache, flag
-//! management through the store, and keeping the cache in step with the store.
+//! management through the store, keeping the cache in step with the store,
+//! and watch streams.
 
 mod evaluate;
 mod manage;
 mod sync;
+mod watch;
 
 pub use evaluate::{Evaluator, FlagResult};
 pub use manage::{FlagFilter, FlagManager, Page};
-pub use sync::{refresh_cache, refresh_periodically};
+pub use sync::{CacheSync, keep_in_sync};
+pub use watch::{SNAPSHOT_CHUNK, WatchEnd, WatchEvent, WatchItem, Watcher};

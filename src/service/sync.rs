@@ -1,39 +1,172 @@
-//! Keeps the hot cache in step with the store: a full reload at start and
-//! every `FF_CACHE_TTL` seconds, which also repairs anything a replica missed.
+//! Keeps this replica's hot cache equal to the store, change by change, and
+//! feeds every applied change to the replica's watchers.
+//!
+//! Revisions are gapless and commit-ordered (see the store), so the cache is
+//! described by one number: `applied`, the revision up to which every change
+//! is reflected. Changes are applied strictly in order, under one lock, from
+//! three sources: this replica's own writes, the store's audit log when the
+//! bus says there is something new (or may have dropped messages), and the
+//! same audit log every `FF_CACHE_TTL` seconds. The cache therefore always
+//! holds exactly the store's state at `applied`, and the feed carries every
+//! revision once, in order.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{Mutex, broadcast, watch};
+
+use crate::bus::{BusEvent, ChangeBus};
 use crate::cache::FlagCache;
+use crate::domain::{Flag, FlagChange};
 use crate::error::Result;
 use crate::store::FlagStore;
 
-/// Reloads every flag from the store into the cache.
-pub async fn refresh_cache(store: &FlagStore, cache: &FlagCache) -> Result<()> {
-    let (flags, revision) = store.load_all().await?;
-    cache.replace_all(flags, revision);
-    Ok(())
+/// Changes read from the store per query while catching up.
+const CATCH_UP_BATCH: u64 = 500;
+
+pub struct CacheSync {
+    store: Arc<FlagStore>,
+    cache: Arc<FlagCache>,
+    /// The revision the cache reflects. Held while applying, so changes are
+    /// applied and fed one at a time, in order.
+    applied: Mutex<u64>,
+    feed: broadcast::Sender<Arc<FlagChange>>,
 }
 
-/// Refreshes the cache every `every`, forever. A failure is logged once when
-/// it starts and once when it ends, not at every attempt; the cache keeps
-/// serving what it has meanwhile.
-pub async fn refresh_periodically(store: Arc<FlagStore>, cache: Arc<FlagCache>, every: Duration) {
+impl CacheSync {
+    /// Loads every flag from the store into `cache`. `feed_capacity` bounds
+    /// how far a watcher may fall behind the feed before it must catch up
+    /// from the store.
+    pub async fn start(
+        store: Arc<FlagStore>,
+        cache: Arc<FlagCache>,
+        feed_capacity: usize,
+    ) -> Result<Self> {
+        let (flags, revision) = store.load_all().await?;
+        cache.replace_all(flags, revision);
+        Ok(Self {
+            store,
+            cache,
+            applied: Mutex::new(revision),
+            feed: broadcast::channel(feed_capacity.max(1)).0,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<FlagStore> {
+        &self.store
+    }
+
+    /// Every change applied from now on, in revision order.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FlagChange>> {
+        self.feed.subscribe()
+    }
+
+    pub async fn applied(&self) -> u64 {
+        *self.applied.lock().await
+    }
+
+    /// Every flag and the revision they are exactly current to.
+    pub async fn snapshot(&self) -> (Vec<Arc<Flag>>, u64) {
+        let applied = self.applied.lock().await;
+        (self.cache.all(), *applied)
+    }
+
+    /// Applies a change this replica just committed. If earlier revisions
+    /// (from other replicas) are still missing, catches up to it from the
+    /// store instead, so the feed never skips one.
+    pub async fn committed(&self, change: FlagChange) {
+        let mut applied = self.applied.lock().await;
+        if change.revision <= *applied {
+            return;
+        }
+        if change.revision == *applied + 1 {
+            self.apply(&mut applied, change);
+            return;
+        }
+        if let Err(err) = self.catch_up_locked(&mut applied).await {
+            tracing::warn!(error = %err, revision = change.revision, "catching up after a local write failed; retrying later");
+        }
+    }
+
+    /// Applies every change the store has after `applied`.
+    pub async fn catch_up(&self) -> Result<()> {
+        let mut applied = self.applied.lock().await;
+        self.catch_up_locked(&mut applied).await
+    }
+
+    async fn catch_up_locked(&self, applied: &mut u64) -> Result<()> {
+        loop {
+            let changes = self.store.changes_after(*applied, CATCH_UP_BATCH).await?;
+            let complete = (changes.len() as u64) < CATCH_UP_BATCH;
+            for change in changes {
+                if change.revision != *applied + 1 {
+                    // Cannot happen while audit rows are never deleted; say so loudly.
+                    tracing::error!(
+                        expected = *applied + 1,
+                        found = change.revision,
+                        "gap in the audit log"
+                    );
+                }
+                self.apply(applied, change);
+            }
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+
+    fn apply(&self, applied: &mut u64, change: FlagChange) {
+        match &change.flag {
+            Some(flag) => self.cache.upsert(flag.clone()),
+            None => self.cache.remove(change.flag_name.clone(), change.revision),
+        }
+        *applied = change.revision;
+        // No watcher is fine.
+        let _ = self.feed.send(Arc::new(change));
+    }
+}
+
+/// Keeps the cache current until `stop`: catches up when the bus announces a
+/// revision this replica lacks, when the bus (re)connects or may have dropped
+/// messages, and every `every` regardless. Failures are logged once when
+/// they start and once when they end; evaluation keeps serving the cache.
+pub async fn keep_in_sync(
+    sync: Arc<CacheSync>,
+    bus: Arc<ChangeBus>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut events = bus.subscribe();
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await; // the first tick is immediate; the cache was just loaded
     let mut failing = false;
     loop {
-        ticks.tick().await;
-        match refresh_cache(&store, &cache).await {
+        let needed = tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticks.tick() => true,
+            event = events.recv() => match event {
+                Ok(BusEvent::Message(message)) => message.revision > sync.applied().await,
+                Ok(BusEvent::MaybeMissed) => true,
+                Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Err(broadcast::error::RecvError::Closed) => {
+                    events = bus.subscribe();
+                    true
+                }
+            },
+        };
+        if !needed {
+            continue;
+        }
+        match sync.catch_up().await {
             Ok(()) if failing => {
                 failing = false;
-                tracing::info!(flags = cache.len(), "cache refresh recovered");
+                tracing::info!("catch-up from the store recovered");
             }
-            Ok(()) => tracing::debug!(flags = cache.len(), "cache refreshed"),
+            Ok(()) => {}
             Err(err) if !failing => {
                 failing = true;
-                tracing::warn!(error = %err, "cache refresh failed; serving cached flags");
+                tracing::warn!(error = %err, "catch-up from the store failed; serving cached flags");
             }
             Err(_) => {}
         }

@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::entities::{audit, flag, group};
-use crate::domain::{AuditAction, AuditEntry, Flag, FlagName, FlagSpec, Group};
+use std::sync::Arc;
+
+use crate::domain::{AuditAction, AuditEntry, Flag, FlagChange, FlagName, FlagSpec, Group};
 use crate::error::Error;
 
 /// Maps a database error to what the caller can do about it: connection
@@ -128,6 +130,22 @@ pub(super) fn audit_from_model(model: audit::Model) -> Result<AuditEntry, Error>
         after: model.after.map(|v| from_json("after", v)).transpose()?,
         revision: to_revision(model.revision),
         created_at: model.created_at,
+    })
+}
+
+/// The change an audit entry records: its revision and the flag after it.
+pub(super) fn change_from_model(model: audit::Model) -> Result<FlagChange, Error> {
+    let flag_name = FlagName::parse("flag_name", model.flag_name).map_err(|err| {
+        Error::Internal(format!(
+            "stored audit flag name is invalid: {}",
+            err.message
+        ))
+    })?;
+    let flag: Option<Flag> = model.after.map(|v| from_json("after", v)).transpose()?;
+    Ok(FlagChange {
+        revision: to_revision(model.revision),
+        flag_name,
+        flag: flag.map(Arc::new),
     })
 }
 

@@ -14,17 +14,17 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectOptions,
     ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
+    EntityTrait, IntoActiveModel, IsolationLevel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{Mutex, MutexGuard};
 
 use self::convert::{
-    audit_from_model, db_error, flag_from_model, flag_to_model, from_revision, group_from_model,
-    snapshot,
+    audit_from_model, change_from_model, db_error, flag_from_model, flag_to_model, from_revision,
+    group_from_model, snapshot,
 };
 use self::entities::{audit, flag, group};
-use crate::domain::{AuditAction, AuditEntry, Change, Flag, FlagName, FlagSpec, Group};
+use crate::domain::{AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group};
 use crate::error::{Error, Result};
 
 /// How long a connection attempt or a wait for a pooled connection may take
@@ -107,13 +107,41 @@ impl FlagStore {
         }
     }
 
-    /// Every flag and a revision the snapshot is at least as new as.
-    /// The revision is read first: a change committed in between shows up in
-    /// the flags, never the other way round.
+    /// Every flag and the revision they are current to, read in one
+    /// consistent snapshot (REPEATABLE READ on PostgreSQL; a read transaction
+    /// on SQLite, which in WAL mode sees one snapshot throughout).
     pub async fn load_all(&self) -> Result<(Vec<Flag>, u64)> {
-        let revision = read_revision(&self.db).await?;
-        let flags = self.list_flags().await?;
+        let isolation = match self.db.get_database_backend() {
+            DbBackend::Postgres => Some(IsolationLevel::RepeatableRead),
+            _ => None,
+        };
+        let txn = self.db.begin_with_config(isolation, None).await.db()?;
+        let revision = read_revision(&txn).await?;
+        let flags = flag::Entity::find()
+            .order_by_asc(flag::Column::Name)
+            .all(&txn)
+            .await
+            .db()?
+            .into_iter()
+            .map(flag_from_model)
+            .collect::<Result<_>>()?;
+        txn.commit().await.db()?;
         Ok((flags, revision))
+    }
+
+    /// Up to `limit` committed changes after `revision`, in revision order,
+    /// read from the audit log (whose entries hold each change's result).
+    pub async fn changes_after(&self, revision: u64, limit: u64) -> Result<Vec<FlagChange>> {
+        audit::Entity::find()
+            .filter(audit::Column::Revision.gt(from_revision(revision)?))
+            .order_by_asc(audit::Column::Revision)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .db()?
+            .into_iter()
+            .map(change_from_model)
+            .collect()
     }
 
     /// The last assigned global revision.
@@ -336,7 +364,13 @@ impl FlagStore {
 
     async fn open_write(&self, counter_sql: &str) -> Result<Write<'_>> {
         let serialized = self.write_lock.lock().await;
-        let txn = self.db.begin().await.db()?;
+        // SQLite: take the write lock up front (IMMEDIATE), so the
+        // transaction never fails to upgrade a read lock halfway through.
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let txn = self.db.begin_with_options(options).await.db()?;
         let row = txn
             .query_one_raw(Statement::from_string(
                 txn.get_database_backend(),

@@ -1,0 +1,222 @@
+//! The Redis pub/sub bus (fred). One subscriber connection listens on the
+//! channel; a pool publishes.
+//!
+//! fred pitfalls handled here: an explicit reconnect policy (none by
+//! default); initial connection retried in the background (`fail_fast`
+//! off) so a replica starts while Redis is down; re-subscribing after every
+//! reconnect, then asking for a catch-up, in that order; a lagging message
+//! receiver is logged and answered with a catch-up instead of ending the
+//! listener.
+
+use std::time::Duration;
+
+use fred::clients::SubscriberClient;
+use fred::prelude::{ClientLike, Config, EventInterface, Pool, PubsubInterface, ReconnectPolicy};
+use fred::types::Builder;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::{BusEvent, BusMessage, EVENT_CAPACITY};
+use crate::error::{Error, Result};
+
+/// Reconnect backoff: from 100 ms, doubling, at most 5 s apart, forever.
+const RECONNECT_MIN_DELAY_MS: u32 = 100;
+const RECONNECT_MAX_DELAY_MS: u32 = 5_000;
+/// How long a publish may wait (e.g. while reconnecting) before it is dropped.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// fred's own broadcast buffer for incoming messages.
+const MESSAGE_BUFFER: usize = 1024;
+
+pub struct RedisBusConfig {
+    pub url: String,
+    /// Publisher pool size (`REDIS_MAX_CONNECTIONS`).
+    pub pool_size: usize,
+    pub channel: String,
+}
+
+pub struct RedisBus {
+    publisher: Pool,
+    subscriber: SubscriberClient,
+    channel: String,
+    events: broadcast::Sender<BusEvent>,
+    connected: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    connections: Vec<fred::types::ConnectHandle>,
+}
+
+fn bus_error(err: fred::error::Error) -> Error {
+    Error::Internal(format!("redis bus: {err}"))
+}
+
+impl RedisBus {
+    pub fn start(config: RedisBusConfig) -> Result<Self> {
+        let redis_config = Config::from_url(&config.url).map_err(|err| {
+            Error::invalid("REDIS_URL", format!("is not a valid Redis URL: {err}"))
+        })?;
+        let mut builder = Builder::from_config(redis_config);
+        builder
+            .with_config(|c| c.fail_fast = false)
+            .with_performance_config(|p| {
+                p.default_command_timeout = PUBLISH_TIMEOUT;
+                p.broadcast_channel_capacity = MESSAGE_BUFFER;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(
+                0,
+                RECONNECT_MIN_DELAY_MS,
+                RECONNECT_MAX_DELAY_MS,
+                2,
+            ));
+        let publisher = builder
+            .build_pool(config.pool_size.max(1))
+            .map_err(bus_error)?;
+        let subscriber = builder.build_subscriber_client().map_err(bus_error)?;
+
+        let events = broadcast::channel(EVENT_CAPACITY).0;
+        let connected = watch::channel(false).0;
+        let tasks = vec![
+            tokio::spawn(forward_messages(subscriber.message_rx(), events.clone())),
+            tokio::spawn(on_reconnect(
+                subscriber.clone(),
+                config.channel.clone(),
+                events.clone(),
+                connected.clone(),
+            )),
+            tokio::spawn(on_error(subscriber.error_rx(), connected.clone())),
+        ];
+        // Connection tasks run (and reconnect) in the background; `quit`
+        // ends them.
+        let mut connections = publisher.connect_pool();
+        connections.push(subscriber.connect());
+
+        Ok(Self {
+            publisher,
+            subscriber,
+            channel: config.channel,
+            events,
+            connected,
+            tasks,
+            connections,
+        })
+    }
+
+    pub fn publish(&self, message: BusMessage) {
+        let payload = match serde_json::to_string(&message) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(error = %err, "encoding a bus message");
+                return;
+            }
+        };
+        let client = self.publisher.next().clone();
+        let channel = self.channel.clone();
+        tokio::spawn(async move {
+            let published: std::result::Result<i64, _> = client.publish(channel, payload).await;
+            if let Err(err) = published {
+                tracing::debug!(error = %err, revision = message.revision, "publish failed; replicas will catch up");
+            }
+        });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
+    pub async fn close(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = self.subscriber.quit().await;
+        let _ = self.publisher.quit().await;
+        for connection in &self.connections {
+            connection.abort();
+        }
+    }
+}
+
+/// Moves pub/sub messages into the bus's event channel.
+async fn forward_messages(
+    mut messages: broadcast::Receiver<fred::types::Message>,
+    events: broadcast::Sender<BusEvent>,
+) {
+    loop {
+        match messages.recv().await {
+            Ok(message) => {
+                let parsed = message
+                    .value
+                    .as_str()
+                    .and_then(|text| serde_json::from_str::<BusMessage>(&text).ok());
+                match parsed {
+                    Some(parsed) => {
+                        let _ = events.send(BusEvent::Message(parsed));
+                    }
+                    None => {
+                        tracing::warn!(channel = %message.channel, "ignoring a malformed bus message")
+                    }
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "bus listener fell behind; catching up from the store"
+                );
+                let _ = events.send(BusEvent::MaybeMissed);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// On every (re)connect: subscribe again, then ask for a catch-up, so
+/// nothing published while disconnected is missed for long.
+async fn on_reconnect(
+    subscriber: SubscriberClient,
+    channel: String,
+    events: broadcast::Sender<BusEvent>,
+    connected: watch::Sender<bool>,
+) {
+    let mut reconnects = subscriber.reconnect_rx();
+    loop {
+        match reconnects.recv().await {
+            Ok(server) => match subscriber.subscribe(channel.as_str()).await {
+                Ok(()) => {
+                    tracing::info!(%server, channel = %channel, "change bus connected to redis");
+                    connected.send_replace(true);
+                    let _ = events.send(BusEvent::MaybeMissed);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "subscribing to the change channel failed");
+                }
+            },
+            Err(RecvError::Lagged(_)) => {
+                let _ = events.send(BusEvent::MaybeMissed);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Marks the bus disconnected on a connection error, logging once per
+/// outage (and once if Redis is unreachable from the start).
+async fn on_error(
+    mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+    connected: watch::Sender<bool>,
+) {
+    let mut first = true;
+    loop {
+        match errors.recv().await {
+            Ok((err, _)) => {
+                let was_connected = connected.send_replace(false);
+                if was_connected || std::mem::take(&mut first) {
+                    tracing::warn!(error = %err, "change bus lost redis; serving from cache, replicas converge by catch-up until it returns");
+                }
+            }
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
