@@ -14,12 +14,16 @@ use tokio::sync::{broadcast, watch};
 pub use self::redis::RedisBusConfig;
 use crate::error::Result;
 
-/// What a publisher announces after a change commits.
+/// What a publisher announces: a change it committed (flag and kind set),
+/// or, after it reconnects, just the revision its store is at, so replicas
+/// that missed its announcements during the outage catch up at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BusMessage {
-    pub flag: String,
-    pub kind: ChangeKind,
     pub revision: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ChangeKind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +38,10 @@ pub enum ChangeKind {
 pub enum BusEvent {
     /// Another (or this) replica committed a change.
     Message(BusMessage),
-    /// The bus (re)connected, or messages may have been dropped: catch up.
-    MaybeMissed,
+    /// The bus (re)connected: messages may have been lost while it was down.
+    Reconnected,
+    /// The listener fell behind and dropped messages.
+    Lagged,
 }
 
 /// Capacity of the in-process event channel between the bus and its listener.

@@ -164,7 +164,7 @@ async fn forward_messages(
                     missed,
                     "bus listener fell behind; catching up from the store"
                 );
-                let _ = events.send(BusEvent::MaybeMissed);
+                let _ = events.send(BusEvent::Lagged);
             }
             Err(RecvError::Closed) => return,
         }
@@ -186,14 +186,14 @@ async fn on_reconnect(
                 Ok(()) => {
                     tracing::info!(%server, channel = %channel, "change bus connected to redis");
                     connected.send_replace(true);
-                    let _ = events.send(BusEvent::MaybeMissed);
+                    let _ = events.send(BusEvent::Reconnected);
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "subscribing to the change channel failed");
                 }
             },
             Err(RecvError::Lagged(_)) => {
-                let _ = events.send(BusEvent::MaybeMissed);
+                let _ = events.send(BusEvent::Lagged);
             }
             Err(RecvError::Closed) => return,
         }

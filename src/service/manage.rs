@@ -74,13 +74,13 @@ impl FlagManager {
     /// the other replicas.
     async fn propagate(&self, change: FlagChange) {
         let message = BusMessage {
-            flag: change.flag_name.to_string(),
-            kind: if change.flag.is_some() {
+            revision: change.revision,
+            flag: Some(change.flag_name.to_string()),
+            kind: Some(if change.flag.is_some() {
                 ChangeKind::Upsert
             } else {
                 ChangeKind::Delete
-            },
-            revision: change.revision,
+            }),
         };
         self.sync.committed(change).await;
         self.bus.publish(message);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, broadcast, watch};
 
-use crate::bus::{BusEvent, ChangeBus};
+use crate::bus::{BusEvent, BusMessage, ChangeBus};
 use crate::cache::FlagCache;
 use crate::domain::{Flag, FlagChange};
 use crate::error::Result;
@@ -128,8 +128,10 @@ impl CacheSync {
 
 /// Keeps the cache current until `stop`: catches up when the bus announces a
 /// revision this replica lacks, when the bus (re)connects or may have dropped
-/// messages, and every `every` regardless. Failures are logged once when
-/// they start and once when they end; evaluation keeps serving the cache.
+/// messages, and every `every` regardless. After a reconnect it also
+/// announces its revision, so replicas that missed its own announcements
+/// while it was cut off catch up at once. Failures are logged once when they
+/// start and once when they end; evaluation keeps serving the cache.
 pub async fn keep_in_sync(
     sync: Arc<CacheSync>,
     bus: Arc<ChangeBus>,
@@ -142,13 +144,17 @@ pub async fn keep_in_sync(
     ticks.tick().await; // the first tick is immediate; the cache was just loaded
     let mut failing = false;
     loop {
+        let mut announce = false;
         let needed = tokio::select! {
             _ = stop.changed() => return,
             _ = ticks.tick() => true,
             event = events.recv() => match event {
                 Ok(BusEvent::Message(message)) => message.revision > sync.applied().await,
-                Ok(BusEvent::MaybeMissed) => true,
-                Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Ok(BusEvent::Reconnected) => {
+                    announce = true;
+                    true
+                }
+                Ok(BusEvent::Lagged) | Err(broadcast::error::RecvError::Lagged(_)) => true,
                 Err(broadcast::error::RecvError::Closed) => {
                     events = bus.subscribe();
                     true
@@ -158,7 +164,15 @@ pub async fn keep_in_sync(
         if !needed {
             continue;
         }
-        match sync.catch_up().await {
+        let outcome = sync.catch_up().await;
+        if announce && outcome.is_ok() {
+            bus.publish(BusMessage {
+                revision: sync.applied().await,
+                flag: None,
+                kind: None,
+            });
+        }
+        match outcome {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("catch-up from the store recovered");

@@ -9,3 +9,4 @@ mod evaluation;
 mod lifecycle;
 mod restart;
 mod validation;
+mod watch;

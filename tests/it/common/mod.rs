@@ -6,6 +6,8 @@
 //! Without that variable the PostgreSQL variants print a notice and pass,
 //! except under `CI=true`, where they fail.
 
+pub mod proxy;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +23,7 @@ use vexil::grpc::pb::{
 };
 
 pub const POSTGRES_URL_VAR: &str = "VEXIL_TEST_DATABASE_URL";
+pub const REDIS_URL_VAR: &str = "VEXIL_TEST_REDIS_URL";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -120,15 +123,25 @@ impl TestDatabase {
 }
 
 fn postgres_url() -> Option<String> {
-    match std::env::var(POSTGRES_URL_VAR) {
+    service_url(POSTGRES_URL_VAR, "the PostgreSQL variant")
+}
+
+/// The Redis server for tests that need one: `None` (with a notice)
+/// outside CI when `VEXIL_TEST_REDIS_URL` is unset; a failure under CI.
+pub fn redis_url() -> Option<String> {
+    service_url(REDIS_URL_VAR, "tests that need Redis")
+}
+
+fn service_url(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("{POSTGRES_URL_VAR} must be set when CI=true")
+            panic!("{var} must be set when CI=true")
         }
         _ => {
             // Written to the stderr handle itself, which the test harness
             // does not capture, so the notice shows on a passing run.
-            let notice = format!("skipped: set {POSTGRES_URL_VAR} to run the PostgreSQL variant\n");
+            let notice = format!("skipped: set {var} to run {what}\n");
             std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes()).ok();
             None
         }
@@ -314,6 +327,115 @@ impl TestApp {
             .into_inner()
             .total
     }
+}
+
+impl TestApp {
+    /// Opens a Watch stream on this server.
+    pub async fn watch(
+        &self,
+        flag_names: &[&str],
+        since_revision: Option<u64>,
+    ) -> tonic::Streaming<pb::WatchResponse> {
+        self.evaluation
+            .clone()
+            .watch(pb::WatchRequest {
+                flag_names: flag_names.iter().map(|name| name.to_string()).collect(),
+                since_revision,
+            })
+            .await
+            .expect("watch")
+            .into_inner()
+    }
+
+    /// Changes a flag's percentage, returning the updated flag.
+    pub async fn set_percentage(&self, name: &str, percentage: f64) -> pb::Flag {
+        self.flags
+            .clone()
+            .update_flag(pb::UpdateFlagRequest {
+                flag: Some(pb::Flag {
+                    name: name.into(),
+                    percentage,
+                    ..pb::Flag::default()
+                }),
+                update_mask: mask(&["percentage"]),
+                reason: "test".into(),
+                expected_revision: None,
+            })
+            .await
+            .expect("update")
+            .into_inner()
+    }
+
+    /// The serving status of one health service name.
+    pub async fn health(&self, service: &str) -> i32 {
+        let channel = Channel::from_shared(format!("http://{}", self.address))
+            .expect("endpoint")
+            .connect_lazy();
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map(|response| response.into_inner().status)
+            .unwrap_or_default()
+    }
+}
+
+/// The next event on a Watch stream (waiting at most 30 s, so a broken
+/// stream fails the test instead of hanging it).
+pub async fn next_event(
+    stream: &mut tonic::Streaming<pb::WatchResponse>,
+) -> pb::watch_response::Event {
+    let item = tokio::time::timeout(Duration::from_secs(30), stream.message())
+        .await
+        .expect("a watch event within 30 s")
+        .expect("a watch event, not an error")
+        .expect("the stream to stay open");
+    item.event.expect("an event")
+}
+
+/// The next change on a Watch stream, skipping heartbeats.
+pub async fn next_change(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::FlagChange {
+    loop {
+        match next_event(stream).await {
+            pb::watch_response::Event::Change(change) => return change,
+            pb::watch_response::Event::Heartbeat(_) => {}
+            pb::watch_response::Event::Snapshot(snapshot) => {
+                panic!("unexpected snapshot at revision {}", snapshot.revision)
+            }
+        }
+    }
+}
+
+/// Reads a stream's opening snapshot (all chunks): its flags and revision.
+pub async fn read_snapshot(
+    stream: &mut tonic::Streaming<pb::WatchResponse>,
+) -> (Vec<pb::Flag>, u64) {
+    let mut flags = Vec::new();
+    loop {
+        match next_event(stream).await {
+            pb::watch_response::Event::Snapshot(snapshot) => {
+                flags.extend(snapshot.flags);
+                if snapshot.last {
+                    return (flags, snapshot.revision);
+                }
+            }
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
+    }
+}
+
+/// Polls `probe` every 50 ms until it returns true; panics after `limit`.
+/// A bound against hanging, not a timing assertion.
+pub async fn eventually(limit: Duration, what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within {limit:?}");
 }
 
 /// Wraps a message in a request made by `actor`.

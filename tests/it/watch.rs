@@ -1,0 +1,342 @@
+//! Watch streams on one replica: snapshot then ordered changes, resume,
+//! filters, heartbeats, many subscribers, a stalled subscriber, shutdown.
+
+use std::time::Duration;
+
+use tonic::Code;
+use tonic::transport::Channel;
+use vexil::grpc::pb::{self, ChangeKind, evaluation_service_client::EvaluationServiceClient};
+
+use crate::common::{Backend, TestApp, TestDatabase, next_change, next_event, read_snapshot};
+
+crate::backend_tests!(
+    snapshot_then_every_change_in_order,
+    resume_receives_exactly_the_missed_changes,
+    filtered_stream_and_heartbeats,
+    thousand_subscribers_receive_every_change_in_order,
+    stalled_subscriber_is_cut_off_without_hurting_others,
+    shutdown_ends_streams_with_unavailable,
+);
+
+fn flag(name: &str) -> pb::Flag {
+    pb::Flag {
+        name: name.into(),
+        enabled: true,
+        ..pb::Flag::default()
+    }
+}
+
+async fn snapshot_then_every_change_in_order(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let a = app.create_flag(flag("a")).await;
+    let b = app.create_flag(flag("b")).await;
+
+    let mut stream = app.watch(&[], None).await;
+    let (flags, revision) = read_snapshot(&mut stream).await;
+    assert_eq!(flags, vec![a.clone(), b.clone()]);
+    assert_eq!(revision, b.revision);
+
+    let updated = app.set_percentage("a", 40.0).await;
+    let deleted = app
+        .flags
+        .clone()
+        .delete_flag(pb::DeleteFlagRequest {
+            name: "b".into(),
+            reason: "gone".into(),
+            expected_revision: None,
+        })
+        .await
+        .expect("delete")
+        .into_inner();
+    let c = app.create_flag(flag("c")).await;
+
+    let change = next_change(&mut stream).await;
+    assert_eq!(
+        (change.revision, change.kind(), change.flag.as_ref()),
+        (updated.revision, ChangeKind::Upserted, Some(&updated))
+    );
+    let change = next_change(&mut stream).await;
+    assert_eq!(
+        (
+            change.revision,
+            change.flag_name.as_str(),
+            change.kind(),
+            change.flag
+        ),
+        (deleted.revision, "b", ChangeKind::Deleted, None)
+    );
+    let change = next_change(&mut stream).await;
+    assert_eq!(
+        (change.revision, change.flag),
+        (c.revision, Some(c.clone()))
+    );
+    assert_eq!(c.revision, revision + 3, "revisions are gapless");
+
+    app.stop().await;
+    db.remove().await;
+}
+
+async fn resume_receives_exactly_the_missed_changes(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    app.create_flag(flag("resumed")).await;
+    let mut stream = app.watch(&[], None).await;
+    let (_, _) = read_snapshot(&mut stream).await;
+    let seen = app.set_percentage("resumed", 1.0).await;
+    assert_eq!(next_change(&mut stream).await.revision, seen.revision);
+    drop(stream);
+
+    let mut missed = Vec::new();
+    for percentage in [2.0, 3.0, 4.0, 5.0, 6.0] {
+        missed.push(app.set_percentage("resumed", percentage).await);
+    }
+    app.create_flag(flag("other")).await;
+    missed.push(
+        app.flags
+            .clone()
+            .get_flag(pb::GetFlagRequest {
+                name: "other".into(),
+            })
+            .await
+            .expect("get")
+            .into_inner(),
+    );
+
+    let mut resumed = app.watch(&[], Some(seen.revision)).await;
+    for expected in &missed {
+        let change = next_change(&mut resumed).await;
+        assert_eq!(change.revision, expected.revision);
+        assert_eq!(change.flag.as_ref(), Some(expected));
+    }
+    // Then live changes, with nothing repeated in between.
+    let live = app.set_percentage("resumed", 7.0).await;
+    assert_eq!(next_change(&mut resumed).await.revision, live.revision);
+
+    // A resume point ahead of the store cannot be served: a snapshot instead.
+    let mut ahead = app.watch(&[], Some(live.revision + 1000)).await;
+    let (flags, revision) = read_snapshot(&mut ahead).await;
+    assert_eq!(revision, live.revision);
+    assert_eq!(flags.len(), 2);
+
+    app.stop().await;
+    db.remove().await;
+}
+
+async fn filtered_stream_and_heartbeats(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        watch_heartbeat_ms: 100,
+        ..vexil::Config::with_database(&db.url)
+    })
+    .await;
+    app.create_flag(flag("watched")).await;
+    app.create_flag(flag("ignored")).await;
+
+    let mut stream = app.watch(&["watched", "not-yet"], None).await;
+    let (flags, _) = read_snapshot(&mut stream).await;
+    assert_eq!(
+        flags.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        vec!["watched"]
+    );
+
+    let ignored = app.set_percentage("ignored", 10.0).await;
+    let created = app.create_flag(flag("not-yet")).await;
+    let change = next_change(&mut stream).await;
+    assert_eq!(
+        (change.flag_name.as_str(), change.revision),
+        ("not-yet", created.revision)
+    );
+    assert!(created.revision > ignored.revision);
+
+    // Idle: heartbeats carry the current revision, past the filtered-out change too.
+    let ignored_again = app.set_percentage("ignored", 20.0).await;
+    loop {
+        match next_event(&mut stream).await {
+            pb::watch_response::Event::Heartbeat(heartbeat) => {
+                if heartbeat.revision == ignored_again.revision {
+                    break;
+                }
+            }
+            other => panic!("only heartbeats expected, got {other:?}"),
+        }
+    }
+
+    app.stop().await;
+    db.remove().await;
+}
+
+async fn thousand_subscribers_receive_every_change_in_order(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    app.create_flag(flag("fanout")).await;
+
+    const SUBSCRIBERS: usize = 1000;
+    const CHANGES: usize = 100;
+    let channels: Vec<Channel> = (0..4)
+        .map(|_| {
+            Channel::from_shared(format!("http://{}", app.address))
+                .expect("endpoint")
+                .connect_lazy()
+        })
+        .collect();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(SUBSCRIBERS);
+    let subscribers: Vec<_> = (0..SUBSCRIBERS)
+        .map(|i| {
+            let mut client = EvaluationServiceClient::new(channels[i % channels.len()].clone());
+            let ready = ready_tx.clone();
+            tokio::spawn(async move {
+                let mut stream = client
+                    .watch(pb::WatchRequest::default())
+                    .await
+                    .expect("watch")
+                    .into_inner();
+                let (_, start) = read_snapshot(&mut stream).await;
+                ready.send(()).await.expect("ready");
+                let mut revisions = Vec::with_capacity(CHANGES);
+                while revisions.len() < CHANGES {
+                    revisions.push(next_change(&mut stream).await.revision);
+                }
+                (start, revisions)
+            })
+        })
+        .collect();
+    for _ in 0..SUBSCRIBERS {
+        ready_rx.recv().await.expect("subscriber ready");
+    }
+
+    let mut expected = Vec::with_capacity(CHANGES);
+    for i in 0..CHANGES {
+        expected.push(app.set_percentage("fanout", i as f64).await.revision);
+    }
+    for subscriber in subscribers {
+        let (start, revisions) = subscriber.await.expect("subscriber");
+        assert!(start < expected[0]);
+        assert_eq!(revisions, expected);
+    }
+
+    app.stop().await;
+    db.remove().await;
+}
+
+async fn stalled_subscriber_is_cut_off_without_hurting_others(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    const BUFFER: u32 = 8;
+    let app = TestApp::start_with(vexil::Config {
+        watch_buffer: BUFFER,
+        ..vexil::Config::with_database(&db.url)
+    })
+    .await;
+    let created = app.create_flag(flag("busy")).await;
+
+    // The stalled subscriber: small HTTP/2 windows, and it stops reading.
+    let stalled_channel = Channel::from_shared(format!("http://{}", app.address))
+        .expect("endpoint")
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect_lazy();
+    let mut stalled = EvaluationServiceClient::new(stalled_channel)
+        .watch(pb::WatchRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let (_, start) = read_snapshot(&mut stalled).await;
+    let mut healthy = app.watch(&[], None).await;
+    read_snapshot(&mut healthy).await;
+
+    // Large changes fill the stalled stream's windows and buffer quickly.
+    const CHANGES: u64 = 300;
+    let description = "x".repeat(4000);
+    let mut flags = app.flags.clone();
+    for i in 0..CHANGES {
+        flags
+            .update_flag(pb::UpdateFlagRequest {
+                flag: Some(pb::Flag {
+                    description: format!("{i}{description}"),
+                    ..flag("busy")
+                }),
+                update_mask: crate::common::mask(&["description"]),
+                reason: "churn".into(),
+                expected_revision: None,
+            })
+            .await
+            .expect("update");
+    }
+    let last = created.revision + CHANGES;
+
+    // The healthy subscriber got everything, in order.
+    for revision in created.revision + 1..=last {
+        assert_eq!(next_change(&mut healthy).await.revision, revision);
+    }
+
+    // The stalled one gets what was buffered, then the documented status.
+    let mut received = start;
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(30), stalled.message())
+            .await
+            .expect("stalled stream answers")
+        {
+            Ok(Some(response)) => match response.event.expect("event") {
+                pb::watch_response::Event::Change(change) => {
+                    assert_eq!(change.revision, received + 1);
+                    received = change.revision;
+                }
+                pb::watch_response::Event::Heartbeat(_) => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            Ok(None) => panic!("the stalled stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(received < last, "the stalled subscriber was cut off early");
+    let resume = format!("since_revision={received}");
+    assert!(
+        status.message().contains(&resume),
+        "{status:?} should say {resume}"
+    );
+
+    // Resubscribing from there yields exactly the rest.
+    let mut resumed = app.watch(&[], Some(received)).await;
+    for revision in received + 1..=last {
+        assert_eq!(next_change(&mut resumed).await.revision, revision);
+    }
+
+    app.stop().await;
+    db.remove().await;
+}
+
+async fn shutdown_ends_streams_with_unavailable(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let created = app.create_flag(flag("last")).await;
+    let mut stream = app.watch(&[], None).await;
+    read_snapshot(&mut stream).await;
+
+    let stopping = tokio::spawn(app.stop());
+    let status = tokio::time::timeout(Duration::from_secs(30), stream.message())
+        .await
+        .expect("the stream ends")
+        .expect_err("ends with a status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("since_revision={}", created.revision)),
+        "{status:?}"
+    );
+    stopping.await.expect("server stopped");
+    db.remove().await;
+}
