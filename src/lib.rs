@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -142,8 +142,11 @@ pub async fn run(
         },
         "serving gRPC"
     );
+    // NODELAY on accepted connections: without it small answers wait on
+    // Nagle's algorithm and delayed ACKs (~40 ms). The builder's own
+    // `tcp_nodelay` applies only to listeners it binds itself.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
@@ -152,7 +155,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(evaluation)
         .add_service(flags)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
 
     let _ = syncing.await;

@@ -57,6 +57,9 @@ impl RedisBus {
         let mut builder = Builder::from_config(redis_config);
         builder
             .with_config(|c| c.fail_fast = false)
+            // Announcements are tiny: without NODELAY, Nagle's algorithm and
+            // delayed ACKs hold them back for ~40 ms.
+            .with_connection_config(|c| c.tcp.nodelay = Some(true))
             .with_performance_config(|p| {
                 p.default_command_timeout = PUBLISH_TIMEOUT;
                 p.broadcast_channel_capacity = MESSAGE_BUFFER;
