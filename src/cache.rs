@@ -2,12 +2,11 @@
 //! touches the store. Holds every flag the store has, so a miss means "no
 //! such flag" and costs no query.
 //!
-//! Each entry carries the revision it reflects; a change applies only when it
-//! is newer, and deletions stay as tombstones until a full reload proves them
-//! settled, so a late, older write cannot resurrect a deleted flag.
+//! Each entry carries the revision it reflects, and a change applies only
+//! when it is newer. Changes arrive in revision order (see
+//! `service::sync`), so a deletion simply removes the entry.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -15,15 +14,12 @@ use crate::domain::{Flag, FlagName};
 
 struct Entry {
     revision: u64,
-    /// `None` is a tombstone.
-    flag: Option<Arc<Flag>>,
+    flag: Arc<Flag>,
 }
 
 #[derive(Default)]
 pub struct FlagCache {
     entries: DashMap<FlagName, Entry, ahash::RandomState>,
-    /// Highest revision applied; every change up to it is reflected.
-    revision: AtomicU64,
 }
 
 impl FlagCache {
@@ -35,11 +31,11 @@ impl FlagCache {
     /// Keep `f` short and synchronous: it blocks writers of that shard.
     pub fn with_flag<R>(&self, name: &str, f: impl FnOnce(Option<&Flag>) -> R) -> R {
         let entry = self.entries.get(name);
-        f(entry.as_ref().and_then(|entry| entry.flag.as_deref()))
+        f(entry.as_ref().map(|entry| entry.flag.as_ref()))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Flag>> {
-        self.entries.get(name).and_then(|entry| entry.flag.clone())
+        self.entries.get(name).map(|entry| entry.flag.clone())
     }
 
     /// Every live flag, ordered by name.
@@ -47,57 +43,46 @@ impl FlagCache {
         let mut flags: Vec<Arc<Flag>> = self
             .entries
             .iter()
-            .filter_map(|entry| entry.flag.clone())
+            .map(|entry| entry.flag.clone())
             .collect();
         flags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         flags
     }
 
-    /// Highest revision this cache has applied.
-    pub fn revision(&self) -> u64 {
-        self.revision.load(Ordering::Acquire)
-    }
-
     /// Stores a created or updated flag unless the cache already holds a newer state.
     pub fn upsert(&self, flag: Arc<Flag>) {
         let revision = flag.revision;
-        self.apply(flag.name.clone(), revision, Some(flag));
+        self.entries
+            .entry(flag.name.clone())
+            .and_modify(|entry| {
+                if revision > entry.revision {
+                    entry.flag = flag.clone();
+                    entry.revision = revision;
+                }
+            })
+            .or_insert_with(|| Entry {
+                revision,
+                flag: flag.clone(),
+            });
     }
 
-    /// Records a deletion at `revision` unless the cache holds a newer state.
-    pub fn remove(&self, name: FlagName, revision: u64) {
-        self.apply(name, revision, None);
+    /// Removes a flag deleted at `revision`, unless the cache holds a newer state.
+    pub fn remove(&self, name: &str, revision: u64) {
+        self.entries
+            .remove_if(name, |_, entry| entry.revision < revision);
     }
 
-    fn apply(&self, name: FlagName, revision: u64, flag: Option<Arc<Flag>>) {
-        let mut entry = self.entries.entry(name).or_insert(Entry {
-            revision: 0,
-            flag: None,
-        });
-        if revision > entry.revision {
-            *entry = Entry { revision, flag };
-        }
-        drop(entry);
-        self.revision.fetch_max(revision, Ordering::AcqRel);
-    }
-
-    /// Reconciles the cache with a consistent snapshot of the store taken at
-    /// `revision`: newer snapshot states replace older ones, and entries the
-    /// snapshot lacks are dropped unless they are newer than the snapshot.
-    pub fn replace_all(&self, flags: Vec<Flag>, revision: u64) {
-        let mut live: ahash::AHashSet<FlagName> = ahash::AHashSet::with_capacity(flags.len());
+    /// Replaces the whole content with a consistent snapshot of the store.
+    pub fn replace_all(&self, flags: Vec<Flag>) {
+        self.entries.clear();
         for flag in flags {
-            live.insert(flag.name.clone());
             self.upsert(Arc::new(flag));
         }
-        self.entries
-            .retain(|name, entry| live.contains(name) || entry.revision > revision);
-        self.revision.fetch_max(revision, Ordering::AcqRel);
     }
 
-    /// Number of live flags.
+    /// Number of flags.
     pub fn len(&self) -> usize {
-        self.entries.iter().filter(|e| e.flag.is_some()).count()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -127,37 +112,32 @@ mod tests {
         }
     }
 
-    fn name(name: &str) -> FlagName {
-        FlagName::parse("name", name).unwrap()
-    }
-
     #[test]
     fn older_updates_do_not_overwrite_newer() {
         let cache = FlagCache::new();
         cache.upsert(Arc::new(flag("a", 5, true)));
         cache.upsert(Arc::new(flag("a", 3, false)));
         assert!(cache.get("a").unwrap().spec.enabled);
-        assert_eq!(cache.revision(), 5);
     }
 
     #[test]
-    fn tombstones_block_late_resurrection() {
+    fn deletes_remove_unless_newer() {
         let cache = FlagCache::new();
         cache.upsert(Arc::new(flag("a", 1, true)));
-        cache.remove(name("a"), 3);
-        cache.upsert(Arc::new(flag("a", 2, true)));
+        cache.upsert(Arc::new(flag("b", 5, true)));
+        cache.remove("a", 3);
+        cache.remove("b", 4);
         assert!(cache.get("a").is_none());
-        assert_eq!(cache.len(), 0);
+        assert!(cache.get("b").is_some());
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]
-    fn replace_all_drops_deleted_but_keeps_newer_writes() {
+    fn replace_all_replaces_everything() {
         let cache = FlagCache::new();
         cache.upsert(Arc::new(flag("gone", 1, true)));
-        cache.upsert(Arc::new(flag("newer", 9, true)));
-        cache.replace_all(vec![flag("kept", 4, true)], 5);
+        cache.replace_all(vec![flag("kept", 4, true)]);
         let names: Vec<String> = cache.all().iter().map(|f| f.name.to_string()).collect();
-        assert_eq!(names, vec!["kept", "newer"]);
-        assert_eq!(cache.revision(), 9);
+        assert_eq!(names, vec!["kept"]);
     }
 }

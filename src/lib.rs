@@ -47,6 +47,9 @@ const MAX_CONCURRENT_STREAMS: u32 = 4096;
 /// Applied changes kept for watchers that fall behind briefly; a watcher
 /// further behind replays from the store.
 const FEED_CAPACITY: usize = 4096;
+/// How long shutdown waits for open connections (a Watch client that stopped
+/// reading cannot take its final status) before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Health service name whose status tells whether cross-replica
 /// propagation is live (NOT_SERVING while Redis is unreachable).
 pub const BUS_HEALTH_SERVICE: &str = "vexil.bus";
@@ -127,9 +130,17 @@ pub async fn run(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
 
     // Streams end before the server waits for them to finish.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         stop.send_replace(true);
+        let _ = signalled.send(());
+    };
+    let grace_expired = async move {
+        match on_signal.await {
+            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+            Err(_) => std::future::pending().await,
+        }
     };
 
     let address = listener.local_addr().ok();
@@ -146,7 +157,7 @@ pub async fn run(
     // Nagle's algorithm and delayed ACKs (~40 ms). The builder's own
     // `tcp_nodelay` applies only to listeners it binds itself.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
@@ -155,8 +166,14 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(evaluation)
         .add_service(flags)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let served = tokio::select! {
+        served = server => served,
+        () = grace_expired => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace period; closing them");
+            Ok(())
+        }
+    };
 
     let _ = syncing.await;
     reporting.abort();

@@ -80,6 +80,7 @@ impl RedisBus {
         let tasks = vec![
             tokio::spawn(forward_messages(subscriber.message_rx(), events.clone())),
             tokio::spawn(on_reconnect(
+                subscriber.reconnect_rx(),
                 subscriber.clone(),
                 config.channel.clone(),
                 events.clone(),
@@ -176,29 +177,47 @@ async fn forward_messages(
 
 /// On every (re)connect: subscribe again, then ask for a catch-up, so
 /// nothing published while disconnected is missed for long.
+/// (Taking `reconnects` before the client connects, so the first connect is
+/// not missed.)
 async fn on_reconnect(
+    mut reconnects: broadcast::Receiver<fred::types::config::Server>,
     subscriber: SubscriberClient,
     channel: String,
     events: broadcast::Sender<BusEvent>,
     connected: watch::Sender<bool>,
 ) {
-    let mut reconnects = subscriber.reconnect_rx();
     loop {
         match reconnects.recv().await {
-            Ok(server) => match subscriber.subscribe(channel.as_str()).await {
-                Ok(()) => {
+            Ok(server) => {
+                if subscribe_until_done(&subscriber, &channel).await {
                     tracing::info!(%server, channel = %channel, "change bus connected to redis");
                     connected.send_replace(true);
                     let _ = events.send(BusEvent::Reconnected);
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, "subscribing to the change channel failed");
-                }
-            },
+            }
             Err(RecvError::Lagged(_)) => {
                 let _ = events.send(BusEvent::Lagged);
             }
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Subscribes to `channel`, retrying while the connection stays up. False
+/// when the connection dropped first (the next reconnect tries again).
+async fn subscribe_until_done(subscriber: &SubscriberClient, channel: &str) -> bool {
+    let mut delay = Duration::from_millis(u64::from(RECONNECT_MIN_DELAY_MS));
+    loop {
+        match subscriber.subscribe(channel).await {
+            Ok(()) => return true,
+            Err(err) => {
+                tracing::warn!(error = %err, "subscribing to the change channel failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(u64::from(RECONNECT_MAX_DELAY_MS)));
+                if !subscriber.is_connected() {
+                    return false;
+                }
+            }
         }
     }
 }

@@ -269,18 +269,25 @@ pub fn watch_item_to_pb(item: WatchItem) -> std::result::Result<pb::WatchRespons
 }
 
 fn watch_end_to_status(end: WatchEnd) -> Status {
+    let resume = |resume_after: Option<u64>| match resume_after {
+        Some(revision) => format!("since_revision={revision}"),
+        None => "no since_revision, for a new snapshot".to_string(),
+    };
     match end {
         WatchEnd::TooSlow {
             buffer,
             resume_after,
         } => Status::resource_exhausted(format!(
-            "subscriber fell more than {buffer} events behind; resubscribe with since_revision={resume_after}"
+            "subscriber fell more than {buffer} events behind; resubscribe with {}",
+            resume(resume_after)
         )),
         WatchEnd::ShuttingDown { resume_after } => Status::unavailable(format!(
-            "server shutting down; reconnect with since_revision={resume_after}"
+            "server shutting down; reconnect with {}",
+            resume(resume_after)
         )),
         WatchEnd::StoreUnavailable { resume_after } => Status::unavailable(format!(
-            "the flag store is unavailable; resubscribe with since_revision={resume_after}"
+            "the flag store is unavailable; resubscribe with {}",
+            resume(resume_after)
         )),
     }
 }

@@ -90,11 +90,15 @@ impl FlagManager {
         let name = FlagName::parse("flag.name", name)?;
         spec.validate("flag")?;
         validate_change(&change, false)?;
-        let flag = self.store.create_flag(name, spec, &change).await?;
-        tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag created");
-        let flag = Arc::new(flag);
-        self.propagate(FlagChange::upserted(flag.clone())).await;
-        Ok(Arc::unwrap_or_clone(flag))
+        let this = self.clone();
+        to_completion(async move {
+            let flag = this.store.create_flag(name, spec, &change).await?;
+            tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag created");
+            let flag = Arc::new(flag);
+            this.propagate(FlagChange::upserted(flag.clone())).await;
+            Ok(Arc::unwrap_or_clone(flag))
+        })
+        .await
     }
 
     pub async fn get_flag(&self, name: &str) -> Result<Flag> {
@@ -141,19 +145,23 @@ impl FlagManager {
             ));
         }
         validate_change(&change, true)?;
-        let flag = self
-            .store
-            .update_flag(&name, expected_revision, &change, |current| {
-                let mut spec = current.spec.clone();
-                spec.merge(values, &fields);
-                spec.validate("flag")?;
-                Ok(spec)
-            })
-            .await?;
-        tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag updated");
-        let flag = Arc::new(flag);
-        self.propagate(FlagChange::upserted(flag.clone())).await;
-        Ok(Arc::unwrap_or_clone(flag))
+        let this = self.clone();
+        to_completion(async move {
+            let flag = this
+                .store
+                .update_flag(&name, expected_revision, &change, |current| {
+                    let mut spec = current.spec.clone();
+                    spec.merge(values, &fields);
+                    spec.validate("flag")?;
+                    Ok(spec)
+                })
+                .await?;
+            tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag updated");
+            let flag = Arc::new(flag);
+            this.propagate(FlagChange::upserted(flag.clone())).await;
+            Ok(Arc::unwrap_or_clone(flag))
+        })
+        .await
     }
 
     /// Deletes a flag; returns the deletion's revision.
@@ -165,14 +173,18 @@ impl FlagManager {
     ) -> Result<u64> {
         let flag_name = FlagName::parse("name", name)?;
         validate_change(&change, true)?;
-        let revision = self
-            .store
-            .delete_flag(name, expected_revision, &change)
-            .await?;
-        tracing::info!(flag = %flag_name, revision, actor = %change.actor, "flag deleted");
-        self.propagate(FlagChange::deleted(flag_name, revision))
-            .await;
-        Ok(revision)
+        let this = self.clone();
+        to_completion(async move {
+            let revision = this
+                .store
+                .delete_flag(flag_name.as_str(), expected_revision, &change)
+                .await?;
+            tracing::info!(flag = %flag_name, revision, actor = %change.actor, "flag deleted");
+            this.propagate(FlagChange::deleted(flag_name, revision))
+                .await;
+            Ok(revision)
+        })
+        .await
     }
 
     pub async fn audit_trail(&self, flag_name: &str, page: Page) -> Result<(Vec<AuditEntry>, u64)> {
@@ -201,6 +213,17 @@ impl FlagManager {
         validate_name("name", name)?;
         self.store.delete_group(name).await
     }
+}
+
+/// Runs a write to completion even if the caller goes away: a cancelled RPC
+/// drops its future, and a change that committed must still be applied and
+/// announced.
+async fn to_completion<T: Send + 'static>(
+    write: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(write)
+        .await
+        .map_err(|err| Error::Internal(format!("write task failed: {err}")))?
 }
 
 fn validate_change(change: &Change, reason_required: bool) -> Result<()> {

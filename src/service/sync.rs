@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::store::FlagStore;
 
 /// Changes read from the store per query while catching up.
-const CATCH_UP_BATCH: u64 = 500;
+const CATCH_UP_BATCH: u64 = 200;
 
 pub struct CacheSync {
     store: Arc<FlagStore>,
@@ -43,7 +43,7 @@ impl CacheSync {
         feed_capacity: usize,
     ) -> Result<Self> {
         let (flags, revision) = store.load_all().await?;
-        cache.replace_all(flags, revision);
+        cache.replace_all(flags);
         Ok(Self {
             store,
             cache,
@@ -75,39 +75,46 @@ impl CacheSync {
     /// (from other replicas) are still missing, catches up to it from the
     /// store instead, so the feed never skips one.
     pub async fn committed(&self, change: FlagChange) {
-        let mut applied = self.applied.lock().await;
-        if change.revision <= *applied {
-            return;
+        {
+            let mut applied = self.applied.lock().await;
+            if change.revision <= *applied {
+                return;
+            }
+            if change.revision == *applied + 1 {
+                self.apply(&mut applied, change);
+                return;
+            }
         }
-        if change.revision == *applied + 1 {
-            self.apply(&mut applied, change);
-            return;
-        }
-        if let Err(err) = self.catch_up_locked(&mut applied).await {
+        if let Err(err) = self.catch_up().await {
             tracing::warn!(error = %err, revision = change.revision, "catching up after a local write failed; retrying later");
         }
     }
 
-    /// Applies every change the store has after `applied`.
+    /// Applies every change the store has after `applied`. The store is read
+    /// without holding the lock (a slow store must not stall snapshots or
+    /// writes); changes are then applied under it, skipping those another
+    /// catch-up applied meanwhile.
     pub async fn catch_up(&self) -> Result<()> {
-        let mut applied = self.applied.lock().await;
-        self.catch_up_locked(&mut applied).await
-    }
-
-    async fn catch_up_locked(&self, applied: &mut u64) -> Result<()> {
         loop {
-            let changes = self.store.changes_after(*applied, CATCH_UP_BATCH).await?;
+            let from = self.applied().await;
+            let changes = self.store.changes_after(from, CATCH_UP_BATCH).await?;
             let complete = (changes.len() as u64) < CATCH_UP_BATCH;
+            let mut applied = self.applied.lock().await;
             for change in changes {
+                if change.revision <= *applied {
+                    continue;
+                }
                 if change.revision != *applied + 1 {
-                    // Cannot happen while audit rows are never deleted; say so loudly.
+                    // Revisions commit in order, so the log has no holes;
+                    // never apply past one. Retried at the next trigger.
                     tracing::error!(
                         expected = *applied + 1,
                         found = change.revision,
                         "gap in the audit log"
                     );
+                    return Ok(());
                 }
-                self.apply(applied, change);
+                self.apply(&mut applied, change);
             }
             if complete {
                 return Ok(());
@@ -118,7 +125,9 @@ impl CacheSync {
     fn apply(&self, applied: &mut u64, change: FlagChange) {
         match &change.flag {
             Some(flag) => self.cache.upsert(flag.clone()),
-            None => self.cache.remove(change.flag_name.clone(), change.revision),
+            None => self
+                .cache
+                .remove(change.flag_name.as_str(), change.revision),
         }
         *applied = change.revision;
         // No watcher is fine.
@@ -141,7 +150,8 @@ pub async fn keep_in_sync(
     let mut events = bus.subscribe();
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await; // the first tick is immediate; the cache was just loaded
+    // The first tick is immediate: it catches up with whatever committed
+    // between the initial load and the subscription above.
     let mut failing = false;
     loop {
         let mut announce = false;

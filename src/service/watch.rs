@@ -22,7 +22,11 @@ use crate::error::{Error, Result};
 pub const SNAPSHOT_CHUNK: usize = 100;
 
 /// Changes read from the store per query when resuming.
-const REPLAY_BATCH: u64 = 500;
+const REPLAY_BATCH: u64 = 100;
+
+/// How long a snapshot or replay waits for a subscriber that reads nothing
+/// before cutting it off.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One item of a watch stream.
 #[derive(Debug, Clone)]
@@ -40,15 +44,21 @@ pub enum WatchEvent {
     Heartbeat { revision: u64 },
 }
 
-/// Why a stream ended; every variant says where to resume.
+/// Why a stream ended, and the revision to resume after: `None` when the
+/// stream ended before its snapshot was complete, so the client must start
+/// over with a new snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEnd {
-    /// The subscriber let its buffer of `buffer` events fill up.
-    TooSlow { buffer: usize, resume_after: u64 },
+    /// The subscriber let its buffer of `buffer` events fill up, or did not
+    /// read for `STALL_TIMEOUT` while the stream was waiting for room.
+    TooSlow {
+        buffer: usize,
+        resume_after: Option<u64>,
+    },
     /// The server is shutting down.
-    ShuttingDown { resume_after: u64 },
+    ShuttingDown { resume_after: Option<u64> },
     /// The store failed while the stream was replaying changes.
-    StoreUnavailable { resume_after: u64 },
+    StoreUnavailable { resume_after: Option<u64> },
 }
 
 pub type WatchItem = std::result::Result<WatchEvent, WatchEnd>;
@@ -184,7 +194,8 @@ impl Stream {
                 revision,
                 last: chunk + 1 == chunks,
             };
-            if !self.send_waiting(event, revision).await {
+            // Until the last chunk is out, the client has no state to resume.
+            if !self.send_waiting(event, None).await {
                 return None;
             }
         }
@@ -201,14 +212,14 @@ impl Stream {
                 .changes_after(*position, REPLAY_BATCH)
                 .await
                 .map_err(|_| WatchEnd::StoreUnavailable {
-                    resume_after: *position,
+                    resume_after: Some(*position),
                 })?;
             let complete = (changes.len() as u64) < REPLAY_BATCH;
             for change in changes {
                 let revision = change.revision;
                 if self.filter.matches(change.flag_name.as_str())
                     && !self
-                        .send_waiting(WatchEvent::Change(Arc::new(change)), *position)
+                        .send_waiting(WatchEvent::Change(Arc::new(change)), Some(*position))
                         .await
                 {
                     return Ok(false);
@@ -233,7 +244,7 @@ impl Stream {
         loop {
             tokio::select! {
                 _ = self.stop.changed() => {
-                    self.end(WatchEnd::ShuttingDown { resume_after: *position });
+                    self.end(WatchEnd::ShuttingDown { resume_after: Some(*position) });
                     return Live::Ended;
                 }
                 _ = self.tx.closed() => return Live::Ended,
@@ -257,7 +268,7 @@ impl Stream {
                     // A gap (or a lagged feed): fill it from the store.
                     Ok(_) | Err(RecvError::Lagged(_)) => return Live::Lagged,
                     Err(RecvError::Closed) => {
-                        self.end(WatchEnd::ShuttingDown { resume_after: *position });
+                        self.end(WatchEnd::ShuttingDown { resume_after: Some(*position) });
                         return Live::Ended;
                     }
                 },
@@ -271,7 +282,7 @@ impl Stream {
         if self.tx.capacity() <= 1 {
             self.end(WatchEnd::TooSlow {
                 buffer: self.buffer,
-                resume_after: position,
+                resume_after: Some(position),
             });
             return false;
         }
@@ -279,10 +290,10 @@ impl Stream {
     }
 
     /// Queues `event`, waiting for room (snapshot and replay), unless the
-    /// server stops or the client leaves. Waits for two free slots and uses
-    /// one, so the slot for the end of the stream stays free. False when the
-    /// stream ended.
-    async fn send_waiting(&mut self, event: WatchEvent, position: u64) -> bool {
+    /// server stops, the client leaves, or it reads nothing for
+    /// `STALL_TIMEOUT`. Waits for two free slots and uses one, so the slot
+    /// for the end of the stream stays free. False when the stream ended.
+    async fn send_waiting(&mut self, event: WatchEvent, resume_after: Option<u64>) -> bool {
         tokio::select! {
             permits = self.tx.reserve_many(2) => match permits {
                 Ok(mut permits) => {
@@ -293,8 +304,12 @@ impl Stream {
                 }
                 Err(_) => false,
             },
+            _ = tokio::time::sleep(STALL_TIMEOUT) => {
+                self.end(WatchEnd::TooSlow { buffer: self.buffer, resume_after });
+                false
+            }
             _ = self.stop.changed() => {
-                self.end(WatchEnd::ShuttingDown { resume_after: position });
+                self.end(WatchEnd::ShuttingDown { resume_after });
                 false
             }
         }

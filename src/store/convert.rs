@@ -134,16 +134,20 @@ pub(super) fn audit_from_model(model: audit::Model) -> Result<AuditEntry, Error>
 }
 
 /// The change an audit entry records: its revision and the flag after it.
-pub(super) fn change_from_model(model: audit::Model) -> Result<FlagChange, Error> {
-    let flag_name = FlagName::parse("flag_name", model.flag_name).map_err(|err| {
+pub(super) fn change_from_row(
+    revision: i64,
+    flag_name: String,
+    after: Option<serde_json::Value>,
+) -> Result<FlagChange, Error> {
+    let flag_name = FlagName::parse("flag_name", flag_name).map_err(|err| {
         Error::Internal(format!(
             "stored audit flag name is invalid: {}",
             err.message
         ))
     })?;
-    let flag: Option<Flag> = model.after.map(|v| from_json("after", v)).transpose()?;
+    let flag: Option<Flag> = after.map(|v| from_json("after", v)).transpose()?;
     Ok(FlagChange {
-        revision: to_revision(model.revision),
+        revision: to_revision(revision),
         flag_name,
         flag: flag.map(Arc::new),
     })

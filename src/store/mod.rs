@@ -20,7 +20,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, MutexGuard};
 
 use self::convert::{
-    audit_from_model, change_from_model, db_error, flag_from_model, flag_to_model, from_revision,
+    audit_from_model, change_from_row, db_error, flag_from_model, flag_to_model, from_revision,
     group_from_model, snapshot,
 };
 use self::entities::{audit, flag, group};
@@ -35,6 +35,9 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Arbitrary key of the PostgreSQL advisory lock that serializes migrations
 /// of replicas starting together.
 const MIGRATION_LOCK_KEY: i64 = 0x7665_7869_6c00;
+/// How long a write waits for this replica's earlier writes before the
+/// store is reported unavailable (they queue while the database is slow).
+const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 trait DbResultExt<T> {
     fn db(self) -> Result<T>;
@@ -132,15 +135,23 @@ impl FlagStore {
     /// Up to `limit` committed changes after `revision`, in revision order,
     /// read from the audit log (whose entries hold each change's result).
     pub async fn changes_after(&self, revision: u64, limit: u64) -> Result<Vec<FlagChange>> {
+        // Only what a change needs: not the `before` snapshots.
         audit::Entity::find()
+            .select_only()
+            .columns([
+                audit::Column::Revision,
+                audit::Column::FlagName,
+                audit::Column::After,
+            ])
             .filter(audit::Column::Revision.gt(from_revision(revision)?))
             .order_by_asc(audit::Column::Revision)
             .limit(limit)
+            .into_tuple::<(i64, String, Option<serde_json::Value>)>()
             .all(&self.db)
             .await
             .db()?
             .into_iter()
-            .map(change_from_model)
+            .map(|(revision, flag_name, after)| change_from_row(revision, flag_name, after))
             .collect()
     }
 
@@ -363,7 +374,11 @@ impl FlagStore {
     }
 
     async fn open_write(&self, counter_sql: &str) -> Result<Write<'_>> {
-        let serialized = self.write_lock.lock().await;
+        let serialized = tokio::time::timeout(WRITE_QUEUE_TIMEOUT, self.write_lock.lock())
+            .await
+            .map_err(|_| {
+                Error::Unavailable("the flag store is too slow; writes are queued".into())
+            })?;
         // SQLite: take the write lock up front (IMMEDIATE), so the
         // transaction never fails to upgrade a read lock halfway through.
         let options = TransactionOptions {
