@@ -1,0 +1,243 @@
+//! Engine benchmarks (criterion): one evaluation per decisive rule, bulk
+//! evaluation of 10, 100 and 1,000 flags, and bucketing alone. Before the
+//! timings it prints heap allocations per evaluation, counted by an
+//! instrumented global allocator.
+//!
+//! Run: `cargo bench --bench engine`
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use vexil::cache::FlagCache;
+use vexil::domain::{EvalContext, Flag, FlagName, FlagSpec};
+use vexil::engine::{bucket, evaluate};
+use vexil::service::Evaluator;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const LIST_IDS: usize = 10_000;
+
+fn now() -> DateTime<Utc> {
+    DateTime::UNIX_EPOCH + TimeDelta::days(20_000)
+}
+
+fn flag(name: &str, spec: FlagSpec) -> Flag {
+    Flag {
+        name: FlagName::parse("name", name).expect("valid name"),
+        spec,
+        revision: 1,
+        created_at: now(),
+        updated_at: now(),
+        created_by: "bench".into(),
+        updated_by: "bench".into(),
+    }
+}
+
+fn ids(prefix: &str) -> vexil::domain::UserSet {
+    (0..LIST_IDS).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// A realistic enabled flag: environments, a 10,000-id whitelist and
+/// blacklist, an override for staging, a 50% rollout.
+fn rich(name: &str) -> Flag {
+    flag(
+        name,
+        FlagSpec {
+            enabled: true,
+            percentage: 50.0,
+            whitelist: ids("vip"),
+            blacklist: ids("banned"),
+            environments: vec!["production".into(), "staging".into()],
+            environment_overrides: [("staging".to_string(), true)].into(),
+            ..FlagSpec::default()
+        },
+    )
+}
+
+/// A user inside (or outside) the 50% rollout of `flag`.
+fn rollout_user(flag: &str, inside: bool) -> String {
+    (0..)
+        .map(|i| format!("user-{i}"))
+        .find(|user| bucket::in_rollout(flag, user, 50.0) == inside)
+        .expect("some user")
+}
+
+struct Case {
+    name: &'static str,
+    flag: Option<Flag>,
+    user: String,
+    environment: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    let disabled = flag(
+        "bench.disabled",
+        FlagSpec {
+            whitelist: ids("vip"),
+            ..FlagSpec::default()
+        },
+    );
+    vec![
+        Case {
+            name: "not_found",
+            flag: None,
+            user: "user-1".into(),
+            environment: "production",
+        },
+        Case {
+            name: "disabled",
+            flag: Some(disabled),
+            user: "vip-5000".into(),
+            environment: "production",
+        },
+        Case {
+            name: "whitelist_hit_10k",
+            flag: Some(rich("bench.rich")),
+            user: "vip-5000".into(),
+            environment: "production",
+        },
+        Case {
+            name: "blacklist_hit_10k",
+            flag: Some(rich("bench.rich")),
+            user: "banned-5000".into(),
+            environment: "production",
+        },
+        Case {
+            name: "environment_override",
+            flag: Some(rich("bench.rich")),
+            user: "user-1".into(),
+            environment: "staging",
+        },
+        Case {
+            name: "rollout_in",
+            flag: Some(rich("bench.rich")),
+            user: rollout_user("bench.rich", true),
+            environment: "production",
+        },
+        Case {
+            name: "rollout_out",
+            flag: Some(rich("bench.rich")),
+            user: rollout_user("bench.rich", false),
+            environment: "production",
+        },
+    ]
+}
+
+/// A cache of `count` flags and their names.
+fn bulk_setup(count: usize) -> (Evaluator, Vec<String>) {
+    let cache = Arc::new(FlagCache::new());
+    let names: Vec<String> = (0..count).map(|i| format!("bench.bulk.{i:04}")).collect();
+    let lean = FlagSpec {
+        enabled: true,
+        percentage: 50.0,
+        environments: vec!["production".into(), "staging".into()],
+        environment_overrides: [("staging".to_string(), true)].into(),
+        ..FlagSpec::default()
+    };
+    for name in &names {
+        cache.upsert(Arc::new(flag(name, lean.clone())));
+    }
+    (Evaluator::new(cache), names)
+}
+
+fn allocations_per_call(calls: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm: one-time lazy allocations are not per call
+    let region = Region::new(GLOBAL);
+    for _ in 0..calls {
+        f();
+    }
+    region.change().allocations as f64 / calls as f64
+}
+
+fn report_allocations() {
+    println!("heap allocations per call:");
+    for case in cases() {
+        let ctx = EvalContext {
+            user_id: &case.user,
+            environment: case.environment,
+        };
+        let per_call = allocations_per_call(10_000, || {
+            black_box(evaluate(black_box(case.flag.as_ref()), &ctx, now()));
+        });
+        println!("  engine::evaluate {:<22} {per_call:.2}", case.name);
+    }
+    let ctx = EvalContext {
+        user_id: "user-1",
+        environment: "production",
+    };
+    let (evaluator, names) = bulk_setup(1);
+    let per_call = allocations_per_call(10_000, || {
+        black_box(evaluator.evaluate(&names[0], &ctx, now()).expect("valid"));
+    });
+    println!("  Evaluator::evaluate (cache lookup + engine)  {per_call:.2}");
+    for count in [10, 100, 1000] {
+        let (evaluator, names) = bulk_setup(count);
+        let mut inputs: Vec<Vec<String>> = (0..100).map(|_| names.clone()).collect();
+        let per_call = allocations_per_call(99, || {
+            let input = inputs.pop().expect("prepared input");
+            black_box(evaluator.bulk_evaluate(input, &ctx, now()).expect("valid"));
+        });
+        println!(
+            "  Evaluator::bulk_evaluate({count}) {per_call:.2} (the result Vec; names move from the request)"
+        );
+    }
+}
+
+fn bench_rules(c: &mut Criterion) {
+    let mut group = c.benchmark_group("evaluate");
+    for case in cases() {
+        let ctx = EvalContext {
+            user_id: &case.user,
+            environment: case.environment,
+        };
+        group.bench_function(case.name, |b| {
+            b.iter(|| evaluate(black_box(case.flag.as_ref()), black_box(&ctx), now()))
+        });
+    }
+    group.finish();
+}
+
+fn bench_bulk(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bulk_evaluate");
+    let ctx = EvalContext {
+        user_id: "user-1",
+        environment: "production",
+    };
+    for count in [10, 100, 1000] {
+        let (evaluator, names) = bulk_setup(count);
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(count), &names, |b, names| {
+            b.iter_batched(
+                || names.clone(),
+                |input| evaluator.bulk_evaluate(input, &ctx, now()),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn bench_bucket(c: &mut Criterion) {
+    c.bench_function("bucket", |b| {
+        b.iter(|| {
+            bucket::bucket(
+                black_box("ui.dashboard.new_layout"),
+                black_box("user-123456"),
+            )
+        })
+    });
+}
+
+fn main() {
+    report_allocations();
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_rules(&mut criterion);
+    bench_bulk(&mut criterion);
+    bench_bucket(&mut criterion);
+    criterion.final_summary();
+}

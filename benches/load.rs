@@ -1,0 +1,443 @@
+//! Load generator: Vexil against the gRPC ceiling on the same machine.
+//!
+//! Starts a real Vexil server (SQLite, N flags) and a bare tonic server that
+//! answers the same RPCs with messages of the same sizes from a HashMap (the
+//! ceiling), then drives each over real HTTP/2 connections with the same
+//! settings: C requests in flight over K connections, for a fixed duration,
+//! with varied user ids and flags. Prints requests/s and p50/p99/p99.9
+//! latency for each, and the Vexil/ceiling ratios.
+//!
+//! Run: `cargo bench --bench load` (options after `--`, e.g.
+//! `cargo bench --bench load -- --duration 5 --concurrency 1,16,64`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use vexil::grpc::pb::{
+    self,
+    evaluation_service_client::EvaluationServiceClient,
+    evaluation_service_server::{EvaluationService, EvaluationServiceServer},
+    flag_service_client::FlagServiceClient,
+};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Seconds of measurement per scenario, server and concurrency.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Seconds of warm-up before each measurement.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Requests in flight.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// HTTP/2 connections the requests are spread over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Flags on the server.
+    #[arg(long, default_value_t = 1000)]
+    flags: usize,
+    /// Scenarios: evaluate, bulkN (BulkEvaluate of N flags).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "evaluate,bulk10,bulk25,bulk100"
+    )]
+    scenarios: Vec<String>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Evaluate,
+    Bulk(usize),
+}
+
+impl Scenario {
+    fn parse(text: &str) -> Self {
+        match text {
+            "evaluate" => Self::Evaluate,
+            bulk => Self::Bulk(
+                bulk.strip_prefix("bulk")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("unknown scenario {bulk}")),
+            ),
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Self::Evaluate => "Evaluate".into(),
+            Self::Bulk(n) => format!("BulkEvaluate({n})"),
+        }
+    }
+}
+
+fn flag_name(i: usize) -> String {
+    format!("bench.flag.{i:05}")
+}
+
+// ---------------------------------------------------------------- servers
+
+struct Server {
+    address: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn start_vexil(flags: usize, database: &str) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = vexil::Config::with_database(database);
+    let task = tokio::spawn(async move {
+        vexil::run(config, listener, async {
+            stopped.await.ok();
+        })
+        .await
+        .expect("vexil runs");
+    });
+    let mut admin = FlagServiceClient::new(connect(address).await);
+    for i in 0..flags {
+        admin
+            .create_flag(pb::CreateFlagRequest {
+                flag: Some(pb::Flag {
+                    name: flag_name(i),
+                    enabled: true,
+                    percentage: (i * 7 % 100) as f64,
+                    whitelist: (0..100).map(|u| format!("vip-{u}")).collect(),
+                    environments: vec!["production".into(), "staging".into()],
+                    environment_overrides: [("staging".to_string(), true)].into(),
+                    tags: vec!["bench".into()],
+                    ..pb::Flag::default()
+                }),
+                reason: "benchmark".into(),
+            })
+            .await
+            .expect("seed flag");
+    }
+    Server {
+        address,
+        stop,
+        task,
+    }
+}
+
+/// The ceiling: the same service answered from a HashMap of ready-made
+/// responses, with the same message sizes, and nothing else.
+struct Ceiling {
+    answers: HashMap<String, pb::EvaluateResponse>,
+}
+
+#[tonic::async_trait]
+impl EvaluationService for Ceiling {
+    type WatchStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+    async fn evaluate(
+        &self,
+        request: Request<pb::EvaluateRequest>,
+    ) -> Result<Response<pb::EvaluateResponse>, Status> {
+        let request = request.into_inner();
+        self.answers
+            .get(&request.flag_name)
+            .cloned()
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found("no such flag"))
+    }
+
+    async fn bulk_evaluate(
+        &self,
+        request: Request<pb::BulkEvaluateRequest>,
+    ) -> Result<Response<pb::BulkEvaluateResponse>, Status> {
+        let request = request.into_inner();
+        let results = request
+            .flag_names
+            .into_iter()
+            .map(|name| {
+                let answer = self.answers.get(&name);
+                pb::FlagEvaluation {
+                    enabled: answer.is_some_and(|a| a.enabled),
+                    reason: answer.map_or(1, |a| a.reason),
+                    revision: answer.map_or(0, |a| a.revision),
+                    flag_name: name,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::BulkEvaluateResponse {
+            results,
+            evaluation_time_ms: 0.001,
+        }))
+    }
+
+    async fn watch(
+        &self,
+        _: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("not part of the ceiling"))
+    }
+}
+
+async fn start_ceiling(flags: usize) -> Server {
+    let answers = (0..flags)
+        .map(|i| {
+            let name = flag_name(i);
+            let answer = pb::EvaluateResponse {
+                flag_name: name.clone(),
+                enabled: i % 2 == 0,
+                reason: pb::Reason::PercentageRollout as i32,
+                revision: i as u64 + 1,
+                evaluation_time_ms: 0.001,
+            };
+            (name, answer)
+        })
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(EvaluationServiceServer::new(Ceiling { answers }))
+            .serve_with_incoming_shutdown(incoming, async {
+                stopped.await.ok();
+            })
+            .await
+            .expect("ceiling serves");
+    });
+    Server {
+        address,
+        stop,
+        task,
+    }
+}
+
+// ----------------------------------------------------------------- driver
+
+async fn connect(address: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+struct Outcome {
+    latency: Histogram<u64>,
+    requests: u64,
+    elapsed: Duration,
+    server_ms: f64,
+}
+
+/// A small deterministic generator, so both servers see the same traffic.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+async fn worker(
+    mut client: EvaluationServiceClient<Channel>,
+    scenario: Scenario,
+    flags: usize,
+    seed: u64,
+    warm_until: Instant,
+    until: Instant,
+) -> (Histogram<u64>, u64, f64) {
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut random = Lcg(seed);
+    let mut requests = 0;
+    let mut server_ms = 0.0;
+    loop {
+        let started = Instant::now();
+        if started >= until {
+            return (latency, requests, server_ms);
+        }
+        let user_id = format!("user-{}", random.next() % 1_000_000);
+        let reported = match scenario {
+            Scenario::Evaluate => {
+                let flag_name = flag_name(random.next() as usize % flags);
+                client
+                    .evaluate(pb::EvaluateRequest {
+                        flag_name,
+                        user_id,
+                        environment: "production".into(),
+                    })
+                    .await
+                    .expect("evaluate")
+                    .into_inner()
+                    .evaluation_time_ms
+            }
+            Scenario::Bulk(count) => {
+                let first = random.next() as usize;
+                let flag_names = (0..count).map(|i| flag_name((first + i) % flags)).collect();
+                let response = client
+                    .bulk_evaluate(pb::BulkEvaluateRequest {
+                        flag_names,
+                        user_id,
+                        environment: "production".into(),
+                    })
+                    .await
+                    .expect("bulk evaluate")
+                    .into_inner();
+                assert_eq!(response.results.len(), count);
+                response.evaluation_time_ms
+            }
+        };
+        if started >= warm_until {
+            let nanos = started.elapsed().as_nanos() as u64;
+            latency.record(nanos.max(1)).expect("record");
+            requests += 1;
+            server_ms += reported;
+        }
+    }
+}
+
+async fn drive(
+    address: SocketAddr,
+    scenario: Scenario,
+    concurrency: usize,
+    args: &Args,
+) -> Outcome {
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections.min(concurrency).max(1) {
+        channels.push(connect(address).await);
+    }
+    let warm_until = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let until = warm_until + Duration::from_secs_f64(args.duration);
+    let workers: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let client = EvaluationServiceClient::new(channels[i % channels.len()].clone());
+            tokio::spawn(worker(
+                client,
+                scenario,
+                args.flags,
+                i as u64 + 1,
+                warm_until,
+                until,
+            ))
+        })
+        .collect();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut requests = 0;
+    let mut server_ms = 0.0;
+    for worker in workers {
+        let (histogram, count, reported) = worker.await.expect("worker");
+        latency.add(histogram).expect("merge");
+        requests += count;
+        server_ms += reported;
+    }
+    Outcome {
+        latency,
+        requests,
+        elapsed: until - warm_until,
+        server_ms: server_ms / requests.max(1) as f64,
+    }
+}
+
+fn rate(outcome: &Outcome) -> f64 {
+    outcome.requests as f64 / outcome.elapsed.as_secs_f64()
+}
+
+fn micros(outcome: &Outcome, quantile: f64) -> f64 {
+    outcome.latency.value_at_quantile(quantile) as f64 / 1e3
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let scenarios: Vec<Scenario> = args.scenarios.iter().map(|s| Scenario::parse(s)).collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let sqlite = std::env::temp_dir().join(format!("vexil-load-{}-{nanos}.db", std::process::id()));
+    let database = format!("sqlite://{}?mode=rwc", sqlite.display());
+
+    let vexil = start_vexil(args.flags, &database).await;
+    let ceiling = start_ceiling(args.flags).await;
+    println!(
+        "{} flags; {} s per run after {} s warm-up; up to {} HTTP/2 connections; {} cores",
+        args.flags,
+        args.duration,
+        args.warmup,
+        args.connections,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<18} {:>4} | {:>9} {:>8} {:>8} {:>8} | {:>9} {:>8} {:>8} {:>8} | {:>6} {:>6} {:>6} | {:>9}",
+        "scenario",
+        "C",
+        "vexil/s",
+        "p50µs",
+        "p99µs",
+        "p99.9µs",
+        "ceiling/s",
+        "p50µs",
+        "p99µs",
+        "p99.9µs",
+        "tput",
+        "p50",
+        "p99",
+        "server µs"
+    );
+    for scenario in &scenarios {
+        for &concurrency in &args.concurrency {
+            let v = drive(vexil.address, *scenario, concurrency, &args).await;
+            let c = drive(ceiling.address, *scenario, concurrency, &args).await;
+            println!(
+                "{:<18} {:>4} | {:>9.0} {:>8.1} {:>8.1} {:>8.1} | {:>9.0} {:>8.1} {:>8.1} {:>8.1} | {:>5.0}% {:>6.2} {:>6.2} | {:>9.1}",
+                scenario.label(),
+                concurrency,
+                rate(&v),
+                micros(&v, 0.5),
+                micros(&v, 0.99),
+                micros(&v, 0.999),
+                rate(&c),
+                micros(&c, 0.5),
+                micros(&c, 0.99),
+                micros(&c, 0.999),
+                100.0 * rate(&v) / rate(&c),
+                micros(&v, 0.5) / micros(&c, 0.5),
+                micros(&v, 0.99) / micros(&c, 0.99),
+                v.server_ms * 1e3,
+            );
+        }
+    }
+    println!(
+        "tput = Vexil/ceiling requests per second; p50, p99 = Vexil/ceiling latency; server µs = Vexil's evaluation_time_ms"
+    );
+
+    vexil.stop().await;
+    ceiling.stop().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = sqlite.clone().into_os_string();
+        file.push(suffix);
+        std::fs::remove_file(file).ok();
+    }
+}
