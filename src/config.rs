@@ -40,7 +40,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Seconds between full reloads of the hot cache from the database.
+    /// Seconds between catch-ups of the hot cache from the database change
+    /// log, whatever the bus delivers (the safety net for lost messages).
     #[arg(
         long = "cache-ttl",
         env = "FF_CACHE_TTL",

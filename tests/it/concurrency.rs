@@ -119,3 +119,66 @@ async fn futures_join<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>)
     }
     outcomes
 }
+
+/// A write whose caller gives up (deadline, cancel) after the commit has
+/// started still reaches the cache and the watchers. PostgreSQL only: the
+/// commit is slowed with a trigger that sleeps, which SQLite cannot do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_write_still_propagates_postgres() {
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    app.create_flag(pb::Flag {
+        name: "slow".into(),
+        enabled: true,
+        ..pb::Flag::default()
+    })
+    .await;
+    let conn = db.connect().await;
+    for statement in [
+        "CREATE FUNCTION slow_audit() RETURNS trigger AS $$
+         BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER slow_audit BEFORE INSERT ON feature_flag_audits
+         FOR EACH ROW WHEN (NEW.flag_name = 'slow') EXECUTE FUNCTION slow_audit()",
+    ] {
+        sea_orm::ConnectionTrait::execute_unprepared(&conn, statement)
+            .await
+            .expect("install trigger");
+    }
+    conn.close().await.ok();
+    let mut watch = app.watch(&["slow"], None).await;
+    let (_, start) = crate::common::read_snapshot(&mut watch).await;
+
+    let mut request = tonic::Request::new(pb::UpdateFlagRequest {
+        flag: Some(pb::Flag {
+            name: "slow".into(),
+            percentage: 100.0,
+            ..pb::Flag::default()
+        }),
+        update_mask: mask(&["percentage"]),
+        reason: "impatient".into(),
+        expected_revision: None,
+    });
+    request.set_timeout(std::time::Duration::from_millis(200));
+    // The server drops the handler when the deadline passes (tonic honours
+    // grpc-timeout), as it does when a client cancels.
+    let outcome = app.flags.clone().update_flag(request).await;
+    let code = outcome.expect_err("deadline").code();
+    assert!(
+        matches!(code, Code::Cancelled | Code::DeadlineExceeded),
+        "{code:?}"
+    );
+
+    // The write committed after the caller left, and was still applied and fed.
+    let change = crate::common::next_change(&mut watch).await;
+    assert_eq!(change.revision, start + 1);
+    assert_eq!(
+        app.evaluate("slow", "u", "").await,
+        (true, pb::Reason::PercentageRollout)
+    );
+    assert_eq!(app.audit_trail("slow").await.len(), 2);
+
+    app.stop().await;
+    db.remove().await;
+}
