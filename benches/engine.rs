@@ -222,6 +222,55 @@ fn bench_bulk(c: &mut Criterion) {
     group.finish();
 }
 
+/// The load benchmark's data: 1,000 flags with 100-id whitelists; each call
+/// evaluates 100 consecutive flags from a moving start for a new user, so
+/// the working set is the whole cache, as in the server.
+fn bench_bulk_realistic(c: &mut Criterion) {
+    const FLAGS: usize = 1000;
+    let cache = Arc::new(FlagCache::new());
+    let names: Vec<String> = (0..FLAGS).map(|i| format!("bench.flag.{i:05}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let spec = FlagSpec {
+            enabled: true,
+            percentage: (i * 7 % 100) as f64,
+            whitelist: (0..100).map(|u| format!("vip-{u}")).collect(),
+            environments: vec!["production".into(), "staging".into()],
+            environment_overrides: [("staging".to_string(), true)].into(),
+            tags: vec!["bench".into()],
+            ..FlagSpec::default()
+        };
+        cache.upsert(Arc::new(flag(name, spec)));
+    }
+    let evaluator = Evaluator::new(cache);
+    let users: Vec<String> = (0..4096)
+        .map(|i| format!("user-{}", i * 7919 % 1_000_000))
+        .collect();
+    let mut call = 0usize;
+    let mut group = c.benchmark_group("bulk_evaluate_1000_rich_flags");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("100", |b| {
+        b.iter_batched(
+            || {
+                call += 1;
+                let start = call * 37 % FLAGS;
+                let input: Vec<String> = (0..100)
+                    .map(|i| names[(start + i) % FLAGS].clone())
+                    .collect();
+                (input, users[call % users.len()].clone())
+            },
+            |(input, user)| {
+                let ctx = EvalContext {
+                    user_id: &user,
+                    environment: "production",
+                };
+                evaluator.bulk_evaluate(input, &ctx, now())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 fn bench_bucket(c: &mut Criterion) {
     c.bench_function("bucket", |b| {
         b.iter(|| {
@@ -238,6 +287,7 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     bench_rules(&mut criterion);
     bench_bulk(&mut criterion);
+    bench_bulk_realistic(&mut criterion);
     bench_bucket(&mut criterion);
     criterion.final_summary();
 }
