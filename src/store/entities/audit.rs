@@ -1,3 +1,5 @@
+//! The `feature_flag_audits` table: one row per change, with full before/after snapshots as JSON.
+
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]

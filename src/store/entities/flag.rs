@@ -1,3 +1,5 @@
+//! The `feature_flags` table: one row per flag; lists and maps stored as JSON.
+
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]

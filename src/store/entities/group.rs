@@ -1,3 +1,5 @@
+//! The `feature_flag_groups` table.
+
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
