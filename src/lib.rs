@@ -102,7 +102,7 @@ pub async fn run(
     health
         .set_serving::<FlagServiceServer<FlagServiceGrpc>>()
         .await;
-    let reporting = tokio::spawn(report_bus_health(health, bus.connected()));
+    let reporting = tokio::spawn(report_bus_health(health.clone(), bus.connected()));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -133,6 +133,16 @@ pub async fn run(
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
+        // Load balancers stop sending work; streams end; then the server drains.
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health
+            .set_not_serving::<EvaluationServiceServer<EvaluationGrpc>>()
+            .await;
+        health
+            .set_not_serving::<FlagServiceServer<FlagServiceGrpc>>()
+            .await;
         stop.send_replace(true);
         let _ = signalled.send(());
     };
