@@ -28,13 +28,19 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address the gRPC server listens on.
-    #[arg(long, env = "VEXIL_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: SocketAddr,
 
     /// Database URL: `sqlite://FILE?mode=rwc` (embedded, created if missing)
     /// or `postgres://USER@HOST:PORT/DB`.
     #[arg(
         long,
+        global = true,
         env = "DATABASE_URL",
         default_value = "sqlite://vexil.db?mode=rwc"
     )]
@@ -44,6 +50,7 @@ pub struct Config {
     /// log, whatever the bus delivers (the safety net for lost messages).
     #[arg(
         long = "cache-ttl",
+        global = true,
         env = "FF_CACHE_TTL",
         default_value_t = 60,
         value_parser = clap::value_parser!(u64).range(1..=86_400)
@@ -52,26 +59,31 @@ pub struct Config {
 
     /// Redis URL (`redis://HOST:PORT/DB`) for propagating changes across
     /// replicas. Without it, changes propagate in process (one replica).
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, global = true, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
     /// Redis connections for publishing changes.
-    #[arg(long, env = "REDIS_MAX_CONNECTIONS", default_value_t = 50,
+    #[arg(long, global = true, env = "REDIS_MAX_CONNECTIONS", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub redis_max_connections: u32,
 
     /// Redis pub/sub channel that carries change announcements. Replicas
     /// sharing a database must share it; nothing else should publish on it.
-    #[arg(long, env = "VEXIL_REDIS_CHANNEL", default_value = "ff:changes")]
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_REDIS_CHANNEL",
+        default_value = "ff:changes"
+    )]
     pub redis_channel: String,
 
     /// Events a Watch subscriber may have waiting before it is cut off.
-    #[arg(long, env = "VEXIL_WATCH_BUFFER", default_value_t = 1024,
+    #[arg(long, global = true, env = "VEXIL_WATCH_BUFFER", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub watch_buffer: u32,
 
     /// Milliseconds between Watch heartbeats on an idle stream.
-    #[arg(long, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
+    #[arg(long, global = true, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub watch_heartbeat_ms: u64,
 }

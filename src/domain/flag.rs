@@ -9,7 +9,7 @@ use ahash::AHashSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::validation::{ValidationError, limits, validate_id, validate_name};
+use super::validation::{ValidationError, limits, validate_id, validate_name, validate_text};
 
 /// Free-form JSON object attached to a flag.
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
@@ -217,6 +217,7 @@ impl FlagSpec {
                 format!("must be at most {} bytes", limits::TEXT_BYTES),
             ));
         }
+        validate_text(&field("description"), &self.description)?;
         if !self.percentage.is_finite() || !(0.0..=100.0).contains(&self.percentage) {
             return Err(ValidationError::new(
                 field("percentage"),
@@ -280,11 +281,29 @@ impl FlagSpec {
                 format!("must be at most {} bytes as JSON", limits::METADATA_BYTES),
             ));
         }
+        validate_json_text(&field("metadata"), &self.metadata)?;
         if let Some(group) = &self.group {
             validate_name(&field("group"), group)?;
         }
         Ok(())
     }
+}
+
+/// Checks every key and string in `metadata` with [`validate_text`].
+fn validate_json_text(field: &str, metadata: &Metadata) -> Result<(), ValidationError> {
+    fn walk(field: &str, value: &serde_json::Value) -> Result<(), ValidationError> {
+        match value {
+            serde_json::Value::String(text) => validate_text(field, text),
+            serde_json::Value::Array(items) => items.iter().try_for_each(|item| walk(field, item)),
+            serde_json::Value::Object(map) => validate_json_text(field, map),
+            _ => Ok(()),
+        }
+    }
+    for (key, value) in metadata {
+        validate_text(field, key)?;
+        walk(field, value)?;
+    }
+    Ok(())
 }
 
 /// A stored flag: name, definition, and the store's bookkeeping.
@@ -342,6 +361,15 @@ mod tests {
             "flag.whitelist"
         );
         assert_eq!(with(|s| s.tags = vec!["x".repeat(257)]), "flag.tags");
+        assert_eq!(with(|s| s.tags = vec!["a\0b".into()]), "flag.tags");
+        assert_eq!(with(|s| s.description = "a\0".into()), "flag.description");
+        assert_eq!(
+            with(|s| {
+                s.metadata
+                    .insert("k".into(), serde_json::json!(["ok", {"x": "a\0"}]));
+            }),
+            "flag.metadata"
+        );
         assert_eq!(with(|s| s.group = Some("bad name".into())), "flag.group");
         assert_eq!(
             with(|s| {

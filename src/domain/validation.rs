@@ -82,6 +82,18 @@ pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), ValidationError> 
             format!("entries must be at most {} bytes", limits::ID_BYTES),
         ));
     }
+    validate_text(field, id)
+}
+
+/// Checks free text (descriptions, reasons, metadata strings): no NUL
+/// character, which PostgreSQL cannot store.
+pub fn validate_text(field: &str, text: &str) -> Result<(), ValidationError> {
+    if text.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
     Ok(())
 }
 

@@ -60,12 +60,17 @@ pub fn timestamp_to_pb(time: DateTime<Utc>) -> Timestamp {
     }
 }
 
+/// The range `google.protobuf.Timestamp` allows: 0001-01-01 to 9999-12-31.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+/// A timestamp at the microsecond precision both stores keep, so limits
+/// (starts_at before expires_at) are checked on the value that is stored.
 fn timestamp_from_pb(field: &str, ts: Timestamp) -> Result<DateTime<Utc>> {
-    u32::try_from(ts.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos))
-        .filter(|_| (0..1_000_000_000).contains(&ts.nanos))
-        .ok_or_else(|| Error::invalid(field, "is not a valid timestamp"))
+    let valid = TIMESTAMP_SECONDS.contains(&ts.seconds) && (0..1_000_000_000).contains(&ts.nanos);
+    let nanos = u32::try_from(ts.nanos).unwrap_or_default();
+    DateTime::from_timestamp(ts.seconds, nanos - nanos % 1_000)
+        .filter(|_| valid)
+        .ok_or_else(|| Error::invalid(field, "must be a valid timestamp between years 1 and 9999"))
 }
 
 fn metadata_from_pb(field: &str, value: Struct) -> Result<Metadata> {
@@ -328,6 +333,14 @@ mod tests {
             invalid_field(flag_from_pb(flag).unwrap_err()),
             "flag.starts_at"
         );
+    }
+
+    #[test]
+    fn timestamps_are_bounded_and_kept_to_the_microsecond() {
+        let at = |seconds, nanos| timestamp_from_pb("t", Timestamp { seconds, nanos });
+        assert_eq!(invalid_field(at(-62_135_596_801, 0).unwrap_err()), "t");
+        assert_eq!(invalid_field(at(253_402_300_800, 0).unwrap_err()), "t");
+        assert_eq!(at(100, 1_999).unwrap().timestamp_subsec_nanos(), 1_000);
     }
 
     #[test]

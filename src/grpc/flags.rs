@@ -26,11 +26,14 @@ impl FlagServiceGrpc {
 fn actor<T>(request: &Request<T>) -> Result<String, Error> {
     match request.metadata().get(ACTOR_HEADER) {
         None => Ok(ANONYMOUS.to_string()),
-        Some(value) => match value.to_str().map(str::trim) {
-            Ok("") => Ok(ANONYMOUS.to_string()),
-            Ok(actor) => Ok(actor.to_string()),
-            Err(_) => Err(Error::invalid(ACTOR_HEADER, "must be printable ASCII")),
-        },
+        Some(value) => {
+            let printable = value.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b));
+            match value.to_str().map(str::trim) {
+                Ok("") if printable => Ok(ANONYMOUS.to_string()),
+                Ok(actor) if printable => Ok(actor.to_string()),
+                _ => Err(Error::invalid(ACTOR_HEADER, "must be printable ASCII")),
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use super::CacheSync;
 use crate::bus::{BusMessage, ChangeBus, ChangeKind};
 use crate::domain::{
     AuditEntry, Change, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group, limits,
-    validate_name,
+    validate_name, validate_text,
 };
 use crate::error::{Error, Result};
 use crate::store::FlagStore;
@@ -202,6 +202,7 @@ impl FlagManager {
                 format!("must be at most {} bytes", limits::TEXT_BYTES),
             ));
         }
+        validate_text("group.description", &description)?;
         self.store.create_group(name, description).await
     }
 
@@ -236,6 +237,7 @@ fn validate_change(change: &Change, reason_required: bool) -> Result<()> {
             format!("must be at most {} bytes", limits::TEXT_BYTES),
         ));
     }
+    validate_text("reason", &change.reason)?;
     if change.actor.len() > limits::ID_BYTES {
         return Err(Error::invalid(
             "x-actor",

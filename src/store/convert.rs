@@ -12,17 +12,23 @@ use crate::domain::{AuditAction, AuditEntry, Flag, FlagChange, FlagName, FlagSpe
 use crate::error::Error;
 
 /// Maps a database error to what the caller can do about it: connection
-/// trouble is UNAVAILABLE (retry), a unique violation ALREADY_EXISTS, a
-/// foreign-key violation FAILED_PRECONDITION, anything else INTERNAL.
+/// trouble, lock timeouts and a busy database are UNAVAILABLE (retry), a
+/// unique violation ALREADY_EXISTS, a foreign-key violation
+/// FAILED_PRECONDITION, anything else INTERNAL. Details are logged, not
+/// returned.
 pub(super) fn db_error(err: DbErr) -> Error {
     match err.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(detail)) => return Error::AlreadyExists(detail),
+        Some(SqlErr::UniqueConstraintViolation(detail)) => {
+            tracing::debug!(%detail, "unique violation");
+            return Error::AlreadyExists("it already exists".into());
+        }
         Some(SqlErr::ForeignKeyConstraintViolation(detail)) => {
-            return Error::FailedPrecondition(detail);
+            tracing::debug!(%detail, "foreign-key violation");
+            return Error::FailedPrecondition("it refers to something that does not exist".into());
         }
         _ => {}
     }
-    if is_connection_error(&err) {
+    if is_unavailable(&err) {
         tracing::warn!(error = %err, "database unavailable");
         return Error::Unavailable("the flag store is unavailable".into());
     }
@@ -30,18 +36,40 @@ pub(super) fn db_error(err: DbErr) -> Error {
     Error::Internal(format!("database error: {err}"))
 }
 
-fn is_connection_error(err: &DbErr) -> bool {
+fn is_unavailable(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
-    match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
         DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
-            matches!(
-                sqlx.as_ref(),
-                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
-            )
+            sqlx
         }
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::Protocol(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
         _ => false,
     }
+}
+
+/// Database error codes that mean "try again later": PostgreSQL connection
+/// exceptions (class 08), shutdown or restart (57P01-57P03), lock and
+/// statement timeouts (55P03, 57014), too many connections (53300); SQLite
+/// BUSY and LOCKED (primary codes 5 and 6).
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "55P03" | "57014" | "53300"
+        )
+        || code
+            .parse::<i32>()
+            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {

@@ -35,6 +35,9 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Arbitrary key of the PostgreSQL advisory lock that serializes migrations
 /// of replicas starting together.
 const MIGRATION_LOCK_KEY: i64 = 0x7665_7869_6c00;
+/// Lock and statement timeouts of write transactions on PostgreSQL.
+const POSTGRES_WRITE_TIMEOUTS: &str =
+    "SET LOCAL lock_timeout = '5s'; SET LOCAL statement_timeout = '10s'";
 /// How long a write waits for this replica's earlier writes before the
 /// store is reported unavailable (they queue while the database is slow).
 const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,20 +117,9 @@ impl FlagStore {
     /// consistent snapshot (REPEATABLE READ on PostgreSQL; a read transaction
     /// on SQLite, which in WAL mode sees one snapshot throughout).
     pub async fn load_all(&self) -> Result<(Vec<Flag>, u64)> {
-        let isolation = match self.db.get_database_backend() {
-            DbBackend::Postgres => Some(IsolationLevel::RepeatableRead),
-            _ => None,
-        };
-        let txn = self.db.begin_with_config(isolation, None).await.db()?;
+        let txn = self.begin_snapshot().await?;
         let revision = read_revision(&txn).await?;
-        let flags = flag::Entity::find()
-            .order_by_asc(flag::Column::Name)
-            .all(&txn)
-            .await
-            .db()?
-            .into_iter()
-            .map(flag_from_model)
-            .collect::<Result<_>>()?;
+        let flags = flags_by_name(flag::Entity::find().all(&txn).await.db()?)?;
         txn.commit().await.db()?;
         Ok((flags, revision))
     }
@@ -171,14 +163,7 @@ impl FlagStore {
 
     /// Every flag, ordered by name.
     pub async fn list_flags(&self) -> Result<Vec<Flag>> {
-        flag::Entity::find()
-            .order_by_asc(flag::Column::Name)
-            .all(&self.db)
-            .await
-            .db()?
-            .into_iter()
-            .map(flag_from_model)
-            .collect()
+        flags_by_name(flag::Entity::find().all(&self.db).await.db()?)
     }
 
     pub async fn create_flag(
@@ -281,18 +266,21 @@ impl FlagStore {
         skip: u64,
         limit: u64,
     ) -> Result<(Vec<AuditEntry>, u64)> {
+        // One snapshot, so the total and the page agree.
+        let txn = self.begin_snapshot().await?;
         let query = audit::Entity::find().filter(audit::Column::FlagName.eq(flag_name));
-        let total = query.clone().count(&self.db).await.db()?;
+        let total = query.clone().count(&txn).await.db()?;
         let entries = query
             .order_by_desc(audit::Column::Revision)
             .offset(skip)
             .limit(limit)
-            .all(&self.db)
+            .all(&txn)
             .await
             .db()?
             .into_iter()
             .map(audit_from_model)
             .collect::<Result<_>>()?;
+        txn.commit().await.db()?;
         Ok((entries, total))
     }
 
@@ -322,16 +310,17 @@ impl FlagStore {
         Ok(group_from_model(model))
     }
 
-    /// Every group, ordered by name.
+    /// Every group, ordered by name (byte order, as everywhere).
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
-        Ok(group::Entity::find()
-            .order_by_asc(group::Column::Name)
+        let mut groups: Vec<Group> = group::Entity::find()
             .all(&self.db)
             .await
             .db()?
             .into_iter()
             .map(group_from_model)
-            .collect())
+            .collect();
+        groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
     }
 
     pub async fn delete_group(&self, name: &str) -> Result<()> {
@@ -354,6 +343,16 @@ impl FlagStore {
             return Err(Error::NotFound(format!("group '{name}' not found")));
         }
         write.txn.commit().await.db()
+    }
+
+    /// A read transaction that sees one snapshot throughout (REPEATABLE READ
+    /// on PostgreSQL; any read transaction in SQLite's WAL mode).
+    async fn begin_snapshot(&self) -> Result<DatabaseTransaction> {
+        let isolation = match self.db.get_database_backend() {
+            DbBackend::Postgres => Some(IsolationLevel::RepeatableRead),
+            _ => None,
+        };
+        self.db.begin_with_config(isolation, None).await.db()
     }
 
     /// Opens a write transaction and takes the next global revision. The
@@ -386,6 +385,12 @@ impl FlagStore {
             ..TransactionOptions::default()
         };
         let txn = self.db.begin_with_options(options).await.db()?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // A writer that stalls while holding the revision row (a replica
+            // cut off mid-transaction) must not stall every other writer
+            // until TCP gives up: waiting writers fail as UNAVAILABLE.
+            txn.execute_unprepared(POSTGRES_WRITE_TIMEOUTS).await.db()?;
+        }
         let row = txn
             .query_one_raw(Statement::from_string(
                 txn.get_database_backend(),
@@ -413,6 +418,17 @@ fn at_stored_precision(mut spec: FlagSpec) -> FlagSpec {
     spec.starts_at = spec.starts_at.map(|at| at.trunc_subsecs(6));
     spec.expires_at = spec.expires_at.map(|at| at.trunc_subsecs(6));
     spec
+}
+
+/// Flags ordered by name in byte order, the same on every backend (a
+/// database's collation may order names differently) and in the cache.
+fn flags_by_name(models: Vec<flag::Model>) -> Result<Vec<Flag>> {
+    let mut flags = models
+        .into_iter()
+        .map(flag_from_model)
+        .collect::<Result<Vec<_>>>()?;
+    flags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(flags)
 }
 
 async fn read_revision(db: &impl ConnectionTrait) -> Result<u64> {

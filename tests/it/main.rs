@@ -7,6 +7,7 @@ mod atomicity;
 mod concurrency;
 mod evaluation;
 mod lifecycle;
+mod outage;
 mod propagation;
 mod restart;
 mod validation;

@@ -206,6 +206,36 @@ async fn malformed_requests_are_rejected_and_store_nothing(backend: Backend) {
             },
             "flag.description",
         ),
+        (
+            pb::Flag {
+                whitelist: vec!["nul\0byte".into()],
+                ..named("n1")
+            },
+            "flag.whitelist",
+        ),
+        (
+            pb::Flag {
+                metadata: metadata("note", Kind::StringValue("nul\0byte".into())),
+                ..named("n2")
+            },
+            "flag.metadata",
+        ),
+        (
+            pb::Flag {
+                expires_at: ts(-62_135_596_801, 0),
+                ..named("s4")
+            },
+            "flag.expires_at",
+        ),
+        (
+            pb::Flag {
+                // Distinct instants that are equal at the stored precision.
+                starts_at: ts(2_000_000_000, 100),
+                expires_at: ts(2_000_000_000, 900),
+                ..named("s5")
+            },
+            "flag.expires_at",
+        ),
     ];
     for (flag, field) in bad_flags {
         let outcome = flags
@@ -234,6 +264,14 @@ async fn malformed_requests_are_rejected_and_store_nothing(backend: Backend) {
             .await,
         "reason",
     );
+    let mut tabbed = tonic::Request::new(pb::CreateFlagRequest {
+        flag: Some(named("tabbed-actor")),
+        reason: String::new(),
+    });
+    tabbed
+        .metadata_mut()
+        .insert("x-actor", "a\tb".parse().expect("header value"));
+    rejected.check(flags.create_flag(tabbed).await, "x-actor");
     rejected.check(
         flags
             .create_flag(as_actor(

@@ -1,6 +1,6 @@
-//! A TCP proxy in front of the real Redis that a test can cut and restore:
-//! a network partition between one replica and Redis, while Redis itself
-//! keeps serving everything else on the machine.
+//! A TCP proxy in front of a real service (Redis, PostgreSQL) that a test
+//! can cut and restore: a network partition between one replica and the
+//! service, while the service keeps serving everything else on the machine.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,20 +19,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Proxies to the host and port of `redis_url`.
-    pub async fn start(redis_url: &str) -> Self {
-        let authority = redis_url
-            .split("://")
-            .nth(1)
-            .unwrap_or(redis_url)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .rsplit('@')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let upstream = tokio::net::lookup_host(&authority)
+    /// Proxies to the host and port of `url` (`scheme://[user@]host:port/…`).
+    pub async fn start(url: &str) -> Self {
+        let authority = host_and_port(url);
+        let upstream = tokio::net::lookup_host(authority)
             .await
             .expect("resolve redis")
             .next()
@@ -55,6 +45,11 @@ impl Proxy {
         format!("redis://{}", self.address)
     }
 
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn route(&self, url: &str) -> String {
+        url.replacen(host_and_port(url), &self.address.to_string(), 1)
+    }
+
     /// Drops every open connection and refuses new ones until `restore`.
     pub fn sever(&self) {
         self.severed.store(true, Ordering::SeqCst);
@@ -71,6 +66,12 @@ impl Drop for Proxy {
         self.accepting.abort();
         self.cuts.send_modify(|cuts| *cuts += 1);
     }
+}
+
+fn host_and_port(url: &str) -> &str {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    authority.rsplit('@').next().unwrap_or_default()
 }
 
 async fn accept(
