@@ -4,7 +4,8 @@
 //! - latency: from UpdateFlag returning on replica A to the change arriving
 //!   on a Watch stream on replica B, over 1,000 changes (p50/p99/max);
 //! - fan-out: the time for one change to reach every one of 1,000 and of
-//!   10,000 Watch subscribers on B.
+//!   10,000 Watch subscribers on B, and to reach 1,000 subscribers when the
+//!   flag carries a 10,000-id whitelist.
 //!
 //! Run: `cargo bench --bench propagation` (Redis at `VEXIL_BENCH_REDIS_URL`,
 //! default redis://127.0.0.1:6379; database at `VEXIL_BENCH_DATABASE_URL`,
@@ -24,6 +25,8 @@ const CHANGES: usize = 1000;
 const FANOUTS: [usize; 2] = [1_000, 10_000];
 const FANOUT_ROUNDS: usize = 5;
 const FLAG: &str = "bench.propagation";
+const LARGE_FLAG: &str = "bench.large";
+const LARGE_FANOUT: usize = 1_000;
 
 struct Replica {
     address: std::net::SocketAddr,
@@ -78,10 +81,14 @@ fn channel(replica: &Replica) -> Channel {
 }
 
 async fn update(flags: &mut FlagServiceClient<Channel>, i: usize) -> u64 {
+    update_flag(flags, FLAG, i).await
+}
+
+async fn update_flag(flags: &mut FlagServiceClient<Channel>, name: &str, i: usize) -> u64 {
     flags
         .update_flag(pb::UpdateFlagRequest {
             flag: Some(pb::Flag {
-                name: FLAG.into(),
+                name: name.into(),
                 percentage: (i % 101) as f64,
                 ..pb::Flag::default()
             }),
@@ -101,9 +108,16 @@ async fn update(flags: &mut FlagServiceClient<Channel>, i: usize) -> u64 {
 async fn subscribe(
     client: &mut EvaluationServiceClient<Channel>,
 ) -> tonic::Streaming<pb::WatchResponse> {
+    subscribe_to(client, FLAG).await
+}
+
+async fn subscribe_to(
+    client: &mut EvaluationServiceClient<Channel>,
+    name: &str,
+) -> tonic::Streaming<pb::WatchResponse> {
     let mut stream = client
         .watch(pb::WatchRequest {
-            flag_names: vec![FLAG.into()],
+            flag_names: vec![name.into()],
             since_revision: None,
         })
         .await
@@ -128,6 +142,57 @@ async fn await_change(stream: &mut tonic::Streaming<pb::WatchResponse>, revision
             _ => {}
         }
     }
+}
+
+/// Opens `subscribers` watches of `name` on B's channels, then makes
+/// FANOUT_ROUNDS changes to it through A and prints how long each took to
+/// reach every subscriber. Returns the last revision.
+async fn fan_out(
+    flags: &mut FlagServiceClient<Channel>,
+    channels: &[Channel],
+    name: &str,
+    subscribers: usize,
+    mut revision: u64,
+) -> u64 {
+    let mut streams = Vec::with_capacity(subscribers);
+    for i in 0..subscribers {
+        let mut client = EvaluationServiceClient::new(channels[i % channels.len()].clone());
+        streams.push(subscribe_to(&mut client, name).await);
+    }
+    let mut rounds = Vec::with_capacity(FANOUT_ROUNDS);
+    for round in 0..FANOUT_ROUNDS {
+        // Revisions are gapless and only this benchmark writes: the next
+        // change is `revision + 1`. Subscribers wait before it is made.
+        let expected = revision + 1;
+        let tasks: Vec<_> = streams
+            .drain(..)
+            .map(|mut stream| {
+                tokio::spawn(async move {
+                    await_change(&mut stream, expected).await;
+                    (stream, Instant::now())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        revision = update_flag(flags, name, round).await;
+        assert_eq!(revision, expected);
+        let written = Instant::now();
+        let mut last = written;
+        for task in tasks {
+            let (stream, arrived) = task.await.expect("subscriber");
+            last = last.max(arrived);
+            streams.push(stream);
+        }
+        rounds.push(last.saturating_duration_since(written));
+    }
+    rounds.sort();
+    println!(
+        "fan-out of {name} to {subscribers} watch subscribers on B: one change reaches all in median {} (min {}, max {}) over {FANOUT_ROUNDS} changes",
+        ms(percentile(&rounds, 0.5)),
+        ms(rounds[0]),
+        ms(rounds[rounds.len() - 1]),
+    );
+    revision
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -187,48 +252,26 @@ async fn main() {
         ms(delays[delays.len() - 1]),
     );
 
-    // Fan-out on B.
+    // Fan-out on B: a lean flag, then a flag with a 10,000-id whitelist
+    // (every change carries the full flag to every subscriber).
     let channels: Vec<Channel> = (0..16).map(|_| channel(&b)).collect();
     for subscribers in FANOUTS {
-        let mut streams = Vec::with_capacity(subscribers);
-        for i in 0..subscribers {
-            let mut client = EvaluationServiceClient::new(channels[i % channels.len()].clone());
-            streams.push(subscribe(&mut client).await);
-        }
-        let mut rounds = Vec::with_capacity(FANOUT_ROUNDS);
-        for round in 0..FANOUT_ROUNDS {
-            // Revisions are gapless and only this benchmark writes: the
-            // next change is `revision + 1`. Subscribers wait before it is made.
-            let expected = revision + 1;
-            let tasks: Vec<_> = streams
-                .drain(..)
-                .map(|mut stream| {
-                    tokio::spawn(async move {
-                        await_change(&mut stream, expected).await;
-                        (stream, Instant::now())
-                    })
-                })
-                .collect();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            revision = update(&mut flags, round).await;
-            assert_eq!(revision, expected);
-            let written = Instant::now();
-            let mut last = written;
-            for task in tasks {
-                let (stream, arrived) = task.await.expect("subscriber");
-                last = last.max(arrived);
-                streams.push(stream);
-            }
-            rounds.push(last.saturating_duration_since(written));
-        }
-        rounds.sort();
-        println!(
-            "fan-out to {subscribers} watch subscribers on B: one change reaches all in median {} (min {}, max {}) over {FANOUT_ROUNDS} changes",
-            ms(percentile(&rounds, 0.5)),
-            ms(rounds[0]),
-            ms(rounds[rounds.len() - 1]),
-        );
+        revision = fan_out(&mut flags, &channels, FLAG, subscribers, revision).await;
     }
+    flags
+        .create_flag(pb::CreateFlagRequest {
+            flag: Some(pb::Flag {
+                name: LARGE_FLAG.into(),
+                enabled: true,
+                whitelist: (0..10_000).map(|i| format!("vip-{i}")).collect(),
+                ..pb::Flag::default()
+            }),
+            reason: "benchmark".into(),
+        })
+        .await
+        .expect("create large flag");
+    revision += 1;
+    fan_out(&mut flags, &channels, LARGE_FLAG, LARGE_FANOUT, revision).await;
 
     for replica in [a, b] {
         let _ = replica.stop.send(());

@@ -4,6 +4,7 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use ahash::AHashSet;
 use chrono::{DateTime, Utc};
@@ -59,41 +60,54 @@ impl fmt::Display for FlagName {
     }
 }
 
-/// A set of user ids with O(1) membership tests. Order carries no meaning:
-/// it is listed sorted, so snapshots and API answers are deterministic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserSet(AHashSet<String>);
+/// A set of user ids with O(1) membership tests, also kept sorted (built
+/// once, when the flag is loaded) so snapshots, API answers and every Watch
+/// subscriber list it deterministically without sorting again. The two
+/// views share each id's allocation.
+#[derive(Debug, Clone, Default)]
+pub struct UserSet {
+    lookup: AHashSet<Arc<str>>,
+    sorted: Vec<Arc<str>>,
+}
 
 impl UserSet {
     pub fn contains(&self, user_id: &str) -> bool {
-        self.0.contains(user_id)
+        self.lookup.contains(user_id)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.sorted.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.sorted.is_empty()
     }
 
     /// The ids in ascending byte order.
-    pub fn sorted(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self.0.iter().map(String::as_str).collect();
-        ids.sort_unstable();
-        ids
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.sorted.iter().map(|id| id.as_ref())
+    }
+}
+
+impl PartialEq for UserSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.sorted == other.sorted
     }
 }
 
 impl FromIterator<String> for UserSet {
     fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
-        Self(iter.into_iter().collect())
+        let mut sorted: Vec<Arc<str>> = iter.into_iter().map(Arc::from).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let lookup = sorted.iter().cloned().collect();
+        Self { lookup, sorted }
     }
 }
 
 impl Serialize for UserSet {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.sorted())
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -234,7 +248,7 @@ impl FlagSpec {
                     format!("must hold at most {} ids", limits::LIST_IDS),
                 ));
             }
-            for id in &list.0 {
+            for id in list.iter() {
                 validate_id(&field(name), id)?;
             }
         }

@@ -178,18 +178,8 @@ pub fn flag_to_pb(flag: &Flag) -> pb::Flag {
         description: spec.description.clone(),
         enabled: spec.enabled,
         percentage: spec.percentage,
-        whitelist: spec
-            .whitelist
-            .sorted()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-        blacklist: spec
-            .blacklist
-            .sorted()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        whitelist: spec.whitelist.iter().map(str::to_owned).collect(),
+        blacklist: spec.blacklist.iter().map(str::to_owned).collect(),
         environments: spec.environments.clone(),
         environment_overrides: spec
             .environment_overrides
