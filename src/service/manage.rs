@@ -189,9 +189,16 @@ impl FlagManager {
 
     pub async fn audit_trail(&self, flag_name: &str, page: Page) -> Result<(Vec<AuditEntry>, u64)> {
         validate_name("flag_name", flag_name)?;
-        self.store
-            .audit_trail(flag_name, u64::from(page.skip), u64::from(page.limit()))
-            .await
+        // A read transaction (page and total from one snapshot): like the
+        // writes, it must not be dropped halfway by a cancelled call.
+        let store = self.store.clone();
+        let flag_name = flag_name.to_string();
+        to_completion(async move {
+            store
+                .audit_trail(&flag_name, u64::from(page.skip), u64::from(page.limit()))
+                .await
+        })
+        .await
     }
 
     pub async fn create_group(&self, name: String, description: String) -> Result<Group> {
@@ -216,9 +223,10 @@ impl FlagManager {
     }
 }
 
-/// Runs a write to completion even if the caller goes away: a cancelled RPC
-/// drops its future, and a change that committed must still be applied and
-/// announced.
+/// Runs a store transaction to completion even if the caller goes away: a
+/// cancelled RPC drops its future, a change that committed must still be
+/// applied and announced, and a sea-orm transaction dropped in the middle of
+/// a query is not safe (it stalled the runtime in a test).
 async fn to_completion<T: Send + 'static>(
     write: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
