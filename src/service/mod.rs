@@ -10,4 +10,4 @@ mod watch;
 pub use evaluate::{Evaluator, FlagResult};
 pub use manage::{FlagFilter, FlagManager, Page};
 pub use sync::{CacheSync, keep_in_sync};
-pub use watch::{SNAPSHOT_CHUNK, WatchEnd, WatchEvent, WatchItem, Watcher};
+pub use watch::{WatchEnd, WatchEvent, WatchItem, Watcher};

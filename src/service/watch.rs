@@ -19,7 +19,7 @@ use crate::domain::{Flag, FlagChange, limits, validate_name};
 use crate::error::{Error, Result};
 
 /// Flags per snapshot message, so a large snapshot never makes one huge message.
-pub const SNAPSHOT_CHUNK: usize = 100;
+const SNAPSHOT_CHUNK: usize = 100;
 
 /// Changes read from the store per query when resuming.
 const REPLAY_BATCH: u64 = 100;

@@ -11,6 +11,7 @@ use crate::common::{Backend, TestApp, TestDatabase, next_change, next_event, rea
 
 crate::backend_tests!(
     snapshot_then_every_change_in_order,
+    large_snapshot_arrives_in_chunks,
     resume_receives_exactly_the_missed_changes,
     filtered_stream_and_heartbeats,
     thousand_subscribers_receive_every_change_in_order,
@@ -74,6 +75,46 @@ async fn snapshot_then_every_change_in_order(backend: Backend) {
         (c.revision, Some(c.clone()))
     );
     assert_eq!(c.revision, revision + 3, "revisions are gapless");
+
+    app.stop().await;
+    db.remove().await;
+}
+
+async fn large_snapshot_arrives_in_chunks(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let mut last = 0;
+    for i in 0..250 {
+        last = app
+            .create_flag(flag(&format!("chunked.{i:03}")))
+            .await
+            .revision;
+    }
+    let mut stream = app.watch(&[], None).await;
+    let mut chunks = Vec::new();
+    loop {
+        match next_event(&mut stream).await {
+            pb::watch_response::Event::Snapshot(snapshot) => {
+                assert_eq!(snapshot.revision, last);
+                let done = snapshot.last;
+                chunks.push(snapshot.flags);
+                if done {
+                    break;
+                }
+            }
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
+    }
+    // 100 flags per message, the last one marked, every flag exactly once, in order.
+    assert_eq!(
+        chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![100, 100, 50]
+    );
+    let names: Vec<String> = chunks.concat().into_iter().map(|f| f.name).collect();
+    let expected: Vec<String> = (0..250).map(|i| format!("chunked.{i:03}")).collect();
+    assert_eq!(names, expected);
 
     app.stop().await;
     db.remove().await;
