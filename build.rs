@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::grpc::codec::ProstCodec")
         .compile_fds(file_descriptors)?;
 
     println!("cargo:rerun-if-changed=proto");

@@ -72,11 +72,22 @@ impl FlagCache {
             .remove_if(name, |_, entry| entry.revision < revision);
     }
 
-    /// Replaces the whole content with a consistent snapshot of the store.
+    /// Replaces the whole content with a consistent snapshot of the store,
+    /// which is authoritative: flags it lacks go, the others are replaced.
+    /// Flags in both never disappear meanwhile (evaluations keep finding them).
     pub fn replace_all(&self, flags: Vec<Flag>) {
-        self.entries.clear();
+        let names: ahash::AHashSet<&str> = flags.iter().map(|flag| flag.name.as_str()).collect();
+        self.entries.retain(|name, _| names.contains(name.as_str()));
+        drop(names);
         for flag in flags {
-            self.upsert(Arc::new(flag));
+            let revision = flag.revision;
+            self.entries.insert(
+                flag.name.clone(),
+                Entry {
+                    revision,
+                    flag: Arc::new(flag),
+                },
+            );
         }
     }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::store::StoreOptions;
+
 /// Vexil: feature-flag evaluation service over gRPC.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -45,6 +47,21 @@ pub struct Config {
         default_value = "sqlite://vexil.db?mode=rwc"
     )]
     pub database_url: String,
+
+    /// Database connections this replica may open. A quarter of them (at
+    /// least 2) are kept for writes and cache catch-up, so a burst of reads
+    /// (ListFlags, audit trails, Watch replays) cannot starve them.
+    #[arg(long, global = true, env = "VEXIL_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(3..=1000))]
+    pub database_max_connections: u32,
+
+    /// SQLite only: `full` (the default) makes every acknowledged change
+    /// durable across power loss and OS crashes; `normal` is faster but may
+    /// lose the last changes then, and a later change would reuse their
+    /// revision (Watch clients that saw them would diverge).
+    #[arg(long, global = true, env = "VEXIL_SQLITE_SYNCHRONOUS", value_enum,
+          default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
 
     /// Seconds between catch-ups of the hot cache from the database change
     /// log, whatever the bus delivers (the safety net for lost messages).
@@ -88,18 +105,37 @@ pub struct Config {
     pub watch_heartbeat_ms: u64,
 }
 
+/// SQLite's `synchronous` setting (WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Sync the WAL on every commit.
+    Full,
+    /// Sync at checkpoints only.
+    Normal,
+}
+
 impl Config {
     /// A configuration with every default, serving the given database.
     pub fn with_database(database_url: impl Into<String>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: database_url.into(),
+            database_max_connections: 10,
+            sqlite_synchronous: SqliteSynchronous::Full,
             cache_ttl_secs: 60,
             redis_url: None,
             redis_max_connections: 50,
             redis_channel: "ff:changes".into(),
             watch_buffer: 1024,
             watch_heartbeat_ms: 15_000,
+        }
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            url: self.database_url.clone(),
+            max_connections: self.database_max_connections,
+            sqlite_synchronous: self.sqlite_synchronous,
         }
     }
 

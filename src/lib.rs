@@ -32,21 +32,32 @@ pub use crate::error::{Error, Result};
 use crate::grpc::pb::evaluation_service_server::EvaluationServiceServer;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
 use crate::grpc::{EvaluationGrpc, FlagServiceGrpc, pb};
-use crate::service::{CacheSync, Evaluator, FlagManager, Watcher};
+use crate::service::{CacheSync, Evaluator, FeedLimits, FlagManager, Watcher};
 use crate::store::FlagStore;
 
-/// Largest request message accepted: room for a flag with full 10,000-id
-/// white- and blacklists of 256-byte ids.
-const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Largest management request accepted: a flag of the largest size allowed
+/// (`limits::FLAG_BYTES`) with room to spare; what gRPC clients accept by
+/// default too.
+const MAX_MANAGEMENT_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest evaluation or Watch request: 1,000 flag names of 128 characters,
+/// a user id and an environment, with room to spare.
+const MAX_EVALUATION_REQUEST_BYTES: usize = 256 * 1024;
 /// HTTP/2 keepalive: ping idle connections so half-open ones (dead Watch
 /// clients) are freed.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP/2 streams per connection.
 const MAX_CONCURRENT_STREAMS: u32 = 4096;
-/// Applied changes kept for watchers that fall behind briefly; a watcher
-/// further behind replays from the store.
-const FEED_CAPACITY: usize = 4096;
+/// Applied changes kept in memory for Watch streams that resume or fall
+/// behind; a stream further behind replays from the store (or takes a
+/// snapshot). Bounded by count and by the flags' size.
+const FEED_LIMITS: FeedLimits = FeedLimits {
+    changes: 4096,
+    bytes: 64 * 1024 * 1024,
+};
+/// How long shutdown waits for the cache's catch-up to stop and the
+/// database connections to close (a half-open connection must not hold it).
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections (a Watch client that stopped
 /// reading cannot take its final status) before closing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -56,7 +67,7 @@ pub const BUS_HEALTH_SERVICE: &str = "vexil.bus";
 
 /// Connects to the database and applies pending migrations.
 pub async fn migrate(config: &Config) -> Result<()> {
-    let store = FlagStore::connect(&config.database_url).await?;
+    let store = FlagStore::connect(&config.store_options()).await?;
     store.migrate().await?;
     store.close().await;
     Ok(())
@@ -71,10 +82,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let store = Arc::new(FlagStore::connect(&config.database_url).await?);
+    let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
     store.migrate().await?;
     let cache = Arc::new(FlagCache::new());
-    let sync = Arc::new(CacheSync::start(store.clone(), cache.clone(), FEED_CAPACITY).await?);
+    let sync = Arc::new(CacheSync::start(store.clone(), cache.clone(), FEED_LIMITS).await?);
     let revision = sync.applied().await;
     tracing::info!(flags = cache.len(), revision, "flags loaded");
 
@@ -121,13 +132,13 @@ pub async fn run(
     );
     let evaluation =
         EvaluationServiceServer::new(EvaluationGrpc::new(Evaluator::new(cache.clone()), watcher))
-            .max_decoding_message_size(MAX_REQUEST_BYTES);
+            .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES);
     let flags = FlagServiceServer::new(FlagServiceGrpc::new(FlagManager::new(
         store.clone(),
         sync.clone(),
         bus.clone(),
     )))
-    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES);
 
     // Streams end before the server waits for them to finish.
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
@@ -185,7 +196,11 @@ pub async fn run(
         }
     };
 
-    let _ = syncing.await;
+    let catch_up = syncing.abort_handle();
+    if tokio::time::timeout(SHUTDOWN_DRAIN, syncing).await.is_err() {
+        tracing::warn!("the cache's catch-up did not stop in time; abandoning it");
+        catch_up.abort();
+    }
     reporting.abort();
     bus.close().await;
     drop(sync);

@@ -6,13 +6,16 @@
 //! off) so a replica starts while Redis is down; re-subscribing after every
 //! reconnect, then asking for a catch-up, in that order; a lagging message
 //! receiver is logged and answered with a catch-up instead of ending the
-//! listener.
+//! listener; a black-holed connection (peer gone, NAT or load-balancer
+//! idle drop), which never errors by itself, is found by TCP keepalive and
+//! a PING every few seconds, then closed and reconnected.
 
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
 use fred::prelude::{ClientLike, Config, EventInterface, Pool, PubsubInterface, ReconnectPolicy};
 use fred::types::Builder;
+use fred::types::config::UnresponsiveConfig;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -27,6 +30,14 @@ const RECONNECT_MAX_DELAY_MS: u32 = 5_000;
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// fred's own broadcast buffer for incoming messages.
 const MESSAGE_BUFFER: usize = 1024;
+/// How often the subscriber connection is pinged while idle.
+const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a PING (or any command) may go unanswered before the
+/// connection is taken as dead and replaced.
+const UNRESPONSIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// TCP keepalive: idle time before the first probe, and between probes.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct RedisBusConfig {
     pub url: String,
@@ -59,7 +70,22 @@ impl RedisBus {
             .with_config(|c| c.fail_fast = false)
             // Announcements are tiny: without NODELAY, Nagle's algorithm and
             // delayed ACKs hold them back for ~40 ms.
-            .with_connection_config(|c| c.tcp.nodelay = Some(true))
+            .with_connection_config(|c| {
+                c.tcp.nodelay = Some(true);
+                c.tcp.keepalive = Some(
+                    socket2::TcpKeepalive::new()
+                        .with_time(KEEPALIVE_IDLE)
+                        .with_interval(KEEPALIVE_INTERVAL),
+                );
+                // A command unanswered this long closes the connection, and
+                // the reconnect policy opens a new one.
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(UNRESPONSIVE_TIMEOUT),
+                    interval: Duration::from_millis(500),
+                };
+                c.connection_timeout = UNRESPONSIVE_TIMEOUT;
+                c.internal_command_timeout = UNRESPONSIVE_TIMEOUT;
+            })
             .with_performance_config(|p| {
                 p.default_command_timeout = PUBLISH_TIMEOUT;
                 p.broadcast_channel_capacity = MESSAGE_BUFFER;
@@ -87,6 +113,11 @@ impl RedisBus {
                 connected.clone(),
             )),
             tokio::spawn(on_error(subscriber.error_rx(), connected.clone())),
+            tokio::spawn(keep_checking(
+                subscriber.clone(),
+                connected.clone(),
+                events.clone(),
+            )),
         ];
         // Connection tasks run (and reconnect) in the background; `quit`
         // ends them.
@@ -239,6 +270,54 @@ async fn on_error(
             }
             Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Pings the subscriber connection every [`PING_INTERVAL`]: an idle pub/sub
+/// connection that silently stopped delivering (black-holed) is otherwise
+/// never noticed. An unanswered PING marks the bus disconnected (health
+/// NOT_SERVING) and forces a reconnect, after which `on_reconnect`
+/// subscribes again and asks for a catch-up. Should the same connection
+/// answer again instead, the bus is marked connected and a catch-up asked
+/// for here (messages may have been lost meanwhile).
+async fn keep_checking(
+    subscriber: SubscriberClient,
+    connected: watch::Sender<bool>,
+    events: broadcast::Sender<BusEvent>,
+) {
+    let mut ticks = tokio::time::interval(PING_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut marked_down = false;
+    loop {
+        ticks.tick().await;
+        let answered = tokio::time::timeout(
+            UNRESPONSIVE_TIMEOUT,
+            subscriber.ping::<fred::types::Value>(None),
+        )
+        .await;
+        if matches!(answered, Ok(Ok(_))) {
+            if std::mem::take(&mut marked_down) && !connected.send_replace(true) {
+                tracing::info!("redis answers again on the change bus");
+                let _ = events.send(BusEvent::Lagged);
+            }
+            continue;
+        }
+        if !*connected.borrow() && !marked_down {
+            // Down already (a connection error): reconnecting is fred's job.
+            continue;
+        }
+        marked_down = true;
+        if connected.send_replace(false) {
+            tracing::warn!(
+                timeout = ?UNRESPONSIVE_TIMEOUT,
+                "redis did not answer a ping on the change bus; reconnecting, serving from cache meanwhile"
+            );
+        }
+        let reconnect =
+            tokio::time::timeout(UNRESPONSIVE_TIMEOUT * 3, subscriber.force_reconnection());
+        if let Ok(Err(err)) = reconnect.await {
+            tracing::debug!(error = %err, "forcing a redis reconnect");
         }
     }
 }

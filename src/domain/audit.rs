@@ -50,3 +50,18 @@ pub struct AuditEntry {
     pub revision: u64,
     pub created_at: DateTime<Utc>,
 }
+
+impl AuditEntry {
+    /// An upper bound of the entry's protobuf size (see
+    /// [`super::FlagSpec::wire_size`]).
+    pub fn wire_size(&self) -> usize {
+        /// Id, action, revision, timestamp and the fields' tags and lengths.
+        const BOOKKEEPING: usize = 128;
+        BOOKKEEPING
+            + self.flag_name.len()
+            + self.actor.len()
+            + self.reason.len()
+            + self.before.as_ref().map_or(0, Flag::wire_size)
+            + self.after.as_ref().map_or(0, Flag::wire_size)
+    }
+}

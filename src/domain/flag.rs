@@ -71,6 +71,22 @@ pub struct UserSet {
 }
 
 impl UserSet {
+    /// Builds a set from request input, checking the count and every id
+    /// before sorting or hashing anything, so an oversized list costs no
+    /// more than its decoding did.
+    pub fn parse(field: &str, ids: Vec<String>) -> Result<Self, ValidationError> {
+        if ids.len() > limits::LIST_IDS {
+            return Err(ValidationError::new(
+                field,
+                format!("must hold at most {} ids", limits::LIST_IDS),
+            ));
+        }
+        for id in &ids {
+            validate_id(field, id)?;
+        }
+        Ok(ids.into_iter().collect())
+    }
+
     pub fn contains(&self, user_id: &str) -> bool {
         self.lookup.contains(user_id)
     }
@@ -287,6 +303,15 @@ impl FlagSpec {
         for tag in &self.tags {
             validate_id(&field("tags"), tag)?;
         }
+        if object_depth(&self.metadata) > limits::METADATA_DEPTH {
+            return Err(ValidationError::new(
+                field("metadata"),
+                format!(
+                    "must nest objects and lists at most {} levels deep",
+                    limits::METADATA_DEPTH
+                ),
+            ));
+        }
         let metadata_bytes =
             serde_json::to_vec(&self.metadata).map_or(usize::MAX, |json| json.len());
         if metadata_bytes > limits::METADATA_BYTES {
@@ -299,8 +324,89 @@ impl FlagSpec {
         if let Some(group) = &self.group {
             validate_name(&field("group"), group)?;
         }
+        let size = self.wire_size();
+        if size > limits::FLAG_BYTES {
+            return Err(ValidationError::new(
+                prefix,
+                format!(
+                    "is too large: {size} bytes encoded, at most {} allowed \
+                     (ids, tags, environments and metadata together)",
+                    limits::FLAG_BYTES
+                ),
+            ));
+        }
         Ok(())
     }
+
+    /// An upper bound of the size of a flag with this spec in a protobuf
+    /// message, bookkeeping included: every string's bytes plus the most
+    /// its tags and length prefixes can take. Limits and message budgets are
+    /// counted in it, so it must never be less than the real encoding.
+    pub fn wire_size(&self) -> usize {
+        /// Name, revision, timestamps, actors (at most 256 bytes each),
+        /// booleans and the percentage, with their tags.
+        const BOOKKEEPING: usize = 1024;
+        /// Tag and length prefix of a repeated string of at most 256 bytes.
+        const LIST_ITEM: usize = 4;
+        /// A map<string, bool> entry: entry tag and length, key tag and
+        /// length, the bool.
+        const MAP_ENTRY: usize = 8;
+        let strings = |items: &mut dyn Iterator<Item = &str>| {
+            items.map(|item| item.len() + LIST_ITEM).sum::<usize>()
+        };
+        BOOKKEEPING
+            + self.description.len()
+            + LIST_ITEM
+            + strings(&mut self.whitelist.iter())
+            + strings(&mut self.blacklist.iter())
+            + strings(&mut self.environments.iter().map(String::as_str))
+            + strings(&mut self.tags.iter().map(String::as_str))
+            + self
+                .environment_overrides
+                .keys()
+                .map(|env| env.len() + MAP_ENTRY)
+                .sum::<usize>()
+            + object_wire_size(&self.metadata)
+            + self
+                .group
+                .as_ref()
+                .map_or(0, |group| group.len() + LIST_ITEM)
+    }
+}
+
+/// Tag and length prefixes of one JSON node as a `google.protobuf.Value`
+/// (and, for object members, its map entry and key): generous.
+const JSON_NODE: usize = 16;
+
+fn object_wire_size(object: &Metadata) -> usize {
+    JSON_NODE
+        + object
+            .iter()
+            .map(|(key, value)| JSON_NODE + key.len() + json_wire_size(value))
+            .sum::<usize>()
+}
+
+fn json_wire_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value as Json;
+    JSON_NODE
+        + match value {
+            Json::Null | Json::Bool(_) | Json::Number(_) => 8,
+            Json::String(text) => text.len(),
+            Json::Array(items) => items.iter().map(json_wire_size).sum(),
+            Json::Object(object) => object_wire_size(object),
+        }
+}
+
+/// How deeply `object` nests objects and lists; the object itself is 1.
+fn object_depth(object: &Metadata) -> usize {
+    fn depth(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            serde_json::Value::Object(object) => object_depth(object),
+            _ => 0,
+        }
+    }
+    1 + object.values().map(depth).max().unwrap_or(0)
 }
 
 /// Checks every key and string in `metadata` with [`validate_text`].
@@ -332,6 +438,13 @@ pub struct Flag {
     pub updated_at: DateTime<Utc>,
     pub created_by: String,
     pub updated_by: String,
+}
+
+impl Flag {
+    /// An upper bound of the flag's protobuf size ([`FlagSpec::wire_size`]).
+    pub fn wire_size(&self) -> usize {
+        self.spec.wire_size()
+    }
 }
 
 #[cfg(test)]
@@ -392,6 +505,55 @@ mod tests {
             }),
             "flag.expires_at"
         );
+    }
+
+    #[test]
+    fn metadata_depth_is_limited() {
+        // Metadata nesting `depth` levels: the metadata object holding
+        // `depth - 1` alternating lists and objects.
+        let nested = |depth: usize| {
+            let mut value = serde_json::json!(1);
+            for level in 1..depth {
+                value = if level % 2 == 0 {
+                    serde_json::json!({ "k": value })
+                } else {
+                    serde_json::json!([value])
+                };
+            }
+            let mut spec = valid();
+            spec.metadata.insert("k".into(), value);
+            spec
+        };
+        assert_eq!(nested(limits::METADATA_DEPTH).validate("flag"), Ok(()));
+        assert_eq!(
+            rejected_field(nested(limits::METADATA_DEPTH + 1)),
+            "flag.metadata"
+        );
+    }
+
+    #[test]
+    fn flag_size_is_bounded() {
+        let ids = |prefix: &str, len: usize| {
+            (0..limits::LIST_IDS)
+                .map(|i| format!("{prefix}{i:0>len$}"))
+                .collect::<UserSet>()
+        };
+        let mut spec = valid();
+        spec.whitelist = ids("w", 40);
+        spec.blacklist = ids("b", 40);
+        assert_eq!(spec.validate("flag"), Ok(()));
+        spec.blacklist = ids("b", 60);
+        assert_eq!(rejected_field(spec), "flag");
+    }
+
+    #[test]
+    fn user_sets_check_before_building() {
+        let too_many = vec!["x".to_string(); limits::LIST_IDS + 1];
+        assert_eq!(UserSet::parse("w", too_many).unwrap_err().field, "w");
+        let empty_id = vec![String::new()];
+        assert_eq!(UserSet::parse("w", empty_id).unwrap_err().field, "w");
+        let set = UserSet::parse("w", vec!["b".into(), "a".into(), "b".into()]).unwrap();
+        assert_eq!(set.iter().collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]

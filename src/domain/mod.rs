@@ -13,4 +13,4 @@ pub use change::FlagChange;
 pub use evaluation::{EvalContext, Evaluation, Reason};
 pub use flag::{Flag, FlagField, FlagName, FlagSpec, Metadata, UserSet};
 pub use group::Group;
-pub use validation::{ValidationError, limits, validate_name, validate_text};
+pub use validation::{ValidationError, echo, limits, validate_name, validate_text};

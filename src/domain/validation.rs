@@ -18,6 +18,36 @@ pub mod limits {
     pub const TEXT_BYTES: usize = 4096;
     /// Most flag names in one BulkEvaluate.
     pub const BULK_FLAGS: usize = 1000;
+    /// Deepest nesting of objects and lists in metadata (the metadata object
+    /// itself is level 1). Protobuf decoders stop at 100 nested messages and
+    /// each level costs up to three (map entry, Value, Struct): 16 levels keep
+    /// every answer carrying a flag, at any wrapping, far below that.
+    pub const METADATA_DEPTH: usize = 16;
+    /// Largest flag, measured by [`crate::domain::FlagSpec::wire_size`] (an
+    /// upper bound of its protobuf encoding): a change carrying one flag,
+    /// and an audit entry carrying two, stay well under the 4 MiB that gRPC
+    /// clients accept by default.
+    pub const FLAG_BYTES: usize = 1024 * 1024;
+    /// Budget of one answer holding several flags or audit entries (a Watch
+    /// snapshot chunk, a ListFlags or GetAuditTrail page), by the same
+    /// measure. A page stops before the item that would exceed it, but
+    /// always holds at least one item.
+    pub const MESSAGE_BYTES: usize = 3 * 1024 * 1024;
+}
+
+/// `value` for an error message: at most 128 bytes, cut at a character
+/// boundary and marked with an ellipsis, so an echoed input can never make a
+/// status message too large for clients' header limits.
+pub fn echo(value: &str) -> String {
+    const MAX: usize = 128;
+    if value.len() <= MAX {
+        return value.to_string();
+    }
+    let mut end = MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &value[..end])
 }
 
 /// A rejected input: which field, and what is wrong with it.
@@ -100,6 +130,15 @@ pub fn validate_text(field: &str, text: &str) -> Result<(), ValidationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echo_caps_long_values_at_a_character_boundary() {
+        assert_eq!(echo("short"), "short");
+        let long = "é".repeat(100);
+        let echoed = echo(&long);
+        assert!(echoed.len() <= 128 + '…'.len_utf8());
+        assert!(echoed.ends_with('…'));
+    }
 
     #[test]
     fn names() {

@@ -8,25 +8,43 @@ use tonic::Status;
 
 use super::pb;
 use crate::domain::{
-    AuditAction, AuditEntry, Flag, FlagField, FlagSpec, Group, Metadata, Reason, UserSet,
+    AuditAction, AuditEntry, Flag, FlagField, FlagSpec, Group, Metadata, Reason, UserSet, echo,
+    limits,
 };
 use crate::error::{Error, Result};
 use crate::service::{WatchEnd, WatchEvent, WatchItem};
 
+/// Longest status message sent: status messages travel in a header, and
+/// clients refuse headers over 8-16 KiB. Inputs echoed in messages are
+/// capped already ([`echo`]); this is the backstop.
+const MAX_STATUS_MESSAGE: usize = 1024;
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        match err {
-            Error::InvalidArgument { field, message } => {
-                Status::invalid_argument(format!("{field}: {message}"))
-            }
-            Error::NotFound(message) => Status::not_found(message),
-            Error::AlreadyExists(message) => Status::already_exists(message),
-            err @ Error::Conflict { .. } => Status::aborted(err.to_string()),
-            Error::FailedPrecondition(message) => Status::failed_precondition(message),
-            Error::Unavailable(message) => Status::unavailable(message),
-            // Logged where it arose; the client learns nothing internal.
-            Error::Internal(_) => Status::internal("internal error"),
+        let status = status_of(err);
+        if status.message().len() <= MAX_STATUS_MESSAGE {
+            return status;
         }
+        let mut end = MAX_STATUS_MESSAGE;
+        while !status.message().is_char_boundary(end) {
+            end -= 1;
+        }
+        Status::new(status.code(), format!("{}…", &status.message()[..end]))
+    }
+}
+
+fn status_of(err: Error) -> Status {
+    match err {
+        Error::InvalidArgument { field, message } => {
+            Status::invalid_argument(format!("{field}: {message}"))
+        }
+        Error::NotFound(message) => Status::not_found(message),
+        Error::AlreadyExists(message) => Status::already_exists(message),
+        err @ Error::Conflict { .. } => Status::aborted(err.to_string()),
+        Error::FailedPrecondition(message) => Status::failed_precondition(message),
+        Error::Unavailable(message) => Status::unavailable(message),
+        // Logged where it arose; the client learns nothing internal.
+        Error::Internal(_) => Status::internal("internal error"),
     }
 }
 
@@ -86,7 +104,9 @@ fn json_from_pb(field: &str, value: Value) -> Result<serde_json::Value> {
     Ok(match value.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::BoolValue(b)) => Json::Bool(b),
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n)
+        // -0 becomes 0: not every store keeps the sign of zero, and every
+        // path must give back the value stored, bit for bit.
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n + 0.0)
             .map(Json::Number)
             .ok_or_else(|| Error::invalid(field, "numbers must be finite"))?,
         Some(Kind::StringValue(s)) => Json::String(s),
@@ -147,12 +167,19 @@ pub fn flag_from_pb(flag: pb::Flag) -> Result<(String, FlagSpec)> {
         created_by: _,
         updated_by: _,
     } = flag;
+    if environment_overrides.len() > limits::ENVIRONMENTS {
+        return Err(Error::invalid(
+            "flag.environment_overrides",
+            format!("must hold at most {} entries", limits::ENVIRONMENTS),
+        ));
+    }
     let spec = FlagSpec {
         description,
         enabled,
-        percentage,
-        whitelist: UserSet::from_iter(whitelist),
-        blacklist: UserSet::from_iter(blacklist),
+        // -0 becomes 0 (SQLite stores it as 0), so every path agrees bit for bit.
+        percentage: percentage + 0.0,
+        whitelist: UserSet::parse("flag.whitelist", whitelist)?,
+        blacklist: UserSet::parse("flag.blacklist", blacklist)?,
         environments,
         environment_overrides: environment_overrides.into_iter().collect(),
         starts_at: starts_at
@@ -213,7 +240,7 @@ pub fn update_fields(mask: Option<prost_types::FieldMask>) -> Result<Vec<FlagFie
         let field = FlagField::from_path(path).ok_or_else(|| {
             Error::invalid(
                 "update_mask",
-                format!("unknown or immutable field path '{path}'"),
+                format!("unknown or immutable field path '{}'", echo(path)),
             )
         })?;
         if !fields.contains(&field) {
@@ -278,10 +305,6 @@ fn watch_end_to_status(end: WatchEnd) -> Status {
         )),
         WatchEnd::ShuttingDown { resume_after } => Status::unavailable(format!(
             "server shutting down; reconnect with {}",
-            resume(resume_after)
-        )),
-        WatchEnd::StoreUnavailable { resume_after } => Status::unavailable(format!(
-            "the flag store is unavailable; resubscribe with {}",
             resume(resume_after)
         )),
     }

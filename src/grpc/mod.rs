@@ -1,6 +1,7 @@
 //! The gRPC edge: the only module that imports tonic and the generated code.
 //! Converts requests, calls the use cases, converts answers.
 
+mod codec;
 mod convert;
 mod evaluation;
 mod flags;

@@ -12,6 +12,10 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::store::FlagStore;
 
+/// Longest a caller waits for a store transaction: the write queue (10 s),
+/// a connection (5 s) and the statements (10 s on PostgreSQL), with margin.
+pub const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Page size when the caller asks for none.
 const DEFAULT_PAGE: u32 = 100;
 /// Largest page served.
@@ -110,7 +114,8 @@ impl FlagManager {
     }
 
     /// One page of the flags matching `filter`, ordered by name, and the
-    /// number of matches.
+    /// number of matches. The page stops before the flag that would take it
+    /// past [`limits::MESSAGE_BYTES`] (but holds at least one).
     pub async fn list_flags(&self, filter: FlagFilter, page: Page) -> Result<(Vec<Flag>, u64)> {
         let matching: Vec<Flag> = self
             .store
@@ -120,10 +125,16 @@ impl FlagManager {
             .filter(|flag| filter.matches(flag))
             .collect();
         let total = matching.len() as u64;
+        let mut bytes = 0;
         let flags = matching
             .into_iter()
             .skip(page.skip as usize)
             .take(page.limit() as usize)
+            .take_while(|flag| {
+                let first = bytes == 0;
+                bytes += flag.wire_size();
+                first || bytes <= limits::MESSAGE_BYTES
+            })
             .collect();
         Ok((flags, total))
     }
@@ -210,7 +221,8 @@ impl FlagManager {
             ));
         }
         validate_text("group.description", &description)?;
-        self.store.create_group(name, description).await
+        let store = self.store.clone();
+        to_completion(async move { store.create_group(name, description).await }).await
     }
 
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
@@ -219,20 +231,32 @@ impl FlagManager {
 
     pub async fn delete_group(&self, name: &str) -> Result<()> {
         validate_name("name", name)?;
-        self.store.delete_group(name).await
+        let store = self.store.clone();
+        let name = name.to_string();
+        to_completion(async move { store.delete_group(&name).await }).await
     }
 }
 
 /// Runs a store transaction to completion even if the caller goes away: a
 /// cancelled RPC drops its future, a change that committed must still be
 /// applied and announced, and a sea-orm transaction dropped in the middle of
-/// a query is not safe (it stalled the runtime in a test).
+/// a query is not safe (it stalled the runtime in a test). The caller waits
+/// at most [`TRANSACTION_TIMEOUT`]: on a half-open connection the
+/// transaction itself may hang until TCP gives up.
 async fn to_completion<T: Send + 'static>(
     write: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(write)
-        .await
-        .map_err(|err| Error::Internal(format!("write task failed: {err}")))?
+    match tokio::time::timeout(TRANSACTION_TIMEOUT, tokio::spawn(write)).await {
+        Ok(joined) => joined.map_err(|err| Error::Internal(format!("write task failed: {err}")))?,
+        Err(_) => {
+            tracing::warn!(timeout = ?TRANSACTION_TIMEOUT, "a store transaction did not finish in time");
+            // A write may still commit (and then propagate): like any
+            // deadline, the outcome is unknown to the caller.
+            Err(Error::Unavailable(
+                "the flag store did not answer in time".into(),
+            ))
+        }
+    }
 }
 
 fn validate_change(change: &Change, reason_required: bool) -> Result<()> {

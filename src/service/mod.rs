@@ -3,11 +3,12 @@
 //! and watch streams.
 
 mod evaluate;
+mod feed;
 mod manage;
 mod sync;
 mod watch;
 
 pub use evaluate::{Evaluator, FlagResult};
-pub use manage::{FlagFilter, FlagManager, Page};
-pub use sync::{CacheSync, keep_in_sync};
+pub use manage::{FlagFilter, FlagManager, Page, TRANSACTION_TIMEOUT};
+pub use sync::{CacheSync, FeedLimits, keep_in_sync};
 pub use watch::{WatchEnd, WatchEvent, WatchItem, Watcher};

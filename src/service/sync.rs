@@ -9,20 +9,40 @@
 //! same audit log every `FF_CACHE_TTL` seconds. The cache therefore always
 //! holds exactly the store's state at `applied`, and the feed carries every
 //! revision once, in order.
+//!
+//! A hole in the audit log (rows pruned by hand or by a retention job) would
+//! stop catch-up for good. One that is still there a moment later is taken
+//! as permanent: every flag is reloaded from the flags table, the cache then
+//! holds the store's state at its revision, and the feed starts afresh, so
+//! Watch streams behind the hole start over with a snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, broadcast, watch};
 
+use super::feed::ChangeFeed;
 use crate::bus::{BusEvent, BusMessage, ChangeBus};
 use crate::cache::FlagCache;
 use crate::domain::{Flag, FlagChange};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::FlagStore;
 
 /// Changes read from the store per query while catching up.
 const CATCH_UP_BATCH: u64 = 200;
+/// How long a hole in the audit log may last before it is taken as
+/// permanent (no commit leaves one, even for a moment; this is caution).
+const GAP_RECHECK: Duration = Duration::from_millis(500);
+/// Longest a full load of the flags table may take.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bounds of the in-memory change feed.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedLimits {
+    pub changes: usize,
+    /// Summed `Flag::wire_size` of the changes held.
+    pub bytes: usize,
+}
 
 pub struct CacheSync {
     store: Arc<FlagStore>,
@@ -30,25 +50,23 @@ pub struct CacheSync {
     /// The revision the cache reflects. Held while applying, so changes are
     /// applied and fed one at a time, in order.
     applied: Mutex<u64>,
-    feed: broadcast::Sender<Arc<FlagChange>>,
+    feed: ChangeFeed,
 }
 
 impl CacheSync {
-    /// Loads every flag from the store into `cache`. `feed_capacity` bounds
-    /// how far a watcher may fall behind the feed before it must catch up
-    /// from the store.
+    /// Loads every flag from the store into `cache`.
     pub async fn start(
         store: Arc<FlagStore>,
         cache: Arc<FlagCache>,
-        feed_capacity: usize,
+        feed: FeedLimits,
     ) -> Result<Self> {
-        let (flags, revision) = store.load_all().await?;
+        let (flags, revision) = load_all(&store).await?;
         cache.replace_all(flags);
         Ok(Self {
             store,
             cache,
             applied: Mutex::new(revision),
-            feed: broadcast::channel(feed_capacity.max(1)).0,
+            feed: ChangeFeed::new(revision, feed.changes, feed.bytes),
         })
     }
 
@@ -56,9 +74,9 @@ impl CacheSync {
         &self.store
     }
 
-    /// Every change applied from now on, in revision order.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FlagChange>> {
-        self.feed.subscribe()
+    /// The recently applied changes, in revision order.
+    pub fn feed(&self) -> &ChangeFeed {
+        &self.feed
     }
 
     pub async fn applied(&self) -> u64 {
@@ -93,33 +111,64 @@ impl CacheSync {
     /// Applies every change the store has after `applied`. The store is read
     /// without holding the lock (a slow store must not stall snapshots or
     /// writes); changes are then applied under it, skipping those another
-    /// catch-up applied meanwhile.
+    /// catch-up applied meanwhile. A hole in the log that persists is
+    /// repaired by a full reload.
     pub async fn catch_up(&self) -> Result<()> {
+        let mut suspected_gap = None;
         loop {
             let from = self.applied().await;
             let changes = self.store.changes_after(from, CATCH_UP_BATCH).await?;
             let complete = (changes.len() as u64) < CATCH_UP_BATCH;
+            // Nothing new in the log although the store is further on: the
+            // changes up to its revision are missing from the log.
+            let gap_at_end = changes.is_empty() && self.store.revision().await? > from;
             let mut applied = self.applied.lock().await;
+            let mut gap = gap_at_end.then_some(*applied + 1);
             for change in changes {
                 if change.revision <= *applied {
                     continue;
                 }
                 if change.revision != *applied + 1 {
-                    // Revisions commit in order, so the log has no holes;
-                    // never apply past one. Retried at the next trigger.
-                    tracing::error!(
-                        expected = *applied + 1,
-                        found = change.revision,
-                        "gap in the audit log"
-                    );
-                    return Ok(());
+                    gap = Some(*applied + 1);
+                    break;
                 }
                 self.apply(&mut applied, change);
             }
-            if complete {
-                return Ok(());
+            drop(applied);
+            match gap {
+                Some(missing) if suspected_gap == Some(missing) => {
+                    return self.reload(missing).await;
+                }
+                Some(missing) => {
+                    // Look again in a moment before concluding anything.
+                    suspected_gap = Some(missing);
+                    tokio::time::sleep(GAP_RECHECK).await;
+                }
+                None if complete => return Ok(()),
+                None => suspected_gap = None,
             }
         }
+    }
+
+    /// Replaces the cache with the flags table, past a hole in the audit
+    /// log at `missing`, and restarts the feed at the loaded revision.
+    async fn reload(&self, missing: u64) -> Result<()> {
+        let (flags, revision) = load_all(&self.store).await?;
+        let mut applied = self.applied.lock().await;
+        if revision <= *applied {
+            return Ok(());
+        }
+        tracing::error!(
+            missing,
+            from = *applied,
+            to = revision,
+            "the audit log has a hole (pruned rows?); reloaded every flag from the store; \
+             Watch streams behind it start over with a snapshot"
+        );
+        self.cache.replace_all(flags);
+        *applied = revision;
+        self.feed.reset(revision);
+        Ok(())
     }
 
     fn apply(&self, applied: &mut u64, change: FlagChange) {
@@ -130,8 +179,24 @@ impl CacheSync {
                 .remove(change.flag_name.as_str(), change.revision),
         }
         *applied = change.revision;
-        // No watcher is fine.
-        let _ = self.feed.send(Arc::new(change));
+        self.feed.push(Arc::new(change));
+    }
+}
+
+/// Every flag and their revision, bounded in time: a transaction runs to
+/// completion in a task of its own (abandoning one mid-query is not safe).
+async fn load_all(store: &Arc<FlagStore>) -> Result<(Vec<Flag>, u64)> {
+    let store = store.clone();
+    match tokio::time::timeout(
+        LOAD_TIMEOUT,
+        tokio::spawn(async move { store.load_all().await }),
+    )
+    .await
+    {
+        Ok(joined) => joined.map_err(|err| Error::Internal(format!("load task failed: {err}")))?,
+        Err(_) => Err(Error::Unavailable(
+            "loading the flags did not finish in time".into(),
+        )),
     }
 }
 

@@ -2,27 +2,53 @@
 //!
 //! A stream starts with a snapshot of the matching flags (in chunks) at a
 //! revision, or, when resuming, with the changes after the client's
-//! revision read from the store. Then it forwards every change this replica
-//! applies, in revision order, and a heartbeat when idle. The per-stream
-//! buffer is bounded: a subscriber that lets it fill is cut off with the
-//! revision to resume from, instead of growing memory or slowing anyone else.
+//! revision. Then it forwards every change this replica applies, in
+//! revision order, and a heartbeat when idle.
+//!
+//! Everything is served from memory: snapshots from the hot cache, changes
+//! from the replica's change feed, at each stream's own position. Only a
+//! position older than the feed reads the store's audit log, a few streams
+//! at a time; a stream that cannot be replayed that way (the store is down,
+//! too many replays queue, the log has a hole) starts over with a snapshot,
+//! which the client applies like the first one. So Watch keeps working
+//! while the database is down.
+//!
+//! The per-stream buffer is bounded: a live subscriber that lets it fill is
+//! cut off with the revision to resume from, instead of growing memory or
+//! slowing anyone else.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::AHashSet;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::CacheSync;
 use crate::domain::{Flag, FlagChange, limits, validate_name};
 use crate::error::{Error, Result};
 
-/// Flags per snapshot message, so a large snapshot never makes one huge message.
+/// Most flags per snapshot message; a message also stops before the flag
+/// that would take it past `limits::MESSAGE_BYTES`.
 const SNAPSHOT_CHUNK: usize = 100;
 
-/// Changes read from the store per query when resuming.
+/// Changes taken from the feed per step.
+const FEED_BATCH: usize = 256;
+
+/// Changes read from the store per query when replaying.
 const REPLAY_BATCH: u64 = 100;
+
+/// Store replays running at once on a replica: the pool serves writes and
+/// API reads too.
+const MAX_REPLAYS: usize = 4;
+
+/// How long a stream waits for its turn to replay before it takes a
+/// snapshot instead.
+const REPLAY_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a resume from a revision this replica has not applied yet (the
+/// client came from a replica further on) waits for this one to get there
+/// before it takes a snapshot instead.
+const AHEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a snapshot or replay waits for a subscriber that reads nothing
 /// before cutting it off.
@@ -57,8 +83,6 @@ pub enum WatchEnd {
     },
     /// The server is shutting down.
     ShuttingDown { resume_after: Option<u64> },
-    /// The store failed while the stream was replaying changes.
-    StoreUnavailable { resume_after: Option<u64> },
 }
 
 pub type WatchItem = std::result::Result<WatchEvent, WatchEnd>;
@@ -69,6 +93,7 @@ pub struct Watcher {
     heartbeat: Duration,
     buffer: usize,
     stop: watch::Receiver<bool>,
+    replays: Arc<Semaphore>,
 }
 
 impl Watcher {
@@ -85,11 +110,12 @@ impl Watcher {
             heartbeat,
             buffer: buffer.max(1),
             stop,
+            replays: Arc::new(Semaphore::new(MAX_REPLAYS)),
         }
     }
 
     /// Opens a stream of the named flags (all when empty), resuming after
-    /// `since_revision` when given and still servable.
+    /// `since_revision` when given.
     pub async fn watch(
         &self,
         flag_names: Vec<String>,
@@ -107,14 +133,12 @@ impl Watcher {
             }
         }
         let filter = Filter(flag_names.into_iter().collect());
-        // One slot beyond the buffer is kept for the item that ends the stream.
-        let (tx, rx) = mpsc::channel(self.buffer + 1);
-        // Subscribe before anything is read, so no change falls in between.
-        let feed = self.sync.subscribe();
         let start = match since_revision {
-            Some(since) if since <= self.sync.store().revision().await? => Start::Resume(since),
+            Some(since) if self.reaches(since).await => Start::Resume(since),
             _ => Start::Snapshot,
         };
+        // One slot beyond the buffer is kept for the item that ends the stream.
+        let (tx, rx) = mpsc::channel(self.buffer + 1);
         let stream = Stream {
             sync: self.sync.clone(),
             filter,
@@ -122,9 +146,18 @@ impl Watcher {
             buffer: self.buffer,
             heartbeat: self.heartbeat,
             stop: self.stop.clone(),
+            replays: self.replays.clone(),
         };
-        tokio::spawn(stream.run(feed, start));
+        tokio::spawn(stream.run(start));
         Ok(rx)
+    }
+
+    /// Whether this replica has applied `revision` (waiting a moment for it).
+    async fn reaches(&self, revision: u64) -> bool {
+        let mut head = self.sync.feed().subscribe();
+        tokio::time::timeout(AHEAD_WAIT, head.wait_for(|head| *head >= revision))
+            .await
+            .is_ok_and(|reached| reached.is_ok())
     }
 }
 
@@ -148,130 +181,175 @@ struct Stream {
     buffer: usize,
     heartbeat: Duration,
     stop: watch::Receiver<bool>,
+    replays: Arc<Semaphore>,
 }
 
-/// How the stream's live phase ended.
-enum Live {
-    /// The feed overran this stream: replay from the store, then go on.
-    Lagged,
+/// How a replay from the store went.
+enum Replay {
+    /// The stream's position is within the feed again.
+    Done,
+    /// The store cannot fill the gap (down, busy, or the log has a hole).
+    CannotServe,
+    /// The stream ended meanwhile.
     Ended,
 }
 
 impl Stream {
-    async fn run(mut self, mut feed: broadcast::Receiver<Arc<FlagChange>>, start: Start) {
-        let mut position = match start {
+    async fn run(mut self, start: Start) {
+        let mut head = self.sync.feed().subscribe();
+        let (mut position, mut live) = match start {
             Start::Snapshot => match self.send_snapshot().await {
-                Some(revision) => revision,
+                Some(revision) => (revision, false),
                 None => return,
             },
-            Start::Resume(since) => since,
+            Start::Resume(since) => (since, false),
         };
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        heartbeat.tick().await;
         loop {
-            match self.replay(&mut position).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(end) => return self.end(end),
+            // Mark the head seen before reading, so a change pushed after the
+            // read wakes the wait below.
+            head.borrow_and_update();
+            let changes = match self.sync.feed().read_after(position, FEED_BATCH) {
+                Ok(changes) => changes,
+                Err(_) => match self.replay(&mut position).await {
+                    Replay::Done => continue,
+                    Replay::Ended => return,
+                    Replay::CannotServe => match self.send_snapshot().await {
+                        Some(revision) => {
+                            (position, live) = (revision, false);
+                            continue;
+                        }
+                        None => return,
+                    },
+                },
+            };
+            if changes.is_empty() {
+                // At the head: from now on a subscriber that lets its
+                // buffer fill is cut off rather than waited for.
+                live = true;
+                if !self.idle(&mut head, &mut heartbeat, position).await {
+                    return;
+                }
+                continue;
             }
-            match self.forward(&mut feed, &mut position).await {
-                Live::Ended => return,
-                Live::Lagged => feed = self.sync.subscribe(),
+            for change in changes {
+                let revision = change.revision;
+                if self.filter.matches(change.flag_name.as_str()) {
+                    let event = WatchEvent::Change(change);
+                    let sent = if live {
+                        self.offer(event, position)
+                    } else {
+                        self.send_waiting(event, Some(position)).await
+                    };
+                    if !sent {
+                        return;
+                    }
+                    heartbeat.reset();
+                }
+                position = revision;
             }
         }
     }
 
-    /// Sends the matching flags in chunks; returns their revision.
+    /// Waits for a new change, sending heartbeats meanwhile. False when the
+    /// stream ended.
+    async fn idle(
+        &mut self,
+        head: &mut watch::Receiver<u64>,
+        heartbeat: &mut tokio::time::Interval,
+        position: u64,
+    ) -> bool {
+        tokio::select! {
+            _ = self.stop.changed() => {
+                self.end(WatchEnd::ShuttingDown { resume_after: Some(position) });
+                false
+            }
+            _ = self.tx.closed() => false,
+            _ = heartbeat.tick() => self.offer(WatchEvent::Heartbeat { revision: position }, position),
+            changed = head.changed() => {
+                if changed.is_err() {
+                    self.end(WatchEnd::ShuttingDown { resume_after: Some(position) });
+                }
+                changed.is_ok()
+            }
+        }
+    }
+
+    /// Sends the matching flags in chunks bounded by count and bytes;
+    /// returns their revision.
     async fn send_snapshot(&mut self) -> Option<u64> {
-        let (flags, revision) = self.sync.snapshot().await;
-        let matching: Vec<Arc<Flag>> = flags
-            .into_iter()
-            .filter(|flag| self.filter.matches(flag.name.as_str()))
-            .collect();
-        let chunks = matching.len().div_ceil(SNAPSHOT_CHUNK).max(1);
-        let mut flags = matching.into_iter();
-        for chunk in 0..chunks {
+        let (mut flags, revision) = self.sync.snapshot().await;
+        flags.retain(|flag| self.filter.matches(flag.name.as_str()));
+        let mut matching = flags.into_iter().peekable();
+        loop {
+            let mut chunk = Vec::new();
+            let mut bytes = 0;
+            while let Some(flag) = matching.peek() {
+                let size = flag.wire_size();
+                if chunk.len() == SNAPSHOT_CHUNK
+                    || (!chunk.is_empty() && bytes + size > limits::MESSAGE_BYTES)
+                {
+                    break;
+                }
+                bytes += size;
+                chunk.extend(matching.next());
+            }
+            let last = matching.peek().is_none();
             let event = WatchEvent::Snapshot {
-                flags: flags.by_ref().take(SNAPSHOT_CHUNK).collect(),
+                flags: chunk,
                 revision,
-                last: chunk + 1 == chunks,
+                last,
             };
             // Until the last chunk is out, the client has no state to resume.
             if !self.send_waiting(event, None).await {
                 return None;
             }
+            if last {
+                return Some(revision);
+            }
         }
-        Some(revision)
     }
 
-    /// Sends the store's changes after `position` until it has no more.
-    /// `Ok(false)` when the stream ended meanwhile.
-    async fn replay(&mut self, position: &mut u64) -> std::result::Result<bool, WatchEnd> {
+    /// Sends the store's changes after `position` until the position is
+    /// within the feed again.
+    async fn replay(&mut self, position: &mut u64) -> Replay {
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(REPLAY_QUEUE_TIMEOUT, self.replays.clone().acquire_owned()).await
+        else {
+            return Replay::CannotServe;
+        };
         loop {
-            let changes = self
+            let Ok(changes) = self
                 .sync
                 .store()
-                .changes_after(*position, REPLAY_BATCH)
+                .replay_after(*position, REPLAY_BATCH)
                 .await
-                .map_err(|_| WatchEnd::StoreUnavailable {
-                    resume_after: Some(*position),
-                })?;
+            else {
+                return Replay::CannotServe;
+            };
             let complete = (changes.len() as u64) < REPLAY_BATCH;
             for change in changes {
+                if change.revision != *position + 1 {
+                    // A hole in the log: never skip a change silently.
+                    return Replay::CannotServe;
+                }
                 let revision = change.revision;
                 if self.filter.matches(change.flag_name.as_str())
                     && !self
                         .send_waiting(WatchEvent::Change(Arc::new(change)), Some(*position))
                         .await
                 {
-                    return Ok(false);
+                    return Replay::Ended;
                 }
                 *position = revision;
             }
-            if complete {
-                return Ok(true);
+            if self.sync.feed().read_after(*position, 0).is_ok() {
+                return Replay::Done;
             }
-        }
-    }
-
-    /// Forwards live changes after `position`, with heartbeats, never
-    /// waiting on the subscriber.
-    async fn forward(
-        &mut self,
-        feed: &mut broadcast::Receiver<Arc<FlagChange>>,
-        position: &mut u64,
-    ) -> Live {
-        let mut heartbeat = tokio::time::interval(self.heartbeat);
-        heartbeat.tick().await;
-        loop {
-            tokio::select! {
-                _ = self.stop.changed() => {
-                    self.end(WatchEnd::ShuttingDown { resume_after: Some(*position) });
-                    return Live::Ended;
-                }
-                _ = self.tx.closed() => return Live::Ended,
-                _ = heartbeat.tick() => {
-                    if !self.offer(WatchEvent::Heartbeat { revision: *position }, *position) {
-                        return Live::Ended;
-                    }
-                }
-                change = feed.recv() => match change {
-                    Ok(change) if change.revision <= *position => {}
-                    Ok(change) if change.revision == *position + 1 => {
-                        let revision = change.revision;
-                        if self.filter.matches(change.flag_name.as_str()) {
-                            if !self.offer(WatchEvent::Change(change), *position) {
-                                return Live::Ended;
-                            }
-                            heartbeat.reset();
-                        }
-                        *position = revision;
-                    }
-                    // A gap (or a lagged feed): fill it from the store.
-                    Ok(_) | Err(RecvError::Lagged(_)) => return Live::Lagged,
-                    Err(RecvError::Closed) => {
-                        self.end(WatchEnd::ShuttingDown { resume_after: Some(*position) });
-                        return Live::Ended;
-                    }
-                },
+            if complete {
+                // The log ends before the feed begins: a hole at its end.
+                return Replay::CannotServe;
             }
         }
     }
@@ -289,8 +367,8 @@ impl Stream {
         self.tx.try_send(Ok(event)).is_ok()
     }
 
-    /// Queues `event`, waiting for room (snapshot and replay), unless the
-    /// server stops, the client leaves, or it reads nothing for
+    /// Queues `event`, waiting for room (snapshot and catching up), unless
+    /// the server stops, the client leaves, or it reads nothing for
     /// `STALL_TIMEOUT`. Waits for two free slots and uses one, so the slot
     /// for the end of the stream stays free. False when the stream ended.
     async fn send_waiting(&mut self, event: WatchEvent, resume_after: Option<u64>) -> bool {

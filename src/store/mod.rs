@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectOptions,
     ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
@@ -24,7 +24,10 @@ use self::convert::{
     group_from_model, snapshot,
 };
 use self::entities::{audit, flag, group};
-use crate::domain::{AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group};
+use crate::config::SqliteSynchronous;
+use crate::domain::{
+    AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group, limits,
+};
 use crate::error::{Error, Result};
 
 /// How long a connection attempt or a wait for a pooled connection may take
@@ -41,6 +44,12 @@ const POSTGRES_WRITE_TIMEOUTS: &str =
 /// How long a write waits for this replica's earlier writes before the
 /// store is reported unavailable (they queue while the database is slow).
 const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a single read may take. The database's own timeouts do not
+/// help when the connection itself is half-open (after a failover, a
+/// dropped NAT entry): without this a read waits until TCP gives up.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Audit rows read per query while filling a page up to its byte budget.
+const AUDIT_BATCH: u64 = 16;
 
 trait DbResultExt<T> {
     fn db(self) -> Result<T>;
@@ -52,9 +61,23 @@ impl<T> DbResultExt<T> for std::result::Result<T, DbErr> {
     }
 }
 
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    /// Connections in all; a quarter (at least 2) are reserved for writes
+    /// and catch-up.
+    pub max_connections: u32,
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
 /// The flag store on SQLite or PostgreSQL.
 pub struct FlagStore {
+    /// Reads that serve API calls (GetFlag, ListFlags, audit trails, Watch
+    /// replays): bursts of these wait for each other, not for writes.
     db: DatabaseConnection,
+    /// Writes and the cache's catch-up, on connections of their own.
+    primary: DatabaseConnection,
     /// Serializes this replica's write transactions: SQLite has one writer
     /// and fails a deferred transaction that cannot upgrade its lock. Across
     /// replicas (PostgreSQL) the revision row lock does the same.
@@ -69,22 +92,15 @@ struct Write<'a> {
 }
 
 impl FlagStore {
-    /// Connects to `url` (`sqlite://…` or `postgres://…`).
-    pub async fn connect(url: &str) -> Result<Self> {
-        let mut options = ConnectOptions::new(url);
-        options
-            .connect_timeout(CONNECT_TIMEOUT)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|opts| {
-                opts.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                    .foreign_keys(true)
-            });
-        let db = Database::connect(options).await.db()?;
+    /// Connects to the database (`sqlite://…` or `postgres://…`).
+    pub async fn connect(options: &StoreOptions) -> Result<Self> {
+        let reserved = (options.max_connections / 4).max(2);
+        let shared = options.max_connections.saturating_sub(reserved).max(1);
+        let primary = connect_pool(options, reserved).await?;
+        let db = connect_pool(options, shared).await?;
         Ok(Self {
             db,
+            primary,
             write_lock: Mutex::new(()),
         })
     }
@@ -92,10 +108,10 @@ impl FlagStore {
     /// Applies pending migrations. Replicas starting together on PostgreSQL
     /// take turns through an advisory lock.
     pub async fn migrate(&self) -> Result<()> {
-        if self.db.get_database_backend() != DbBackend::Postgres {
-            return Migrator::up(&self.db, None).await.db();
+        if self.primary.get_database_backend() != DbBackend::Postgres {
+            return Migrator::up(&self.primary, None).await.db();
         }
-        let lock = self.db.begin().await.db()?;
+        let lock = self.primary.begin().await.db()?;
         lock.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT pg_advisory_xact_lock($1)",
@@ -103,13 +119,17 @@ impl FlagStore {
         ))
         .await
         .db()?;
-        Migrator::up(&self.db, None).await.db()?;
+        Migrator::up(&self.primary, None).await.db()?;
         lock.commit().await.db()
     }
 
     pub async fn close(self) {
-        if let Err(err) = self.db.close().await {
-            tracing::warn!(error = %err, "closing the database");
+        for pool in [self.db, self.primary] {
+            match tokio::time::timeout(READ_TIMEOUT, pool.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "closing the database"),
+                Err(_) => tracing::warn!("closing the database timed out"),
+            }
         }
     }
 
@@ -117,7 +137,7 @@ impl FlagStore {
     /// consistent snapshot (REPEATABLE READ on PostgreSQL; a read transaction
     /// on SQLite, which in WAL mode sees one snapshot throughout).
     pub async fn load_all(&self) -> Result<(Vec<Flag>, u64)> {
-        let txn = self.begin_snapshot().await?;
+        let txn = begin_snapshot(&self.primary).await?;
         let revision = read_revision(&txn).await?;
         let flags = flags_by_name(flag::Entity::find().all(&txn).await.db()?)?;
         txn.commit().await.db()?;
@@ -125,45 +145,37 @@ impl FlagStore {
     }
 
     /// Up to `limit` committed changes after `revision`, in revision order,
-    /// read from the audit log (whose entries hold each change's result).
+    /// read from the audit log (whose entries hold each change's result):
+    /// for the cache's catch-up, on the reserved connections.
     pub async fn changes_after(&self, revision: u64, limit: u64) -> Result<Vec<FlagChange>> {
-        // Only what a change needs: not the `before` snapshots.
-        audit::Entity::find()
-            .select_only()
-            .columns([
-                audit::Column::Revision,
-                audit::Column::FlagName,
-                audit::Column::After,
-            ])
-            .filter(audit::Column::Revision.gt(from_revision(revision)?))
-            .order_by_asc(audit::Column::Revision)
-            .limit(limit)
-            .into_tuple::<(i64, String, Option<serde_json::Value>)>()
-            .all(&self.db)
-            .await
-            .db()?
-            .into_iter()
-            .map(|(revision, flag_name, after)| change_from_row(revision, flag_name, after))
-            .collect()
+        bounded(changes_after(&self.primary, revision, limit)).await
+    }
+
+    /// [`Self::changes_after`] for Watch replays, on the shared connections.
+    pub async fn replay_after(&self, revision: u64, limit: u64) -> Result<Vec<FlagChange>> {
+        bounded(changes_after(&self.db, revision, limit)).await
     }
 
     /// The last assigned global revision.
     pub async fn revision(&self) -> Result<u64> {
-        read_revision(&self.db).await
+        bounded(read_revision(&self.primary)).await
     }
 
     pub async fn get_flag(&self, name: &str) -> Result<Option<Flag>> {
-        flag::Entity::find_by_id(name)
-            .one(&self.db)
-            .await
-            .db()?
-            .map(flag_from_model)
-            .transpose()
+        bounded(async {
+            flag::Entity::find_by_id(name)
+                .one(&self.db)
+                .await
+                .db()?
+                .map(flag_from_model)
+                .transpose()
+        })
+        .await
     }
 
     /// Every flag, ordered by name.
     pub async fn list_flags(&self) -> Result<Vec<Flag>> {
-        flags_by_name(flag::Entity::find().all(&self.db).await.db()?)
+        bounded(async { flags_by_name(flag::Entity::find().all(&self.db).await.db()?) }).await
     }
 
     pub async fn create_flag(
@@ -260,6 +272,10 @@ impl FlagStore {
     }
 
     /// One page of a flag's audit entries, newest first, and their total.
+    /// The page holds at most `limit` entries and stops before the entry
+    /// that would take it past [`limits::MESSAGE_BYTES`] (it always holds
+    /// one, when there is one): rows are read in small batches, so a page
+    /// of large snapshots never loads more than it returns.
     pub async fn audit_trail(
         &self,
         flag_name: &str,
@@ -267,19 +283,34 @@ impl FlagStore {
         limit: u64,
     ) -> Result<(Vec<AuditEntry>, u64)> {
         // One snapshot, so the total and the page agree.
-        let txn = self.begin_snapshot().await?;
+        let txn = begin_snapshot(&self.db).await?;
         let query = audit::Entity::find().filter(audit::Column::FlagName.eq(flag_name));
         let total = query.clone().count(&txn).await.db()?;
-        let entries = query
-            .order_by_desc(audit::Column::Revision)
-            .offset(skip)
-            .limit(limit)
-            .all(&txn)
-            .await
-            .db()?
-            .into_iter()
-            .map(audit_from_model)
-            .collect::<Result<_>>()?;
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        'page: while (entries.len() as u64) < limit {
+            let offset = skip + entries.len() as u64;
+            let batch = query
+                .clone()
+                .order_by_desc(audit::Column::Revision)
+                .offset(offset)
+                .limit(AUDIT_BATCH.min(limit - entries.len() as u64))
+                .all(&txn)
+                .await
+                .db()?;
+            let complete = (batch.len() as u64) < AUDIT_BATCH;
+            for model in batch {
+                let entry = audit_from_model(model)?;
+                bytes += entry.wire_size();
+                if bytes > limits::MESSAGE_BYTES && !entries.is_empty() {
+                    break 'page;
+                }
+                entries.push(entry);
+            }
+            if complete {
+                break;
+            }
+        }
         txn.commit().await.db()?;
         Ok((entries, total))
     }
@@ -312,13 +343,12 @@ impl FlagStore {
 
     /// Every group, ordered by name (byte order, as everywhere).
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
-        let mut groups: Vec<Group> = group::Entity::find()
-            .all(&self.db)
-            .await
-            .db()?
-            .into_iter()
-            .map(group_from_model)
-            .collect();
+        let mut groups: Vec<Group> =
+            bounded(async { group::Entity::find().all(&self.db).await.db() })
+                .await?
+                .into_iter()
+                .map(group_from_model)
+                .collect();
         groups.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(groups)
     }
@@ -343,16 +373,6 @@ impl FlagStore {
             return Err(Error::NotFound(format!("group '{name}' not found")));
         }
         write.txn.commit().await.db()
-    }
-
-    /// A read transaction that sees one snapshot throughout (REPEATABLE READ
-    /// on PostgreSQL; any read transaction in SQLite's WAL mode).
-    async fn begin_snapshot(&self) -> Result<DatabaseTransaction> {
-        let isolation = match self.db.get_database_backend() {
-            DbBackend::Postgres => Some(IsolationLevel::RepeatableRead),
-            _ => None,
-        };
-        self.db.begin_with_config(isolation, None).await.db()
     }
 
     /// Opens a write transaction and takes the next global revision. The
@@ -384,7 +404,7 @@ impl FlagStore {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        let txn = self.db.begin_with_options(options).await.db()?;
+        let txn = self.primary.begin_with_options(options).await.db()?;
         if txn.get_database_backend() == DbBackend::Postgres {
             // A writer that stalls while holding the revision row (a replica
             // cut off mid-transaction) must not stall every other writer
@@ -406,6 +426,76 @@ impl FlagStore {
             _serialized: serialized,
         })
     }
+}
+
+/// Up to `limit` changes after `revision`, in revision order.
+async fn changes_after(
+    db: &DatabaseConnection,
+    revision: u64,
+    limit: u64,
+) -> Result<Vec<FlagChange>> {
+    // Only what a change needs: not the `before` snapshots.
+    audit::Entity::find()
+        .select_only()
+        .columns([
+            audit::Column::Revision,
+            audit::Column::FlagName,
+            audit::Column::After,
+        ])
+        .filter(audit::Column::Revision.gt(from_revision(revision)?))
+        .order_by_asc(audit::Column::Revision)
+        .limit(limit)
+        .into_tuple::<(i64, String, Option<serde_json::Value>)>()
+        .all(db)
+        .await
+        .db()?
+        .into_iter()
+        .map(|(revision, flag_name, after)| change_from_row(revision, flag_name, after))
+        .collect()
+}
+
+/// Bounds a read (see [`READ_TIMEOUT`]). Only for calls outside a
+/// transaction: a transaction dropped mid-query is not safe to abandon.
+async fn bounded<T>(read: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(READ_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!(timeout = ?READ_TIMEOUT, "database read timed out");
+            Err(Error::Unavailable(
+                "the flag store did not answer in time".into(),
+            ))
+        })
+}
+
+async fn connect_pool(options: &StoreOptions, connections: u32) -> Result<DatabaseConnection> {
+    let synchronous = match options.sqlite_synchronous {
+        SqliteSynchronous::Full => sea_orm::sqlx::sqlite::SqliteSynchronous::Full,
+        SqliteSynchronous::Normal => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
+    };
+    let mut connect = ConnectOptions::new(&options.url);
+    connect
+        .max_connections(connections)
+        .min_connections(0)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(synchronous)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    Database::connect(connect).await.db()
+}
+
+/// A read transaction that sees one snapshot throughout (REPEATABLE READ
+/// on PostgreSQL; any read transaction in SQLite's WAL mode).
+async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    let isolation = match db.get_database_backend() {
+        DbBackend::Postgres => Some(IsolationLevel::RepeatableRead),
+        _ => None,
+    };
+    db.begin_with_config(isolation, None).await.db()
 }
 
 /// The current time at the precision both backends store (microseconds),
