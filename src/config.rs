@@ -99,6 +99,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub watch_buffer: u32,
 
+    /// Recent changes kept in memory, so Watch streams that resume or fall
+    /// behind are served without the database (also bounded to 64 MiB of
+    /// flags). A stream further behind replays from the database.
+    #[arg(long, global = true, env = "VEXIL_WATCH_FEED", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub watch_feed: u32,
+
     /// Milliseconds between Watch heartbeats on an idle stream.
     #[arg(long, global = true, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
@@ -127,6 +134,7 @@ impl Config {
             redis_max_connections: 50,
             redis_channel: "ff:changes".into(),
             watch_buffer: 1024,
+            watch_feed: 4096,
             watch_heartbeat_ms: 15_000,
         }
     }

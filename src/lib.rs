@@ -48,13 +48,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP/2 streams per connection.
 const MAX_CONCURRENT_STREAMS: u32 = 4096;
-/// Applied changes kept in memory for Watch streams that resume or fall
-/// behind; a stream further behind replays from the store (or takes a
-/// snapshot). Bounded by count and by the flags' size.
-const FEED_LIMITS: FeedLimits = FeedLimits {
-    changes: 4096,
-    bytes: 64 * 1024 * 1024,
-};
+/// Most bytes of flags (as `Flag::wire_size`) the change feed keeps for
+/// Watch streams that resume or fall behind; `VEXIL_WATCH_FEED` bounds
+/// the number of changes.
+const FEED_BYTES: usize = 64 * 1024 * 1024;
 /// How long shutdown waits for the cache's catch-up to stop and the
 /// database connections to close (a half-open connection must not hold it).
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
@@ -85,7 +82,11 @@ pub async fn run(
     let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
     store.migrate().await?;
     let cache = Arc::new(FlagCache::new());
-    let sync = Arc::new(CacheSync::start(store.clone(), cache.clone(), FEED_LIMITS).await?);
+    let feed = FeedLimits {
+        changes: config.watch_feed as usize,
+        bytes: FEED_BYTES,
+    };
+    let sync = Arc::new(CacheSync::start(store.clone(), cache.clone(), feed).await?);
     let revision = sync.applied().await;
     tracing::info!(flags = cache.len(), revision, "flags loaded");
 

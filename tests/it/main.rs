@@ -1,14 +1,17 @@
 //! Integration tests: the real server over real gRPC, on SQLite and on
 //! PostgreSQL (see `common`).
+//!
+//! `faults` is the fault suite: every failure mode the README lists under
+//! "Failure modes", run alone with `cargo test --test it faults::` (with
+//! `VEXIL_TEST_DATABASE_URL` and `VEXIL_TEST_REDIS_URL` set).
 
 mod common;
 
 mod atomicity;
 mod concurrency;
 mod evaluation;
+mod exactness;
+mod faults;
 mod lifecycle;
-mod outage;
-mod propagation;
-mod restart;
 mod validation;
 mod watch;

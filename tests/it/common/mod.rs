@@ -381,6 +381,72 @@ impl TestApp {
     }
 }
 
+/// A replica on `database_url`, publishing on `channel` through `redis_url`.
+pub async fn replica(
+    database_url: &str,
+    redis_url: String,
+    channel: &str,
+    cache_ttl_secs: u64,
+) -> TestApp {
+    TestApp::start_with(vexil::Config {
+        redis_url: Some(redis_url),
+        redis_channel: channel.to_string(),
+        redis_max_connections: 2,
+        cache_ttl_secs,
+        ..vexil::Config::with_database(database_url)
+    })
+    .await
+}
+
+/// Waits until the replica's bus health reports `status`.
+pub async fn wait_for_bus(
+    app: &TestApp,
+    status: tonic_health::pb::health_check_response::ServingStatus,
+) {
+    eventually(Duration::from_secs(30), "bus health", async || {
+        app.health(vexil::BUS_HEALTH_SERVICE).await == status as i32
+    })
+    .await;
+}
+
+/// A small deterministic generator (splitmix64) for test inputs; the seed
+/// is printed so a failure can be replayed.
+pub struct Random(u64);
+
+impl Random {
+    pub fn seeded() -> Self {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        println!("random seed {seed}");
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A double in [0, 100), any of the 2^53 evenly spaced ones.
+    pub fn percentage(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 100.0
+    }
+
+    /// Any finite double, from any bit pattern.
+    pub fn finite(&mut self) -> f64 {
+        loop {
+            let value = f64::from_bits(self.next_u64());
+            if value.is_finite() {
+                return value;
+            }
+        }
+    }
+}
+
 /// The next event on a Watch stream (waiting at most 30 s, so a broken
 /// stream fails the test instead of hanging it).
 pub async fn next_event(

@@ -9,7 +9,8 @@ use vexil::grpc::pb::{self, Reason};
 
 use crate::common::proxy::Proxy;
 use crate::common::{
-    Backend, TestApp, TestDatabase, eventually, next_change, read_snapshot, redis_url, unique,
+    Backend, TestDatabase, eventually, next_change, read_snapshot, redis_url, replica, unique,
+    wait_for_bus,
 };
 
 crate::backend_tests!(
@@ -17,30 +18,6 @@ crate::backend_tests!(
     lost_messages_are_recovered_within_the_cache_ttl,
     replicas_catch_up_moments_after_redis_returns,
 );
-
-/// A replica on `database_url`, publishing on `channel` through `redis_url`.
-async fn replica(
-    database_url: &str,
-    redis_url: String,
-    channel: &str,
-    cache_ttl_secs: u64,
-) -> TestApp {
-    TestApp::start_with(vexil::Config {
-        redis_url: Some(redis_url),
-        redis_channel: channel.to_string(),
-        redis_max_connections: 2,
-        cache_ttl_secs,
-        ..vexil::Config::with_database(database_url)
-    })
-    .await
-}
-
-async fn wait_for_bus(app: &TestApp, status: ServingStatus) {
-    eventually(Duration::from_secs(30), "bus health", async || {
-        app.health(vexil::BUS_HEALTH_SERVICE).await == status as i32
-    })
-    .await;
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
