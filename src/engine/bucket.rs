@@ -24,7 +24,8 @@ pub fn threshold(percentage: f64) -> u32 {
 }
 
 /// Whether the user is inside a `percentage` rollout of the flag. An empty
-/// user id has no stable bucket, so it is inside only at 100 %.
+/// user id has no stable bucket, so it is inside only when the threshold is
+/// everyone (10,000 basis points: a percentage of 99.995 or more).
 pub fn in_rollout(flag_name: &str, user_id: &str, percentage: f64) -> bool {
     let threshold = threshold(percentage);
     if user_id.is_empty() {
@@ -145,6 +146,31 @@ mod tests {
             let key = format!("{}:{}", v.flag, v.user);
             assert_eq!(murmur3_x86_32(key.as_bytes(), 0), v.hash, "{key:?}");
             assert_eq!(bucket(&v.flag, &v.user), v.bucket, "{key:?}");
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    struct RolloutVector {
+        flag: String,
+        user: String,
+        percentage: f64,
+        threshold: u32,
+        inside: bool,
+    }
+
+    #[test]
+    fn matches_shipped_rollout_vectors() {
+        let vectors: Vec<RolloutVector> =
+            serde_json::from_str(include_str!("../../docs/rollout-vectors.json")).unwrap();
+        assert!(vectors.len() >= 20);
+        for v in &vectors {
+            let case = format!("{}:{} at {:?}", v.flag, v.user, v.percentage);
+            assert_eq!(threshold(v.percentage), v.threshold, "{case}");
+            assert_eq!(
+                in_rollout(&v.flag, &v.user, v.percentage),
+                v.inside,
+                "{case}"
+            );
         }
     }
 

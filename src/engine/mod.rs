@@ -227,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_user_is_inside_only_at_100() {
+    fn empty_user_is_inside_only_when_everyone_is() {
         let ctx = EvalContext {
             user_id: "",
             environment: ENV,
@@ -243,6 +243,12 @@ mod tests {
             )
         };
         assert_eq!(at(99.99), Evaluation::off(Reason::OutsideRollout));
+        assert_eq!(
+            at(99.994_999_999_999_99),
+            Evaluation::off(Reason::OutsideRollout)
+        );
+        // Rounds to a threshold of 10,000 basis points: everyone.
+        assert_eq!(at(99.995), Evaluation::on(Reason::PercentageRollout));
         assert_eq!(at(100.0), Evaluation::on(Reason::PercentageRollout));
     }
 }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use tonic::Code;
 use vexil::grpc::pb::{self, Reason};
 
@@ -31,32 +32,55 @@ async fn half_open_database_costs_bounded_time_postgres() {
     })
     .await;
 
-    proxy.pause();
+    // Calls in flight when the database goes silent: a read and a write
+    // held up by a table lock, then the connection stops moving bytes (the
+    // lock's release never reaches them).
+    let locker = db.connect().await;
+    let lock = locker.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE feature_flags IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock the flags table");
     let mut flags = app.flags.clone();
-    let read = tokio::time::timeout(
-        HANG,
-        flags.get_flag(pb::GetFlagRequest {
-            name: "silent".into(),
-        }),
-    )
-    .await
-    .expect("a read answers while the database is silent");
+    let read = tokio::spawn({
+        let mut flags = flags.clone();
+        async move {
+            flags
+                .get_flag(pb::GetFlagRequest {
+                    name: "silent".into(),
+                })
+                .await
+        }
+    });
+    let write = tokio::spawn({
+        let mut flags = flags.clone();
+        async move {
+            flags
+                .update_flag(pb::UpdateFlagRequest {
+                    flag: Some(pb::Flag {
+                        name: "silent".into(),
+                        percentage: 0.0,
+                        ..pb::Flag::default()
+                    }),
+                    update_mask: mask(&["percentage"]),
+                    reason: "while silent".into(),
+                    expected_revision: None,
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.pause();
+    lock.commit().await.expect("release the lock");
+
+    let read = tokio::time::timeout(HANG, read)
+        .await
+        .expect("a read in flight answers while the database is silent")
+        .expect("task");
     assert_eq!(read.expect_err("unavailable").code(), Code::Unavailable);
-    let write = tokio::time::timeout(
-        HANG,
-        flags.update_flag(pb::UpdateFlagRequest {
-            flag: Some(pb::Flag {
-                name: "silent".into(),
-                percentage: 0.0,
-                ..pb::Flag::default()
-            }),
-            update_mask: mask(&["percentage"]),
-            reason: "while silent".into(),
-            expected_revision: None,
-        }),
-    )
-    .await
-    .expect("a write answers while the database is silent");
+    let write = tokio::time::timeout(HANG, write)
+        .await
+        .expect("a write in flight answers while the database is silent")
+        .expect("task");
     assert_eq!(write.expect_err("unavailable").code(), Code::Unavailable);
     assert_eq!(
         app.evaluate("silent", "u", "").await,
