@@ -595,3 +595,48 @@ async fn record_audit(
         .db()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn synchronous_of(setting: SqliteSynchronous) -> i64 {
+        let path = std::env::temp_dir().join(format!(
+            "vexil-store-{}-{:?}.db",
+            std::process::id(),
+            setting
+        ));
+        let store = FlagStore::connect(&StoreOptions {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            max_connections: 3,
+            sqlite_synchronous: setting,
+        })
+        .await
+        .unwrap();
+        let mut values = Vec::new();
+        for pool in [&store.db, &store.primary] {
+            let row = pool
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "PRAGMA synchronous",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            values.push(row.try_get_by_index::<i64>(0).unwrap());
+        }
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
+        }
+        assert_eq!(values[0], values[1], "both pools alike");
+        values[0]
+    }
+
+    /// Acknowledged changes survive power loss by default (FULL is 2).
+    #[tokio::test]
+    async fn sqlite_syncs_every_commit_by_default() {
+        assert_eq!(synchronous_of(SqliteSynchronous::Full).await, 2);
+        assert_eq!(synchronous_of(SqliteSynchronous::Normal).await, 1);
+    }
+}
