@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, broadcast, watch};
 use super::feed::ChangeFeed;
 use crate::bus::{BusEvent, BusMessage, ChangeBus};
 use crate::cache::FlagCache;
-use crate::domain::{Flag, FlagChange};
+use crate::domain::{Flag, FlagChange, limits};
 use crate::error::{Error, Result};
 use crate::store::FlagStore;
 
@@ -50,6 +50,9 @@ pub struct CacheSync {
     /// The revision the cache reflects. Held while applying, so changes are
     /// applied and fed one at a time, in order.
     applied: Mutex<u64>,
+    /// One catch-up (and reload) at a time: concurrent triggers wait for it
+    /// and then find little or nothing left to do.
+    catching_up: Mutex<()>,
     feed: ChangeFeed,
 }
 
@@ -61,11 +64,13 @@ impl CacheSync {
         feed: FeedLimits,
     ) -> Result<Self> {
         let (flags, revision) = load_all(&store).await?;
+        warn_of_oversized(&flags);
         cache.replace_all(flags);
         Ok(Self {
             store,
             cache,
             applied: Mutex::new(revision),
+            catching_up: Mutex::new(()),
             feed: ChangeFeed::new(revision, feed.changes, feed.bytes),
         })
     }
@@ -114,16 +119,17 @@ impl CacheSync {
     /// catch-up applied meanwhile. A hole in the log that persists is
     /// repaired by a full reload.
     pub async fn catch_up(&self) -> Result<()> {
+        let _single = self.catching_up.lock().await;
         let mut suspected_gap = None;
         loop {
             let from = self.applied().await;
+            // The counter first: every change up to it is then visible in
+            // the log, so an empty read below means they are missing.
+            let stored = self.store.revision().await?;
             let changes = self.store.changes_after(from, CATCH_UP_BATCH).await?;
             let complete = (changes.len() as u64) < CATCH_UP_BATCH;
-            // Nothing new in the log although the store is further on: the
-            // changes up to its revision are missing from the log.
-            let gap_at_end = changes.is_empty() && self.store.revision().await? > from;
             let mut applied = self.applied.lock().await;
-            let mut gap = gap_at_end.then_some(*applied + 1);
+            let mut gap = (changes.is_empty() && stored > *applied).then_some(*applied + 1);
             for change in changes {
                 if change.revision <= *applied {
                     continue;
@@ -153,7 +159,11 @@ impl CacheSync {
     /// Replaces the cache with the flags table, past a hole in the audit
     /// log at `missing`, and restarts the feed at the loaded revision.
     async fn reload(&self, missing: u64) -> Result<()> {
+        if self.applied().await >= missing {
+            return Ok(());
+        }
         let (flags, revision) = load_all(&self.store).await?;
+        warn_of_oversized(&flags);
         let mut applied = self.applied.lock().await;
         if revision <= *applied {
             return Ok(());
@@ -180,6 +190,22 @@ impl CacheSync {
         }
         *applied = change.revision;
         self.feed.push(Arc::new(change));
+    }
+}
+
+/// Flags stored before the size limit existed may be too large for
+/// clients' default message limit: say so, once per load.
+fn warn_of_oversized(flags: &[Flag]) {
+    for flag in flags
+        .iter()
+        .filter(|flag| flag.wire_size() > limits::FLAG_BYTES)
+    {
+        tracing::warn!(
+            flag = %flag.name,
+            bytes = flag.wire_size(),
+            limit = limits::FLAG_BYTES,
+            "a stored flag exceeds the size limit (it predates it); clients with the default 4 MiB message limit may refuse answers carrying it; shrink its lists"
+        );
     }
 }
 

@@ -205,6 +205,8 @@ impl Stream {
             Start::Resume(since) => (since, false),
         };
         let mut heartbeat = tokio::time::interval(self.heartbeat);
+        // After a long snapshot or replay: one heartbeat, not a burst.
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         loop {
             // Mark the head seen before reading, so a change pushed after the
@@ -218,6 +220,7 @@ impl Stream {
                     Replay::CannotServe => match self.send_snapshot().await {
                         Some(revision) => {
                             (position, live) = (revision, false);
+                            heartbeat.reset();
                             continue;
                         }
                         None => return,
@@ -314,22 +317,20 @@ impl Stream {
     /// Sends the store's changes after `position` until the position is
     /// within the feed again.
     async fn replay(&mut self, position: &mut u64) -> Replay {
-        let Ok(Ok(_permit)) =
-            tokio::time::timeout(REPLAY_QUEUE_TIMEOUT, self.replays.clone().acquire_owned()).await
-        else {
-            return Replay::CannotServe;
-        };
         loop {
-            let Ok(changes) = self
-                .sync
-                .store()
-                .replay_after(*position, REPLAY_BATCH)
-                .await
-            else {
+            // The permit covers the query only: a slow reader must not keep
+            // other streams from the store.
+            let Some(changes) = self.read_store(*position).await else {
                 return Replay::CannotServe;
             };
             let complete = (changes.len() as u64) < REPLAY_BATCH;
             for change in changes {
+                if change.revision > self.sync.feed().head() {
+                    // The store is ahead of this replica: what follows comes
+                    // through the feed once applied, so the stream never
+                    // runs ahead of the state its snapshots would show.
+                    return Replay::Done;
+                }
                 if change.revision != *position + 1 {
                     // A hole in the log: never skip a change silently.
                     return Replay::CannotServe;
@@ -352,6 +353,22 @@ impl Stream {
                 return Replay::CannotServe;
             }
         }
+    }
+
+    /// One batch of changes after `position` from the store, waiting at most
+    /// `REPLAY_QUEUE_TIMEOUT` for a turn; `None` when there is none or the
+    /// store fails.
+    async fn read_store(&self, position: u64) -> Option<Vec<FlagChange>> {
+        let permit =
+            tokio::time::timeout(REPLAY_QUEUE_TIMEOUT, self.replays.clone().acquire_owned());
+        let Ok(Ok(_permit)) = permit.await else {
+            return None;
+        };
+        self.sync
+            .store()
+            .replay_after(position, REPLAY_BATCH)
+            .await
+            .ok()
     }
 
     /// Queues `event` if the buffer has room; otherwise cuts the subscriber
