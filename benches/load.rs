@@ -107,7 +107,15 @@ async fn start_vexil(flags: usize, database: &str) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, stopped) = oneshot::channel::<()>();
-    let config = vexil::Config::with_database(database);
+    // The load generator is one caller flooding on purpose.
+    let config = vexil::Config {
+        management_rate: 1_000_000,
+        management_burst: 1_000_000,
+        evaluation_rate: 1_000_000_000,
+        evaluation_burst: 1_000_000_000,
+        max_in_flight: 1_000_000,
+        ..vexil::Config::with_database(database)
+    };
     let task = tokio::spawn(async move {
         vexil::run(config, listener, async {
             stopped.await.ok();

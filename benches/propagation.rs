@@ -43,6 +43,11 @@ async fn start_replica(database_url: &str, redis_url: &str, channel: &str) -> Re
         redis_max_connections: 4,
         cache_ttl_secs: 3600,
         watch_buffer: 4096,
+        // A benchmark is one caller flooding on purpose.
+        management_rate: 1_000_000,
+        management_burst: 1_000_000,
+        evaluation_rate: 1_000_000_000,
+        evaluation_burst: 1_000_000_000,
         ..vexil::Config::with_database(database_url)
     };
     let (stop, stopped) = oneshot::channel::<()>();

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use std::path::PathBuf;
+
+use crate::auth::{AuthConfig, KeyConfig, Role};
 use crate::store::StoreOptions;
 
 /// Vexil: feature-flag evaluation service over gRPC.
@@ -19,12 +22,85 @@ pub struct Cli {
     pub config: Config,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve gRPC (the default).
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print a development token signed with the HS256 secret
+    /// (VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The token's subject: the actor its changes are audited under.
+    #[arg(long)]
+    pub subject: String,
+    /// A role: reader, editor, admin or evaluator (repeatable).
+    #[arg(long = "role", value_parser = parse_role)]
+    pub roles: Vec<Role>,
+    /// Scope the token to an environment (repeatable); unscoped without.
+    #[arg(long = "environment")]
+    pub environments: Vec<String>,
+    /// Lifetime, e.g. 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+}
+
+fn parse_role(name: &str) -> Result<Role, String> {
+    Role::parse(name).ok_or_else(|| "one of reader, editor, admin, evaluator".to_string())
+}
+
+/// `90s`, `30m`, `1h`, `7d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "expected e.g. 90s, 30m, 1h, 7d".to_string())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err("the unit must be s, m, h or d".into()),
+    };
+    number
+        .checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| "too long".to_string())
+}
+
+/// Who may evaluate and watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvaluationAuth {
+    /// Anyone who can reach the port (as the reference has it).
+    Open,
+    /// Any valid token.
+    Required,
+    /// A token with the `evaluator` (or `admin`) role.
+    Evaluator,
+}
+
+/// A secret read from the environment, never printed.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -106,6 +182,101 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub watch_feed: u32,
 
+    /// HS256 shared secret for bearer tokens (at least 32 bytes). Setting any
+    /// key turns authentication on for management calls.
+    #[arg(long, global = true, env = "VEXIL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// File holding the HS256 shared secret (instead of VEXIL_JWT_SECRET).
+    #[arg(long, global = true, env = "VEXIL_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM file with a public key (RSA, EC P-256 or Ed25519) for tokens
+    /// signed RS256, ES256 or EdDSA.
+    #[arg(long, global = true, env = "VEXIL_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// The algorithm of the PEM public key, when not the usual one for its
+    /// type (e.g. RS384, PS256, ES384).
+    #[arg(long, global = true, env = "VEXIL_JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<String>,
+
+    /// JWKS file with public keys selected by `kid`; re-read at most every
+    /// 10 s when a token names an unknown kid (key rotation).
+    #[arg(long, global = true, env = "VEXIL_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// Required `iss` of every token, when set.
+    #[arg(long, global = true, env = "VEXIL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of every token, when set.
+    #[arg(long, global = true, env = "VEXIL_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, global = true, env = "VEXIL_JWT_LEEWAY_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub jwt_leeway_secs: u64,
+
+    /// Claim holding the caller's roles (list or space-separated string).
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_JWT_ROLES_CLAIM",
+        default_value = "roles"
+    )]
+    pub jwt_roles_claim: String,
+
+    /// Claim holding the environments a token is scoped to (optional list).
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_JWT_ENVIRONMENTS_CLAIM",
+        default_value = "environments"
+    )]
+    pub jwt_environments_claim: String,
+
+    /// Who may call Evaluate, BulkEvaluate and Watch when authentication is on.
+    #[arg(long, global = true, env = "VEXIL_AUTH_EVALUATION", value_enum,
+          default_value_t = EvaluationAuth::Open)]
+    pub auth_evaluation: EvaluationAuth,
+
+    /// Serve without authentication on a non-loopback address (anyone who
+    /// can reach the port can change every flag).
+    #[arg(long, global = true, env = "VEXIL_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// Management calls per second allowed to one caller (token subject,
+    /// else peer IP), and the burst above it.
+    #[arg(long, global = true, env = "VEXIL_MANAGEMENT_RATE", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub management_rate: u32,
+    #[arg(long, global = true, env = "VEXIL_MANAGEMENT_BURST", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub management_burst: u32,
+
+    /// Evaluations per second allowed to one caller (a BulkEvaluate counts
+    /// once), and the burst above it.
+    #[arg(long, global = true, env = "VEXIL_EVALUATION_RATE", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub evaluation_rate: u32,
+    #[arg(long, global = true, env = "VEXIL_EVALUATION_BURST", default_value_t = 200_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub evaluation_burst: u32,
+
+    /// Unary calls in progress at once, over all callers; beyond it calls
+    /// are refused with RESOURCE_EXHAUSTED instead of queueing.
+    #[arg(long, global = true, env = "VEXIL_MAX_IN_FLIGHT", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Open Watch streams, over all connections (each connection also takes
+    /// at most 4,096 concurrent streams of any kind).
+    #[arg(long, global = true, env = "VEXIL_MAX_WATCH_STREAMS", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_watch_streams: u32,
+
     /// Milliseconds between Watch heartbeats on an idle stream.
     #[arg(long, global = true, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
@@ -135,6 +306,24 @@ impl Config {
             redis_channel: "ff:changes".into(),
             watch_buffer: 1024,
             watch_feed: 4096,
+            jwt_secret: None,
+            jwt_secret_file: None,
+            jwt_public_key_file: None,
+            jwt_algorithm: None,
+            jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_secs: 30,
+            jwt_roles_claim: "roles".into(),
+            jwt_environments_claim: "environments".into(),
+            auth_evaluation: EvaluationAuth::Open,
+            insecure_no_auth: false,
+            management_rate: 50,
+            management_burst: 100,
+            evaluation_rate: 100_000,
+            evaluation_burst: 200_000,
+            max_in_flight: 10_000,
+            max_watch_streams: 50_000,
             watch_heartbeat_ms: 15_000,
         }
     }
@@ -145,6 +334,55 @@ impl Config {
             max_connections: self.database_max_connections,
             sqlite_synchronous: self.sqlite_synchronous,
         }
+    }
+
+    /// The HS256 secret, from VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE.
+    pub fn jwt_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(_), Some(_)) => {
+                Err("set VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE, not both".into())
+            }
+            (Some(secret), None) => Ok(Some(secret.0.clone().into_bytes())),
+            (None, Some(path)) => std::fs::read(path)
+                .map(|mut bytes| {
+                    while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+                        bytes.pop();
+                    }
+                    Some(bytes)
+                })
+                .map_err(|err| format!("reading VEXIL_JWT_SECRET_FILE {}: {err}", path.display())),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Token validation settings; `None` when no key is configured
+    /// (authentication off).
+    pub fn auth(&self) -> Result<Option<AuthConfig>, String> {
+        let algorithm = self
+            .jwt_algorithm
+            .as_deref()
+            .map(|name| {
+                name.parse::<jsonwebtoken::Algorithm>()
+                    .map_err(|_| format!("VEXIL_JWT_ALGORITHM {name:?} is not a JWT algorithm"))
+            })
+            .transpose()?;
+        let keys = KeyConfig {
+            secret: self.jwt_secret()?,
+            public_key_file: self.jwt_public_key_file.clone(),
+            public_key_algorithm: algorithm,
+            jwks_file: self.jwks_file.clone(),
+        };
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(AuthConfig {
+            keys,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_secs: self.jwt_leeway_secs,
+            roles_claim: self.jwt_roles_claim.clone(),
+            environments_claim: self.jwt_environments_claim.clone(),
+        }))
     }
 
     pub fn cache_ttl(&self) -> Duration {

@@ -23,6 +23,10 @@ pub enum Error {
     #[error("expected revision {expected} but the flag is at revision {actual}")]
     Conflict { expected: u64, actual: u64 },
 
+    /// The caller is authenticated but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+
     /// The system is not in a state that allows the operation.
     #[error("{0}")]
     FailedPrecondition(String),

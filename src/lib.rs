@@ -5,6 +5,7 @@
 //! (sea-orm) and `bus` (change announcements). `domain` holds the types
 //! they share.
 
+pub mod auth;
 pub mod bus;
 pub mod cache;
 pub mod config;
@@ -25,13 +26,14 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::auth::Authenticator;
 use crate::bus::{ChangeBus, RedisBusConfig};
 use crate::cache::FlagCache;
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::grpc::pb::evaluation_service_server::EvaluationServiceServer;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
-use crate::grpc::{EvaluationGrpc, FlagServiceGrpc, pb};
+use crate::grpc::{EvaluationGrpc, FlagServiceGrpc, Gatekeeper, Limits, pb};
 use crate::service::{CacheSync, Evaluator, FeedLimits, FlagManager, Watcher};
 use crate::store::FlagStore;
 
@@ -58,6 +60,9 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections (a Watch client that stopped
 /// reading cannot take its final status) before closing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often idle callers are dropped from the rate limiters, and key files
+/// re-read (a rotated JWKS).
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 /// Health service name whose status tells whether cross-replica
 /// propagation is live (NOT_SERVING while Redis is unreachable).
 pub const BUS_HEALTH_SERVICE: &str = "vexil.bus";
@@ -70,6 +75,34 @@ pub async fn migrate(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// A development token signed with the configured HS256 secret.
+pub fn dev_token(config: &Config, args: &config::TokenArgs) -> Result<String> {
+    let secret = config
+        .jwt_secret()
+        .map_err(|err| Error::invalid("VEXIL_JWT_SECRET", err))?
+        .ok_or_else(|| {
+            Error::invalid(
+                "VEXIL_JWT_SECRET",
+                "is needed to sign development tokens (or VEXIL_JWT_SECRET_FILE)",
+            )
+        })?;
+    let token = auth::DevToken {
+        subject: args.subject.clone(),
+        roles: args.roles.clone(),
+        environments: (!args.environments.is_empty()).then(|| args.environments.clone()),
+        ttl: args.ttl,
+        issuer: config.jwt_issuer.clone(),
+        audience: config.jwt_audience.clone(),
+    };
+    auth::mint(
+        &secret,
+        &token,
+        &config.jwt_roles_claim,
+        &config.jwt_environments_claim,
+    )
+    .map_err(Error::Internal)
+}
+
 /// Runs the service on `listener` until `shutdown` completes: migrates the
 /// database, loads every flag into the hot cache, keeps it in step with the
 /// store and the other replicas, and serves gRPC with health and reflection.
@@ -79,6 +112,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let gate = Arc::new(gatekeeper(&config, &listener)?);
     let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
     store.migrate().await?;
     let cache = Arc::new(FlagCache::new());
@@ -115,6 +149,7 @@ pub async fn run(
         .set_serving::<FlagServiceServer<FlagServiceGrpc>>()
         .await;
     let reporting = tokio::spawn(report_bus_health(health.clone(), bus.connected()));
+    let housekeeping = tokio::spawn(keep_house(gate.clone()));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -131,14 +166,16 @@ pub async fn run(
         config.watch_buffer as usize,
         stopping,
     );
-    let evaluation =
-        EvaluationServiceServer::new(EvaluationGrpc::new(Evaluator::new(cache.clone()), watcher))
-            .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES);
-    let flags = FlagServiceServer::new(FlagServiceGrpc::new(FlagManager::new(
-        store.clone(),
-        sync.clone(),
-        bus.clone(),
-    )))
+    let evaluation = EvaluationServiceServer::new(EvaluationGrpc::new(
+        Evaluator::new(cache.clone()),
+        watcher,
+        gate.clone(),
+    ))
+    .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES);
+    let flags = FlagServiceServer::new(FlagServiceGrpc::new(
+        FlagManager::new(store.clone(), sync.clone(), bus.clone()),
+        gate.clone(),
+    ))
     .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES);
 
     // Streams end before the server waits for them to finish.
@@ -203,6 +240,7 @@ pub async fn run(
         catch_up.abort();
     }
     reporting.abort();
+    housekeeping.abort();
     bus.close().await;
     drop(sync);
     if let Ok(store) = Arc::try_unwrap(store) {
@@ -210,6 +248,66 @@ pub async fn run(
     }
     tracing::info!("stopped");
     served.map_err(|err| Error::Internal(format!("serving gRPC: {err}")))
+}
+
+/// The gatekeeper for `config`. Without keys, management is open, which is
+/// allowed only on a loopback address (or with `--insecure-no-auth`).
+fn gatekeeper(config: &Config, listener: &TcpListener) -> Result<Gatekeeper> {
+    let auth = config
+        .auth()
+        .map_err(|err| Error::invalid("authentication", err))?
+        .map(Authenticator::new)
+        .transpose()
+        .map_err(|err| Error::invalid("authentication", err))?;
+    let address = listener
+        .local_addr()
+        .map_err(|err| Error::Internal(format!("reading the listen address: {err}")))?;
+    match (&auth, address.ip().is_loopback(), config.insecure_no_auth) {
+        (Some(_), _, _) => tracing::info!("management calls require a bearer token"),
+        (None, true, _) => tracing::warn!(
+            %address,
+            "authentication is off: anyone who can reach this loopback address can change flags \
+             (set VEXIL_JWT_SECRET, VEXIL_JWT_PUBLIC_KEY_FILE or VEXIL_JWKS_FILE to turn it on)"
+        ),
+        (None, false, true) => tracing::warn!(
+            %address,
+            "authentication is off on a non-loopback address (--insecure-no-auth): \
+             anyone who can reach it can change every flag"
+        ),
+        (None, false, false) => {
+            return Err(Error::invalid(
+                "authentication",
+                format!(
+                    "refusing to serve {address} without authentication: set VEXIL_JWT_SECRET \
+                     (or VEXIL_JWT_SECRET_FILE, VEXIL_JWT_PUBLIC_KEY_FILE, VEXIL_JWKS_FILE), \
+                     listen on a loopback address, or pass --insecure-no-auth \
+                     (VEXIL_INSECURE_NO_AUTH=true)"
+                ),
+            ));
+        }
+    }
+    Ok(Gatekeeper::new(
+        auth,
+        config.auth_evaluation,
+        Limits {
+            management_rate: config.management_rate,
+            management_burst: config.management_burst,
+            evaluation_rate: config.evaluation_rate,
+            evaluation_burst: config.evaluation_burst,
+            max_in_flight: config.max_in_flight,
+            max_watch_streams: config.max_watch_streams,
+        },
+    ))
+}
+
+/// Keeps the rate limiters' memory bounded and picks up rotated keys.
+async fn keep_house(gate: Arc<Gatekeeper>) {
+    let mut ticks = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        ticks.tick().await;
+        gate.forget_idle_callers();
+        gate.refresh_keys();
+    }
 }
 
 /// Mirrors the bus's connection state into the health service.

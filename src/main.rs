@@ -19,6 +19,9 @@ async fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => vexil::migrate(&cli.config).await,
         Command::Serve => serve(cli.config).await,
+        Command::Token(args) => {
+            vexil::dev_token(&cli.config, &args).map(|token| println!("{token}"))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

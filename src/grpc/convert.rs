@@ -42,6 +42,7 @@ fn status_of(err: Error) -> Status {
         Error::AlreadyExists(message) => Status::already_exists(message),
         err @ Error::Conflict { .. } => Status::aborted(err.to_string()),
         Error::FailedPrecondition(message) => Status::failed_precondition(message),
+        Error::PermissionDenied(message) => Status::permission_denied(message),
         Error::Unavailable(message) => Status::unavailable(message),
         // Logged where it arose; the client learns nothing internal.
         Error::Internal(_) => Status::internal("internal error"),

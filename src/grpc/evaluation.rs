@@ -2,13 +2,17 @@
 //! cache, encode: no `.await`, no store access, no per-request logging.
 
 use std::pin::Pin;
-use std::time::Instant;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use super::access::Gatekeeper;
 use super::convert::{reason, watch_item_to_pb};
 use super::pb;
 use crate::domain::EvalContext;
@@ -17,15 +21,56 @@ use crate::service::{Evaluator, Watcher};
 pub struct EvaluationGrpc {
     evaluator: Evaluator,
     watcher: Watcher,
+    gate: Arc<Gatekeeper>,
 }
 
 impl EvaluationGrpc {
-    pub fn new(evaluator: Evaluator, watcher: Watcher) -> Self {
-        Self { evaluator, watcher }
+    pub fn new(evaluator: Evaluator, watcher: Watcher, gate: Arc<Gatekeeper>) -> Self {
+        Self {
+            evaluator,
+            watcher,
+            gate,
+        }
     }
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+/// A Watch stream that holds its place among the open streams and, when a
+/// token admitted it, ends with UNAUTHENTICATED when the token expires.
+struct Guarded<S> {
+    inner: S,
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
+    ended: bool,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<S: Stream<Item = Result<pb::WatchResponse, Status>> + Unpin> Stream for Guarded<S> {
+    type Item = Result<pb::WatchResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(expiry) = self.expiry.as_mut()
+            && expiry.as_mut().poll(cx).is_ready()
+        {
+            self.ended = true;
+            return Poll::Ready(Some(Err(Status::unauthenticated(
+                "the token expired; reconnect with a fresh one (resume with since_revision)",
+            ))));
+        }
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+/// Time left until `exp` (seconds since the epoch).
+fn until(exp: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(exp).saturating_sub(now)
+}
 
 #[tonic::async_trait]
 impl pb::evaluation_service_server::EvaluationService for EvaluationGrpc {
@@ -35,14 +80,22 @@ impl pb::evaluation_service_server::EvaluationService for EvaluationGrpc {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let (principal, in_flight) = self.gate.evaluation(&request, "Watch")?;
+        let slot = self.gate.watch_slot()?;
         let pb::WatchRequest {
             flag_names,
             since_revision,
         } = request.into_inner();
         let items = self.watcher.watch(flag_names, since_revision).await?;
-        Ok(Response::new(Box::pin(
-            ReceiverStream::new(items).map(watch_item_to_pb),
-        )))
+        drop(in_flight);
+        let expiry =
+            principal.map(|principal| Box::pin(tokio::time::sleep(until(principal.expires_at))));
+        Ok(Response::new(Box::pin(Guarded {
+            inner: ReceiverStream::new(items).map(watch_item_to_pb),
+            expiry,
+            ended: false,
+            _slot: slot,
+        })))
     }
 
     async fn evaluate(
@@ -50,6 +103,7 @@ impl pb::evaluation_service_server::EvaluationService for EvaluationGrpc {
         request: Request<pb::EvaluateRequest>,
     ) -> Result<Response<pb::EvaluateResponse>, Status> {
         let started = Instant::now();
+        let _admitted = self.gate.evaluation(&request, "Evaluate")?;
         let pb::EvaluateRequest {
             flag_name,
             user_id,
@@ -74,6 +128,7 @@ impl pb::evaluation_service_server::EvaluationService for EvaluationGrpc {
         request: Request<pb::BulkEvaluateRequest>,
     ) -> Result<Response<pb::BulkEvaluateResponse>, Status> {
         let started = Instant::now();
+        let _admitted = self.gate.evaluation(&request, "BulkEvaluate")?;
         let pb::BulkEvaluateRequest {
             flag_names,
             user_id,

@@ -1,39 +1,25 @@
 //! `vexil.v1.FlagService`: flag and group management.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
+use super::access::Gatekeeper;
 use super::convert::{audit_entry_to_pb, flag_from_pb, flag_to_pb, group_to_pb, update_fields};
 use super::pb;
+use crate::auth::Role;
 use crate::domain::Change;
 use crate::error::Error;
 use crate::service::{FlagFilter, FlagManager, Page};
 
-/// Request metadata naming who makes a change (until JWT subjects replace it).
-const ACTOR_HEADER: &str = "x-actor";
-const ANONYMOUS: &str = "anonymous";
-
 pub struct FlagServiceGrpc {
     manager: FlagManager,
+    gate: Arc<Gatekeeper>,
 }
 
 impl FlagServiceGrpc {
-    pub fn new(manager: FlagManager) -> Self {
-        Self { manager }
-    }
-}
-
-/// The actor of a change: the `x-actor` metadata, or "anonymous".
-fn actor<T>(request: &Request<T>) -> Result<String, Error> {
-    match request.metadata().get(ACTOR_HEADER) {
-        None => Ok(ANONYMOUS.to_string()),
-        Some(value) => {
-            let printable = value.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b));
-            match value.to_str().map(str::trim) {
-                Ok("") if printable => Ok(ANONYMOUS.to_string()),
-                Ok(actor) if printable => Ok(actor.to_string()),
-                _ => Err(Error::invalid(ACTOR_HEADER, "must be printable ASCII")),
-            }
-        }
+    pub fn new(manager: FlagManager, gate: Arc<Gatekeeper>) -> Self {
+        Self { manager, gate }
     }
 }
 
@@ -47,12 +33,16 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::CreateFlagRequest>,
     ) -> Result<Response<pb::Flag>, Status> {
-        let actor = actor(&request)?;
+        let caller = self.gate.management(&request, Role::Editor, "CreateFlag")?;
         let pb::CreateFlagRequest { flag, reason } = request.into_inner();
         let (name, spec) = flag_from_pb(required("flag", flag)?)?;
+        let change = Change {
+            actor: caller.actor.clone(),
+            reason,
+        };
         let flag = self
             .manager
-            .create_flag(name, spec, Change { actor, reason })
+            .create_flag(name, spec, change, caller.principal.as_ref())
             .await?;
         Ok(Response::new(flag_to_pb(&flag)))
     }
@@ -61,6 +51,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::GetFlagRequest>,
     ) -> Result<Response<pb::Flag>, Status> {
+        let _caller = self.gate.management(&request, Role::Reader, "GetFlag")?;
         let pb::GetFlagRequest { name } = request.into_inner();
         let flag = self.manager.get_flag(&name).await?;
         Ok(Response::new(flag_to_pb(&flag)))
@@ -70,6 +61,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::ListFlagsRequest>,
     ) -> Result<Response<pb::ListFlagsResponse>, Status> {
+        let _caller = self.gate.management(&request, Role::Reader, "ListFlags")?;
         let pb::ListFlagsRequest {
             environment,
             tag,
@@ -98,7 +90,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::UpdateFlagRequest>,
     ) -> Result<Response<pb::Flag>, Status> {
-        let actor = actor(&request)?;
+        let caller = self.gate.management(&request, Role::Editor, "UpdateFlag")?;
         let pb::UpdateFlagRequest {
             flag,
             update_mask,
@@ -113,8 +105,12 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
                 name,
                 values,
                 fields,
-                Change { actor, reason },
+                Change {
+                    actor: caller.actor.clone(),
+                    reason,
+                },
                 expected_revision,
+                caller.principal.as_ref(),
             )
             .await?;
         Ok(Response::new(flag_to_pb(&flag)))
@@ -124,7 +120,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::DeleteFlagRequest>,
     ) -> Result<Response<pb::DeleteFlagResponse>, Status> {
-        let actor = actor(&request)?;
+        let caller = self.gate.management(&request, Role::Editor, "DeleteFlag")?;
         let pb::DeleteFlagRequest {
             name,
             reason,
@@ -132,7 +128,15 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         } = request.into_inner();
         let revision = self
             .manager
-            .delete_flag(&name, Change { actor, reason }, expected_revision)
+            .delete_flag(
+                &name,
+                Change {
+                    actor: caller.actor.clone(),
+                    reason,
+                },
+                expected_revision,
+                caller.principal.as_ref(),
+            )
             .await?;
         Ok(Response::new(pb::DeleteFlagResponse { revision }))
     }
@@ -141,6 +145,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::GetAuditTrailRequest>,
     ) -> Result<Response<pb::GetAuditTrailResponse>, Status> {
+        let _caller = self
+            .gate
+            .management(&request, Role::Reader, "GetAuditTrail")?;
         let pb::GetAuditTrailRequest {
             flag_name,
             skip,
@@ -160,6 +167,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
+        let _caller = self.gate.management(&request, Role::Admin, "CreateGroup")?;
         let pb::CreateGroupRequest { group } = request.into_inner();
         let pb::Group {
             name,
@@ -174,6 +182,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let _caller = self.gate.management(&request, Role::Reader, "ListGroups")?;
         let pb::ListGroupsRequest {} = request.into_inner();
         let groups = self.manager.list_groups().await?;
         Ok(Response::new(pb::ListGroupsResponse {
@@ -185,6 +194,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let _caller = self.gate.management(&request, Role::Admin, "DeleteGroup")?;
         let pb::DeleteGroupRequest { name } = request.into_inner();
         self.manager.delete_group(&name).await?;
         Ok(Response::new(pb::DeleteGroupResponse {}))

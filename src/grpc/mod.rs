@@ -1,11 +1,13 @@
 //! The gRPC edge: the only module that imports tonic and the generated code.
 //! Converts requests, calls the use cases, converts answers.
 
+mod access;
 mod codec;
 mod convert;
 mod evaluation;
 mod flags;
 
+pub use access::{Gatekeeper, Limits};
 pub use evaluation::EvaluationGrpc;
 pub use flags::FlagServiceGrpc;
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::CacheSync;
+use crate::auth::Principal;
 use crate::bus::{BusMessage, ChangeBus, ChangeKind};
 use crate::domain::{
     AuditEntry, Change, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group, limits,
@@ -90,10 +91,19 @@ impl FlagManager {
         self.bus.publish(message);
     }
 
-    pub async fn create_flag(&self, name: String, spec: FlagSpec, change: Change) -> Result<Flag> {
+    /// Creates a flag. `caller` (when authentication is on) must be allowed
+    /// every environment the flag touches.
+    pub async fn create_flag(
+        &self,
+        name: String,
+        spec: FlagSpec,
+        change: Change,
+        caller: Option<&Principal>,
+    ) -> Result<Flag> {
         let name = FlagName::parse("flag.name", name)?;
         spec.validate("flag")?;
         validate_change(&change, false)?;
+        check_scope(caller, &spec)?;
         let this = self.clone();
         to_completion(async move {
             let flag = this.store.create_flag(name, spec, &change).await?;
@@ -147,8 +157,10 @@ impl FlagManager {
         fields: Vec<FlagField>,
         change: Change,
         expected_revision: Option<u64>,
+        caller: Option<&Principal>,
     ) -> Result<Flag> {
         validate_name("flag.name", &name)?;
+        let caller = caller.cloned();
         if fields.is_empty() {
             return Err(Error::invalid(
                 "update_mask",
@@ -161,9 +173,11 @@ impl FlagManager {
             let flag = this
                 .store
                 .update_flag(&name, expected_revision, &change, |current| {
+                    check_scope(caller.as_ref(), &current.spec)?;
                     let mut spec = current.spec.clone();
                     spec.merge(values, &fields);
                     spec.validate("flag")?;
+                    check_scope(caller.as_ref(), &spec)?;
                     Ok(spec)
                 })
                 .await?;
@@ -181,14 +195,18 @@ impl FlagManager {
         name: &str,
         change: Change,
         expected_revision: Option<u64>,
+        caller: Option<&Principal>,
     ) -> Result<u64> {
         let flag_name = FlagName::parse("name", name)?;
         validate_change(&change, true)?;
+        let caller = caller.cloned();
         let this = self.clone();
         to_completion(async move {
             let revision = this
                 .store
-                .delete_flag(flag_name.as_str(), expected_revision, &change)
+                .delete_flag(flag_name.as_str(), expected_revision, &change, |current| {
+                    check_scope(caller.as_ref(), &current.spec)
+                })
                 .await?;
             tracing::info!(flag = %flag_name, revision, actor = %change.actor, "flag deleted");
             this.propagate(FlagChange::deleted(flag_name, revision))
@@ -256,6 +274,19 @@ async fn to_completion<T: Send + 'static>(
                 "the flag store did not answer in time".into(),
             ))
         }
+    }
+}
+
+/// A caller scoped to environments may only hold flags that touch nothing
+/// else (see [`Principal::may_touch`]).
+fn check_scope(caller: Option<&Principal>, spec: &FlagSpec) -> Result<()> {
+    match caller {
+        Some(caller) if !caller.may_touch(spec) => Err(Error::PermissionDenied(
+            "the token is scoped to environments this flag reaches beyond \
+             (a flag with no environments listed reaches all of them)"
+                .into(),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -249,18 +249,21 @@ impl FlagStore {
         Ok(updated)
     }
 
-    /// Deletes the flag and returns the deletion's revision.
+    /// Deletes the flag, if `check(current)` allows, and returns the
+    /// deletion's revision.
     pub async fn delete_flag(
         &self,
         name: &str,
         expected_revision: Option<u64>,
         change: &Change,
+        check: impl FnOnce(&Flag) -> Result<()>,
     ) -> Result<u64> {
         let write = self.begin_write().await?;
         let current = find_flag(&write.txn, name)
             .await?
             .ok_or_else(|| flag_not_found(name))?;
         check_revision(expected_revision, current.revision)?;
+        check(&current)?;
         flag::Entity::delete_by_id(name)
             .exec(&write.txn)
             .await

@@ -225,7 +225,7 @@ async fn cache_refreshes_from_the_store(backend: Backend) {
     let a = TestApp::start(&db.url).await;
     let b = TestApp::start_with(vexil::Config {
         cache_ttl_secs: 1,
-        ..vexil::Config::with_database(&db.url)
+        ..crate::common::config(&db.url)
     })
     .await;
     a.create_flag(pb::Flag {

@@ -201,7 +201,7 @@ async fn doubles_round_trip_bit_for_bit_on_every_path(backend: Backend) {
         redis_url: Some(redis),
         redis_channel: channel.clone(),
         watch_feed: 1,
-        ..vexil::Config::with_database(&db.url)
+        ..crate::common::config(&db.url)
     })
     .await;
     let mut snapshot = c.watch(&[FLAG], None).await;

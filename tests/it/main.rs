@@ -8,6 +8,7 @@
 mod common;
 
 mod atomicity;
+mod auth;
 mod concurrency;
 mod evaluation;
 mod exactness;

@@ -174,7 +174,7 @@ async fn filtered_stream_and_heartbeats(backend: Backend) {
     };
     let app = TestApp::start_with(vexil::Config {
         watch_heartbeat_ms: 100,
-        ..vexil::Config::with_database(&db.url)
+        ..crate::common::config(&db.url)
     })
     .await;
     app.create_flag(flag("watched")).await;

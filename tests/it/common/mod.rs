@@ -202,6 +202,19 @@ fn replace_database(url: &str, name: &str) -> String {
     }
 }
 
+/// The server's defaults for `database_url`, except the rate limits: every
+/// test client shares one address (127.0.0.1), and many tests write in
+/// quick succession on purpose. Tests of the limits set their own.
+pub fn config(database_url: impl Into<String>) -> vexil::Config {
+    vexil::Config {
+        management_rate: 1_000_000,
+        management_burst: 1_000_000,
+        evaluation_rate: 1_000_000_000,
+        evaluation_burst: 1_000_000_000,
+        ..vexil::Config::with_database(database_url)
+    }
+}
+
 /// A running server with clients connected to it.
 pub struct TestApp {
     pub evaluation: EvaluationServiceClient<Channel>,
@@ -214,7 +227,7 @@ pub struct TestApp {
 impl TestApp {
     /// Starts a server with default settings on `database_url`.
     pub async fn start(database_url: &str) -> Self {
-        Self::start_with(vexil::Config::with_database(database_url)).await
+        Self::start_with(crate::common::config(database_url)).await
     }
 
     pub async fn start_with(config: vexil::Config) -> Self {
@@ -393,7 +406,7 @@ pub async fn replica(
         redis_channel: channel.to_string(),
         redis_max_connections: 2,
         cache_ttl_secs,
-        ..vexil::Config::with_database(database_url)
+        ..crate::common::config(database_url)
     })
     .await
 }

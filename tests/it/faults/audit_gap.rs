@@ -18,7 +18,7 @@ async fn hole_in_the_audit_log_is_repaired_by_a_reload(backend: Backend) {
     // of A's changes only when it catches up, after a write of its own.
     let config = vexil::Config {
         cache_ttl_secs: 3600,
-        ..vexil::Config::with_database(&db.url)
+        ..crate::common::config(&db.url)
     };
     let a = TestApp::start_with(config.clone()).await;
     let b = TestApp::start_with(config.clone()).await;

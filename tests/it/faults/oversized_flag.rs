@@ -72,7 +72,7 @@ async fn largest_flag_reaches_default_clients_everywhere(backend: Backend) {
     // One change kept in memory: older resumes replay from the store.
     let app = TestApp::start_with(vexil::Config {
         watch_feed: 1,
-        ..vexil::Config::with_database(&db.url)
+        ..crate::common::config(&db.url)
     })
     .await;
     let mut live = app.watch(&[], None).await;

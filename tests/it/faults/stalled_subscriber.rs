@@ -26,7 +26,7 @@ async fn stalled_subscriber_is_cut_off_without_hurting_others(backend: Backend) 
     const BUFFER: u32 = 8;
     let app = TestApp::start_with(vexil::Config {
         watch_buffer: BUFFER,
-        ..vexil::Config::with_database(&db.url)
+        ..crate::common::config(&db.url)
     })
     .await;
     let created = app.create_flag(flag("busy")).await;

@@ -37,7 +37,7 @@ async fn watch_is_served_while_the_database_is_down_postgres() {
     let proxy = Proxy::start(&db.url).await;
     let app = TestApp::start_with(vexil::Config {
         watch_heartbeat_ms: 200,
-        ..vexil::Config::with_database(proxy.route(&db.url))
+        ..crate::common::config(proxy.route(&db.url))
     })
     .await;
     app.create_flag(flag("steady")).await;

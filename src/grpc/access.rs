@@ -1,0 +1,254 @@
+//! Who may call, and how often: the gRPC edge's gatekeeper. Authenticates
+//! bearer tokens (when keys are configured), checks roles, applies
+//! per-caller rate limits (keyed by token subject, else peer IP) and a
+//! global limit on calls in progress, and turns refusals into statuses:
+//! UNAUTHENTICATED, PERMISSION_DENIED, or RESOURCE_EXHAUSTED with
+//! `google.rpc.RetryInfo` and `grpc-retry-pushback-ms`.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::auth::{AuthError, Authenticator, Principal, Role};
+use crate::config::EvaluationAuth;
+
+/// Request metadata naming who makes a change when authentication is off.
+const ACTOR_HEADER: &str = "x-actor";
+const ANONYMOUS: &str = "anonymous";
+
+/// Rate-limit settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub management_rate: u32,
+    pub management_burst: u32,
+    pub evaluation_rate: u32,
+    pub evaluation_burst: u32,
+    pub max_in_flight: u32,
+    pub max_watch_streams: u32,
+}
+
+/// Whom a rate limit counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Caller {
+    Subject(String),
+    Peer(IpAddr),
+    Unknown,
+}
+
+/// An admitted call: who made it (for the audit trail) and what they may
+/// touch. Holds its place among the calls in progress until dropped.
+pub struct Admitted {
+    pub actor: String,
+    /// `None` when authentication is off.
+    pub principal: Option<Principal>,
+    _in_flight: OwnedSemaphorePermit,
+}
+
+pub struct Gatekeeper {
+    auth: Option<Authenticator>,
+    evaluation_auth: EvaluationAuth,
+    management: DefaultKeyedRateLimiter<Caller>,
+    evaluation: DefaultKeyedRateLimiter<Caller>,
+    in_flight: Arc<Semaphore>,
+    watch_streams: Arc<Semaphore>,
+}
+
+impl Gatekeeper {
+    pub fn new(
+        auth: Option<Authenticator>,
+        evaluation_auth: EvaluationAuth,
+        limits: Limits,
+    ) -> Self {
+        let quota = |rate: u32, burst: u32| {
+            let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(burst).unwrap_or(rate);
+            Quota::per_second(rate).allow_burst(burst)
+        };
+        Self {
+            auth,
+            evaluation_auth,
+            management: RateLimiter::keyed(quota(limits.management_rate, limits.management_burst)),
+            evaluation: RateLimiter::keyed(quota(limits.evaluation_rate, limits.evaluation_burst)),
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
+            watch_streams: Arc::new(Semaphore::new(limits.max_watch_streams as usize)),
+        }
+    }
+
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// Admits a management call needing `role`.
+    pub fn management<T>(
+        &self,
+        request: &Request<T>,
+        role: Role,
+        method: &str,
+    ) -> Result<Admitted, Status> {
+        let principal = match &self.auth {
+            None => None,
+            Some(auth) => Some(self.authenticate(auth, request, method)?),
+        };
+        if let Some(principal) = &principal
+            && !principal.has(role)
+        {
+            tracing::info!(subject = %principal.subject, method, needed = %role, "refused: missing role");
+            return Err(Status::permission_denied(format!(
+                "{method} needs the {role} role"
+            )));
+        }
+        let caller = caller(principal.as_ref(), request);
+        limit(&self.management, &caller, "management")?;
+        let permit = self.in_flight()?;
+        let actor = match &principal {
+            Some(principal) => principal.subject.clone(),
+            None => header_actor(request)?,
+        };
+        Ok(Admitted {
+            actor,
+            principal,
+            _in_flight: permit,
+        })
+    }
+
+    /// Admits an evaluation (or a Watch, which also takes a stream slot
+    /// through [`Self::watch_slot`]). Returns the token's expiry when one
+    /// was required.
+    pub fn evaluation<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+    ) -> Result<(Option<Principal>, OwnedSemaphorePermit), Status> {
+        let principal = match (&self.auth, self.evaluation_auth) {
+            (None, _) | (Some(_), EvaluationAuth::Open) => None,
+            (Some(auth), mode) => {
+                let principal = self.authenticate(auth, request, method)?;
+                if mode == EvaluationAuth::Evaluator && !principal.has(Role::Evaluator) {
+                    return Err(Status::permission_denied(format!(
+                        "{method} needs the evaluator role"
+                    )));
+                }
+                Some(principal)
+            }
+        };
+        limit(
+            &self.evaluation,
+            &caller(principal.as_ref(), request),
+            "evaluation",
+        )?;
+        Ok((principal, self.in_flight()?))
+    }
+
+    /// A place among the open Watch streams, held for the stream's life.
+    pub fn watch_slot(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.watch_streams.clone().try_acquire_owned().map_err(|_| {
+            overloaded(
+                "too many open Watch streams on this replica; retry later or on another",
+                Duration::from_secs(1),
+            )
+        })
+    }
+
+    /// Re-reads key files that may have rotated.
+    pub fn refresh_keys(&self) {
+        if let Some(auth) = &self.auth {
+            auth.refresh();
+        }
+    }
+
+    /// Forgets callers not seen lately, so the limiters' key maps stay bounded.
+    pub fn forget_idle_callers(&self) {
+        for limiter in [&self.management, &self.evaluation] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    fn authenticate<T>(
+        &self,
+        auth: &Authenticator,
+        request: &Request<T>,
+        method: &str,
+    ) -> Result<Principal, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|value| value.to_str().unwrap_or_default());
+        auth.authenticate(header).map_err(|err| {
+            tracing::info!(method, reason = %err, "refused: not authenticated");
+            match err {
+                AuthError::Unauthenticated(why) => Status::unauthenticated(why),
+                AuthError::PermissionDenied(why) => Status::permission_denied(why),
+            }
+        })
+    }
+
+    fn in_flight(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            overloaded(
+                "the server has too many calls in progress; retry shortly",
+                Duration::from_millis(100),
+            )
+        })
+    }
+}
+
+fn caller<T>(principal: Option<&Principal>, request: &Request<T>) -> Caller {
+    match (principal, request.remote_addr()) {
+        (Some(principal), _) => Caller::Subject(principal.subject.clone()),
+        (None, Some(peer)) => Caller::Peer(peer.ip()),
+        (None, None) => Caller::Unknown,
+    }
+}
+
+fn limit(
+    limiter: &DefaultKeyedRateLimiter<Caller>,
+    caller: &Caller,
+    kind: &str,
+) -> Result<(), Status> {
+    limiter.check_key(caller).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        overloaded(&format!("{kind} rate limit exceeded for this caller"), wait)
+    })
+}
+
+/// RESOURCE_EXHAUSTED telling the client when to retry, in the standard
+/// detail and in the header gRPC clients' retry policies read.
+fn overloaded(message: &str, retry_after: Duration) -> Status {
+    let retry_after = retry_after.max(Duration::from_millis(1));
+    let mut status = Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    );
+    if let Ok(value) = MetadataValue::try_from(retry_after.as_millis().to_string()) {
+        status
+            .metadata_mut()
+            .insert("grpc-retry-pushback-ms", value);
+    }
+    status
+}
+
+/// The actor of a change when authentication is off: the `x-actor`
+/// metadata, or "anonymous".
+fn header_actor<T>(request: &Request<T>) -> Result<String, Status> {
+    match request.metadata().get(ACTOR_HEADER) {
+        None => Ok(ANONYMOUS.to_string()),
+        Some(value) => {
+            let printable = value.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b));
+            match value.to_str().map(str::trim) {
+                Ok("") if printable => Ok(ANONYMOUS.to_string()),
+                Ok(actor) if printable => Ok(actor.to_string()),
+                _ => Err(Status::invalid_argument("x-actor: must be printable ASCII")),
+            }
+        }
+    }
+}

@@ -1,0 +1,629 @@
+//! Authentication and authorization against the real server: the token
+//! matrix (each refusal with its exact code and nothing changed), roles,
+//! environment scopes, the audit actor, public keys and JWKS rotation,
+//! evaluation that requires a token, Watch ending when its token expires,
+//! the loopback default, and per-caller rate limits.
+
+use std::time::Duration;
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use vexil::grpc::pb::{self, flag_service_client::FlagServiceClient};
+
+use crate::common::{Backend, TestApp, TestDatabase, eventually, mask, read_snapshot};
+
+const SECRET: &str = "test-secret-of-at-least-32-bytes-0123456789";
+const ISSUER: &str = "https://issuer.test";
+const AUDIENCE: &str = "vexil-test";
+
+fn keys_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/keys")
+}
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// Claims of a valid token for `sub` with `roles`, editable before signing.
+fn claims(sub: &str, roles: &[&str]) -> serde_json::Map<String, Value> {
+    let Value::Object(map) = json!({
+        "sub": sub,
+        "roles": roles,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now(),
+        "exp": now() + 600,
+    }) else {
+        unreachable!()
+    };
+    map
+}
+
+fn hs256(claims: &serde_json::Map<String, Value>, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
+}
+
+fn signed(claims: &serde_json::Map<String, Value>) -> String {
+    hs256(claims, SECRET.as_bytes())
+}
+
+fn with_token<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    request
+}
+
+fn auth_config(database_url: &str) -> vexil::Config {
+    vexil::Config {
+        jwt_secret: Some(vexil::config::Secret(SECRET.into())),
+        jwt_issuer: Some(ISSUER.into()),
+        jwt_audience: Some(AUDIENCE.into()),
+        jwt_leeway_secs: 0,
+        ..crate::common::config(database_url)
+    }
+}
+
+fn update(name: &str, percentage: f64) -> pb::UpdateFlagRequest {
+    pb::UpdateFlagRequest {
+        flag: Some(pb::Flag {
+            name: name.into(),
+            percentage,
+            ..pb::Flag::default()
+        }),
+        update_mask: mask(&["percentage"]),
+        reason: "auth test".into(),
+        expected_revision: None,
+    }
+}
+
+fn flag_in(name: &str, environments: &[&str]) -> pb::CreateFlagRequest {
+    pb::CreateFlagRequest {
+        flag: Some(pb::Flag {
+            name: name.into(),
+            enabled: true,
+            environments: environments.iter().map(|e| e.to_string()).collect(),
+            ..pb::Flag::default()
+        }),
+        reason: String::new(),
+    }
+}
+
+#[track_caller]
+fn refused<T: std::fmt::Debug>(outcome: Result<T, tonic::Status>, code: Code, case: &str) {
+    let status = outcome.expect_err(case);
+    assert_eq!(status.code(), code, "{case}: {status:?}");
+    assert!(
+        !status.message().contains(SECRET),
+        "{case}: the message leaks the secret"
+    );
+}
+
+crate::backend_tests!(token_matrix_roles_scopes_and_actor);
+
+async fn token_matrix_roles_scopes_and_actor(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(auth_config(&db.url)).await;
+    let mut flags = app.flags.clone();
+    let admin = signed(&claims("root", &["admin"]));
+    flags
+        .create_flag(with_token(&admin, flag_in("guarded", &["prod"])))
+        .await
+        .expect("admin creates");
+    flags
+        .create_flag(with_token(&admin, flag_in("staged", &["staging"])))
+        .await
+        .expect("admin creates");
+
+    // Every bad credential: UNAUTHENTICATED, nothing written.
+    let mut cases: Vec<(&str, Option<String>)> = vec![
+        ("no token", None),
+        ("garbage", Some("not-a-jwt".into())),
+        (
+            "wrong signature",
+            Some(hs256(
+                &claims("mallory", &["admin"]),
+                b"another-secret-of-at-least-32-bytes-xx",
+            )),
+        ),
+    ];
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let unsigned = format!(
+        "{}.{}.",
+        engine.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        engine.encode(Value::Object(claims("mallory", &["admin"])).to_string())
+    );
+    cases.push(("alg none", Some(unsigned)));
+    let edited = |edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let mut c = claims("mallory", &["admin"]);
+        edit(&mut c);
+        Some(signed(&c))
+    };
+    cases.push((
+        "expired",
+        edited(&|c| {
+            c.insert("exp".into(), (now() - 60).into());
+        }),
+    ));
+    cases.push((
+        "not yet valid",
+        edited(&|c| {
+            c.insert("nbf".into(), (now() + 3600).into());
+        }),
+    ));
+    cases.push((
+        "wrong audience",
+        edited(&|c| {
+            c.insert("aud".into(), "someone-else".into());
+        }),
+    ));
+    cases.push((
+        "wrong issuer",
+        edited(&|c| {
+            c.insert("iss".into(), "https://evil.test".into());
+        }),
+    ));
+    cases.push((
+        "missing exp",
+        edited(&|c| {
+            c.remove("exp");
+        }),
+    ));
+    cases.push((
+        "missing sub",
+        edited(&|c| {
+            c.remove("sub");
+        }),
+    ));
+    for (case, token) in &cases {
+        let request = match token {
+            Some(token) => with_token(token, update("guarded", 99.0)),
+            None => Request::new(update("guarded", 99.0)),
+        };
+        refused(
+            flags.update_flag(request).await,
+            Code::Unauthenticated,
+            case,
+        );
+        let read = match token {
+            Some(token) => with_token(
+                token,
+                pb::GetAuditTrailRequest {
+                    flag_name: "guarded".into(),
+                    skip: 0,
+                    limit: 10,
+                },
+            ),
+            None => Request::new(pb::GetAuditTrailRequest {
+                flag_name: "guarded".into(),
+                skip: 0,
+                limit: 10,
+            }),
+        };
+        refused(
+            flags.get_audit_trail(read).await,
+            Code::Unauthenticated,
+            case,
+        );
+    }
+
+    // Valid tokens without the role or the scope: PERMISSION_DENIED.
+    let reader = signed(&claims("rita", &["reader"]));
+    let editor = signed(&claims("eddie", &["editor"]));
+    let mut scoped_claims = claims("stella", &["editor"]);
+    scoped_claims.insert("environments".into(), json!(["staging"]));
+    let scoped = signed(&scoped_claims);
+    refused(
+        flags
+            .update_flag(with_token(&reader, update("guarded", 1.0)))
+            .await,
+        Code::PermissionDenied,
+        "reader writes",
+    );
+    refused(
+        flags
+            .create_group(with_token(
+                &editor,
+                pb::CreateGroupRequest {
+                    group: Some(pb::Group {
+                        name: "g".into(),
+                        ..pb::Group::default()
+                    }),
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+        "editor creates a group",
+    );
+    refused(
+        flags
+            .update_flag(with_token(&scoped, update("guarded", 1.0)))
+            .await,
+        Code::PermissionDenied,
+        "scoped token on another environment",
+    );
+    refused(
+        flags
+            .create_flag(with_token(&scoped, flag_in("everywhere", &[])))
+            .await,
+        Code::PermissionDenied,
+        "scoped token creates a flag on every environment",
+    );
+    let mut widen = update("staged", 1.0);
+    widen.flag.as_mut().expect("flag").environment_overrides = [("prod".to_string(), true)].into();
+    widen.update_mask = mask(&["environment_overrides"]);
+    refused(
+        flags.update_flag(with_token(&scoped, widen)).await,
+        Code::PermissionDenied,
+        "scoped token widens a flag to another environment",
+    );
+
+    // Nothing changed by any refusal.
+    let trail = flags
+        .get_audit_trail(with_token(
+            &reader,
+            pb::GetAuditTrailRequest {
+                flag_name: "guarded".into(),
+                skip: 0,
+                limit: 10,
+            },
+        ))
+        .await
+        .expect("reader reads the audit trail")
+        .into_inner();
+    assert_eq!(trail.total, 1);
+
+    // Allowed: reader reads, scoped editor within scope, admin everything.
+    flags
+        .get_flag(with_token(
+            &reader,
+            pb::GetFlagRequest {
+                name: "guarded".into(),
+            },
+        ))
+        .await
+        .expect("reader reads");
+    let mut impostor = with_token(&scoped, update("staged", 25.0));
+    impostor
+        .metadata_mut()
+        .insert("x-actor", "someone-else".parse().expect("ascii"));
+    let staged = flags
+        .update_flag(impostor)
+        .await
+        .expect("scoped editor within its scope")
+        .into_inner();
+    assert_eq!(
+        staged.updated_by, "stella",
+        "the actor is the token's subject"
+    );
+    flags
+        .update_flag(with_token(&admin, update("guarded", 50.0)))
+        .await
+        .expect("admin writes");
+    flags
+        .create_group(with_token(
+            &admin,
+            pb::CreateGroupRequest {
+                group: Some(pb::Group {
+                    name: "admins-only".into(),
+                    ..pb::Group::default()
+                }),
+            },
+        ))
+        .await
+        .expect("admin creates groups");
+    let trail = flags
+        .get_audit_trail(with_token(
+            &admin,
+            pb::GetAuditTrailRequest {
+                flag_name: "staged".into(),
+                skip: 0,
+                limit: 10,
+            },
+        ))
+        .await
+        .expect("trail")
+        .into_inner();
+    assert_eq!(trail.entries[0].actor, "stella");
+    assert_eq!(trail.entries[1].actor, "root");
+
+    // Evaluation stays open by default.
+    let (_, reason) = app.evaluate("guarded", "u", "prod").await;
+    assert_ne!(reason, pb::Reason::FlagNotFound);
+
+    // A development token from `vexil token` works.
+    let minted = vexil::dev_token(
+        &auth_config(&db.url),
+        &vexil::config::TokenArgs {
+            subject: "dev".into(),
+            roles: vec![vexil::auth::Role::Editor],
+            environments: vec![],
+            ttl: Duration::from_secs(60),
+        },
+    )
+    .expect("mint");
+    flags
+        .update_flag(with_token(&minted, update("guarded", 60.0)))
+        .await
+        .expect("a minted editor token writes");
+
+    app.stop().await;
+    db.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_keys_and_jwks_rotation() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let rsa_private = std::fs::read(keys_dir().join("rsa-private.pem")).expect("key");
+    let rsa_public = std::fs::read(keys_dir().join("rsa-public.pem")).expect("key");
+    let ec_private = std::fs::read(keys_dir().join("ec-private.pem")).expect("key");
+
+    // RS256 from a PEM public key.
+    let app = TestApp::start_with(vexil::Config {
+        jwt_public_key_file: Some(keys_dir().join("rsa-public.pem")),
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    let mut flags = app.flags.clone();
+    let mut c = claims("rsa-user", &["admin"]);
+    c.remove("aud");
+    c.remove("iss");
+    let rs256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &c,
+        &EncodingKey::from_rsa_pem(&rsa_private).expect("rsa key"),
+    )
+    .expect("sign");
+    flags
+        .create_flag(with_token(&rs256, flag_in("keyed", &["prod"])))
+        .await
+        .expect("RS256 token accepted");
+    // HS256 signed with the public key's bytes as the secret: refused.
+    let confused = hs256(&c, &rsa_public);
+    refused(
+        flags
+            .update_flag(with_token(&confused, update("keyed", 1.0)))
+            .await,
+        Code::Unauthenticated,
+        "HS256 with the RSA public key as secret",
+    );
+    app.stop().await;
+
+    // A JWKS file: keys chosen by kid; a rotated file is picked up.
+    let jwks = std::env::temp_dir().join(format!("{}.json", crate::common::unique("jwks-")));
+    std::fs::copy(keys_dir().join("jwks-ec.json"), &jwks).expect("jwks");
+    let app = TestApp::start_with(vexil::Config {
+        jwks_file: Some(jwks.clone()),
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    let mut flags = app.flags.clone();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec-1".into());
+    let es256 = jsonwebtoken::encode(
+        &header,
+        &c,
+        &EncodingKey::from_ec_pem(&ec_private).expect("ec key"),
+    )
+    .expect("sign");
+    flags
+        .update_flag(with_token(&es256, update("keyed", 10.0)))
+        .await
+        .expect("ES256 token with a known kid");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-2".into());
+    let rotated = jsonwebtoken::encode(
+        &header,
+        &c,
+        &EncodingKey::from_rsa_pem(&rsa_private).expect("rsa key"),
+    )
+    .expect("sign");
+    refused(
+        flags
+            .update_flag(with_token(&rotated, update("keyed", 20.0)))
+            .await,
+        Code::Unauthenticated,
+        "unknown kid",
+    );
+    std::fs::copy(keys_dir().join("jwks-ec-rsa.json"), &jwks).expect("rotate");
+    eventually(
+        Duration::from_secs(30),
+        "the rotated key is accepted",
+        async || {
+            flags
+                .update_flag(with_token(&rotated, update("keyed", 20.0)))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    app.stop().await;
+    std::fs::remove_file(&jwks).ok();
+    db.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_can_require_a_token_and_watch_ends_when_it_expires() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        auth_evaluation: vexil::config::EvaluationAuth::Evaluator,
+        ..auth_config(&db.url)
+    })
+    .await;
+    let admin = signed(&claims("root", &["admin"]));
+    app.flags
+        .clone()
+        .create_flag(with_token(&admin, flag_in("private", &[])))
+        .await
+        .expect("create");
+    let evaluate = || pb::EvaluateRequest {
+        flag_name: "private".into(),
+        user_id: "u".into(),
+        environment: String::new(),
+    };
+    let mut evaluation = app.evaluation.clone();
+    refused(
+        evaluation.evaluate(Request::new(evaluate())).await,
+        Code::Unauthenticated,
+        "evaluation without a token",
+    );
+    refused(
+        evaluation
+            .evaluate(with_token(
+                &signed(&claims("rita", &["reader"])),
+                evaluate(),
+            ))
+            .await,
+        Code::PermissionDenied,
+        "evaluation by a reader",
+    );
+    evaluation
+        .evaluate(with_token(
+            &signed(&claims("svc", &["evaluator"])),
+            evaluate(),
+        ))
+        .await
+        .expect("an evaluator evaluates");
+
+    let mut short = claims("svc", &["evaluator"]);
+    short.insert("exp".into(), (now() + 3).into());
+    let mut stream = evaluation
+        .watch(with_token(&signed(&short), pb::WatchRequest::default()))
+        .await
+        .expect("watch")
+        .into_inner();
+    read_snapshot(&mut stream).await;
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    app.stop().await;
+    db.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_management_only_on_loopback() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let outcome = vexil::run(crate::common::config(&db.url), listener, async {}).await;
+    let err = outcome.expect_err("refuses a non-loopback address without auth");
+    assert!(err.to_string().contains("VEXIL_JWT_SECRET"), "{err}");
+    assert!(err.to_string().contains("--insecure-no-auth"), "{err}");
+
+    let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = vexil::Config {
+        insecure_no_auth: true,
+        ..crate::common::config(&db.url)
+    };
+    let server = tokio::spawn(vexil::run(config, listener, async {
+        stopped.await.ok();
+    }));
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut flags = FlagServiceClient::new(channel);
+    eventually(Duration::from_secs(30), "it serves", async || {
+        flags
+            .list_flags(pb::ListFlagsRequest::default())
+            .await
+            .is_ok()
+    })
+    .await;
+    stop.send(()).ok();
+    server.await.expect("task").expect("served");
+    db.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_callers_flood_does_not_starve_another() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        management_rate: 1,
+        management_burst: 3,
+        evaluation_rate: 5,
+        evaluation_burst: 5,
+        ..auth_config(&db.url)
+    })
+    .await;
+    let flooder = signed(&claims("flooder", &["admin"]));
+    let patient = signed(&claims("patient", &["admin"]));
+    let mut flags = app.flags.clone();
+    flags
+        .create_flag(with_token(&patient, flag_in("contested", &[])))
+        .await
+        .expect("create");
+    let mut limited = None;
+    for i in 0..10 {
+        if let Err(status) = flags
+            .update_flag(with_token(&flooder, update("contested", f64::from(i))))
+            .await
+        {
+            limited = Some(status);
+            break;
+        }
+    }
+    let status = limited.expect("the flooder is limited");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.metadata().get("grpc-retry-pushback-ms").is_some());
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert!(details.retry_info().is_some(), "RetryInfo detail");
+
+    // The other caller's writes go through.
+    flags
+        .update_flag(with_token(&patient, update("contested", 42.0)))
+        .await
+        .expect("another caller still writes");
+
+    // Evaluations are limited per caller (peer IP when open), separately.
+    let mut evaluation = app.evaluation.clone();
+    let mut limited = false;
+    for _ in 0..20 {
+        let answer = evaluation
+            .evaluate(pb::EvaluateRequest {
+                flag_name: "contested".into(),
+                user_id: "u".into(),
+                environment: String::new(),
+            })
+            .await;
+        if let Err(status) = answer {
+            assert_eq!(status.code(), Code::ResourceExhausted);
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "evaluations are rate limited too");
+
+    app.stop().await;
+    db.remove().await;
+}
