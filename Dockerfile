@@ -1,6 +1,11 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: compile in the Rust image, run in a slim Debian image as
 # a non-root user, on SQLite in a volume by default.
+#
+# The image listens on 0.0.0.0, where Vexil refuses to start without
+# authentication: pass a key (e.g. -e VEXIL_JWT_SECRET=..., or mount a file
+# and set VEXIL_JWT_SECRET_FILE / VEXIL_JWT_PUBLIC_KEY_FILE / VEXIL_JWKS_FILE),
+# or, for a throwaway setup only, -e VEXIL_INSECURE_NO_AUTH=true.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -139,6 +139,11 @@ pub struct Config {
           default_value_t = SqliteSynchronous::Full)]
     pub sqlite_synchronous: SqliteSynchronous,
 
+    /// Do not apply migrations on start (run `vexil migrate` as the schema
+    /// owner instead): for a service role without DDL privileges.
+    #[arg(long, global = true, env = "VEXIL_NO_MIGRATE")]
+    pub no_migrate: bool,
+
     /// Seconds between catch-ups of the hot cache from the database change
     /// log, whatever the bus delivers (the safety net for lost messages).
     #[arg(
@@ -300,6 +305,7 @@ impl Config {
             database_url: database_url.into(),
             database_max_connections: 10,
             sqlite_synchronous: SqliteSynchronous::Full,
+            no_migrate: false,
             cache_ttl_secs: 60,
             redis_url: None,
             redis_max_connections: 50,

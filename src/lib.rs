@@ -114,7 +114,9 @@ pub async fn run(
 ) -> Result<()> {
     let gate = Arc::new(gatekeeper(&config, &listener)?);
     let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
-    store.migrate().await?;
+    if !config.no_migrate {
+        store.migrate().await?;
+    }
     let cache = Arc::new(FlagCache::new());
     let feed = FeedLimits {
         changes: config.watch_feed as usize,

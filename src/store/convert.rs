@@ -60,16 +60,35 @@ fn is_unavailable(err: &DbErr) -> bool {
 /// Database error codes that mean "try again later": PostgreSQL connection
 /// exceptions (class 08), shutdown or restart (57P01-57P03), lock and
 /// statement timeouts (55P03, 57014), too many connections (53300); SQLite
-/// BUSY and LOCKED (primary codes 5 and 6).
+/// BUSY and LOCKED (primary codes 5 and 6). SQLSTATEs have five
+/// characters; SQLite's (extended) result codes at most four digits.
 fn unavailable_code(code: &str) -> bool {
+    if code.len() < 5 {
+        return code
+            .parse::<i32>()
+            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6));
+    }
     code.starts_with("08")
         || matches!(
             code,
             "57P01" | "57P02" | "57P03" | "55P03" | "57014" | "53300"
         )
-        || code
-            .parse::<i32>()
-            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn classifies_codes_of_both_backends() {
+        for code in ["08006", "57P01", "55P03", "5", "6", "517", "262"] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        // 42501 (insufficient privilege) & 0xff would be 5, SQLite's BUSY.
+        for code in ["42501", "23505", "40001", "1", "19"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {

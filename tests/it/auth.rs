@@ -627,3 +627,34 @@ async fn one_callers_flood_does_not_starve_another() {
     app.stop().await;
     db.remove().await;
 }
+
+/// On PostgreSQL the audit trail is append-only for everyone the trigger
+/// applies to, the service's own connections included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_trail_cannot_be_rewritten_postgres() {
+    use sea_orm::ConnectionTrait;
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    app.create_flag(pb::Flag {
+        name: "history".into(),
+        ..pb::Flag::default()
+    })
+    .await;
+    let direct = db.connect().await;
+    for statement in [
+        "UPDATE feature_flag_audits SET actor = 'someone else'",
+        "DELETE FROM feature_flag_audits",
+        "TRUNCATE feature_flag_audits",
+    ] {
+        let outcome = direct.execute_unprepared(statement).await;
+        let err = outcome.expect_err(statement).to_string();
+        assert!(err.contains("cannot be changed"), "{statement}: {err}");
+    }
+    let trail = app.audit_trail("history").await;
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].actor, "tester");
+    app.stop().await;
+    db.remove().await;
+}
