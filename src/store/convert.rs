@@ -75,22 +75,6 @@ fn unavailable_code(code: &str) -> bool {
         )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::unavailable_code;
-
-    #[test]
-    fn classifies_codes_of_both_backends() {
-        for code in ["08006", "57P01", "55P03", "5", "6", "517", "262"] {
-            assert!(unavailable_code(code), "{code}");
-        }
-        // 42501 (insufficient privilege) & 0xff would be 5, SQLite's BUSY.
-        for code in ["42501", "23505", "40001", "1", "19"] {
-            assert!(!unavailable_code(code), "{code}");
-        }
-    }
-}
-
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {
     serde_json::to_value(value).map_err(|err| Error::Internal(format!("encoding json: {err}")))
 }
@@ -205,5 +189,21 @@ pub(super) fn group_from_model(model: group::Model) -> Group {
         name: model.name,
         description: model.description,
         created_at: model.created_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn classifies_codes_of_both_backends() {
+        for code in ["08006", "57P01", "55P03", "5", "6", "517", "262"] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        // 42501 (insufficient privilege) & 0xff would be 5, SQLite's BUSY.
+        for code in ["42501", "23505", "40001", "1", "19"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
     }
 }
