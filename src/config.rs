@@ -139,6 +139,34 @@ pub struct Config {
           default_value_t = SqliteSynchronous::Full)]
     pub sqlite_synchronous: SqliteSynchronous,
 
+    /// PEM certificate chain: serve gRPC over TLS (with VEXIL_TLS_KEY_FILE).
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of the TLS certificate.
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA certificates: with TLS on, clients must present a certificate
+    /// signed by one of them.
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_TLS_CLIENT_CA_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_client_ca_file: Option<PathBuf>,
+
     /// Do not apply migrations on start (run `vexil migrate` as the schema
     /// owner instead): for a service role without DDL privileges.
     #[arg(long, global = true, env = "VEXIL_NO_MIGRATE")]
@@ -306,6 +334,9 @@ impl Config {
             database_max_connections: 10,
             sqlite_synchronous: SqliteSynchronous::Full,
             no_migrate: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
             cache_ttl_secs: 60,
             redis_url: None,
             redis_max_connections: 50,

@@ -218,7 +218,13 @@ pub async fn run(
     // Nagle's algorithm and delayed ACKs (~40 ms). The builder's own
     // `tcp_nodelay` applies only to listeners it binds itself.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|err| Error::invalid("VEXIL_TLS_CERT_FILE", err.to_string()))?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
@@ -300,6 +306,30 @@ fn gatekeeper(config: &Config, listener: &TcpListener) -> Result<Gatekeeper> {
             max_watch_streams: config.max_watch_streams,
         },
     ))
+}
+
+/// Server TLS from the configured PEM files, with client-certificate
+/// verification when a client CA is given.
+fn tls_config(config: &Config) -> Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert_file), Some(key_file)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Ok(None);
+    };
+    let read = |setting: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|err| Error::invalid(setting, format!("reading {}: {err}", path.display())))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read("VEXIL_TLS_CERT_FILE", cert_file)?,
+        read("VEXIL_TLS_KEY_FILE", key_file)?,
+    );
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca_file) = &config.tls_client_ca_file {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+            "VEXIL_TLS_CLIENT_CA_FILE",
+            ca_file,
+        )?));
+    }
+    Ok(Some(tls))
 }
 
 /// Keeps the rate limiters' memory bounded and picks up rotated keys.

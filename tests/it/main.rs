@@ -14,5 +14,6 @@ mod evaluation;
 mod exactness;
 mod faults;
 mod lifecycle;
+mod tls;
 mod validation;
 mod watch;
