@@ -407,4 +407,146 @@ mod tests {
         let back = metadata_from_pb("m", metadata_to_pb(&metadata)).unwrap();
         assert_eq!(back, metadata);
     }
+
+    /// Property tests: whatever a client sends, conversion and validation
+    /// never panic, and every rejection is INVALID_ARGUMENT naming a field
+    /// of the flag.
+    mod hostile {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::domain::FlagName;
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => any::<String>(),
+                1 => "[a-z0-9._-]{1,140}",
+                1 => ".{250,300}",
+                1 => Just(String::new()),
+                1 => Just("a\0b".to_string()),
+            ]
+        }
+
+        fn number() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                3 => any::<f64>(),
+                3 => 0.0..=100.0f64,
+                1 => Just(f64::NAN),
+                1 => Just(f64::INFINITY),
+                1 => Just(-0.0),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Kind::NullValue(0)),
+                any::<bool>().prop_map(Kind::BoolValue),
+                number().prop_map(Kind::NumberValue),
+                text().prop_map(Kind::StringValue),
+                Just(Kind::NullValue(7)),
+            ]
+            .prop_map(|kind| Value { kind: Some(kind) });
+            leaf.prop_recursive(24, 64, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|values| Kind::ListValue(prost_types::ListValue { values })),
+                    prop::collection::btree_map(text(), inner, 0..4)
+                        .prop_map(|fields| Kind::StructValue(Struct { fields })),
+                ]
+                .prop_map(|kind| Value { kind: Some(kind) })
+            })
+        }
+
+        fn timestamp() -> impl Strategy<Value = Option<Timestamp>> {
+            prop::option::of(
+                prop_oneof![
+                    (any::<i64>(), any::<i32>()),
+                    (-62_135_596_800i64..=253_402_300_799, 0..1_000_000_000i32),
+                ]
+                .prop_map(|(seconds, nanos)| Timestamp { seconds, nanos }),
+            )
+        }
+
+        prop_compose! {
+            fn flag()(
+                name in text(),
+                description in text(),
+                enabled in any::<bool>(),
+                percentage in number(),
+                whitelist in prop::collection::vec(text(), 0..8),
+                blacklist in prop::collection::vec(text(), 0..8),
+                environments in prop::collection::vec(text(), 0..4),
+                environment_overrides in prop::collection::hash_map(text(), any::<bool>(), 0..4),
+                starts_at in timestamp(),
+                expires_at in timestamp(),
+                tags in prop::collection::vec(text(), 0..4),
+                metadata in prop::option::of(
+                    prop::collection::btree_map(text(), value(), 0..4)
+                        .prop_map(|fields| Struct { fields })
+                ),
+                group in text(),
+            ) -> pb::Flag {
+                pb::Flag {
+                    name, description, enabled, percentage, whitelist, blacklist,
+                    environments, environment_overrides, starts_at, expires_at, tags,
+                    metadata, group, ..pb::Flag::default()
+                }
+            }
+        }
+
+        #[track_caller]
+        fn names_a_flag_field(err: Error) {
+            let status = Status::from(err);
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+            let field = status.message().split(": ").next().unwrap_or_default();
+            assert!(
+                field == "flag" || field.starts_with("flag."),
+                "{:?} names no flag field",
+                status.message()
+            );
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            #[test]
+            fn any_flag_is_converted_or_rejected_naming_its_field(flag in flag()) {
+                match flag_from_pb(flag) {
+                    Err(err) => names_a_flag_field(err),
+                    Ok((name, spec)) => {
+                        if let Err(err) = FlagName::parse("flag.name", name) {
+                            names_a_flag_field(err.into());
+                        }
+                        match spec.validate("flag") {
+                            Err(err) => names_a_flag_field(err.into()),
+                            // What is accepted converts back to itself.
+                            Ok(()) => {
+                                let back = flag_to_pb(&Flag {
+                                    name: FlagName::parse("n", "n").expect("name"),
+                                    spec: spec.clone(),
+                                    revision: 1,
+                                    created_at: DateTime::UNIX_EPOCH,
+                                    updated_at: DateTime::UNIX_EPOCH,
+                                    created_by: String::new(),
+                                    updated_by: String::new(),
+                                });
+                                let (_, again) = flag_from_pb(back).expect("reconverts");
+                                prop_assert_eq!(again, spec);
+                            }
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn any_update_mask_is_read_or_rejected(paths in prop::collection::vec(text(), 0..5)) {
+                if let Err(err) = update_fields(Some(prost_types::FieldMask { paths })) {
+                    let status = Status::from(err);
+                    prop_assert_eq!(status.code(), tonic::Code::InvalidArgument);
+                    prop_assert!(status.message().starts_with("update_mask: "));
+                    prop_assert!(status.message().len() < 300);
+                }
+            }
+        }
+    }
 }

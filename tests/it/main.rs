@@ -13,6 +13,7 @@ mod concurrency;
 mod evaluation;
 mod exactness;
 mod faults;
+mod hostile;
 mod lifecycle;
 mod tls;
 mod validation;
