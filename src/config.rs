@@ -239,6 +239,12 @@ pub struct Config {
     #[arg(long, global = true, env = "VEXIL_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
 
+    /// URL of a JWKS (https, or http to a loopback host), fetched in the
+    /// background every 5 minutes and soon after a token names an unknown
+    /// kid (at most every 10 s); requests never wait for it.
+    #[arg(long, global = true, env = "VEXIL_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
     /// Required `iss` of every token, when set.
     #[arg(long, global = true, env = "VEXIL_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -348,6 +354,7 @@ impl Config {
             jwt_public_key_file: None,
             jwt_algorithm: None,
             jwks_file: None,
+            jwks_url: None,
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_secs: 30,
@@ -408,6 +415,7 @@ impl Config {
             public_key_file: self.jwt_public_key_file.clone(),
             public_key_algorithm: algorithm,
             jwks_file: self.jwks_file.clone(),
+            jwks_url: self.jwks_url.clone(),
         };
         if keys.is_empty() {
             return Ok(None);

@@ -152,6 +152,7 @@ pub async fn run(
         .await;
     let reporting = tokio::spawn(report_bus_health(health.clone(), bus.connected()));
     let housekeeping = tokio::spawn(keep_house(gate.clone()));
+    let fetching_keys = gate.key_fetcher().map(tokio::spawn);
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -249,6 +250,9 @@ pub async fn run(
     }
     reporting.abort();
     housekeeping.abort();
+    if let Some(fetching) = fetching_keys {
+        fetching.abort();
+    }
     bus.close().await;
     drop(sync);
     if let Ok(store) = Arc::try_unwrap(store) {

@@ -1,7 +1,7 @@
 //! The verification keys: an HS256 shared secret, a public key from a PEM
 //! file (RS256, ES256 or EdDSA, from the key's type unless configured), and
-//! the public keys of a JWKS file, selected by `kid`. Each key accepts only
-//! its own algorithm.
+//! the public keys of a JWKS file or URL, selected by `kid`. Each key
+//! accepts only its own algorithm.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use tokio::sync::Notify;
+
+use super::remote;
 
 /// Shortest shared secret accepted (RFC 7518 §3.2: at least the hash size).
 const MIN_SECRET_BYTES: usize = 32;
-/// How often an unknown `kid` may make the JWKS file be read again.
-const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// How often an unknown `kid` may make the JWKS file or URL be read again.
+pub const REFRESH_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where the keys come from.
 #[derive(Debug, Clone, Default)]
@@ -23,11 +26,16 @@ pub struct KeyConfig {
     /// Overrides the algorithm inferred from the PEM key's type.
     pub public_key_algorithm: Option<Algorithm>,
     pub jwks_file: Option<PathBuf>,
+    /// Fetched in the background (see `remote`).
+    pub jwks_url: Option<String>,
 }
 
 impl KeyConfig {
     pub fn is_empty(&self) -> bool {
-        self.secret.is_none() && self.public_key_file.is_none() && self.jwks_file.is_none()
+        self.secret.is_none()
+            && self.public_key_file.is_none()
+            && self.jwks_file.is_none()
+            && self.jwks_url.is_none()
     }
 }
 
@@ -37,11 +45,39 @@ struct Key {
     algorithm: Algorithm,
 }
 
-/// The loaded keys; the JWKS part can be re-read (key rotation).
+/// The loaded keys; the JWKS parts can be re-read (key rotation).
 pub struct KeySet {
+    state: Arc<State>,
+}
+
+struct State {
     config: KeyConfig,
+    /// From the secret and the files.
+    local: Mutex<Vec<Arc<Key>>>,
+    /// From the JWKS URL.
+    remote: Mutex<Vec<Arc<Key>>>,
+    /// Both together, as requests read them.
     keys: RwLock<Arc<Vec<Arc<Key>>>>,
     refreshed: Mutex<Instant>,
+    /// Asks the fetcher for the JWKS URL again (an unknown kid).
+    fetch_wanted: Notify,
+}
+
+impl State {
+    fn publish(&self) {
+        let mut all = lock(&self.local).clone();
+        all.extend(lock(&self.remote).iter().cloned());
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(all);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A key and the one algorithm it accepts.
@@ -56,14 +92,65 @@ impl std::ops::Deref for Selected {
 
 impl KeySet {
     pub fn load(config: KeyConfig) -> Result<Self, String> {
+        if let Some(url) = &config.jwks_url {
+            remote::check_url(url)?;
+        }
         let keys = load(&config)?;
-        if keys.is_empty() {
+        if keys.is_empty() && config.jwks_url.is_none() {
             return Err("no JWT verification key is configured".into());
         }
-        Ok(Self {
+        let state = State {
             config,
-            keys: RwLock::new(Arc::new(keys)),
+            local: Mutex::new(keys),
+            remote: Mutex::new(Vec::new()),
+            keys: RwLock::new(Arc::new(Vec::new())),
             refreshed: Mutex::new(Instant::now()),
+            fetch_wanted: Notify::new(),
+        };
+        state.publish();
+        Ok(Self {
+            state: Arc::new(state),
+        })
+    }
+
+    /// The task that keeps the keys of `VEXIL_JWKS_URL` current, when one
+    /// is configured: it fetches at once, every `remote::REFRESH_EVERY`, and
+    /// soon after a token names an unknown kid (at most every
+    /// [`REFRESH_LIMIT`]). Until the first fetch succeeds, tokens for those
+    /// keys are refused.
+    pub fn fetcher(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let url = remote::check_url(self.state.config.jwks_url.as_deref()?).ok()?;
+        let state = self.state.clone();
+        Some(async move {
+            loop {
+                let fetched = remote::fetch(&url)
+                    .await
+                    .and_then(|body| parse_jwks(&body, "VEXIL_JWKS_URL"));
+                let wait = match fetched {
+                    Ok(keys) if !keys.is_empty() => {
+                        tracing::debug!(keys = keys.len(), "fetched the JWKS");
+                        *lock(&state.remote) = keys;
+                        state.publish();
+                        remote::REFRESH_EVERY
+                    }
+                    Ok(_) => {
+                        tracing::warn!(
+                            "the JWKS URL holds no usable key; keeping the previous keys"
+                        );
+                        REFRESH_LIMIT
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "fetching the JWKS failed; keeping the previous keys");
+                        REFRESH_LIMIT
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = state.fetch_wanted.notified() => {
+                        tokio::time::sleep(REFRESH_LIMIT).await;
+                    }
+                }
+            }
         })
     }
 
@@ -74,7 +161,11 @@ impl KeySet {
         if let Some(found) = self.find(kid)? {
             return Ok(found);
         }
-        // A new kid may mean the JWKS file was rotated.
+        // A new kid may mean the JWKS was rotated: the URL is fetched in
+        // the background (this token is refused meanwhile), the file now.
+        if kid.is_some() && self.state.config.jwks_url.is_some() {
+            self.state.fetch_wanted.notify_one();
+        }
         if self.refresh()
             && let Some(found) = self.find(kid)?
         {
@@ -103,35 +194,32 @@ impl KeySet {
     }
 
     fn current(&self) -> Arc<Vec<Arc<Key>>> {
-        self.keys
+        self.state
+            .keys
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
 
-    /// Re-reads the key files, at most once per [`REFRESH_EVERY`]; true
+    /// Re-reads the key files, at most once per [`REFRESH_LIMIT`]; true
     /// when it did. A file that fails to load keeps the previous keys.
     pub fn refresh(&self) -> bool {
-        if self.config.jwks_file.is_none() {
+        let state = &self.state;
+        if state.config.jwks_file.is_none() {
             return false;
         }
         {
-            let mut refreshed = self
-                .refreshed
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if refreshed.elapsed() < REFRESH_EVERY {
+            let mut refreshed = lock(&state.refreshed);
+            if refreshed.elapsed() < REFRESH_LIMIT {
                 return false;
             }
             *refreshed = Instant::now();
         }
-        match load(&self.config) {
+        match load(&state.config) {
             Ok(keys) if !keys.is_empty() => {
                 tracing::info!(keys = keys.len(), "reloaded JWT verification keys");
-                *self
-                    .keys
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+                *lock(&state.local) = keys;
+                state.publish();
                 true
             }
             Ok(_) => {
@@ -175,24 +263,34 @@ fn load(config: &KeyConfig) -> Result<Vec<Arc<Key>>, String> {
     if let Some(path) = &config.jwks_file {
         let json = std::fs::read(path)
             .map_err(|err| format!("reading VEXIL_JWKS_FILE {}: {err}", path.display()))?;
-        let set: JwkSet = serde_json::from_slice(&json)
-            .map_err(|err| format!("VEXIL_JWKS_FILE {} is not a JWK set: {err}", path.display()))?;
-        for jwk in &set.keys {
-            let kid = jwk.common.key_id.clone().ok_or_else(|| {
-                format!("VEXIL_JWKS_FILE {}: every key needs a kid", path.display())
-            })?;
+        keys.extend(parse_jwks(&json, "VEXIL_JWKS_FILE")?);
+    }
+    Ok(keys)
+}
+
+/// The keys of a JWK set; every key needs a `kid`.
+fn parse_jwks(json: &[u8], source: &str) -> Result<Vec<Arc<Key>>, String> {
+    let set: JwkSet =
+        serde_json::from_slice(json).map_err(|err| format!("{source} is not a JWK set: {err}"))?;
+    set.keys
+        .iter()
+        .map(|jwk| {
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .ok_or_else(|| format!("{source}: every key needs a kid"))?;
             let algorithm =
-                jwk_algorithm(jwk).map_err(|err| format!("VEXIL_JWKS_FILE key {kid}: {err}"))?;
-            let key = DecodingKey::from_jwk(jwk)
-                .map_err(|err| format!("VEXIL_JWKS_FILE key {kid}: {err}"))?;
-            keys.push(Arc::new(Key {
+                jwk_algorithm(jwk).map_err(|err| format!("{source} key {kid}: {err}"))?;
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|err| format!("{source} key {kid}: {err}"))?;
+            Ok(Arc::new(Key {
                 kid: Some(kid),
                 key,
                 algorithm,
-            }));
-        }
-    }
-    Ok(keys)
+            }))
+        })
+        .collect()
 }
 
 fn pem_key(pem: &[u8], algorithm: Option<Algorithm>) -> Result<Key, String> {

@@ -7,6 +7,7 @@
 //! algorithm only, so `alg: none` and HS/RS confusion cannot pass.
 
 mod keys;
+mod remote;
 mod token;
 
 use std::collections::HashSet;
@@ -254,6 +255,11 @@ impl Authenticator {
     /// Re-reads key files when they may have changed (a JWKS rotation).
     pub fn refresh(&self) {
         self.keys.refresh();
+    }
+
+    /// The background task fetching `VEXIL_JWKS_URL`, when configured.
+    pub fn fetcher(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.keys.fetcher()
     }
 }
 

@@ -157,6 +157,11 @@ impl Gatekeeper {
         })
     }
 
+    /// The background task fetching `VEXIL_JWKS_URL`, when configured.
+    pub fn key_fetcher(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.auth.as_ref().and_then(Authenticator::fetcher)
+    }
+
     /// Re-reads key files that may have rotated.
     pub fn refresh_keys(&self) {
         if let Some(auth) = &self.auth {

@@ -599,11 +599,13 @@ async fn one_callers_flood_does_not_starve_another() {
     let details = tonic_types::StatusExt::get_error_details(&status);
     assert!(details.retry_info().is_some(), "RetryInfo detail");
 
-    // The other caller's writes go through.
+    // The other caller's writes go through, and evaluations (limited
+    // separately) are untouched by the management flood.
     flags
         .update_flag(with_token(&patient, update("contested", 42.0)))
         .await
         .expect("another caller still writes");
+    app.evaluate("contested", "u", "").await;
 
     // Evaluations are limited per caller (peer IP when open), separately.
     let mut evaluation = app.evaluation.clone();
@@ -656,5 +658,145 @@ async fn audit_trail_cannot_be_rewritten_postgres() {
     assert_eq!(trail.len(), 1);
     assert_eq!(trail[0].actor, "tester");
     app.stop().await;
+    db.remove().await;
+}
+
+/// A JWKS served over HTTP on loopback, whose content the test can change;
+/// counts the fetches.
+struct JwksServer {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksServer {
+    async fn start(body: String) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!(
+            "http://{}/jwks.json",
+            listener.local_addr().expect("address")
+        );
+        let body = std::sync::Arc::new(std::sync::Mutex::new(body));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (serving, counting) = (body.clone(), fetches.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = serving.lock().expect("body").clone();
+                counting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    socket.write_all(response.as_bytes()).await.ok();
+                    socket.shutdown().await.ok();
+                });
+            }
+        });
+        Self {
+            url,
+            body,
+            fetches,
+            task,
+        }
+    }
+
+    fn serve(&self, body: String) {
+        *self.body.lock().expect("body") = body;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_url_is_fetched_in_the_background_and_rotates() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let jwks = |file: &str| std::fs::read_to_string(keys_dir().join(file)).expect("jwks");
+    let server = JwksServer::start(jwks("jwks-ec.json")).await;
+    let app = TestApp::start_with(vexil::Config {
+        jwks_url: Some(server.url.clone()),
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    let mut flags = app.flags.clone();
+    let mut c = claims("remote-user", &["admin"]);
+    c.remove("aud");
+    c.remove("iss");
+    let sign = |alg, kid: &str, key: EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &c, &key).expect("sign")
+    };
+    let ec = sign(
+        Algorithm::ES256,
+        "ec-1",
+        EncodingKey::from_ec_pem(&std::fs::read(keys_dir().join("ec-private.pem")).expect("key"))
+            .expect("ec key"),
+    );
+    let rotated = sign(
+        Algorithm::RS256,
+        "rsa-2",
+        EncodingKey::from_rsa_pem(&std::fs::read(keys_dir().join("rsa-private.pem")).expect("key"))
+            .expect("rsa key"),
+    );
+    eventually(
+        Duration::from_secs(30),
+        "keys fetched from the URL",
+        async || {
+            flags
+                .create_flag(with_token(&ec, flag_in("remote", &["prod"])))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+
+    // Unknown kids are refused at once, without a fetch per request.
+    let before = server.fetches();
+    for _ in 0..20 {
+        refused(
+            flags
+                .update_flag(with_token(&rotated, update("remote", 5.0)))
+                .await,
+            Code::Unauthenticated,
+            "a kid the JWKS does not have yet",
+        );
+    }
+    assert!(
+        server.fetches() <= before + 1,
+        "{} fetches for 20 requests",
+        server.fetches() - before
+    );
+
+    // Rotation: the new key appears at the URL and is picked up.
+    server.serve(jwks("jwks-ec-rsa.json"));
+    eventually(
+        Duration::from_secs(40),
+        "the rotated key is accepted",
+        async || {
+            flags
+                .update_flag(with_token(&rotated, update("remote", 5.0)))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+
+    app.stop().await;
+    server.task.abort();
     db.remove().await;
 }
