@@ -31,7 +31,7 @@ use crate::bus::{ChangeBus, RedisBusConfig};
 use crate::cache::FlagCache;
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
-use crate::grpc::pb::evaluation_service_server::EvaluationServiceServer;
+use crate::grpc::evaluation_server::evaluation_service_server::EvaluationServiceServer;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
 use crate::grpc::{EvaluationGrpc, FlagServiceGrpc, Gatekeeper, Limits, pb};
 use crate::service::{CacheSync, Evaluator, FeedLimits, FlagManager, Watcher};

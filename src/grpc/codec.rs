@@ -5,9 +5,10 @@
 
 use std::marker::PhantomData;
 
+use bytes::{BufMut, Bytes};
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic_prost::ProstEncoder;
 
 #[derive(Debug, Clone)]
@@ -55,5 +56,56 @@ impl<U: Message + Default> Decoder for ProstDecoder<U> {
         U::decode(buf).map(Some).map_err(|err| {
             Status::invalid_argument(format!("the message is not valid protobuf: {err}"))
         })
+    }
+}
+
+/// A message encoded already: sent as it is. Watch encodes a change once
+/// and hands the same bytes to every subscriber.
+#[derive(Debug, Clone)]
+pub struct Encoded(pub Bytes);
+
+/// The codec of Watch: requests decoded like everywhere else, answers
+/// written from their pre-encoded bytes.
+#[derive(Debug, Clone)]
+pub struct PreEncodedCodec<T, U> {
+    _types: PhantomData<(T, U)>,
+}
+
+impl<T, U> Default for PreEncodedCodec<T, U> {
+    fn default() -> Self {
+        Self {
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<U> Codec for PreEncodedCodec<Encoded, U>
+where
+    U: Message + Default + Send + 'static,
+{
+    type Encode = Encoded;
+    type Decode = U;
+    type Encoder = EncodedWriter;
+    type Decoder = ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedWriter
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder { _type: PhantomData }
+    }
+}
+
+#[derive(Debug)]
+pub struct EncodedWriter;
+
+impl Encoder for EncodedWriter {
+    type Item = Encoded;
+    type Error = Status;
+
+    fn encode(&mut self, item: Encoded, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&item.0);
+        Ok(())
     }
 }

@@ -3,13 +3,15 @@
 //! exhaustively so a new proto field fails the build until it is handled.
 
 use chrono::{DateTime, Utc};
+use prost::Message;
 use prost_types::{Struct, Timestamp, Value, value::Kind};
 use tonic::Status;
 
+use super::codec::Encoded;
 use super::pb;
 use crate::domain::{
-    AuditAction, AuditEntry, Flag, FlagField, FlagSpec, Group, Metadata, Reason, UserSet, echo,
-    limits,
+    AuditAction, AuditEntry, Flag, FlagChange, FlagField, FlagSpec, Group, Metadata, Reason,
+    UserSet, echo, limits,
 };
 use crate::error::{Error, Result};
 use crate::service::{WatchEnd, WatchEvent, WatchItem};
@@ -265,7 +267,10 @@ pub fn audit_entry_to_pb(entry: &AuditEntry) -> pb::AuditEntry {
     }
 }
 
-pub fn watch_item_to_pb(item: WatchItem) -> std::result::Result<pb::WatchResponse, Status> {
+/// One Watch item as the bytes of a `WatchResponse`. A change from the
+/// feed is encoded once, the first time any subscriber sends it; every
+/// other subscriber sends the same bytes.
+pub fn watch_item_to_wire(item: WatchItem) -> std::result::Result<Encoded, Status> {
     use pb::watch_response::Event;
     let event = match item.map_err(watch_end_to_status)? {
         WatchEvent::Snapshot {
@@ -277,7 +282,19 @@ pub fn watch_item_to_pb(item: WatchItem) -> std::result::Result<pb::WatchRespons
             revision,
             last,
         }),
-        WatchEvent::Change(change) => Event::Change(pb::FlagChange {
+        WatchEvent::Change(entry) => return Ok(Encoded(entry.wire(encode_change))),
+        WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat { revision }),
+    };
+    Ok(Encoded(
+        pb::WatchResponse { event: Some(event) }
+            .encode_to_vec()
+            .into(),
+    ))
+}
+
+fn encode_change(change: &FlagChange) -> bytes::Bytes {
+    let message = pb::WatchResponse {
+        event: Some(pb::watch_response::Event::Change(pb::FlagChange {
             revision: change.revision,
             flag_name: change.flag_name.to_string(),
             kind: match change.flag {
@@ -285,10 +302,9 @@ pub fn watch_item_to_pb(item: WatchItem) -> std::result::Result<pb::WatchRespons
                 None => pb::ChangeKind::Deleted,
             } as i32,
             flag: change.flag.as_deref().map(flag_to_pb),
-        }),
-        WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat { revision }),
+        })),
     };
-    Ok(pb::WatchResponse { event: Some(event) })
+    message.encode_to_vec().into()
 }
 
 fn watch_end_to_status(end: WatchEnd) -> Status {

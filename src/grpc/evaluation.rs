@@ -13,7 +13,9 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::access::Gatekeeper;
-use super::convert::{reason, watch_item_to_pb};
+use super::codec::Encoded;
+use super::convert::{reason, watch_item_to_wire};
+use super::evaluation_server::evaluation_service_server::EvaluationService;
 use super::pb;
 use crate::domain::EvalContext;
 use crate::service::{Evaluator, Watcher};
@@ -34,7 +36,7 @@ impl EvaluationGrpc {
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send>>;
 
 /// A Watch stream that holds its place among the open streams and, when a
 /// token admitted it, ends with UNAUTHENTICATED when the token expires.
@@ -45,8 +47,8 @@ struct Guarded<S> {
     _slot: OwnedSemaphorePermit,
 }
 
-impl<S: Stream<Item = Result<pb::WatchResponse, Status>> + Unpin> Stream for Guarded<S> {
-    type Item = Result<pb::WatchResponse, Status>;
+impl<S: Stream<Item = Result<Encoded, Status>> + Unpin> Stream for Guarded<S> {
+    type Item = Result<Encoded, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.ended {
@@ -73,7 +75,7 @@ fn until(exp: u64) -> Duration {
 }
 
 #[tonic::async_trait]
-impl pb::evaluation_service_server::EvaluationService for EvaluationGrpc {
+impl EvaluationService for EvaluationGrpc {
     type WatchStream = WatchStream;
 
     async fn watch(
@@ -91,7 +93,7 @@ impl pb::evaluation_service_server::EvaluationService for EvaluationGrpc {
         let expiry =
             principal.map(|principal| Box::pin(tokio::time::sleep(until(principal.expires_at))));
         Ok(Response::new(Box::pin(Guarded {
-            inner: ReceiverStream::new(items).map(watch_item_to_pb),
+            inner: ReceiverStream::new(items).map(watch_item_to_wire),
             expiry,
             ended: false,
             _slot: slot,

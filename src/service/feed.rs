@@ -5,11 +5,41 @@
 //! replay from the store's audit log.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::domain::FlagChange;
+
+/// A change as streams send it: the change, and a slot where the transport
+/// keeps its encoding, made once and shared by every subscriber.
+#[derive(Debug)]
+pub struct FeedEntry {
+    pub change: FlagChange,
+    wire: OnceLock<Bytes>,
+}
+
+impl FeedEntry {
+    pub fn new(change: FlagChange) -> Self {
+        Self {
+            change,
+            wire: OnceLock::new(),
+        }
+    }
+
+    /// The change's encoding, made by `encode` the first time it is asked for.
+    pub fn wire(&self, encode: impl FnOnce(&FlagChange) -> Bytes) -> Bytes {
+        self.wire.get_or_init(|| encode(&self.change)).clone()
+    }
+}
+
+impl std::ops::Deref for FeedEntry {
+    type Target = FlagChange;
+    fn deref(&self) -> &FlagChange {
+        &self.change
+    }
+}
 
 /// The position asked for is older than the feed reaches back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +55,7 @@ pub struct ChangeFeed {
 struct Log {
     /// The feed holds every change after `start` up to the head.
     start: u64,
-    changes: VecDeque<Arc<FlagChange>>,
+    changes: VecDeque<Arc<FeedEntry>>,
     /// Their summed `wire_size`, bounded like their count.
     bytes: usize,
     max_changes: usize,
@@ -50,7 +80,7 @@ impl ChangeFeed {
 
     /// Appends the change after the head (the caller applies changes in
     /// order), dropping the oldest ones beyond the bounds.
-    pub fn push(&self, change: Arc<FlagChange>) {
+    pub fn push(&self, change: Arc<FeedEntry>) {
         let revision = change.revision;
         {
             let mut log = self.write();
@@ -83,7 +113,7 @@ impl ChangeFeed {
 
     /// Up to `max` changes after `position`, oldest first; none when the
     /// position is at or past the head.
-    pub fn read_after(&self, position: u64, max: usize) -> Result<Vec<Arc<FlagChange>>, TooOld> {
+    pub fn read_after(&self, position: u64, max: usize) -> Result<Vec<Arc<FeedEntry>>, TooOld> {
         let log = self
             .log
             .read()
@@ -123,9 +153,9 @@ mod tests {
     use super::*;
     use crate::domain::{Flag, FlagName, FlagSpec};
 
-    fn change(revision: u64) -> Arc<FlagChange> {
+    fn change(revision: u64) -> Arc<FeedEntry> {
         let name = FlagName::parse("name", "f").unwrap();
-        Arc::new(FlagChange::upserted(Arc::new(Flag {
+        Arc::new(FeedEntry::new(FlagChange::upserted(Arc::new(Flag {
             name,
             spec: FlagSpec::default(),
             revision,
@@ -133,10 +163,10 @@ mod tests {
             updated_at: DateTime::UNIX_EPOCH,
             created_by: String::new(),
             updated_by: String::new(),
-        })))
+        }))))
     }
 
-    fn revisions(changes: Vec<Arc<FlagChange>>) -> Vec<u64> {
+    fn revisions(changes: Vec<Arc<FeedEntry>>) -> Vec<u64> {
         changes.iter().map(|change| change.revision).collect()
     }
 
@@ -147,7 +177,7 @@ mod tests {
             feed.push(change(revision));
         }
         assert_eq!(feed.head(), 15);
-        assert_eq!(feed.read_after(11, 10), Err(TooOld));
+        assert!(matches!(feed.read_after(11, 10), Err(TooOld)));
         assert_eq!(revisions(feed.read_after(12, 10).unwrap()), [13, 14, 15]);
         assert_eq!(revisions(feed.read_after(13, 1).unwrap()), [14]);
         assert!(feed.read_after(15, 10).unwrap().is_empty());
@@ -161,8 +191,22 @@ mod tests {
         for revision in 1..=5 {
             feed.push(change(revision));
         }
-        assert_eq!(feed.read_after(2, 10), Err(TooOld));
+        assert!(matches!(feed.read_after(2, 10), Err(TooOld)));
         assert_eq!(revisions(feed.read_after(3, 10).unwrap()), [4, 5]);
+    }
+
+    #[test]
+    fn an_entry_is_encoded_once_for_every_reader() {
+        let entry = change(1);
+        let mut encodings = 0;
+        for _ in 0..3 {
+            let bytes = entry.wire(|change| {
+                encodings += 1;
+                Bytes::from(change.revision.to_string())
+            });
+            assert_eq!(bytes, Bytes::from("1"));
+        }
+        assert_eq!(encodings, 1);
     }
 
     #[test]
@@ -170,7 +214,7 @@ mod tests {
         let feed = ChangeFeed::new(0, 10, usize::MAX);
         feed.push(change(1));
         feed.reset(7);
-        assert_eq!(feed.read_after(1, 10), Err(TooOld));
+        assert!(matches!(feed.read_after(1, 10), Err(TooOld)));
         assert!(feed.read_after(7, 10).unwrap().is_empty());
         assert_eq!(feed.head(), 7);
     }

@@ -9,6 +9,7 @@ mod sync;
 mod watch;
 
 pub use evaluate::{Evaluator, FlagResult};
+pub use feed::FeedEntry;
 pub use manage::{FlagFilter, FlagManager, Page, TRANSACTION_TIMEOUT};
 pub use sync::{CacheSync, FeedLimits, keep_in_sync};
 pub use watch::{WatchEnd, WatchEvent, WatchItem, Watcher};

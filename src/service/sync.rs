@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, broadcast, watch};
 
-use super::feed::ChangeFeed;
+use super::feed::{ChangeFeed, FeedEntry};
 use crate::bus::{BusEvent, BusMessage, ChangeBus};
 use crate::cache::FlagCache;
 use crate::domain::{Flag, FlagChange, limits};
@@ -189,7 +189,7 @@ impl CacheSync {
                 .remove(change.flag_name.as_str(), change.revision),
         }
         *applied = change.revision;
-        self.feed.push(Arc::new(change));
+        self.feed.push(Arc::new(FeedEntry::new(change)));
     }
 }
 

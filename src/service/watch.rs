@@ -24,6 +24,7 @@ use ahash::AHashSet;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::CacheSync;
+use super::feed::FeedEntry;
 use crate::domain::{Flag, FlagChange, limits, validate_name};
 use crate::error::{Error, Result};
 
@@ -65,7 +66,7 @@ pub enum WatchEvent {
         last: bool,
     },
     /// One change, in revision order.
-    Change(Arc<FlagChange>),
+    Change(Arc<FeedEntry>),
     /// Nothing matching changed; the stream is current to `revision`.
     Heartbeat { revision: u64 },
 }
@@ -338,7 +339,10 @@ impl Stream {
                 let revision = change.revision;
                 if self.filter.matches(change.flag_name.as_str())
                     && !self
-                        .send_waiting(WatchEvent::Change(Arc::new(change)), Some(*position))
+                        .send_waiting(
+                            WatchEvent::Change(Arc::new(FeedEntry::new(change))),
+                            Some(*position),
+                        )
                         .await
                 {
                     return Replay::Ended;
