@@ -5,10 +5,17 @@
 //! Each entry carries the revision it reflects, and a change applies only
 //! when it is newer. Changes arrive in revision order (see
 //! `service::sync`), so a deletion simply removes the entry.
+//!
+//! Beside the map that evaluation reads, an ordered index by name serves
+//! listings and snapshots without sorting. Both change together under the
+//! sync's apply lock; the index is updated after the map's shard is
+//! released, so a long listing never holds up an evaluation.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry as Slot;
 
 use crate::domain::{Flag, FlagName};
 
@@ -20,6 +27,7 @@ struct Entry {
 #[derive(Default)]
 pub struct FlagCache {
     entries: DashMap<FlagName, Entry, ahash::RandomState>,
+    ordered: RwLock<BTreeMap<FlagName, Arc<Flag>>>,
 }
 
 impl FlagCache {
@@ -40,55 +48,85 @@ impl FlagCache {
 
     /// Every live flag, ordered by name.
     pub fn all(&self) -> Vec<Arc<Flag>> {
-        let mut flags: Vec<Arc<Flag>> = self
-            .entries
-            .iter()
-            .map(|entry| entry.flag.clone())
-            .collect();
-        flags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        flags
+        self.read_ordered().values().cloned().collect()
+    }
+
+    /// Runs `visit` over every flag in name order (byte order), under the
+    /// index's read lock; it stops when `visit` returns false.
+    pub fn scan(&self, mut visit: impl FnMut(&Arc<Flag>) -> bool) {
+        for flag in self.read_ordered().values() {
+            if !visit(flag) {
+                return;
+            }
+        }
     }
 
     /// Stores a created or updated flag unless the cache already holds a newer state.
     pub fn upsert(&self, flag: Arc<Flag>) {
         let revision = flag.revision;
-        self.entries
-            .entry(flag.name.clone())
-            .and_modify(|entry| {
-                if revision > entry.revision {
-                    entry.flag = flag.clone();
-                    entry.revision = revision;
-                }
-            })
-            .or_insert_with(|| Entry {
-                revision,
-                flag: flag.clone(),
-            });
+        let stored = match self.entries.entry(flag.name.clone()) {
+            Slot::Occupied(mut slot) if revision > slot.get().revision => {
+                slot.insert(Entry {
+                    revision,
+                    flag: flag.clone(),
+                });
+                true
+            }
+            Slot::Occupied(_) => false,
+            Slot::Vacant(slot) => {
+                slot.insert(Entry {
+                    revision,
+                    flag: flag.clone(),
+                });
+                true
+            }
+        };
+        if stored {
+            self.write_ordered().insert(flag.name.clone(), flag);
+        }
     }
 
     /// Removes a flag deleted at `revision`, unless the cache holds a newer state.
     pub fn remove(&self, name: &str, revision: u64) {
-        self.entries
+        let removed = self
+            .entries
             .remove_if(name, |_, entry| entry.revision < revision);
+        if removed.is_some() {
+            self.write_ordered().remove(name);
+        }
+    }
+
+    fn read_ordered(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<FlagName, Arc<Flag>>> {
+        self.ordered
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_ordered(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<FlagName, Arc<Flag>>> {
+        self.ordered
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Replaces the whole content with a consistent snapshot of the store,
     /// which is authoritative: flags it lacks go, the others are replaced.
     /// Flags in both never disappear meanwhile (evaluations keep finding them).
     pub fn replace_all(&self, flags: Vec<Flag>) {
-        let names: ahash::AHashSet<&str> = flags.iter().map(|flag| flag.name.as_str()).collect();
-        self.entries.retain(|name, _| names.contains(name.as_str()));
-        drop(names);
-        for flag in flags {
-            let revision = flag.revision;
+        let ordered: BTreeMap<FlagName, Arc<Flag>> = flags
+            .into_iter()
+            .map(|flag| (flag.name.clone(), Arc::new(flag)))
+            .collect();
+        self.entries.retain(|name, _| ordered.contains_key(name));
+        for flag in ordered.values() {
             self.entries.insert(
                 flag.name.clone(),
                 Entry {
-                    revision,
-                    flag: Arc::new(flag),
+                    revision: flag.revision,
+                    flag: flag.clone(),
                 },
             );
         }
+        *self.write_ordered() = ordered;
     }
 
     /// Number of flags.

@@ -76,12 +76,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
             enabled,
             group,
         };
-        let (flags, total) = self
-            .manager
-            .list_flags(filter, Page { skip, limit })
-            .await?;
+        let (flags, total) = self.manager.list_flags(&filter, Page { skip, limit });
         Ok(Response::new(pb::ListFlagsResponse {
-            flags: flags.iter().map(flag_to_pb).collect(),
+            flags: flags.iter().map(|flag| flag_to_pb(flag)).collect(),
             total,
         }))
     }

@@ -124,29 +124,33 @@ impl FlagManager {
     }
 
     /// One page of the flags matching `filter`, ordered by name, and the
-    /// number of matches. The page stops before the flag that would take it
-    /// past [`limits::MESSAGE_BYTES`] (but holds at least one).
-    pub async fn list_flags(&self, filter: FlagFilter, page: Page) -> Result<(Vec<Flag>, u64)> {
-        let matching: Vec<Flag> = self
-            .store
-            .list_flags()
-            .await?
-            .into_iter()
-            .filter(|flag| filter.matches(flag))
-            .collect();
-        let total = matching.len() as u64;
+    /// number of matches. Served from the hot cache, which holds exactly
+    /// the store's state at the revision this replica has applied (its own
+    /// writes included; other replicas' within the propagation delay): no
+    /// flag is loaded or parsed. The page stops before the flag that would
+    /// take it past [`limits::MESSAGE_BYTES`] (but holds at least one).
+    pub fn list_flags(&self, filter: &FlagFilter, page: Page) -> (Vec<Arc<Flag>>, u64) {
+        let (skip, limit) = (page.skip as usize, page.limit() as usize);
+        let mut total = 0usize;
         let mut bytes = 0;
-        let flags = matching
-            .into_iter()
-            .skip(page.skip as usize)
-            .take(page.limit() as usize)
-            .take_while(|flag| {
-                let first = bytes == 0;
+        let mut full = false;
+        let mut flags = Vec::new();
+        self.sync.cache().scan(|flag| {
+            if !filter.matches(flag) {
+                return true;
+            }
+            total += 1;
+            if total > skip && !full {
                 bytes += flag.wire_size();
-                first || bytes <= limits::MESSAGE_BYTES
-            })
-            .collect();
-        Ok((flags, total))
+                if flags.len() < limit && (flags.is_empty() || bytes <= limits::MESSAGE_BYTES) {
+                    flags.push(flag.clone());
+                } else {
+                    full = true;
+                }
+            }
+            true
+        });
+        (flags, total as u64)
     }
 
     /// Copies `fields` from `values` onto the stored flag.

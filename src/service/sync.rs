@@ -79,6 +79,11 @@ impl CacheSync {
         &self.store
     }
 
+    /// The hot cache this keeps current.
+    pub fn cache(&self) -> &FlagCache {
+        &self.cache
+    }
+
     /// The recently applied changes, in revision order.
     pub fn feed(&self) -> &ChangeFeed {
         &self.feed

@@ -173,11 +173,6 @@ impl FlagStore {
         .await
     }
 
-    /// Every flag, ordered by name.
-    pub async fn list_flags(&self) -> Result<Vec<Flag>> {
-        bounded(async { flags_by_name(flag::Entity::find().all(&self.db).await.db()?) }).await
-    }
-
     pub async fn create_flag(
         &self,
         name: FlagName,

@@ -15,6 +15,7 @@ mod exactness;
 mod faults;
 mod hostile;
 mod lifecycle;
+mod listing;
 mod secrets;
 mod tls;
 mod validation;
