@@ -83,7 +83,7 @@ async fn list_flags_agrees_with_a_reference(backend: Backend) {
             };
             pb::Flag {
                 name: format!("{name}-{i}"),
-                enabled: random.next_u64() % 3 != 0,
+                enabled: !random.next_u64().is_multiple_of(3),
                 environments: pick(&mut random, &ENVIRONMENTS),
                 tags: pick(&mut random, &TAGS),
                 group: match random.next_u64() % 3 {
