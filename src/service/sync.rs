@@ -33,6 +33,9 @@ const CATCH_UP_BATCH: u64 = 200;
 /// How long a hole in the audit log may last before it is taken as
 /// permanent (no commit leaves one, even for a moment; this is caution).
 const GAP_RECHECK: Duration = Duration::from_millis(500);
+/// How long a local write waits for the revisions before it to be applied
+/// (by their own writers or from the bus) before reading them from the store.
+const IN_ORDER_WAIT: Duration = Duration::from_millis(100);
 /// Longest a full load of the flags table may take.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -99,10 +102,15 @@ impl CacheSync {
         (self.cache.all(), *applied)
     }
 
-    /// Applies a change this replica just committed. If earlier revisions
-    /// (from other replicas) are still missing, catches up to it from the
-    /// store instead, so the feed never skips one.
+    /// Applies a change this replica just committed. Earlier revisions may
+    /// still be on their way: another writer on this replica that committed
+    /// just before (concurrent writers finish in any order), or another
+    /// replica's change on the bus. They are waited for briefly; if they do
+    /// not arrive, the store fills the gap, so the feed never skips one.
     pub async fn committed(&self, change: FlagChange) {
+        let previous = change.revision - 1;
+        let mut head = self.feed.subscribe();
+        let _ = tokio::time::timeout(IN_ORDER_WAIT, head.wait_for(|head| *head >= previous)).await;
         {
             let mut applied = self.applied.lock().await;
             if change.revision <= *applied {
