@@ -177,6 +177,7 @@ pub async fn run(
     .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES);
     let flags = FlagServiceServer::new(FlagServiceGrpc::new(
         FlagManager::new(store.clone(), sync.clone(), bus.clone()),
+        Evaluator::new(cache.clone()),
         gate.clone(),
     ))
     .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES);

@@ -7,40 +7,170 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{EvalContext, Evaluation, Flag, Reason};
 
+/// The rules, in the order the engine checks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    FlagExists,
+    Enabled,
+    StartsAt,
+    ExpiresAt,
+    Environments,
+    Blacklist,
+    Whitelist,
+    EnvironmentOverride,
+    PercentageRollout,
+}
+
+/// One rule checked: whether it decided the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub rule: Rule,
+    pub decided: bool,
+}
+
+/// An evaluation with the steps that led to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub evaluation: Evaluation,
+    pub steps: Vec<Step>,
+    /// The user's bucket (0-9,999), when the rollout was reached with a
+    /// non-empty user id.
+    pub bucket: Option<u32>,
+    /// The rollout threshold in basis points, when the rollout was reached.
+    pub threshold: Option<u32>,
+}
+
 /// Decides one flag for one context. The first rule that applies wins:
 /// missing, disabled, time window, allowed environments, blacklist,
 /// whitelist, environment override, percentage rollout.
 pub fn evaluate(flag: Option<&Flag>, ctx: &EvalContext<'_>, now: DateTime<Utc>) -> Evaluation {
+    decide(flag, ctx, now, &mut Silent)
+}
+
+/// [`evaluate`], recording every rule checked, the bucket and the
+/// threshold. The same code decides both; only this one allocates.
+pub fn explain(flag: Option<&Flag>, ctx: &EvalContext<'_>, now: DateTime<Utc>) -> Explanation {
+    let mut trace = Trace::default();
+    let evaluation = decide(flag, ctx, now, &mut trace);
+    Explanation {
+        evaluation,
+        steps: trace.steps,
+        bucket: trace.bucket,
+        threshold: trace.threshold,
+    }
+}
+
+/// Watches the engine decide. The plain path's observer does nothing and
+/// compiles away.
+trait Observer {
+    fn checked(&mut self, rule: Rule, decided: bool);
+    fn rollout(&mut self, bucket: Option<u32>, threshold: u32);
+}
+
+struct Silent;
+
+impl Observer for Silent {
+    #[inline(always)]
+    fn checked(&mut self, _: Rule, _: bool) {}
+    #[inline(always)]
+    fn rollout(&mut self, _: Option<u32>, _: u32) {}
+}
+
+#[derive(Default)]
+struct Trace {
+    steps: Vec<Step>,
+    bucket: Option<u32>,
+    threshold: Option<u32>,
+}
+
+impl Observer for Trace {
+    fn checked(&mut self, rule: Rule, decided: bool) {
+        self.steps.push(Step { rule, decided });
+    }
+    fn rollout(&mut self, bucket: Option<u32>, threshold: u32) {
+        self.bucket = bucket;
+        self.threshold = Some(threshold);
+    }
+}
+
+/// Checks `rule`: tells the observer, and answers whether it decided.
+#[inline(always)]
+fn check(observer: &mut impl Observer, rule: Rule, decided: bool) -> bool {
+    observer.checked(rule, decided);
+    decided
+}
+
+fn decide(
+    flag: Option<&Flag>,
+    ctx: &EvalContext<'_>,
+    now: DateTime<Utc>,
+    observer: &mut impl Observer,
+) -> Evaluation {
     let Some(flag) = flag else {
+        check(observer, Rule::FlagExists, true);
         return Evaluation::off(Reason::FlagNotFound);
     };
+    check(observer, Rule::FlagExists, false);
     let spec = &flag.spec;
-    if !spec.enabled {
+    if check(observer, Rule::Enabled, !spec.enabled) {
         return Evaluation::off(Reason::Disabled);
     }
-    if spec.starts_at.is_some_and(|starts_at| now < starts_at) {
+    if check(
+        observer,
+        Rule::StartsAt,
+        spec.starts_at.is_some_and(|starts_at| now < starts_at),
+    ) {
         return Evaluation::off(Reason::NotStarted);
     }
-    if spec.expires_at.is_some_and(|expires_at| now >= expires_at) {
+    if check(
+        observer,
+        Rule::ExpiresAt,
+        spec.expires_at.is_some_and(|expires_at| now >= expires_at),
+    ) {
         return Evaluation::off(Reason::Expired);
     }
-    if !spec.environments.is_empty() && !spec.environments.iter().any(|env| env == ctx.environment)
-    {
+    if check(
+        observer,
+        Rule::Environments,
+        !spec.environments.is_empty()
+            && !spec.environments.iter().any(|env| env == ctx.environment),
+    ) {
         return Evaluation::off(Reason::EnvironmentNotAllowed);
     }
-    if spec.blacklist.contains(ctx.user_id) {
+    if check(
+        observer,
+        Rule::Blacklist,
+        spec.blacklist.contains(ctx.user_id),
+    ) {
         return Evaluation::off(Reason::Blacklisted);
     }
-    if spec.whitelist.contains(ctx.user_id) {
+    if check(
+        observer,
+        Rule::Whitelist,
+        spec.whitelist.contains(ctx.user_id),
+    ) {
         return Evaluation::on(Reason::Whitelisted);
     }
-    if let Some(&enabled) = spec.environment_overrides.get(ctx.environment) {
+    let overridden = spec.environment_overrides.get(ctx.environment).copied();
+    if let Some(enabled) = overridden {
+        check(observer, Rule::EnvironmentOverride, true);
         return Evaluation {
             enabled,
             reason: Reason::EnvironmentOverride,
         };
     }
-    if bucket::in_rollout(flag.name.as_str(), ctx.user_id, spec.percentage) {
+    check(observer, Rule::EnvironmentOverride, false);
+    // The rollout, as `bucket::in_rollout` defines it.
+    let threshold = bucket::threshold(spec.percentage);
+    let (bucket, inside) = if ctx.user_id.is_empty() {
+        (None, threshold >= bucket::BUCKETS)
+    } else {
+        let bucket = bucket::bucket(flag.name.as_str(), ctx.user_id);
+        (Some(bucket), bucket < threshold)
+    };
+    observer.rollout(bucket, threshold);
+    check(observer, Rule::PercentageRollout, true);
+    if inside {
         Evaluation::on(Reason::PercentageRollout)
     } else {
         Evaluation::off(Reason::OutsideRollout)
@@ -250,5 +380,68 @@ mod tests {
         // Rounds to a threshold of 10,000 basis points: everyone.
         assert_eq!(at(99.995), Evaluation::on(Reason::PercentageRollout));
         assert_eq!(at(100.0), Evaluation::on(Reason::PercentageRollout));
+    }
+
+    #[test]
+    fn explanations_agree_with_evaluations_and_the_rollout_function() {
+        let flags: Vec<Flag> = vec![
+            flag(on(FlagSpec {
+                percentage: 37.5,
+                ..FlagSpec::default()
+            })),
+            flag(on(FlagSpec {
+                percentage: 0.09499999999999999,
+                whitelist: ["u7".to_string()].into_iter().collect(),
+                blacklist: ["u9".to_string()].into_iter().collect(),
+                environment_overrides: [("staging".to_string(), false)].into(),
+                ..FlagSpec::default()
+            })),
+            flag(FlagSpec::default()),
+        ];
+        for flag in &flags {
+            for environment in [ENV, "staging"] {
+                for i in 0..2_000 {
+                    let user = if i == 0 {
+                        String::new()
+                    } else {
+                        format!("u{i}")
+                    };
+                    let ctx = EvalContext {
+                        user_id: &user,
+                        environment,
+                    };
+                    let explained = explain(Some(flag), &ctx, now());
+                    assert_eq!(explained.evaluation, evaluate(Some(flag), &ctx, now()));
+                    let last = explained.steps.last().expect("a step");
+                    assert!(last.decided);
+                    assert_eq!(explained.steps.iter().filter(|s| s.decided).count(), 1);
+                    if last.rule == Rule::PercentageRollout {
+                        assert_eq!(
+                            explained.evaluation.enabled,
+                            bucket::in_rollout(flag.name.as_str(), &user, flag.spec.percentage)
+                        );
+                        assert_eq!(
+                            explained.bucket,
+                            (!user.is_empty()).then(|| bucket::bucket(flag.name.as_str(), &user))
+                        );
+                    }
+                }
+            }
+        }
+        let missing = explain(
+            None,
+            &EvalContext {
+                user_id: "u",
+                environment: ENV,
+            },
+            now(),
+        );
+        assert_eq!(
+            missing.steps,
+            [Step {
+                rule: Rule::FlagExists,
+                decided: true
+            }]
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::domain::{
     AuditAction, AuditEntry, Flag, FlagChange, FlagField, FlagSpec, Group, Metadata, Reason,
     UserSet, echo, limits,
 };
+use crate::engine::{Explanation, Rule};
 use crate::error::{Error, Result};
 use crate::service::{WatchEnd, WatchEvent, WatchItem};
 
@@ -86,7 +87,7 @@ const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_4
 
 /// A timestamp at the microsecond precision both stores keep, so limits
 /// (starts_at before expires_at) are checked on the value that is stored.
-fn timestamp_from_pb(field: &str, ts: Timestamp) -> Result<DateTime<Utc>> {
+pub fn timestamp_from_pb(field: &str, ts: Timestamp) -> Result<DateTime<Utc>> {
     let valid = TIMESTAMP_SECONDS.contains(&ts.seconds) && (0..1_000_000_000).contains(&ts.nanos);
     let nanos = u32::try_from(ts.nanos).unwrap_or_default();
     DateTime::from_timestamp(ts.seconds, nanos - nanos % 1_000)
@@ -324,6 +325,40 @@ fn watch_end_to_status(end: WatchEnd) -> Status {
             "server shutting down; reconnect with {}",
             resume(resume_after)
         )),
+    }
+}
+
+pub fn explanation_to_pb(
+    flag_name: String,
+    explanation: &Explanation,
+    revision: u64,
+) -> pb::ExplainEvaluationResponse {
+    let rule = |rule: Rule| match rule {
+        Rule::FlagExists => pb::EvaluationRule::FlagExists,
+        Rule::Enabled => pb::EvaluationRule::Enabled,
+        Rule::StartsAt => pb::EvaluationRule::StartsAt,
+        Rule::ExpiresAt => pb::EvaluationRule::ExpiresAt,
+        Rule::Environments => pb::EvaluationRule::Environments,
+        Rule::Blacklist => pb::EvaluationRule::Blacklist,
+        Rule::Whitelist => pb::EvaluationRule::Whitelist,
+        Rule::EnvironmentOverride => pb::EvaluationRule::EnvironmentOverride,
+        Rule::PercentageRollout => pb::EvaluationRule::PercentageRollout,
+    };
+    pb::ExplainEvaluationResponse {
+        flag_name,
+        enabled: explanation.evaluation.enabled,
+        reason: reason(explanation.evaluation.reason) as i32,
+        revision,
+        steps: explanation
+            .steps
+            .iter()
+            .map(|step| pb::EvaluationStep {
+                rule: rule(step.rule) as i32,
+                decided: step.decided,
+            })
+            .collect(),
+        bucket: explanation.bucket,
+        threshold: explanation.threshold,
     }
 }
 

@@ -5,21 +5,29 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::access::Gatekeeper;
-use super::convert::{audit_entry_to_pb, flag_from_pb, flag_to_pb, group_to_pb, update_fields};
+use super::convert::{
+    audit_entry_to_pb, explanation_to_pb, flag_from_pb, flag_to_pb, group_to_pb, timestamp_from_pb,
+    update_fields,
+};
 use super::pb;
 use crate::auth::Role;
-use crate::domain::Change;
+use crate::domain::{Change, EvalContext};
 use crate::error::Error;
-use crate::service::{FlagFilter, FlagManager, Page};
+use crate::service::{Evaluator, FlagFilter, FlagManager, Page};
 
 pub struct FlagServiceGrpc {
     manager: FlagManager,
+    evaluator: Evaluator,
     gate: Arc<Gatekeeper>,
 }
 
 impl FlagServiceGrpc {
-    pub fn new(manager: FlagManager, gate: Arc<Gatekeeper>) -> Self {
-        Self { manager, gate }
+    pub fn new(manager: FlagManager, evaluator: Evaluator, gate: Arc<Gatekeeper>) -> Self {
+        Self {
+            manager,
+            evaluator,
+            gate,
+        }
     }
 }
 
@@ -185,6 +193,35 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         Ok(Response::new(pb::ListGroupsResponse {
             groups: groups.iter().map(group_to_pb).collect(),
         }))
+    }
+
+    async fn explain_evaluation(
+        &self,
+        request: Request<pb::ExplainEvaluationRequest>,
+    ) -> Result<Response<pb::ExplainEvaluationResponse>, Status> {
+        let _caller = self
+            .gate
+            .management(&request, Role::Reader, "ExplainEvaluation")?;
+        let pb::ExplainEvaluationRequest {
+            flag_name,
+            user_id,
+            environment,
+            at,
+        } = request.into_inner();
+        let now = match at {
+            Some(at) => timestamp_from_pb("at", at)?,
+            None => chrono::Utc::now(),
+        };
+        let ctx = EvalContext {
+            user_id: &user_id,
+            environment: &environment,
+        };
+        let (explanation, revision) = self.evaluator.explain(&flag_name, &ctx, now)?;
+        Ok(Response::new(explanation_to_pb(
+            flag_name,
+            &explanation,
+            revision,
+        )))
     }
 
     async fn delete_group(

@@ -40,6 +40,24 @@ impl Evaluator {
         Ok(self.evaluate_valid(flag_name, ctx, now))
     }
 
+    /// Evaluates one flag and explains how (the same cache and engine as
+    /// [`Self::evaluate`]); also returns the flag's revision.
+    pub fn explain(
+        &self,
+        flag_name: &str,
+        ctx: &EvalContext<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(engine::Explanation, u64)> {
+        validate_context(ctx)?;
+        validate_name("flag_name", flag_name)?;
+        Ok(self.cache.with_flag(flag_name, |flag| {
+            (
+                engine::explain(flag, ctx, now),
+                flag.map_or(0, |flag| flag.revision),
+            )
+        }))
+    }
+
     /// Evaluates the named flags, in order; every flag (by name) when
     /// `flag_names` is empty. Returns each name with its result.
     pub fn bulk_evaluate(

@@ -12,6 +12,7 @@ mod auth;
 mod concurrency;
 mod evaluation;
 mod exactness;
+mod explain;
 mod faults;
 mod hostile;
 mod lifecycle;
