@@ -5,7 +5,9 @@
 //! ready and the memory the server takes (RSS of this process, which hosts
 //! it), ListFlags pages of 100 (plain, filtered, deep `skip`), a Watch
 //! snapshot of every flag, one Evaluate. Then writes: UpdateFlag with 1 and
-//! 16 concurrent writers, writes/s and p50/p99.
+//! 16 concurrent writers, writes/s and p50/p99. Then memory per idle Watch
+//! stream, with 10,000 streams open (client and server in this process, so
+//! the figure covers both ends).
 //!
 //! Run: `cargo bench --bench scale` (SQLite). With
 //! `VEXIL_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test` the
@@ -32,6 +34,9 @@ struct Args {
     /// Updates per writer-count scenario.
     #[arg(long, default_value_t = 320)]
     writes: usize,
+    /// Idle Watch streams held open at once.
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -423,6 +428,46 @@ async fn writes(backend: &str, postgres: Option<&str>, total: usize) {
     db.remove().await;
 }
 
+async fn idle_streams(count: usize) {
+    let db = Db::create(None, "streams").await;
+    populate(&db.url, 100).await;
+    let (server, _) = start(&db.url).await;
+    // HTTP/2 allows 4,096 concurrent streams per connection.
+    let mut channels = Vec::new();
+    for _ in 0..count.div_ceil(4000) {
+        channels.push(connect(server.address).await);
+    }
+    let before = rss_bytes();
+    let started = Instant::now();
+    let mut streams = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut client = EvaluationServiceClient::new(channels[i % channels.len()].clone());
+        let mut stream = client
+            .watch(pb::WatchRequest {
+                flag_names: vec![format!("flag-{:06}", i % 100)],
+                since_revision: None,
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        // The snapshot (one flag) arrives; then the stream idles.
+        stream.message().await.expect("snapshot").expect("open");
+        streams.push(stream);
+    }
+    let opened = started.elapsed();
+    let grown = rss_bytes().saturating_sub(before);
+    println!(
+        "| {count} | {:.0} | {:.1} | {:.0} |",
+        ms(opened),
+        grown as f64 / (1024.0 * 1024.0),
+        grown as f64 / count as f64
+    );
+    drop(streams);
+    server.stop.send(()).ok();
+    server.task.await.ok();
+    db.remove().await;
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -446,4 +491,8 @@ async fn main() {
     for (backend, url) in &backends {
         writes(backend, *url, args.writes).await;
     }
+    println!();
+    println!("| idle Watch streams | open ms | RSS MiB | bytes/stream |");
+    println!("|---|---|---|---|");
+    idle_streams(args.streams).await;
 }
