@@ -100,6 +100,11 @@ where
 #[derive(Debug)]
 pub struct EncodedWriter;
 
+/// Initial send buffer of a Watch stream. tonic's default (8 KiB) is
+/// allocated per stream up front; most Watch streams idle, and the buffer
+/// grows to the messages actually sent.
+const WATCH_BUFFER_BYTES: usize = 512;
+
 impl Encoder for EncodedWriter {
     type Item = Encoded;
     type Error = Status;
@@ -107,5 +112,9 @@ impl Encoder for EncodedWriter {
     fn encode(&mut self, item: Encoded, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.put_slice(&item.0);
         Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(WATCH_BUFFER_BYTES, 32 * 1024)
     }
 }
