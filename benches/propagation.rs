@@ -48,6 +48,7 @@ async fn start_replica(database_url: &str, redis_url: &str, channel: &str) -> Re
         management_burst: 1_000_000,
         evaluation_rate: 1_000_000_000,
         evaluation_burst: 1_000_000_000,
+        max_watch_streams_per_caller: 1_000_000,
         ..vexil::Config::with_database(database_url)
     };
     let (stop, stopped) = oneshot::channel::<()>();

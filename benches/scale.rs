@@ -129,6 +129,7 @@ fn config(url: &str) -> vexil::Config {
         management_burst: 1_000_000,
         evaluation_rate: 1_000_000_000,
         evaluation_burst: 1_000_000_000,
+        max_watch_streams_per_caller: 1_000_000,
         ..vexil::Config::with_database(url)
     }
 }

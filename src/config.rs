@@ -120,6 +120,7 @@ pub struct Config {
         long,
         global = true,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://vexil.db?mode=rwc"
     )]
     pub database_url: String,
@@ -185,7 +186,7 @@ pub struct Config {
 
     /// Redis URL (`redis://HOST:PORT/DB`) for propagating changes across
     /// replicas. Without it, changes propagate in process (one replica).
-    #[arg(long, global = true, env = "REDIS_URL")]
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// Redis connections for publishing changes.
@@ -316,6 +317,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_watch_streams: u32,
 
+    /// Open Watch streams per caller (token subject, else peer IP).
+    #[arg(long, global = true, env = "VEXIL_MAX_WATCH_STREAMS_PER_CALLER", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_watch_streams_per_caller: u32,
+
     /// Milliseconds between Watch heartbeats on an idle stream.
     #[arg(long, global = true, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
@@ -368,6 +374,7 @@ impl Config {
             evaluation_burst: 200_000,
             max_in_flight: 10_000,
             max_watch_streams: 50_000,
+            max_watch_streams_per_caller: 1_000,
             watch_heartbeat_ms: 15_000,
         }
     }

@@ -309,6 +309,7 @@ fn gatekeeper(config: &Config, listener: &TcpListener) -> Result<Gatekeeper> {
             evaluation_burst: config.evaluation_burst,
             max_in_flight: config.max_in_flight,
             max_watch_streams: config.max_watch_streams,
+            max_watch_streams_per_caller: config.max_watch_streams_per_caller,
         },
     ))
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Notify;
 
@@ -185,7 +185,13 @@ impl KeySet {
             });
         }
         let Some(kid) = kid else {
-            return Err("the token has no kid, and several keys are configured");
+            // A token without a kid may use the one key that has none (the
+            // secret or the PEM key beside a JWKS).
+            let mut unnamed = keys.iter().filter(|key| key.kid.is_none());
+            return match (unnamed.next(), unnamed.next()) {
+                (Some(key), None) => Ok(Some((Selected(key.clone()), key.algorithm))),
+                _ => Err("the token has no kid, and several keys are configured"),
+            };
         };
         Ok(keys
             .iter()
@@ -272,25 +278,35 @@ fn load(config: &KeyConfig) -> Result<Vec<Arc<Key>>, String> {
 fn parse_jwks(json: &[u8], source: &str) -> Result<Vec<Arc<Key>>, String> {
     let set: JwkSet =
         serde_json::from_slice(json).map_err(|err| format!("{source} is not a JWK set: {err}"))?;
-    set.keys
-        .iter()
-        .map(|jwk| {
-            let kid = jwk
-                .common
-                .key_id
-                .clone()
-                .ok_or_else(|| format!("{source}: every key needs a kid"))?;
-            let algorithm =
-                jwk_algorithm(jwk).map_err(|err| format!("{source} key {kid}: {err}"))?;
-            let key =
-                DecodingKey::from_jwk(jwk).map_err(|err| format!("{source} key {kid}: {err}"))?;
-            Ok(Arc::new(Key {
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        // Identity providers publish encryption keys and other algorithms
+        // beside their signing keys: skip what cannot verify a token.
+        let kid = jwk.common.key_id.clone().unwrap_or_default();
+        if kid.is_empty() {
+            tracing::warn!(source, "skipping a JWK without a kid");
+            continue;
+        }
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let key = jwk_algorithm(jwk).and_then(|algorithm| {
+            DecodingKey::from_jwk(jwk)
+                .map(|key| (key, algorithm))
+                .map_err(|err| err.to_string())
+        });
+        match key {
+            Ok((key, algorithm)) => keys.push(Arc::new(Key {
                 kid: Some(kid),
                 key,
                 algorithm,
-            }))
-        })
-        .collect()
+            })),
+            Err(err) => {
+                tracing::warn!(source, %kid, error = %err, "skipping a JWK that cannot verify tokens")
+            }
+        }
+    }
+    Ok(keys)
 }
 
 fn pem_key(pem: &[u8], algorithm: Option<Algorithm>) -> Result<Key, String> {
@@ -329,5 +345,30 @@ fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Algorithm, String> {
         },
         AlgorithmParameters::OctetKeyPair(_) => Ok(Algorithm::EdDSA),
         _ => Err("unsupported key type".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_keys_that_cannot_verify_are_skipped_not_fatal() {
+        let mut set: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/it/keys/jwks-ec-rsa.json")).unwrap();
+        let keys = set["keys"].as_array_mut().unwrap();
+        // An identity provider's encryption key, and one with an
+        // algorithm that cannot sign.
+        let mut encryption = keys[1].clone();
+        encryption["use"] = "enc".into();
+        encryption["kid"] = "enc-1".into();
+        let mut oaep = keys[1].clone();
+        oaep["alg"] = "RSA-OAEP".into();
+        oaep["kid"] = "oaep-1".into();
+        keys.push(encryption);
+        keys.push(oaep);
+        let parsed = parse_jwks(set.to_string().as_bytes(), "test").unwrap();
+        let kids: Vec<_> = parsed.iter().filter_map(|key| key.kid.clone()).collect();
+        assert_eq!(kids, ["ec-1", "rsa-2"]);
     }
 }

@@ -22,11 +22,18 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest JWKS accepted.
 const MAX_BYTES: usize = 1024 * 1024;
 
-/// Checks a JWKS URL: `https://…`, or `http://` to a loopback host only.
+/// Checks a JWKS URL: `https://…`, or `http://` to a loopback host only,
+/// without credentials in it (they would travel in headers and logs).
 pub fn check_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url
         .parse()
-        .map_err(|_| format!("VEXIL_JWKS_URL {url:?} is not a URL"))?;
+        .map_err(|_| "VEXIL_JWKS_URL is not a URL".to_string())?;
+    if uri
+        .authority()
+        .is_some_and(|authority| authority.as_str().contains('@'))
+    {
+        return Err("VEXIL_JWKS_URL must not carry credentials (user:password@)".into());
+    }
     let host = uri.host().unwrap_or_default();
     let loopback = host == "localhost"
         || host
@@ -36,9 +43,7 @@ pub fn check_url(url: &str) -> Result<Uri, String> {
     match uri.scheme_str() {
         Some("https") => Ok(uri),
         Some("http") if loopback => Ok(uri),
-        _ => Err(format!(
-            "VEXIL_JWKS_URL must be https:// (http:// only to a loopback host): {url:?}"
-        )),
+        _ => Err("VEXIL_JWKS_URL must be https:// (http:// only to a loopback host)".into()),
     }
 }
 
@@ -46,7 +51,7 @@ pub fn check_url(url: &str) -> Result<Uri, String> {
 pub async fn fetch(uri: &Uri) -> Result<Bytes, String> {
     tokio::time::timeout(FETCH_TIMEOUT, get(uri))
         .await
-        .map_err(|_| format!("fetching {uri} timed out"))?
+        .map_err(|_| "fetching the JWKS timed out".to_string())?
 }
 
 async fn get(uri: &Uri) -> Result<Bytes, String> {
@@ -132,5 +137,6 @@ mod tests {
         assert!(check_url("http://idp.example.com/jwks").is_err());
         assert!(check_url("ftp://idp.example.com/jwks").is_err());
         assert!(check_url("not a url").is_err());
+        assert!(check_url("https://user:secret@idp.example.com/jwks").is_err());
     }
 }

@@ -32,7 +32,7 @@ pub fn mint(
     let mut claims = serde_json::Map::new();
     claims.insert("sub".into(), token.subject.clone().into());
     claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), (now + token.ttl.as_secs()).into());
+    claims.insert("exp".into(), now.saturating_add(token.ttl.as_secs()).into());
     claims.insert(
         roles_claim.into(),
         token

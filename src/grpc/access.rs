@@ -10,6 +10,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -33,6 +34,7 @@ pub struct Limits {
     pub evaluation_burst: u32,
     pub max_in_flight: u32,
     pub max_watch_streams: u32,
+    pub max_watch_streams_per_caller: u32,
 }
 
 /// Whom a rate limit counts against.
@@ -59,6 +61,26 @@ pub struct Gatekeeper {
     evaluation: DefaultKeyedRateLimiter<Caller>,
     in_flight: Arc<Semaphore>,
     watch_streams: Arc<Semaphore>,
+    /// Open Watch streams per caller, so one caller cannot take them all.
+    watchers: Arc<DashMap<Caller, u32, ahash::RandomState>>,
+    max_watch_streams_per_caller: u32,
+}
+
+/// A Watch stream's place: among all streams and among its caller's.
+/// Released when the stream ends.
+pub struct WatchSlot {
+    _slot: OwnedSemaphorePermit,
+    watchers: Arc<DashMap<Caller, u32, ahash::RandomState>>,
+    caller: Caller,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.watchers.remove_if_mut(&self.caller, |_, open| {
+            *open = open.saturating_sub(1);
+            *open == 0
+        });
+    }
 }
 
 impl Gatekeeper {
@@ -79,6 +101,8 @@ impl Gatekeeper {
             evaluation: RateLimiter::keyed(quota(limits.evaluation_rate, limits.evaluation_burst)),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
             watch_streams: Arc::new(Semaphore::new(limits.max_watch_streams as usize)),
+            watchers: Arc::new(DashMap::default()),
+            max_watch_streams_per_caller: limits.max_watch_streams_per_caller,
         }
     }
 
@@ -147,14 +171,45 @@ impl Gatekeeper {
         Ok((principal, self.in_flight()?))
     }
 
-    /// A place among the open Watch streams, held for the stream's life.
-    pub fn watch_slot(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.watch_streams.clone().try_acquire_owned().map_err(|_| {
-            overloaded(
-                "too many open Watch streams on this replica; retry later or on another",
-                Duration::from_secs(1),
-            )
-        })
+    /// A place among the open Watch streams, and among its caller's (the
+    /// token's subject, else the peer IP), held for the stream's life.
+    pub fn watch_slot<T>(
+        &self,
+        request: &Request<T>,
+        principal: Option<&Principal>,
+    ) -> Result<WatchSlot, Status> {
+        let caller = caller(principal, request);
+        {
+            let mut open = self.watchers.entry(caller.clone()).or_insert(0);
+            if *open >= self.max_watch_streams_per_caller {
+                return Err(overloaded(
+                    "this caller has too many open Watch streams",
+                    Duration::from_secs(1),
+                ));
+            }
+            *open += 1;
+        }
+        // From here the count is released by the slot's drop.
+        let release = |watchers: &DashMap<Caller, u32, ahash::RandomState>, caller: &Caller| {
+            watchers.remove_if_mut(caller, |_, open| {
+                *open = open.saturating_sub(1);
+                *open == 0
+            });
+        };
+        match self.watch_streams.clone().try_acquire_owned() {
+            Ok(slot) => Ok(WatchSlot {
+                _slot: slot,
+                watchers: self.watchers.clone(),
+                caller,
+            }),
+            Err(_) => {
+                release(&self.watchers, &caller);
+                Err(overloaded(
+                    "too many open Watch streams on this replica; retry later or on another",
+                    Duration::from_secs(1),
+                ))
+            }
+        }
     }
 
     /// The background task fetching `VEXIL_JWKS_URL`, when configured.

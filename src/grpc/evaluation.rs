@@ -7,12 +7,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::access::Gatekeeper;
+use super::access::{Gatekeeper, WatchSlot};
 use super::codec::Encoded;
 use super::convert::{reason, watch_item_to_wire};
 use super::evaluation_server::evaluation_service_server::EvaluationService;
@@ -44,7 +43,7 @@ struct Guarded<S> {
     inner: S,
     expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
-    _slot: OwnedSemaphorePermit,
+    _slot: WatchSlot,
 }
 
 impl<S: Stream<Item = Result<Encoded, Status>> + Unpin> Stream for Guarded<S> {
@@ -83,7 +82,7 @@ impl EvaluationService for EvaluationGrpc {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (principal, in_flight) = self.gate.evaluation(&request, "Watch")?;
-        let slot = self.gate.watch_slot()?;
+        let slot = self.gate.watch_slot(&request, principal.as_ref())?;
         let pb::WatchRequest {
             flag_names,
             since_revision,

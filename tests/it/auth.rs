@@ -630,6 +630,63 @@ async fn one_callers_flood_does_not_starve_another() {
     db.remove().await;
 }
 
+/// One caller cannot take every Watch slot: past its own limit it is
+/// refused while another caller still opens streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_cannot_hold_every_watch_stream() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        auth_evaluation: vexil::config::EvaluationAuth::Required,
+        max_watch_streams_per_caller: 3,
+        ..auth_config(&db.url)
+    })
+    .await;
+    let greedy = signed(&claims("greedy", &["reader"]));
+    let modest = signed(&claims("modest", &["reader"]));
+    let mut evaluation = app.evaluation.clone();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = evaluation
+            .watch(with_token(&greedy, pb::WatchRequest::default()))
+            .await
+            .expect("within the caller's limit")
+            .into_inner();
+        read_snapshot(&mut stream).await;
+        held.push(stream);
+    }
+    refused(
+        evaluation
+            .watch(with_token(&greedy, pb::WatchRequest::default()))
+            .await,
+        Code::ResourceExhausted,
+        "a fourth stream for the same caller",
+    );
+    let mut other = evaluation
+        .watch(with_token(&modest, pb::WatchRequest::default()))
+        .await
+        .expect("another caller still watches")
+        .into_inner();
+    read_snapshot(&mut other).await;
+    // A closed stream gives its place back.
+    drop(held.pop());
+    eventually(
+        Duration::from_secs(10),
+        "the place is released",
+        async || {
+            evaluation
+                .watch(with_token(&greedy, pb::WatchRequest::default()))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+
+    app.stop().await;
+    db.remove().await;
+}
+
 /// On PostgreSQL the audit trail is append-only for everyone the trigger
 /// applies to, the service's own connections included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,6 +211,7 @@ pub fn config(database_url: impl Into<String>) -> vexil::Config {
         management_burst: 1_000_000,
         evaluation_rate: 1_000_000_000,
         evaluation_burst: 1_000_000_000,
+        max_watch_streams_per_caller: 1_000_000,
         ..vexil::Config::with_database(database_url)
     }
 }
