@@ -59,6 +59,10 @@ pub struct Gatekeeper {
     evaluation_auth: EvaluationAuth,
     management: DefaultKeyedRateLimiter<Caller>,
     evaluation: DefaultKeyedRateLimiter<Caller>,
+    /// Calls that carry a token, per peer address, counted before the token
+    /// is verified: a flood of bad tokens costs bounded verification work.
+    /// Ten times a caller's management budget, so NAT'ed callers fit.
+    attempts: DefaultKeyedRateLimiter<Caller>,
     in_flight: Arc<Semaphore>,
     watch_streams: Arc<Semaphore>,
     /// Open Watch streams per caller, so one caller cannot take them all.
@@ -98,6 +102,10 @@ impl Gatekeeper {
             auth,
             evaluation_auth,
             management: RateLimiter::keyed(quota(limits.management_rate, limits.management_burst)),
+            attempts: RateLimiter::keyed(quota(
+                limits.management_rate.saturating_mul(10),
+                limits.management_burst.saturating_mul(10),
+            )),
             evaluation: RateLimiter::keyed(quota(limits.evaluation_rate, limits.evaluation_burst)),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
             watch_streams: Arc::new(Semaphore::new(limits.max_watch_streams as usize)),
@@ -119,7 +127,14 @@ impl Gatekeeper {
     ) -> Result<Admitted, Status> {
         let principal = match &self.auth {
             None => None,
-            Some(auth) => Some(self.authenticate(auth, request, method)?),
+            Some(auth) => {
+                limit(
+                    &self.attempts,
+                    &caller(None, request),
+                    "authentication attempt",
+                )?;
+                Some(self.authenticate(auth, request, method)?)
+            }
         };
         if let Some(principal) = &principal
             && !principal.has(role)
@@ -154,6 +169,8 @@ impl Gatekeeper {
         let principal = match (&self.auth, self.evaluation_auth) {
             (None, _) | (Some(_), EvaluationAuth::Open) => None,
             (Some(auth), mode) => {
+                // Before verifying: the peer's evaluation budget.
+                limit(&self.evaluation, &caller(None, request), "evaluation")?;
                 let principal = self.authenticate(auth, request, method)?;
                 if mode == EvaluationAuth::Evaluator && !principal.has(Role::Evaluator) {
                     return Err(Status::permission_denied(format!(
@@ -226,7 +243,7 @@ impl Gatekeeper {
 
     /// Forgets callers not seen lately, so the limiters' key maps stay bounded.
     pub fn forget_idle_callers(&self) {
-        for limiter in [&self.management, &self.evaluation] {
+        for limiter in [&self.management, &self.evaluation, &self.attempts] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -264,8 +281,22 @@ impl Gatekeeper {
 fn caller<T>(principal: Option<&Principal>, request: &Request<T>) -> Caller {
     match (principal, request.remote_addr()) {
         (Some(principal), _) => Caller::Subject(principal.subject.clone()),
-        (None, Some(peer)) => Caller::Peer(peer.ip()),
+        (None, Some(peer)) => Caller::Peer(network(peer.ip())),
         (None, None) => Caller::Unknown,
+    }
+}
+
+/// The address a limit counts against: an IPv4 address, or an IPv6 /64
+/// (one host usually holds a whole /64, so single addresses are free).
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
     }
 }
 
@@ -310,5 +341,23 @@ fn header_actor<T>(request: &Request<T>) -> Result<String, Status> {
                 _ => Err(Status::invalid_argument("x-actor: must be printable ASCII")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network;
+
+    #[test]
+    fn ipv6_callers_count_per_64() {
+        let a = network("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = network("2001:db8:1:2:bbbb::9".parse().unwrap());
+        let c = network("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            network("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7".parse::<std::net::IpAddr>().unwrap()
+        );
     }
 }

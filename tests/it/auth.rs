@@ -626,6 +626,22 @@ async fn one_callers_flood_does_not_starve_another() {
     }
     assert!(limited, "evaluations are rate limited too");
 
+    // Bad tokens from one address are counted before they are verified
+    // (last: the address's attempts budget is spent afterwards).
+    let mut throttled = false;
+    for _ in 0..100 {
+        let refused = flags
+            .update_flag(with_token("not.a.jwt", update("contested", 1.0)))
+            .await
+            .expect_err("a bad token");
+        if refused.code() == Code::ResourceExhausted {
+            throttled = true;
+            break;
+        }
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    assert!(throttled, "a flood of bad tokens is throttled");
+
     app.stop().await;
     db.remove().await;
 }
