@@ -387,6 +387,20 @@ impl Config {
         }
     }
 
+    /// The same configuration without per-caller limits: for one trusted
+    /// caller that floods on purpose (benchmarks, tests whose clients all
+    /// share 127.0.0.1).
+    pub fn without_caller_limits(self) -> Self {
+        Self {
+            management_rate: 1_000_000,
+            management_burst: 1_000_000,
+            evaluation_rate: 1_000_000_000,
+            evaluation_burst: 1_000_000_000,
+            max_watch_streams_per_caller: 1_000_000,
+            ..self
+        }
+    }
+
     /// The HS256 secret, from VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE.
     pub fn jwt_secret(&self) -> Result<Option<Vec<u8>>, String> {
         match (&self.jwt_secret, &self.jwt_secret_file) {

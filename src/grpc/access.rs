@@ -74,11 +74,16 @@ pub struct Gatekeeper {
 /// Released when the stream ends.
 pub struct WatchSlot {
     _slot: OwnedSemaphorePermit,
+    _counted: CallerStream,
+}
+
+/// One stream counted against its caller; uncounted when dropped.
+struct CallerStream {
     watchers: Arc<DashMap<Caller, u32, ahash::RandomState>>,
     caller: Caller,
 }
 
-impl Drop for WatchSlot {
+impl Drop for CallerStream {
     fn drop(&mut self) {
         self.watchers.remove_if_mut(&self.caller, |_, open| {
             *open = open.saturating_sub(1);
@@ -112,10 +117,6 @@ impl Gatekeeper {
             watchers: Arc::new(DashMap::default()),
             max_watch_streams_per_caller: limits.max_watch_streams_per_caller,
         }
-    }
-
-    pub fn auth_enabled(&self) -> bool {
-        self.auth.is_some()
     }
 
     /// Admits a management call needing `role`.
@@ -206,27 +207,25 @@ impl Gatekeeper {
             }
             *open += 1;
         }
-        // From here the count is released by the slot's drop.
-        let release = |watchers: &DashMap<Caller, u32, ahash::RandomState>, caller: &Caller| {
-            watchers.remove_if_mut(caller, |_, open| {
-                *open = open.saturating_sub(1);
-                *open == 0
-            });
+        let counted = CallerStream {
+            watchers: self.watchers.clone(),
+            caller,
         };
-        match self.watch_streams.clone().try_acquire_owned() {
-            Ok(slot) => Ok(WatchSlot {
-                _slot: slot,
-                watchers: self.watchers.clone(),
-                caller,
-            }),
-            Err(_) => {
-                release(&self.watchers, &caller);
-                Err(overloaded(
+        // Refused here, `counted` is dropped and uncounts the stream.
+        let slot = self
+            .watch_streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                overloaded(
                     "too many open Watch streams on this replica; retry later or on another",
                     Duration::from_secs(1),
-                ))
-            }
-        }
+                )
+            })?;
+        Ok(WatchSlot {
+            _slot: slot,
+            _counted: counted,
+        })
     }
 
     /// The background task fetching `VEXIL_JWKS_URL`, when configured.

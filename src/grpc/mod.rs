@@ -7,7 +7,7 @@ mod convert;
 mod evaluation;
 mod flags;
 
-pub use access::{Gatekeeper, Limits, WatchSlot};
+pub use access::{Gatekeeper, Limits};
 pub use evaluation::EvaluationGrpc;
 pub use flags::FlagServiceGrpc;
 

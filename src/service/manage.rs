@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::CacheSync;
+use super::{CacheSync, to_completion};
 use crate::auth::Principal;
 use crate::bus::{BusMessage, ChangeBus, ChangeKind};
 use crate::domain::{
@@ -105,7 +105,7 @@ impl FlagManager {
         validate_change(&change, false)?;
         check_scope(caller, &spec)?;
         let this = self.clone();
-        to_completion(async move {
+        to_completion(TRANSACTION_TIMEOUT, async move {
             let flag = this.store.create_flag(name, spec, &change).await?;
             tracing::info!(flag = %flag.name, revision = flag.revision, actor = %change.actor, "flag created");
             let flag = Arc::new(flag);
@@ -173,7 +173,7 @@ impl FlagManager {
         }
         validate_change(&change, true)?;
         let this = self.clone();
-        to_completion(async move {
+        to_completion(TRANSACTION_TIMEOUT, async move {
             let flag = this
                 .store
                 .update_flag(&name, expected_revision, &change, |current| {
@@ -205,7 +205,7 @@ impl FlagManager {
         validate_change(&change, true)?;
         let caller = caller.cloned();
         let this = self.clone();
-        to_completion(async move {
+        to_completion(TRANSACTION_TIMEOUT, async move {
             let revision = this
                 .store
                 .delete_flag(flag_name.as_str(), expected_revision, &change, |current| {
@@ -226,7 +226,7 @@ impl FlagManager {
         // writes, it must not be dropped halfway by a cancelled call.
         let store = self.store.clone();
         let flag_name = flag_name.to_string();
-        to_completion(async move {
+        to_completion(TRANSACTION_TIMEOUT, async move {
             store
                 .audit_trail(&flag_name, u64::from(page.skip), u64::from(page.limit()))
                 .await
@@ -244,7 +244,10 @@ impl FlagManager {
         }
         validate_text("group.description", &description)?;
         let store = self.store.clone();
-        to_completion(async move { store.create_group(name, description).await }).await
+        to_completion(TRANSACTION_TIMEOUT, async move {
+            store.create_group(name, description).await
+        })
+        .await
     }
 
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
@@ -255,29 +258,10 @@ impl FlagManager {
         validate_name("name", name)?;
         let store = self.store.clone();
         let name = name.to_string();
-        to_completion(async move { store.delete_group(&name).await }).await
-    }
-}
-
-/// Runs a store transaction to completion even if the caller goes away: a
-/// cancelled RPC drops its future, a change that committed must still be
-/// applied and announced, and a sea-orm transaction dropped in the middle of
-/// a query is not safe (it stalled the runtime in a test). The caller waits
-/// at most [`TRANSACTION_TIMEOUT`]: on a half-open connection the
-/// transaction itself may hang until TCP gives up.
-async fn to_completion<T: Send + 'static>(
-    write: impl Future<Output = Result<T>> + Send + 'static,
-) -> Result<T> {
-    match tokio::time::timeout(TRANSACTION_TIMEOUT, tokio::spawn(write)).await {
-        Ok(joined) => joined.map_err(|err| Error::Internal(format!("write task failed: {err}")))?,
-        Err(_) => {
-            tracing::warn!(timeout = ?TRANSACTION_TIMEOUT, "a store transaction did not finish in time");
-            // A write may still commit (and then propagate): like any
-            // deadline, the outcome is unknown to the caller.
-            Err(Error::Unavailable(
-                "the flag store did not answer in time".into(),
-            ))
-        }
+        to_completion(TRANSACTION_TIMEOUT, async move {
+            store.delete_group(&name).await
+        })
+        .await
     }
 }
 

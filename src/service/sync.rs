@@ -22,10 +22,11 @@ use std::time::Duration;
 use tokio::sync::{Mutex, broadcast, watch};
 
 use super::feed::{ChangeFeed, FeedEntry};
+use super::to_completion;
 use crate::bus::{BusEvent, BusMessage, ChangeBus};
 use crate::cache::FlagCache;
 use crate::domain::{Flag, FlagChange, limits};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::FlagStore;
 
 /// Changes read from the store per query while catching up.
@@ -222,21 +223,10 @@ fn warn_of_oversized(flags: &[Flag]) {
     }
 }
 
-/// Every flag and their revision, bounded in time: a transaction runs to
-/// completion in a task of its own (abandoning one mid-query is not safe).
+/// Every flag and their revision, bounded in time.
 async fn load_all(store: &Arc<FlagStore>) -> Result<(Vec<Flag>, u64)> {
     let store = store.clone();
-    match tokio::time::timeout(
-        LOAD_TIMEOUT,
-        tokio::spawn(async move { store.load_all().await }),
-    )
-    .await
-    {
-        Ok(joined) => joined.map_err(|err| Error::Internal(format!("load task failed: {err}")))?,
-        Err(_) => Err(Error::Unavailable(
-            "loading the flags did not finish in time".into(),
-        )),
-    }
+    to_completion(LOAD_TIMEOUT, async move { store.load_all().await }).await
 }
 
 /// Keeps the cache current until `stop`: catches up when the bus announces a

@@ -3,24 +3,15 @@
 
 use std::time::Duration;
 
-use prost_types::Timestamp;
 use vexil::grpc::pb::{self, Reason};
 
-use crate::common::{Backend, TestApp, TestDatabase, as_actor, mask};
+use crate::common::{Backend, TestApp, TestDatabase, as_actor, hours_from_now, mask};
 
 crate::backend_tests!(
     every_reason_in_rule_order,
     bulk_evaluate_keeps_request_order,
     cache_refreshes_from_the_store,
 );
-
-fn hours_from_now(hours: i64) -> Option<Timestamp> {
-    let now = chrono::Utc::now() + chrono::TimeDelta::hours(hours);
-    Some(Timestamp {
-        seconds: now.timestamp(),
-        nanos: 0,
-    })
-}
 
 fn users(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|id| id.to_string()).collect()

@@ -2,21 +2,13 @@
 //! users and environments, names the deciding rule last, and reports the
 //! bucket of the documented function (checked on the published vectors).
 
-use prost_types::Timestamp;
 use vexil::grpc::pb::{self, EvaluationRule, Reason};
 
-use crate::common::{Backend, Random, TestApp, TestDatabase};
+use crate::common::{Backend, Random, TestApp, TestDatabase, hours_from_now};
 
 crate::backend_tests!(explanations_agree_with_evaluations);
 
 const ENVIRONMENTS: [&str; 3] = ["prod", "staging", "dev"];
-
-fn hours_from_now(hours: i64) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: chrono::Utc::now().timestamp() + hours * 3600,
-        nanos: 0,
-    })
-}
 
 fn deciding_rule(reason: Reason) -> EvaluationRule {
     match reason {

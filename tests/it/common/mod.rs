@@ -206,14 +206,15 @@ fn replace_database(url: &str, name: &str) -> String {
 /// test client shares one address (127.0.0.1), and many tests write in
 /// quick succession on purpose. Tests of the limits set their own.
 pub fn config(database_url: impl Into<String>) -> vexil::Config {
-    vexil::Config {
-        management_rate: 1_000_000,
-        management_burst: 1_000_000,
-        evaluation_rate: 1_000_000_000,
-        evaluation_burst: 1_000_000_000,
-        max_watch_streams_per_caller: 1_000_000,
-        ..vexil::Config::with_database(database_url)
-    }
+    vexil::Config::with_database(database_url).without_caller_limits()
+}
+
+/// `hours` from now, as a protobuf timestamp.
+pub fn hours_from_now(hours: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + hours * 3600,
+        nanos: 0,
+    })
 }
 
 /// A running server with clients connected to it.
