@@ -76,3 +76,31 @@ async fn flags_and_audit_survive_a_restart(backend: Backend) {
     restarted.stop().await;
     db.remove().await;
 }
+
+/// `VEXIL_NO_MIGRATE`: the server leaves the schema alone (for a database
+/// role without DDL rights); it needs the schema migrated beforehand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_migrate_leaves_the_schema_to_vexil_migrate() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let config = vexil::Config {
+        no_migrate: true,
+        ..crate::common::config(&db.url)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let unmigrated = vexil::run(config.clone(), listener, async {}).await;
+    assert!(unmigrated.is_err(), "no tables, and none created");
+
+    vexil::migrate(&config).await.expect("vexil migrate");
+    let app = TestApp::start_with(config).await;
+    app.create_flag(pb::Flag {
+        name: "migrated".into(),
+        ..pb::Flag::default()
+    })
+    .await;
+    app.stop().await;
+    db.remove().await;
+}
