@@ -26,8 +26,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(file_descriptors)?;
 
     evaluation_server();
+    flagd()?;
 
     println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}
+
+/// flagd's evaluation services (OpenFeature's flagd providers, RPC mode),
+/// with their own descriptor set for reflection on the flagd port.
+fn flagd() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "flagd/evaluation/v1/evaluation.proto",
+        "flagd/evaluation/v2/evaluation.proto",
+    ];
+    let file_descriptors = protox::compile(protos, ["proto"])?;
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("flagd_descriptor.bin"),
+        file_descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .codec_path("crate::grpc::codec::ProstCodec")
+        .compile_fds(file_descriptors)?;
     Ok(())
 }
 

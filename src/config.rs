@@ -114,6 +114,28 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
+    /// Address serving flagd's evaluation API (gRPC, `flagd.evaluation.v1`
+    /// and `.v2`) for OpenFeature's flagd providers; flagd's port is 8013.
+    /// Off unless set.
+    #[arg(long, global = true, env = "VEXIL_FLAGD_LISTEN")]
+    pub flagd_listen: Option<SocketAddr>,
+
+    /// Address serving OFREP (OpenFeature Remote Evaluation Protocol, JSON
+    /// over HTTP) for OpenFeature's OFREP providers, browsers included;
+    /// flagd serves it on 8016. Off unless set.
+    #[arg(long, global = true, env = "VEXIL_OFREP_LISTEN")]
+    pub ofrep_listen: Option<SocketAddr>,
+
+    /// Origins browsers may call OFREP from (CORS), comma-separated, e.g.
+    /// `https://app.example.com`; `*` allows any. None unless set.
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_OFREP_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub ofrep_cors_origins: Vec<String>,
+
     /// Database URL: `sqlite://FILE?mode=rwc` (embedded, created if missing)
     /// or `postgres://USER@HOST:PORT/DB`.
     #[arg(
@@ -342,6 +364,9 @@ impl Config {
     pub fn with_database(database_url: impl Into<String>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            flagd_listen: None,
+            ofrep_listen: None,
+            ofrep_cors_origins: Vec::new(),
             database_url: database_url.into(),
             database_max_connections: 10,
             sqlite_synchronous: SqliteSynchronous::Full,

@@ -1,6 +1,6 @@
 //! Vexil: a feature-flag evaluation service over gRPC.
 //!
-//! Layers, each importing only downward: `grpc` (wire) → `service` (use
+//! Layers, each importing only downward: `grpc` and `ofrep` (wire) → `service` (use
 //! cases) → `engine` (pure evaluation), `cache` (hot flags), `store`
 //! (sea-orm) and `bus` (change announcements). `domain` holds the types
 //! they share.
@@ -13,6 +13,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod ofrep;
 pub mod service;
 pub mod store;
 
@@ -32,8 +33,13 @@ use crate::cache::FlagCache;
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::grpc::evaluation_server::evaluation_service_server::EvaluationServiceServer;
+use crate::grpc::flagd::v1::service_server::ServiceServer as FlagdV1Server;
+use crate::grpc::flagd::v2::service_server::ServiceServer as FlagdV2Server;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
-use crate::grpc::{EvaluationGrpc, FlagServiceGrpc, Gatekeeper, Limits, pb};
+use crate::grpc::{
+    EvaluationGrpc, FlagServiceGrpc, Flagd, FlagdV1, FlagdV2, Gatekeeper, Limits, pb,
+};
+use crate::service::openfeature::Resolver;
 use crate::service::{CacheSync, Evaluator, FeedLimits, FlagManager, Watcher};
 use crate::store::FlagStore;
 
@@ -103,15 +109,61 @@ pub fn dev_token(config: &Config, args: &config::TokenArgs) -> Result<String> {
     .map_err(Error::Internal)
 }
 
-/// Runs the service on `listener` until `shutdown` completes: migrates the
-/// database, loads every flag into the hot cache, keeps it in step with the
-/// store and the other replicas, and serves gRPC with health and reflection.
-/// On shutdown, Watch streams end with UNAVAILABLE so clients move on.
+/// The sockets Vexil serves: gRPC always; flagd's gRPC API and OFREP (HTTP)
+/// for OpenFeature providers when configured.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub flagd: Option<TcpListener>,
+    pub ofrep: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &Config) -> Result<Self> {
+        let bind = |address: std::net::SocketAddr| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|err| Error::Unavailable(format!("binding {address}: {err}")))
+        };
+        Ok(Self {
+            grpc: bind(config.listen).await?,
+            flagd: match config.flagd_listen {
+                Some(address) => Some(bind(address).await?),
+                None => None,
+            },
+            ofrep: match config.ofrep_listen {
+                Some(address) => Some(bind(address).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(grpc: TcpListener) -> Self {
+        Self {
+            grpc,
+            flagd: None,
+            ofrep: None,
+        }
+    }
+}
+
+/// Runs the service until `shutdown` completes: migrates the database,
+/// loads every flag into the hot cache, keeps it in step with the store and
+/// the other replicas, and serves gRPC with health and reflection (and
+/// flagd's API and OFREP when given listeners). On shutdown, Watch streams
+/// end with UNAVAILABLE so clients move on.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let Listeners {
+        grpc: listener,
+        flagd: flagd_listener,
+        ofrep: ofrep_listener,
+    } = listeners.into();
     let gate = Arc::new(gatekeeper(&config, &listener)?);
     let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
     if !config.no_migrate {
@@ -167,8 +219,80 @@ pub async fn run(
         sync.clone(),
         config.watch_heartbeat(),
         config.watch_buffer as usize,
-        stopping,
+        stopping.clone(),
     );
+    let tls = tls_config(&config)?;
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut side_servers = Vec::new();
+    if let Some(listener) = flagd_listener {
+        let flagd = Flagd::new(Resolver::new(cache.clone()), watcher.clone(), gate.clone());
+        health.set_serving::<FlagdV1Server<FlagdV1>>().await;
+        health.set_serving::<FlagdV2Server<FlagdV2>>().await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(grpc::flagd::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+        tracing::info!(address = ?listener.local_addr().ok(), "serving flagd's evaluation API");
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls.clone() {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|err| Error::invalid("VEXIL_TLS_CERT_FILE", err.to_string()))?;
+        }
+        let server = builder
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+            .add_service(health_service.clone())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(
+                FlagdV1Server::new(FlagdV1(flagd.clone()))
+                    .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES),
+            )
+            .add_service(
+                FlagdV2Server::new(FlagdV2(flagd))
+                    .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES),
+            )
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stopped(),
+            );
+        side_servers.push(tokio::spawn(async move {
+            server
+                .await
+                .map_err(|err| Error::Internal(format!("serving flagd: {err}")))
+        }));
+    }
+    if let Some(listener) = ofrep_listener {
+        if tls.is_some() {
+            tracing::warn!("OFREP is served over plain HTTP: put a TLS-terminating proxy in front");
+        }
+        let router = ofrep::Ofrep::new(Resolver::new(cache.clone()), watcher.clone(), gate.clone())
+            .router(&config.ofrep_cors_origins);
+        tracing::info!(address = ?listener.local_addr().ok(), "serving OFREP");
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped());
+        side_servers.push(tokio::spawn(async move {
+            server
+                .await
+                .map_err(|err| Error::Internal(format!("serving OFREP: {err}")))
+        }));
+    }
     let evaluation = EvaluationServiceServer::new(EvaluationGrpc::new(
         Evaluator::new(cache.clone()),
         watcher,
@@ -221,7 +345,7 @@ pub async fn run(
     // `tcp_nodelay` applies only to listeners it binds itself.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls_config(&config)? {
+    if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
             .map_err(|err| Error::invalid("VEXIL_TLS_CERT_FILE", err.to_string()))?;
@@ -243,6 +367,15 @@ pub async fn run(
             Ok(())
         }
     };
+
+    for side in side_servers {
+        let abort = side.abort_handle();
+        match tokio::time::timeout(SHUTDOWN_GRACE, side).await {
+            Ok(Ok(Err(err))) => tracing::warn!(error = %err, "a side server failed"),
+            Ok(_) => {}
+            Err(_) => abort.abort(),
+        }
+    }
 
     let catch_up = syncing.abort_handle();
     if tokio::time::timeout(SHUTDOWN_DRAIN, syncing).await.is_err() {

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use vexil::config::{Cli, Command};
 
@@ -33,10 +32,8 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: vexil::Config) -> vexil::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|err| vexil::Error::Unavailable(format!("binding {}: {err}", config.listen)))?;
-    vexil::run(config, listener, shutdown_signal()).await
+    let listeners = vexil::Listeners::bind(&config).await?;
+    vexil::run(config, listeners, shutdown_signal()).await
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -13,7 +13,24 @@ pub struct FlagChange {
     pub flag: Option<Arc<Flag>>,
 }
 
+/// What a change did to its flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
 impl FlagChange {
+    pub fn kind(&self) -> ChangeKind {
+        match &self.flag {
+            None => ChangeKind::Deleted,
+            // A create stamps both times with one instant; updates move `updated_at`.
+            Some(flag) if flag.created_at == flag.updated_at => ChangeKind::Created,
+            Some(_) => ChangeKind::Updated,
+        }
+    }
+
     pub fn upserted(flag: Arc<Flag>) -> Self {
         Self {
             revision: flag.revision,

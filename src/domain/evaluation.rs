@@ -22,6 +22,24 @@ pub enum Reason {
     OutsideRollout,
 }
 
+impl Reason {
+    /// The reason as the API spells it, without the `REASON_` prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FlagNotFound => "FLAG_NOT_FOUND",
+            Self::Disabled => "DISABLED",
+            Self::NotStarted => "NOT_STARTED",
+            Self::Expired => "EXPIRED",
+            Self::EnvironmentNotAllowed => "ENVIRONMENT_NOT_ALLOWED",
+            Self::Blacklisted => "BLACKLISTED",
+            Self::Whitelisted => "WHITELISTED",
+            Self::EnvironmentOverride => "ENVIRONMENT_OVERRIDE",
+            Self::PercentageRollout => "PERCENTAGE_ROLLOUT",
+            Self::OutsideRollout => "OUTSIDE_ROLLOUT",
+        }
+    }
+}
+
 /// The answer for one flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Evaluation {

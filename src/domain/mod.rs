@@ -9,7 +9,7 @@ mod group;
 mod validation;
 
 pub use audit::{AuditAction, AuditEntry, Change};
-pub use change::FlagChange;
+pub use change::{ChangeKind, FlagChange};
 pub use evaluation::{EvalContext, Evaluation, Reason};
 pub use flag::{Flag, FlagField, FlagName, FlagSpec, Metadata, UserSet};
 pub use group::Group;

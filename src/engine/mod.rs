@@ -60,6 +60,32 @@ pub fn explain(flag: Option<&Flag>, ctx: &EvalContext<'_>, now: DateTime<Utc>) -
     }
 }
 
+/// Whether `flag` gives every user in every environment the same answer
+/// from `now` until the flag itself changes: killed, expired, or no lists,
+/// no environment rules, no time boundary still ahead and a rollout of
+/// nobody or everybody. Such an answer may be cached per flag (what
+/// OpenFeature calls STATIC); when unsure, this says no.
+pub fn is_static(flag: &Flag, now: DateTime<Utc>) -> bool {
+    let spec = &flag.spec;
+    if !spec.enabled {
+        return true;
+    }
+    if spec.starts_at.is_some_and(|starts_at| now < starts_at) {
+        return false;
+    }
+    match spec.expires_at {
+        Some(expires_at) if now >= expires_at => return true,
+        Some(_) => return false,
+        None => {}
+    }
+    let threshold = bucket::threshold(spec.percentage);
+    spec.environments.is_empty()
+        && spec.environment_overrides.is_empty()
+        && spec.whitelist.is_empty()
+        && spec.blacklist.is_empty()
+        && (threshold == 0 || threshold >= bucket::BUCKETS)
+}
+
 /// Watches the engine decide. The plain path's observer does nothing and
 /// compiles away.
 trait Observer {
@@ -443,5 +469,149 @@ mod tests {
                 decided: true
             }]
         );
+    }
+
+    /// A static flag answers alike for every user, environment and later
+    /// moment; each rule that can tell users, environments or moments apart
+    /// makes a flag not static.
+    #[test]
+    fn static_flags_answer_alike_for_everyone_and_later() {
+        let hour = TimeDelta::hours(1);
+        let cases: Vec<(&str, FlagSpec, bool)> = vec![
+            (
+                "killed",
+                FlagSpec {
+                    whitelist: users(&["u1"]),
+                    ..FlagSpec::default()
+                },
+                true,
+            ),
+            (
+                "everyone",
+                on(FlagSpec {
+                    percentage: 100.0,
+                    ..FlagSpec::default()
+                }),
+                true,
+            ),
+            ("nobody", on(FlagSpec::default()), true),
+            (
+                "rounds to everyone",
+                on(FlagSpec {
+                    percentage: 99.995,
+                    ..FlagSpec::default()
+                }),
+                true,
+            ),
+            (
+                "expired",
+                on(FlagSpec {
+                    percentage: 50.0,
+                    expires_at: Some(now() - hour),
+                    ..FlagSpec::default()
+                }),
+                true,
+            ),
+            (
+                "started",
+                on(FlagSpec {
+                    percentage: 100.0,
+                    starts_at: Some(now() - hour),
+                    ..FlagSpec::default()
+                }),
+                true,
+            ),
+            (
+                "partial rollout",
+                on(FlagSpec {
+                    percentage: 50.0,
+                    ..FlagSpec::default()
+                }),
+                false,
+            ),
+            (
+                "one percent",
+                on(FlagSpec {
+                    percentage: 1.0,
+                    ..FlagSpec::default()
+                }),
+                false,
+            ),
+            (
+                "whitelist",
+                on(FlagSpec {
+                    whitelist: users(&["u1"]),
+                    ..FlagSpec::default()
+                }),
+                false,
+            ),
+            (
+                "blacklist",
+                on(FlagSpec {
+                    percentage: 100.0,
+                    blacklist: users(&["u1"]),
+                    ..FlagSpec::default()
+                }),
+                false,
+            ),
+            (
+                "environments",
+                on(FlagSpec {
+                    percentage: 100.0,
+                    environments: vec![ENV.into()],
+                    ..FlagSpec::default()
+                }),
+                false,
+            ),
+            (
+                "override",
+                on(FlagSpec {
+                    environment_overrides: [("staging".to_string(), true)].into(),
+                    ..FlagSpec::default()
+                }),
+                false,
+            ),
+            (
+                "not started",
+                on(FlagSpec {
+                    percentage: 100.0,
+                    starts_at: Some(now() + hour),
+                    ..FlagSpec::default()
+                }),
+                false,
+            ),
+            (
+                "expires later",
+                on(FlagSpec {
+                    percentage: 100.0,
+                    expires_at: Some(now() + hour),
+                    ..FlagSpec::default()
+                }),
+                false,
+            ),
+        ];
+        for (case, spec, expected) in cases {
+            let flag = flag(spec);
+            assert_eq!(is_static(&flag, now()), expected, "{case}");
+            let answers: ahash::AHashSet<(bool, Reason)> = [now(), now() + hour * 2]
+                .into_iter()
+                .flat_map(|at| {
+                    [ENV, "staging", ""]
+                        .into_iter()
+                        .flat_map(move |environment| {
+                            (0..200).map(move |i| (at, environment, format!("u{i}")))
+                        })
+                })
+                .map(|(at, environment, user)| {
+                    let ctx = EvalContext {
+                        user_id: &user,
+                        environment,
+                    };
+                    let answer = evaluate(Some(&flag), &ctx, at);
+                    (answer.enabled, answer.reason)
+                })
+                .collect();
+            assert_eq!(answers.len() == 1, expected, "{case}: {answers:?}");
+        }
     }
 }

@@ -66,7 +66,7 @@ impl<S: Stream<Item = Result<Encoded, Status>> + Unpin> Stream for Guarded<S> {
 }
 
 /// Time left until `exp` (seconds since the epoch).
-fn until(exp: u64) -> Duration {
+pub fn until(exp: u64) -> Duration {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -5,6 +5,7 @@
 mod evaluate;
 mod feed;
 mod manage;
+pub mod openfeature;
 mod sync;
 mod watch;
 

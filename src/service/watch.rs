@@ -153,8 +153,20 @@ impl Watcher {
         Ok(rx)
     }
 
+    /// Opens a stream of every change after those this replica has applied
+    /// so far: no snapshot first (though one may come later, see above).
+    pub async fn watch_from_now(&self) -> Result<mpsc::Receiver<WatchItem>> {
+        let head = self.sync.feed().head();
+        self.watch(Vec::new(), Some(head)).await
+    }
+
+    /// The last revision this replica applied.
+    pub fn head(&self) -> u64 {
+        self.sync.feed().head()
+    }
+
     /// Whether this replica has applied `revision` (waiting a moment for it).
-    async fn reaches(&self, revision: u64) -> bool {
+    pub async fn reaches(&self, revision: u64) -> bool {
         let mut head = self.sync.feed().subscribe();
         tokio::time::timeout(AHEAD_WAIT, head.wait_for(|head| *head >= revision))
             .await

@@ -1,0 +1,443 @@
+//! flagd's evaluation services, `flagd.evaluation.v1` and `.v2`, so that
+//! OpenFeature's flagd providers (RPC mode) evaluate Vexil flags unmodified.
+//!
+//! Every answer is Vexil's, from `service::openfeature`. Flags are boolean:
+//! ResolveBoolean answers; the other typed resolves of an existing flag are
+//! INVALID_ARGUMENT (flagd's TYPE_MISMATCH); an unknown flag is NOT_FOUND.
+//! The environment is the context's `environment` attribute, else the
+//! `flagd-selector` header, else none. EventStream announces
+//! `provider_ready`, then a `configuration_change` per change from the same
+//! ordered feed as Watch, and `keep_alive` every 20 s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use prost_types::value::Kind;
+use prost_types::{Struct, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::access::{Gatekeeper, WatchSlot};
+use crate::domain::{ChangeKind, FlagChange};
+use crate::service::openfeature::{
+    Context, ENVIRONMENT_ATTRIBUTE, OpenFeatureReason, Resolution, ResolveError, Resolver,
+    TARGETING_KEY,
+};
+use crate::service::{WatchEnd, WatchEvent, Watcher};
+
+/// Generated types and servers of `flagd.evaluation.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("flagd.evaluation.v1");
+}
+
+/// Generated types and servers of `flagd.evaluation.v2`.
+pub mod v2 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("flagd.evaluation.v2");
+}
+
+/// Encoded descriptors of the flagd protos, served by reflection on the
+/// flagd port.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/flagd_descriptor.bin"));
+
+/// The header flagd providers send their configured selector in.
+const SELECTOR_HEADER: &str = "flagd-selector";
+/// flagd's keep-alive period on EventStream.
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// Events waiting for a slow EventStream reader.
+const EVENT_BUFFER: usize = 64;
+
+/// Both versions' services: one resolver, one gatekeeper.
+#[derive(Clone)]
+pub struct Flagd {
+    resolver: Resolver,
+    watcher: Watcher,
+    gate: Arc<Gatekeeper>,
+}
+
+/// The server of `flagd.evaluation.v1`.
+#[derive(Clone)]
+pub struct FlagdV1(pub Flagd);
+
+/// The server of `flagd.evaluation.v2`.
+#[derive(Clone)]
+pub struct FlagdV2(pub Flagd);
+
+impl Flagd {
+    pub fn new(resolver: Resolver, watcher: Watcher, gate: Arc<Gatekeeper>) -> Self {
+        Self {
+            resolver,
+            watcher,
+            gate,
+        }
+    }
+
+    /// Admits the call (the evaluation policy and rate limit) and returns
+    /// the selector header, which names the default environment.
+    fn admit<T>(&self, request: &Request<T>, method: &str) -> Result<Option<String>, Status> {
+        let _admitted = self.gate.evaluation(request, method)?;
+        Ok(request
+            .metadata()
+            .get(SELECTOR_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned))
+    }
+
+    fn resolve(
+        &self,
+        flag_key: &str,
+        context: Option<&Struct>,
+        selector: Option<&str>,
+    ) -> Result<Resolution, Status> {
+        let ctx = context_of(context, selector)?;
+        self.resolver
+            .resolve(flag_key, &ctx, Utc::now())
+            .map_err(|err| resolve_status(flag_key, err))
+    }
+
+    /// What a non-boolean resolve answers: the flag's absence first, as
+    /// flagd does, else a type mismatch.
+    fn mismatch(
+        &self,
+        flag_key: &str,
+        context: Option<&Struct>,
+        selector: Option<&str>,
+        asked: &str,
+    ) -> Status {
+        match self.resolve(flag_key, context, selector) {
+            Err(status) => status,
+            Ok(_) => Status::invalid_argument(format!(
+                "TYPE_MISMATCH: flag_key: {flag_key} is a boolean flag, not {asked}; \
+                 resolve it with ResolveBoolean"
+            )),
+        }
+    }
+
+    fn resolve_all(
+        &self,
+        context: Option<&Struct>,
+        selector: Option<&str>,
+    ) -> Result<Vec<(String, Resolution)>, Status> {
+        let ctx = context_of(context, selector)?;
+        self.resolver
+            .resolve_all(&ctx, Utc::now())
+            .map_err(|err| resolve_status("", err))
+    }
+
+    /// An EventStream: `provider_ready`, then changes and keep-alives, each
+    /// made into the version's message by `event`.
+    async fn events<R: Send + 'static>(
+        &self,
+        request: &Request<()>,
+        event: fn(String, Option<Struct>) -> R,
+    ) -> Result<ReceiverStream<Result<R, Status>>, Status> {
+        let (principal, in_flight) = self.gate.evaluation(request, "EventStream")?;
+        let slot = self.gate.watch_slot(request, principal.as_ref())?;
+        let changes = self.watcher.watch_from_now().await?;
+        drop(in_flight);
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let expires_in = principal.map(|principal| super::until(principal.expires_at));
+        tokio::spawn(forward_events(changes, tx, event, slot, expires_in));
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// Sends `provider_ready`, then a `configuration_change` per change and a
+/// `keep_alive` when due, until the client leaves, the server stops or the
+/// token expires.
+async fn forward_events<R>(
+    mut changes: mpsc::Receiver<crate::service::WatchItem>,
+    tx: mpsc::Sender<Result<R, Status>>,
+    event: fn(String, Option<Struct>) -> R,
+    _slot: WatchSlot,
+    expires_in: Option<Duration>,
+) {
+    if tx
+        .send(Ok(event("provider_ready".into(), None)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut keep_alive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    let expiry = tokio::time::sleep(expires_in.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(expiry);
+    loop {
+        let message = tokio::select! {
+            item = changes.recv() => match item {
+                Some(Ok(WatchEvent::Change(entry))) => {
+                    Ok(event("configuration_change".into(), Some(changed([&entry.change]))))
+                }
+                // The feed could not serve this stream's place: every flag
+                // may have changed.
+                Some(Ok(WatchEvent::Snapshot { flags, .. })) => {
+                    let changes: Vec<FlagChange> = flags.into_iter().map(FlagChange::upserted).collect();
+                    Ok(event("configuration_change".into(), Some(changed(changes.iter()))))
+                }
+                Some(Ok(WatchEvent::Heartbeat { .. })) => continue,
+                Some(Err(end)) => Err(end_status(end)),
+                None => Err(Status::unavailable("the server is shutting down; reconnect")),
+            },
+            _ = keep_alive.tick() => Ok(event("keep_alive".into(), None)),
+            () = &mut expiry, if expires_in.is_some() => Err(Status::unauthenticated(
+                "the token expired; reconnect with a fresh one",
+            )),
+            () = tx.closed() => return,
+        };
+        let last = message.is_err();
+        if tx.send(message).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// `data.flags.{key}.type` for the changed flags: `write` (created),
+/// `update` or `delete`, as flagd announces them.
+fn changed<'a>(changes: impl IntoIterator<Item = &'a FlagChange>) -> Struct {
+    let flags = changes
+        .into_iter()
+        .map(|change| {
+            let kind = match change.kind() {
+                ChangeKind::Created => "write",
+                ChangeKind::Updated => "update",
+                ChangeKind::Deleted => "delete",
+            };
+            (
+                change.flag_name.to_string(),
+                object([("type", string(kind))]),
+            )
+        })
+        .collect();
+    fields([(
+        "flags",
+        Value {
+            kind: Some(Kind::StructValue(Struct { fields: flags })),
+        },
+    )])
+}
+
+fn end_status(end: WatchEnd) -> Status {
+    match end {
+        WatchEnd::TooSlow { .. } => {
+            Status::resource_exhausted("the event stream fell behind; reconnect")
+        }
+        WatchEnd::ShuttingDown { .. } => {
+            Status::unavailable("the server is shutting down; reconnect")
+        }
+    }
+}
+
+/// The user and environment a context names. The `environment` attribute
+/// wins over the selector header.
+fn context_of<'a>(
+    context: Option<&'a Struct>,
+    selector: Option<&'a str>,
+) -> Result<Context<'a>, Status> {
+    let attribute = |name: &str| -> Result<Option<&'a str>, Status> {
+        match context
+            .and_then(|context| context.fields.get(name))
+            .and_then(|value| value.kind.as_ref())
+        {
+            None | Some(Kind::NullValue(_)) => Ok(None),
+            Some(Kind::StringValue(text)) => Ok(Some(text.as_str())),
+            Some(_) => Err(Status::invalid_argument(format!(
+                "INVALID_CONTEXT: context.{name} must be a string"
+            ))),
+        }
+    };
+    Ok(Context {
+        targeting_key: attribute(TARGETING_KEY)?.filter(|key| !key.is_empty()),
+        environment: attribute(ENVIRONMENT_ATTRIBUTE)?
+            .or(selector)
+            .unwrap_or_default(),
+    })
+}
+
+fn resolve_status(flag_key: &str, err: ResolveError) -> Status {
+    match err {
+        ResolveError::FlagNotFound => Status::not_found(format!(
+            "FLAG_NOT_FOUND: flag_key: no flag named {flag_key:?}"
+        )),
+        ResolveError::InvalidContext(why) => {
+            Status::invalid_argument(format!("INVALID_CONTEXT: context.{why}"))
+        }
+    }
+}
+
+/// The answer's metadata: the flag's revision and Vexil's own reason.
+fn metadata(resolution: &Resolution) -> Struct {
+    fields([
+        ("revision", number(resolution.revision as f64)),
+        ("vexilReason", string(resolution.vexil_reason.name())),
+    ])
+}
+
+fn fields<const N: usize>(fields: [(&str, Value); N]) -> Struct {
+    Struct {
+        fields: fields
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect(),
+    }
+}
+
+fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value {
+        kind: Some(Kind::StructValue(fields(entries))),
+    }
+}
+
+fn string(text: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(text.to_string())),
+    }
+}
+
+fn number(value: f64) -> Value {
+    Value {
+        kind: Some(Kind::NumberValue(value)),
+    }
+}
+
+/// A killed flag's answer carries no value and no variant (flagd's
+/// behaviour: providers return the caller's default with reason DISABLED).
+fn answered(resolution: &Resolution) -> bool {
+    resolution.reason != OpenFeatureReason::Disabled
+}
+
+/// Implements one version's service. `$present` turns an answer that may
+/// be absent into the version's field: v2's fields are optional, v1's
+/// fall back to the type's default.
+macro_rules! flagd_service {
+    ($server:ident, $version:ident, $present:path) => {
+        #[tonic::async_trait]
+        impl $version::service_server::Service for $server {
+            type EventStreamStream = ReceiverStream<Result<$version::EventStreamResponse, Status>>;
+
+            async fn resolve_all(
+                &self,
+                request: Request<$version::ResolveAllRequest>,
+            ) -> Result<Response<$version::ResolveAllResponse>, Status> {
+                let selector = self.0.admit(&request, "ResolveAll")?;
+                let context = request.into_inner().context;
+                let flags = self
+                    .0
+                    .resolve_all(context.as_ref(), selector.as_deref())?
+                    .into_iter()
+                    .map(|(name, resolution)| {
+                        let answered = answered(&resolution);
+                        let flag = $version::AnyFlag {
+                            reason: resolution.reason.as_str().to_string(),
+                            variant: $present(answered.then(|| resolution.variant().to_string())),
+                            value: answered.then_some($version::any_flag::Value::BoolValue(
+                                resolution.enabled,
+                            )),
+                            metadata: Some(metadata(&resolution)),
+                        };
+                        (name, flag)
+                    })
+                    .collect();
+                Ok(Response::new($version::ResolveAllResponse {
+                    flags,
+                    metadata: None,
+                }))
+            }
+
+            async fn resolve_boolean(
+                &self,
+                request: Request<$version::ResolveBooleanRequest>,
+            ) -> Result<Response<$version::ResolveBooleanResponse>, Status> {
+                let selector = self.0.admit(&request, "ResolveBoolean")?;
+                let $version::ResolveBooleanRequest { flag_key, context } = request.into_inner();
+                let resolution =
+                    self.0
+                        .resolve(&flag_key, context.as_ref(), selector.as_deref())?;
+                let answered = answered(&resolution);
+                Ok(Response::new($version::ResolveBooleanResponse {
+                    value: $present(answered.then_some(resolution.enabled)),
+                    reason: resolution.reason.as_str().to_string(),
+                    variant: $present(answered.then(|| resolution.variant().to_string())),
+                    metadata: Some(metadata(&resolution)),
+                }))
+            }
+
+            async fn resolve_string(
+                &self,
+                request: Request<$version::ResolveStringRequest>,
+            ) -> Result<Response<$version::ResolveStringResponse>, Status> {
+                let selector = self.0.admit(&request, "ResolveString")?;
+                let $version::ResolveStringRequest { flag_key, context } = request.into_inner();
+                Err(self
+                    .0
+                    .mismatch(&flag_key, context.as_ref(), selector.as_deref(), "string"))
+            }
+
+            async fn resolve_float(
+                &self,
+                request: Request<$version::ResolveFloatRequest>,
+            ) -> Result<Response<$version::ResolveFloatResponse>, Status> {
+                let selector = self.0.admit(&request, "ResolveFloat")?;
+                let $version::ResolveFloatRequest { flag_key, context } = request.into_inner();
+                Err(self
+                    .0
+                    .mismatch(&flag_key, context.as_ref(), selector.as_deref(), "float"))
+            }
+
+            async fn resolve_int(
+                &self,
+                request: Request<$version::ResolveIntRequest>,
+            ) -> Result<Response<$version::ResolveIntResponse>, Status> {
+                let selector = self.0.admit(&request, "ResolveInt")?;
+                let $version::ResolveIntRequest { flag_key, context } = request.into_inner();
+                Err(self
+                    .0
+                    .mismatch(&flag_key, context.as_ref(), selector.as_deref(), "int"))
+            }
+
+            async fn resolve_object(
+                &self,
+                request: Request<$version::ResolveObjectRequest>,
+            ) -> Result<Response<$version::ResolveObjectResponse>, Status> {
+                let selector = self.0.admit(&request, "ResolveObject")?;
+                let $version::ResolveObjectRequest { flag_key, context } = request.into_inner();
+                Err(self
+                    .0
+                    .mismatch(&flag_key, context.as_ref(), selector.as_deref(), "object"))
+            }
+
+            async fn event_stream(
+                &self,
+                request: Request<$version::EventStreamRequest>,
+            ) -> Result<Response<Self::EventStreamStream>, Status> {
+                let (metadata, extensions, _) = request.into_parts();
+                let request = Request::from_parts(metadata, extensions, ());
+                let stream = self
+                    .0
+                    .events(&request, |r#type, data| $version::EventStreamResponse {
+                        r#type,
+                        data,
+                    })
+                    .await?;
+                Ok(Response::new(stream))
+            }
+        }
+    };
+}
+
+/// v1's fields are plain: an absent answer is the type's default.
+fn or_default<T: Default>(answer: Option<T>) -> T {
+    answer.unwrap_or_default()
+}
+
+/// v2's fields are optional: an absent answer is left out.
+fn optional<T>(answer: Option<T>) -> Option<T> {
+    answer
+}
+
+flagd_service!(FlagdV1, v1, or_default);
+flagd_service!(FlagdV2, v2, optional);

@@ -1,0 +1,428 @@
+//! OFREP, the OpenFeature Remote Evaluation Protocol: JSON over HTTP (axum),
+//! for OpenFeature's OFREP providers on servers and in browsers. The HTTP
+//! edge, beside `grpc`: it parses, admits through the same gatekeeper as
+//! Evaluate, resolves with `service::openfeature`, and answers with the
+//! status codes and bodies of the protocol's OpenAPI document.
+//!
+//! - `POST /ofrep/v1/evaluate/flags/{key}`: one flag.
+//! - `POST /ofrep/v1/evaluate/flags`: every flag, with an `ETag` (the
+//!   revision and a hash of the answers) and `304` on `If-None-Match`; the
+//!   answer names the change stream below (ADR-0008).
+//! - `GET /ofrep/v1/events`: server-sent `refetchEvaluation` events, one per
+//!   change, from the same ordered feed as Watch.
+//! - `GET /ofrep/v1/configuration`: what the provider may do.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::transport::server::TcpConnectInfo;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Principal;
+use crate::engine::bucket::murmur3_x86_32;
+use crate::grpc::Gatekeeper;
+use crate::service::openfeature::{
+    Context, ENVIRONMENT_ATTRIBUTE, OpenFeatureReason, Resolution, ResolveError, Resolver,
+    TARGETING_KEY,
+};
+use crate::service::{WatchEvent, Watcher};
+
+/// Largest request body: a context with room to spare.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The shortest polling interval providers are told to use.
+const MIN_POLLING_INTERVAL_MS: u64 = 1_000;
+/// SSE comment lines keep idle connections (and proxies) open.
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// Where the change stream is served; bulk answers point providers here.
+const EVENTS_PATH: &str = "/ofrep/v1/events";
+
+pub struct Ofrep {
+    resolver: Resolver,
+    watcher: Watcher,
+    gate: Arc<Gatekeeper>,
+}
+
+impl Ofrep {
+    pub fn new(resolver: Resolver, watcher: Watcher, gate: Arc<Gatekeeper>) -> Self {
+        Self {
+            resolver,
+            watcher,
+            gate,
+        }
+    }
+
+    /// The routes, with CORS for `cors_origins` (`*` for any) when given.
+    pub fn router(self, cors_origins: &[String]) -> Router {
+        let router = Router::new()
+            .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_flag))
+            .route("/ofrep/v1/evaluate/flags", post(evaluate_flags))
+            .route("/ofrep/v1/configuration", get(configuration))
+            .route(EVENTS_PATH, get(events))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(Arc::new(self));
+        match cors(cors_origins) {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
+    }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin.trim()).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::IF_NONE_MATCH,
+            ])
+            .expose_headers([header::ETAG, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// The evaluation context of a request body; `Err` is a 400 answer's
+/// error code and details.
+struct Body {
+    targeting_key: Option<String>,
+    environment: String,
+}
+
+fn parse_body(body: &[u8]) -> Result<Body, (&'static str, String)> {
+    let invalid = |why: String| ("INVALID_CONTEXT", why);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Body {
+            targeting_key: None,
+            environment: String::new(),
+        });
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|err| ("PARSE_ERROR", format!("the body is not JSON: {err}")))?;
+    let Value::Object(mut body) = value else {
+        return Err(("PARSE_ERROR", "the body must be a JSON object".into()));
+    };
+    let mut context = match body.remove("context") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(context)) => context,
+        Some(_) => return Err(invalid("context must be an object".into())),
+    };
+    let mut text = |name: &str| match context.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(invalid(format!("context.{name} must be a string"))),
+    };
+    Ok(Body {
+        targeting_key: text(TARGETING_KEY)?.filter(|key| !key.is_empty()),
+        environment: text(ENVIRONMENT_ATTRIBUTE)?.unwrap_or_default(),
+    })
+}
+
+impl Body {
+    fn context(&self) -> Context<'_> {
+        Context {
+            targeting_key: self.targeting_key.as_deref(),
+            environment: &self.environment,
+        }
+    }
+}
+
+/// Admits the call as an evaluation: the same authentication policy, rate
+/// limits and in-progress limit as Evaluate.
+fn admit(
+    state: &Ofrep,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    method: &str,
+) -> Result<(Option<Principal>, OwnedSemaphorePermit), tonic::Status> {
+    state
+        .gate
+        .evaluation(&as_grpc_request(headers, peer), method)
+}
+
+/// The request as the gatekeeper reads one: its headers and peer.
+fn as_grpc_request(headers: &HeaderMap, peer: SocketAddr) -> tonic::Request<()> {
+    let mut request = tonic::Request::new(());
+    *request.metadata_mut() = MetadataMap::from_headers(headers.clone());
+    request.extensions_mut().insert(TcpConnectInfo {
+        local_addr: None,
+        remote_addr: Some(peer),
+    });
+    request
+}
+
+/// A refusal as HTTP: 401, 403, or 429 with `Retry-After` (seconds).
+fn refused(status: &tonic::Status) -> Response {
+    let details = json!({ "errorDetails": status.message() });
+    match status.code() {
+        tonic::Code::Unauthenticated => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(details),
+        )
+            .into_response(),
+        tonic::Code::PermissionDenied => {
+            (StatusCode::FORBIDDEN, axum::Json(details)).into_response()
+        }
+        tonic::Code::ResourceExhausted => {
+            let millis: u64 = status
+                .metadata()
+                .get("grpc-retry-pushback-ms")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(1_000);
+            let seconds = millis.div_ceil(1_000).max(1);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, seconds.to_string())],
+                axum::Json(details),
+            )
+                .into_response()
+        }
+        tonic::Code::Unavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(details)).into_response()
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(details)).into_response(),
+    }
+}
+
+fn bad_request(key: Option<&str>, (code, details): (&str, String)) -> Response {
+    let mut body = json!({ "errorCode": code, "errorDetails": details });
+    if let Some(key) = key {
+        body["key"] = json!(key);
+    }
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// One flag's success body. A killed flag answers `false` (variant `off`)
+/// with reason DISABLED: the kill switch's answer is off.
+fn success(key: &str, resolution: &Resolution) -> Value {
+    json!({
+        "key": key,
+        "value": resolution.enabled,
+        "reason": resolution.reason.as_str(),
+        "variant": resolution.variant(),
+        "metadata": {
+            "revision": resolution.revision,
+            "vexilReason": resolution.vexil_reason.name(),
+        },
+    })
+}
+
+/// The failure for an answer that needed the user id when none was given.
+fn needs_targeting_key(key: &str) -> Value {
+    json!({
+        "key": key,
+        "errorCode": "TARGETING_KEY_MISSING",
+        "errorDetails": format!(
+            "flag {key} decides by user: set the context's {TARGETING_KEY}"
+        ),
+    })
+}
+
+async fn evaluate_flag(
+    State(state): State<Arc<Ofrep>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _admitted = match admit(&state, &headers, peer, "OFREP evaluate") {
+        Ok(admitted) => admitted,
+        Err(status) => return refused(&status),
+    };
+    let body = match parse_body(&body) {
+        Ok(body) => body,
+        Err(err) => return bad_request(Some(&key), err),
+    };
+    match state.resolver.resolve(&key, &body.context(), Utc::now()) {
+        Ok(resolution) if resolution.needed_user => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(needs_targeting_key(&key)),
+        )
+            .into_response(),
+        Ok(resolution) => {
+            let mut answer = success(&key, &resolution);
+            answer["cacheable"] = json!(resolution.reason == OpenFeatureReason::Static);
+            axum::Json(answer).into_response()
+        }
+        Err(ResolveError::FlagNotFound) => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({
+                "key": key,
+                "errorCode": "FLAG_NOT_FOUND",
+                "errorDetails": format!("no flag named {key:?}"),
+            })),
+        )
+            .into_response(),
+        Err(ResolveError::InvalidContext(why)) => {
+            bad_request(Some(&key), ("INVALID_CONTEXT", format!("context.{why}")))
+        }
+    }
+}
+
+async fn evaluate_flags(
+    State(state): State<Arc<Ofrep>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _admitted = match admit(&state, &headers, peer, "OFREP bulk evaluate") {
+        Ok(admitted) => admitted,
+        Err(status) => return refused(&status),
+    };
+    let body = match parse_body(&body) {
+        Ok(body) => body,
+        Err(err) => return bad_request(None, err),
+    };
+    // A change event names the revision it announced: answer from at least
+    // that revision (waiting a moment for this replica to apply it).
+    if let Some(revision) = query
+        .get("flagConfigEtag")
+        .and_then(|etag| etag.trim_matches('"').parse::<u64>().ok())
+    {
+        state.watcher.reaches(revision).await;
+    }
+    let revision = state.watcher.head();
+    let resolved = match state.resolver.resolve_all(&body.context(), Utc::now()) {
+        Ok(resolved) => resolved,
+        Err(err) => return bad_request(None, ("INVALID_CONTEXT", format!("context.{err}"))),
+    };
+    let flags: Vec<Value> = resolved
+        .iter()
+        .map(|(key, resolution)| {
+            if resolution.needed_user {
+                needs_targeting_key(key)
+            } else {
+                success(key, resolution)
+            }
+        })
+        .collect();
+    let flags = Value::Array(flags);
+    let etag = format!("\"{revision}-{}\"", digest(flags.to_string().as_bytes()));
+    let unchanged = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| tag.trim().trim_start_matches("W/") == etag);
+    if unchanged {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let answer = json!({
+        "flags": flags,
+        "metadata": { "revision": revision },
+        "eventStreams": [{ "type": "sse", "endpoint": { "requestUri": EVENTS_PATH } }],
+    });
+    ([(header::ETAG, etag)], axum::Json(answer)).into_response()
+}
+
+/// 64 bits of the answers, the same in every replica and version.
+fn digest(bytes: &[u8]) -> String {
+    format!(
+        "{:08x}{:08x}",
+        murmur3_x86_32(bytes, 0),
+        murmur3_x86_32(bytes, 0x9e37_79b9)
+    )
+}
+
+async fn configuration() -> Response {
+    axum::Json(json!({
+        "name": "vexil",
+        "capabilities": {
+            "cacheInvalidation": {
+                "polling": { "enabled": true, "minPollingIntervalMs": MIN_POLLING_INTERVAL_MS },
+            },
+            "flagEvaluation": { "supportedTypes": ["boolean"] },
+        },
+    }))
+    .into_response()
+}
+
+/// Server-sent events: `refetchEvaluation` with the change's revision as
+/// `etag`, one per change (providers coalesce them).
+async fn events(
+    State(state): State<Arc<Ofrep>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let request = as_grpc_request(&headers, peer);
+    let (principal, in_flight) = match state.gate.evaluation(&request, "OFREP events") {
+        Ok(admitted) => admitted,
+        Err(status) => return refused(&status),
+    };
+    let slot = match state.gate.watch_slot(&request, principal.as_ref()) {
+        Ok(slot) => slot,
+        Err(status) => return refused(&status),
+    };
+    let changes = match state.watcher.watch_from_now().await {
+        Ok(changes) => changes,
+        Err(err) => return refused(&tonic::Status::from(err)),
+    };
+    drop(in_flight);
+    let expires_in = principal.map(|principal| crate::grpc::until(principal.expires_at));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(16);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut changes = changes;
+        let expiry = tokio::time::sleep(expires_in.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(expiry);
+        loop {
+            let revision = tokio::select! {
+                item = changes.recv() => match item {
+                    Some(Ok(WatchEvent::Change(entry))) => entry.revision,
+                    Some(Ok(WatchEvent::Snapshot { revision, .. })) => revision,
+                    Some(Ok(WatchEvent::Heartbeat { .. })) => continue,
+                    // Too slow, or shutting down: the browser reconnects.
+                    Some(Err(_)) | None => return,
+                },
+                // The browser reconnects, with a fresh token if it has one.
+                () = &mut expiry, if expires_in.is_some() => return,
+                () = tx.closed() => return,
+            };
+            let event = Event::default().data(
+                json!({ "type": "refetchEvaluation", "etag": revision.to_string() }).to_string(),
+            );
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream: ReceiverStream<Result<Event, Infallible>> = ReceiverStream::new(rx);
+    sse(stream).into_response()
+}
+
+fn sse(
+    stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
