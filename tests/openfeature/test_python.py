@@ -90,7 +90,7 @@ def flagd():
     prefix, kinds = create_rule_flags(VEXIL, "py-flagd")
     check_rules(client, kinds, "flagd")
     check_unknown(client, "flagd")
-    check_type_mismatch(client, f"{prefix}.on")
+    check_type_mismatch(client, f"{prefix}.rollout")
 
     # The selector header names the environment; the context's attribute wins.
     staging = FlagdProvider(resolver_type=ResolverType.RPC, host="127.0.0.1", port=FLAGD_PORT,
