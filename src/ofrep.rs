@@ -6,7 +6,7 @@
 //!
 //! - `POST /ofrep/v1/evaluate/flags/{key}`: one flag.
 //! - `POST /ofrep/v1/evaluate/flags`: every flag, with an `ETag` (the
-//!   revision and a hash of the answers) and `304` on `If-None-Match`; the
+//!   revision and a hash of the context and the answers) and `304` on `If-None-Match`; the
 //!   answer names the change stream below (ADR-0008).
 //! - `GET /ofrep/v1/events`: server-sent `refetchEvaluation` events, one per
 //!   change, from the same ordered feed as Watch.
@@ -328,7 +328,10 @@ async fn evaluate_flags(
         })
         .collect();
     let flags = Value::Array(flags);
-    let etag = format!("\"{revision}-{}\"", digest(flags.to_string().as_bytes()));
+    // The context and the answers: another context, or a time rule that
+    // came due, is another tag even at the same revision.
+    let tagged = json!([body.targeting_key, body.environment, flags]);
+    let etag = format!("\"{revision}-{}\"", digest(tagged.to_string().as_bytes()));
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

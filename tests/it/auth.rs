@@ -29,7 +29,7 @@ fn now() -> u64 {
 }
 
 /// Claims of a valid token for `sub` with `roles`, editable before signing.
-fn claims(sub: &str, roles: &[&str]) -> serde_json::Map<String, Value> {
+pub(crate) fn claims(sub: &str, roles: &[&str]) -> serde_json::Map<String, Value> {
     let Value::Object(map) = json!({
         "sub": sub,
         "roles": roles,
@@ -52,7 +52,7 @@ fn hs256(claims: &serde_json::Map<String, Value>, secret: &[u8]) -> String {
     .expect("sign")
 }
 
-fn signed(claims: &serde_json::Map<String, Value>) -> String {
+pub(crate) fn signed(claims: &serde_json::Map<String, Value>) -> String {
     hs256(claims, SECRET.as_bytes())
 }
 
@@ -65,7 +65,7 @@ fn with_token<T>(token: &str, message: T) -> Request<T> {
     request
 }
 
-fn auth_config(database_url: &str) -> vexil::Config {
+pub(crate) fn auth_config(database_url: &str) -> vexil::Config {
     vexil::Config {
         jwt_secret: Some(vexil::config::Secret(SECRET.into())),
         jwt_issuer: Some(ISSUER.into()),

@@ -17,6 +17,7 @@ mod faults;
 mod hostile;
 mod lifecycle;
 mod listing;
+mod openfeature;
 mod secrets;
 mod tls;
 mod validation;

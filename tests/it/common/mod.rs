@@ -6,6 +6,7 @@
 //! Without that variable the PostgreSQL variants print a notice and pass,
 //! except under `CI=true`, where they fail.
 
+pub mod http;
 pub mod proxy;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -222,6 +223,10 @@ pub struct TestApp {
     pub evaluation: EvaluationServiceClient<Channel>,
     pub flags: FlagServiceClient<Channel>,
     pub address: std::net::SocketAddr,
+    /// flagd's API, when started with [`Self::start_openfeature`].
+    pub flagd: Option<std::net::SocketAddr>,
+    /// OFREP, when started with [`Self::start_openfeature`].
+    pub ofrep: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<vexil::Result<()>>,
 }
@@ -234,9 +239,30 @@ impl TestApp {
 
     pub async fn start_with(config: vexil::Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("local address");
+        Self::start_on(config, listener.into()).await
+    }
+
+    /// Starts a server that also serves flagd's API and OFREP.
+    pub async fn start_openfeature(config: vexil::Config) -> Self {
+        let bind = async || TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listeners = vexil::Listeners {
+            grpc: bind().await,
+            flagd: Some(bind().await),
+            ofrep: Some(bind().await),
+        };
+        Self::start_on(config, listeners).await
+    }
+
+    async fn start_on(config: vexil::Config, listeners: vexil::Listeners) -> Self {
+        let address = listeners.grpc.local_addr().expect("local address");
+        let side = |listener: &Option<TcpListener>| {
+            listener
+                .as_ref()
+                .map(|listener| listener.local_addr().expect("local address"))
+        };
+        let (flagd, ofrep) = (side(&listeners.flagd), side(&listeners.ofrep));
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(vexil::run(config, listener, async {
+        let server = tokio::spawn(vexil::run(config, listeners, async {
             stopped.await.ok();
         }));
         let channel = Channel::from_shared(format!("http://{address}"))
@@ -247,6 +273,8 @@ impl TestApp {
             evaluation: EvaluationServiceClient::new(channel.clone()),
             flags: FlagServiceClient::new(channel),
             address,
+            flagd,
+            ofrep,
             shutdown: Some(shutdown),
             server,
         };

@@ -1,0 +1,567 @@
+//! OpenFeature's protocols on the real server: flagd's evaluation API
+//! (v1 and v2, over gRPC) and OFREP (over HTTP) answer exactly as Evaluate
+//! does, with OpenFeature's reasons, errors, change events and limits. The
+//! unmodified providers themselves run in `tests/openfeature` (`.ci/openfeature`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use prost_types::value::Kind;
+use prost_types::{Struct, Value};
+use serde_json::json;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use vexil::grpc::flagd::{v1, v2};
+use vexil::grpc::pb;
+
+use crate::common::http::{self, post_json};
+use crate::common::{Backend, TestApp, TestDatabase, as_actor, hours_from_now, unique};
+
+crate::backend_tests!(flagd_and_ofrep_answer_as_evaluate_does);
+
+/// One flag per rule, named with `prefix`, and the OpenFeature reason its
+/// answers carry: STATIC, DISABLED or TARGETING_MATCH.
+async fn rule_flags(app: &TestApp, prefix: &str) -> Vec<(String, &'static str)> {
+    let on = |suffix: &str, percentage: f64| pb::Flag {
+        name: format!("{prefix}.{suffix}"),
+        enabled: true,
+        percentage,
+        ..pb::Flag::default()
+    };
+    let flags = [
+        (on("everyone", 100.0), "STATIC"),
+        (on("nobody", 0.0), "STATIC"),
+        (
+            pb::Flag {
+                enabled: false,
+                whitelist: vec!["user-1".into()],
+                ..on("killed", 100.0)
+            },
+            "DISABLED",
+        ),
+        (on("rollout", 37.5), "TARGETING_MATCH"),
+        (
+            pb::Flag {
+                whitelist: vec!["user-1".into(), "user-2".into()],
+                blacklist: vec!["user-2".into(), "user-3".into()],
+                ..on("lists", 50.0)
+            },
+            "TARGETING_MATCH",
+        ),
+        (
+            pb::Flag {
+                environments: vec!["production".into()],
+                ..on("environments", 100.0)
+            },
+            "TARGETING_MATCH",
+        ),
+        (
+            pb::Flag {
+                environment_overrides: [("staging".to_string(), true)].into(),
+                ..on("override", 0.0)
+            },
+            "TARGETING_MATCH",
+        ),
+        (
+            pb::Flag {
+                starts_at: hours_from_now(24),
+                ..on("later", 100.0)
+            },
+            "TARGETING_MATCH",
+        ),
+        (
+            pb::Flag {
+                expires_at: hours_from_now(-24),
+                ..on("expired", 100.0)
+            },
+            "STATIC",
+        ),
+    ];
+    let mut named = Vec::new();
+    for (flag, kind) in flags {
+        named.push((flag.name.clone(), kind));
+        app.create_flag(flag).await;
+    }
+    named
+}
+
+fn text(value: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(value.into())),
+    }
+}
+
+/// An OpenFeature context: the user, and the environment when given.
+fn context(user: Option<&str>, environment: Option<&str>) -> Option<Struct> {
+    let mut fields = std::collections::BTreeMap::new();
+    if let Some(user) = user {
+        fields.insert("targetingKey".to_string(), text(user));
+    }
+    if let Some(environment) = environment {
+        fields.insert("environment".to_string(), text(environment));
+    }
+    Some(Struct { fields })
+}
+
+fn metadata_of(metadata: &Option<Struct>) -> (f64, String) {
+    let fields = &metadata.as_ref().expect("metadata").fields;
+    let revision = match fields.get("revision").and_then(|v| v.kind.clone()) {
+        Some(Kind::NumberValue(revision)) => revision,
+        other => panic!("revision: {other:?}"),
+    };
+    let reason = match fields.get("vexilReason").and_then(|v| v.kind.clone()) {
+        Some(Kind::StringValue(reason)) => reason,
+        other => panic!("vexilReason: {other:?}"),
+    };
+    (revision, reason)
+}
+
+fn channel(address: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .connect_lazy()
+}
+
+async fn flagd_and_ofrep_answer_as_evaluate_does(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_openfeature(crate::common::config(&db.url)).await;
+    let flagd = channel(app.flagd.expect("flagd"));
+    let mut v1 = v1::service_client::ServiceClient::new(flagd.clone());
+    let mut v2 = v2::service_client::ServiceClient::new(flagd);
+    let ofrep = app.ofrep.expect("ofrep");
+    let prefix = unique("of");
+    let flags = rule_flags(&app, &prefix).await;
+
+    let mut compared = 0;
+    for (name, kind) in &flags {
+        for environment in [Some("production"), Some("staging"), None] {
+            for i in 0..120 {
+                let user = format!("user-{i}");
+                let (enabled, reason) = app
+                    .evaluate(name, &user, environment.unwrap_or_default())
+                    .await;
+                let vexil_reason = reason
+                    .as_str_name()
+                    .trim_start_matches("REASON_")
+                    .to_string();
+                let ctx = context(Some(&user), environment);
+                let case = format!("{name} {user} {environment:?}");
+
+                let answer = v2
+                    .resolve_boolean(v2::ResolveBooleanRequest {
+                        flag_key: name.clone(),
+                        context: ctx.clone(),
+                    })
+                    .await
+                    .expect("v2")
+                    .into_inner();
+                assert_eq!(answer.reason, *kind, "{case}");
+                assert_eq!(metadata_of(&answer.metadata).1, vexil_reason, "{case}");
+                if *kind == "DISABLED" {
+                    // flagd's behaviour: no value, no variant (the caller's default).
+                    assert_eq!(
+                        (answer.value, answer.variant.as_deref()),
+                        (None, None),
+                        "{case}"
+                    );
+                } else {
+                    assert_eq!(answer.value, Some(enabled), "{case}");
+                    let variant = if enabled { "on" } else { "off" };
+                    assert_eq!(answer.variant.as_deref(), Some(variant), "{case}");
+                }
+
+                let old = v1
+                    .resolve_boolean(v1::ResolveBooleanRequest {
+                        flag_key: name.clone(),
+                        context: ctx,
+                    })
+                    .await
+                    .expect("v1")
+                    .into_inner();
+                assert_eq!(old.value, enabled, "{case}");
+                assert_eq!(old.reason, *kind, "{case}");
+
+                let mut body = json!({ "context": { "targetingKey": user } });
+                if let Some(environment) = environment {
+                    body["context"]["environment"] = json!(environment);
+                }
+                let reply =
+                    post_json(ofrep, &format!("/ofrep/v1/evaluate/flags/{name}"), &body).await;
+                assert_eq!(reply.status, 200, "{case}");
+                let answer = reply.json();
+                assert_eq!(answer["key"], json!(name), "{case}");
+                assert_eq!(answer["value"], json!(enabled), "{case}");
+                assert_eq!(answer["reason"], json!(kind), "{case}");
+                assert_eq!(
+                    answer["metadata"]["vexilReason"],
+                    json!(vexil_reason),
+                    "{case}"
+                );
+                assert_eq!(answer["cacheable"], json!(*kind == "STATIC"), "{case}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, flags.len() * 3 * 120);
+
+    // ResolveAll and bulk OFREP: every flag, the same answers.
+    let all = v2
+        .resolve_all(v2::ResolveAllRequest {
+            context: context(Some("user-1"), Some("staging")),
+        })
+        .await
+        .expect("resolve all")
+        .into_inner();
+    let bulk = post_json(
+        ofrep,
+        "/ofrep/v1/evaluate/flags",
+        &json!({ "context": { "targetingKey": "user-1", "environment": "staging" } }),
+    )
+    .await;
+    assert_eq!(bulk.status, 200);
+    let bulk = bulk.json();
+    for (name, kind) in &flags {
+        let (enabled, _) = app.evaluate(name, "user-1", "staging").await;
+        let flag = &all.flags[name];
+        assert_eq!(flag.reason, *kind, "{name}");
+        let expected = (*kind != "DISABLED").then_some(v2::any_flag::Value::BoolValue(enabled));
+        assert_eq!(flag.value, expected, "{name}");
+        let answer = bulk["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .find(|flag| flag["key"] == json!(name))
+            .expect("flag in bulk");
+        assert_eq!(answer["value"], json!(enabled), "{name}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flagd_errors_selector_and_event_stream() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let app = TestApp::start_openfeature(crate::common::config(&db.url)).await;
+    let mut v2 = v2::service_client::ServiceClient::new(channel(app.flagd.expect("flagd")));
+    let prefix = unique("flagd");
+    rule_flags(&app, &prefix).await;
+    let rollout = format!("{prefix}.rollout");
+    let override_flag = format!("{prefix}.override");
+
+    let boolean = |flag_key: &str, ctx: Option<Struct>| v2::ResolveBooleanRequest {
+        flag_key: flag_key.into(),
+        context: ctx,
+    };
+    for missing in ["no-such-flag", "not a name!", ""] {
+        let status = v2
+            .resolve_boolean(boolean(missing, None))
+            .await
+            .expect_err("unknown flag");
+        assert_eq!(status.code(), Code::NotFound, "{missing:?}: {status:?}");
+    }
+    let status = v2
+        .resolve_string(v2::ResolveStringRequest {
+            flag_key: rollout.clone(),
+            context: None,
+        })
+        .await
+        .expect_err("type mismatch");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("TYPE_MISMATCH"), "{status:?}");
+    let status = v2
+        .resolve_int(v2::ResolveIntRequest {
+            flag_key: "no-such-flag".into(),
+            context: None,
+        })
+        .await
+        .expect_err("unknown flag first");
+    assert_eq!(status.code(), Code::NotFound);
+    let numeric_user = Some(Struct {
+        fields: [(
+            "targetingKey".to_string(),
+            Value {
+                kind: Some(Kind::NumberValue(7.0)),
+            },
+        )]
+        .into(),
+    });
+    let status = v2
+        .resolve_boolean(boolean(&rollout, numeric_user))
+        .await
+        .expect_err("a targeting key must be a string");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("targetingKey"), "{status:?}");
+
+    // The selector header names the environment; the context's attribute wins.
+    let with_selector = |ctx: Option<Struct>| {
+        let mut request = Request::new(boolean(&override_flag, ctx));
+        request
+            .metadata_mut()
+            .insert("flagd-selector", "staging".parse().expect("ascii"));
+        request
+    };
+    let staged = v2
+        .resolve_boolean(with_selector(context(Some("u1"), None)))
+        .await
+        .expect("selector")
+        .into_inner();
+    assert_eq!(staged.value, Some(true));
+    let production = v2
+        .resolve_boolean(with_selector(context(Some("u1"), Some("production"))))
+        .await
+        .expect("attribute")
+        .into_inner();
+    assert_eq!(production.value, Some(false));
+
+    // EventStream: ready first, then each change in order with its type.
+    let mut events = v2
+        .event_stream(v2::EventStreamRequest {})
+        .await
+        .expect("event stream")
+        .into_inner();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("an event in time")
+            .expect("stream open")
+            .expect("an event")
+    };
+    assert_eq!(next().await.r#type, "provider_ready");
+    let name = format!("{prefix}.fresh");
+    app.create_flag(pb::Flag {
+        name: name.clone(),
+        enabled: true,
+        ..pb::Flag::default()
+    })
+    .await;
+    app.set_percentage(&name, 50.0).await;
+    app.flags
+        .clone()
+        .delete_flag(as_actor(
+            "tester",
+            pb::DeleteFlagRequest {
+                name: name.clone(),
+                reason: "test".into(),
+                expected_revision: None,
+            },
+        ))
+        .await
+        .expect("delete");
+    for expected in ["write", "update", "delete"] {
+        let event = next().await;
+        assert_eq!(event.r#type, "configuration_change");
+        let data = event.data.expect("data");
+        let Some(Kind::StructValue(changed)) = data.fields["flags"].kind.clone() else {
+            panic!("flags: {data:?}");
+        };
+        let Some(Kind::StructValue(flag)) = changed.fields[&name].kind.clone() else {
+            panic!("{name}: {changed:?}");
+        };
+        assert_eq!(flag.fields["type"], text(expected));
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ofrep_errors_etags_cors_and_events() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let config = vexil::Config {
+        ofrep_cors_origins: vec!["https://app.example".into()],
+        ..crate::common::config(&db.url)
+    };
+    let app = TestApp::start_openfeature(config).await;
+    let ofrep = app.ofrep.expect("ofrep");
+    let prefix = unique("ofrep");
+    rule_flags(&app, &prefix).await;
+    let rollout = format!("/ofrep/v1/evaluate/flags/{prefix}.rollout");
+
+    let missing = post_json(ofrep, "/ofrep/v1/evaluate/flags/no-such-flag", &json!({})).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["errorCode"], "FLAG_NOT_FOUND");
+    assert_eq!(missing.json()["key"], "no-such-flag");
+    for (body, code) in [
+        ("{not json", "PARSE_ERROR"),
+        ("[1]", "PARSE_ERROR"),
+        (r#"{"context": 5}"#, "INVALID_CONTEXT"),
+        (r#"{"context": {"targetingKey": 5}}"#, "INVALID_CONTEXT"),
+        (
+            r#"{"context": {"targetingKey": "u", "environment": []}}"#,
+            "INVALID_CONTEXT",
+        ),
+        (r#"{"context": {}}"#, "TARGETING_KEY_MISSING"),
+    ] {
+        let reply = http::request(ofrep, "POST", &rollout, &[], body).await;
+        assert_eq!(reply.status, 400, "{body}");
+        assert_eq!(reply.json()["errorCode"], code, "{body}");
+        assert!(reply.json()["errorDetails"].is_string(), "{body}");
+    }
+    // No targeting key is fine where the user does not decide.
+    let everyone = post_json(
+        ofrep,
+        &format!("/ofrep/v1/evaluate/flags/{prefix}.everyone"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(everyone.json()["value"], true);
+
+    // Bulk: ETag, 304 while unchanged, a new ETag after a change.
+    let body = json!({ "context": { "targetingKey": "user-9" } }).to_string();
+    let first = http::request(ofrep, "POST", "/ofrep/v1/evaluate/flags", &[], &body).await;
+    assert_eq!(first.status, 200);
+    let etag = first.header("etag").expect("etag").to_string();
+    assert_eq!(first.json()["eventStreams"][0]["type"], "sse");
+    let conditional = [("if-none-match", etag.as_str())];
+    let again = http::request(
+        ofrep,
+        "POST",
+        "/ofrep/v1/evaluate/flags",
+        &conditional,
+        &body,
+    )
+    .await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    let other_user = json!({ "context": { "targetingKey": "user-10" } }).to_string();
+    let other = http::request(
+        ofrep,
+        "POST",
+        "/ofrep/v1/evaluate/flags",
+        &conditional,
+        &other_user,
+    )
+    .await;
+    assert_eq!(other.status, 200, "another context, another answer");
+
+    // SSE: a refetch event per change, naming the change's revision.
+    let events = http::open(ofrep, "GET", "/ofrep/v1/events", &[], "").await;
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut events = events.into_body();
+    let updated = app
+        .set_percentage(&format!("{prefix}.rollout"), 100.0)
+        .await;
+    let mut received = String::new();
+    let wanted = format!(r#""etag":"{}""#, updated.revision);
+    while !received.contains(&wanted) {
+        let frame = tokio::time::timeout(Duration::from_secs(10), events.frame())
+            .await
+            .expect("an event in time")
+            .expect("stream open")
+            .expect("a frame");
+        if let Ok(data) = frame.into_data() {
+            received.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(
+        received.contains(r#""type":"refetchEvaluation""#),
+        "{received}"
+    );
+    let refetch = http::request(
+        ofrep,
+        "POST",
+        &format!(
+            "/ofrep/v1/evaluate/flags?flagConfigEtag={}",
+            updated.revision
+        ),
+        &conditional,
+        &body,
+    )
+    .await;
+    assert_eq!(refetch.status, 200);
+    assert_ne!(refetch.header("etag"), Some(etag.as_str()));
+
+    let configuration = http::request(ofrep, "GET", "/ofrep/v1/configuration", &[], "").await;
+    assert_eq!(configuration.status, 200);
+    let capabilities = &configuration.json()["capabilities"];
+    assert_eq!(
+        capabilities["flagEvaluation"]["supportedTypes"],
+        json!(["boolean"])
+    );
+    assert_eq!(
+        capabilities["cacheInvalidation"]["polling"]["enabled"],
+        true
+    );
+
+    // CORS: the configured origin is allowed, others are not.
+    let preflight = async |origin: &str| {
+        let headers = [
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "content-type,if-none-match",
+            ),
+        ];
+        http::request(ofrep, "OPTIONS", "/ofrep/v1/evaluate/flags", &headers, "").await
+    };
+    let allowed = preflight("https://app.example").await;
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let refused = preflight("https://elsewhere.example").await;
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openfeature_edges_apply_authentication_and_rate_limits() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let config = vexil::Config {
+        auth_evaluation: vexil::config::EvaluationAuth::Evaluator,
+        ..crate::auth::auth_config(&db.url)
+    };
+    let app = TestApp::start_openfeature(config).await;
+    let ofrep = app.ofrep.expect("ofrep");
+    let path = "/ofrep/v1/evaluate/flags/anything";
+    let body = r#"{"context": {"targetingKey": "u1"}}"#;
+
+    let anonymous = http::request(ofrep, "POST", path, &[], body).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
+    let reader = format!(
+        "Bearer {}",
+        crate::auth::signed(&crate::auth::claims("reader", &["reader"]))
+    );
+    let forbidden = http::request(ofrep, "POST", path, &[("authorization", &reader)], body).await;
+    assert_eq!(forbidden.status, 403);
+    let evaluator = format!(
+        "Bearer {}",
+        crate::auth::signed(&crate::auth::claims("app", &["evaluator"]))
+    );
+    let admitted = http::request(ofrep, "POST", path, &[("authorization", &evaluator)], body).await;
+    assert_eq!(admitted.status, 404, "admitted; no such flag");
+
+    let mut v2 = v2::service_client::ServiceClient::new(channel(app.flagd.expect("flagd")));
+    let status = v2
+        .resolve_boolean(v2::ResolveBooleanRequest {
+            flag_key: "anything".into(),
+            context: None,
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    app.stop().await;
+
+    // One evaluation per second per caller: the next is 429 with Retry-After.
+    let config = vexil::Config {
+        evaluation_rate: 1,
+        evaluation_burst: 1,
+        ..crate::common::config(&db.url)
+    };
+    let app = TestApp::start_openfeature(config).await;
+    let ofrep = app.ofrep.expect("ofrep");
+    let first = http::request(ofrep, "POST", path, &[], body).await;
+    assert_eq!(first.status, 404);
+    let limited = http::request(ofrep, "POST", path, &[], body).await;
+    assert_eq!(limited.status, 429);
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    app.stop().await;
+}
