@@ -31,6 +31,8 @@ VOLUME ["/var/lib/vexil"]
 ENV VEXIL_LISTEN=0.0.0.0:50051 \
     DATABASE_URL=sqlite:///var/lib/vexil/vexil.db?mode=rwc \
     RUST_LOG=info
-EXPOSE 50051
+# 8013 (flagd's API) and 8016 (OFREP) serve only when configured, e.g.
+# -e VEXIL_FLAGD_LISTEN=0.0.0.0:8013 -e VEXIL_OFREP_LISTEN=0.0.0.0:8016.
+EXPOSE 50051 8013 8016
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/vexil"]
