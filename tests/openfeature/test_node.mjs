@@ -153,6 +153,34 @@ async function ofrep() {
   assert.equal(missing.value, true);
   assert.equal(missing.errorCode, 'TARGETING_KEY_MISSING', JSON.stringify(missing));
   console.log('ofrep: no targeting key -> TARGETING_KEY_MISSING where the user decides');
+
+  // Bulk: an ETag, 304 while nothing changed, a new ETag after a change.
+  const bulk = `${process.env.OFREP_URL}/ofrep/v1/evaluate/flags`;
+  const body = JSON.stringify({ context: { targetingKey: 'user-7', environment: 'production' } });
+  const post = (headers = {}) =>
+    fetch(bulk, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  const first = await post();
+  assert.equal(first.status, 200);
+  const etag = first.headers.get('etag');
+  const answers = Object.fromEntries((await first.json()).flags.map((flag) => [flag.key, flag]));
+  for (const name of Object.keys(kinds)) {
+    const answer = await evaluate({ flag_name: name, user_id: 'user-7', environment: 'production' });
+    assert.equal(answers[name].value, answer.enabled, name);
+  }
+  assert.equal((await post({ 'if-none-match': etag })).status, 304);
+  const rollout = `${prefix}.rollout`;
+  await updateFlag({ flag: { name: rollout, percentage: 100 }, update_mask: { paths: ['percentage'] }, reason: 'OpenFeature suite' });
+  let after;
+  for (const started = Date.now(); Date.now() - started < 10_000; ) {
+    after = await post({ 'if-none-match': etag });
+    if (after.status === 200) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(after.status, 200);
+  assert.notEqual(after.headers.get('etag'), etag);
+  const changed = (await after.json()).flags.find((flag) => flag.key === rollout);
+  assert.equal(changed.value, true);
+  console.log('ofrep: bulk 304 while unchanged, 200 with a new ETag after a change');
 }
 
 await flagd();
