@@ -10,7 +10,8 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod domain;
-pub mod engine;
+/// The evaluation engine, shared with the client (`crates/vexil-engine`).
+pub use vexil_engine as engine;
 pub mod error;
 pub mod grpc;
 pub mod ofrep;

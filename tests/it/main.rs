@@ -9,6 +9,7 @@ mod common;
 
 mod atomicity;
 mod auth;
+mod client;
 mod concurrency;
 mod evaluation;
 mod exactness;

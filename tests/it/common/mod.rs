@@ -242,6 +242,14 @@ impl TestApp {
         Self::start_on(config, listener.into()).await
     }
 
+    /// Starts a server on `address` (to restart one where it was).
+    pub async fn start_at(config: vexil::Config, address: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind(address)
+            .await
+            .expect("bind the address again");
+        Self::start_on(config, listener.into()).await
+    }
+
     /// Starts a server that also serves flagd's API and OFREP.
     pub async fn start_openfeature(config: vexil::Config) -> Self {
         let bind = async || TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -1,11 +1,10 @@
-//! The evaluation engine: pure and synchronous. It reads no clock (`now` is
-//! passed in), does no I/O and allocates nothing. No tonic, sea_orm or tokio.
-
-pub mod bucket;
+//! The rules: pure and synchronous. They read no clock (`now` is passed
+//! in), do no I/O and allocate nothing.
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{EvalContext, Evaluation, Flag, Reason};
+use crate::bucket;
+use crate::{EvalContext, Evaluation, Flag, Reason};
 
 /// The rules, in the order the engine checks them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +83,12 @@ pub fn is_static(flag: &Flag, now: DateTime<Utc>) -> bool {
         && spec.whitelist.is_empty()
         && spec.blacklist.is_empty()
         && (threshold == 0 || threshold >= bucket::BUCKETS)
+}
+
+/// Whether `flag`'s answer can depend on the time: a caller that reads the
+/// clock only for such flags passes any `now` for the others.
+pub fn needs_clock(flag: &Flag) -> bool {
+    flag.spec.starts_at.is_some() || flag.spec.expires_at.is_some()
 }
 
 /// Watches the engine decide. The plain path's observer does nothing and
@@ -208,7 +213,7 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::domain::{FlagName, FlagSpec};
+    use crate::{FlagName, FlagSpec};
 
     const USER: &str = "user-1";
     const ENV: &str = "production";
@@ -225,7 +230,7 @@ mod tests {
         }
     }
 
-    fn users(ids: &[&str]) -> crate::domain::UserSet {
+    fn users(ids: &[&str]) -> crate::UserSet {
         ids.iter().map(|id| id.to_string()).collect()
     }
 

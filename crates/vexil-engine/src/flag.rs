@@ -10,7 +10,7 @@ use ahash::AHashSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::validation::{ValidationError, limits, validate_id, validate_name, validate_text};
+use crate::validation::{ValidationError, limits, validate_id, validate_name, validate_text};
 
 /// Free-form JSON object attached to a flag.
 pub type Metadata = serde_json::Map<String, serde_json::Value>;

@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn matches_shipped_vectors() {
         let vectors: Vec<Vector> =
-            serde_json::from_str(include_str!("../../docs/bucketing-vectors.json")).unwrap();
+            serde_json::from_str(include_str!("../../../docs/bucketing-vectors.json")).unwrap();
         assert!(vectors.len() >= 50);
         for v in &vectors {
             let key = format!("{}:{}", v.flag, v.user);
@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn matches_shipped_rollout_vectors() {
         let vectors: Vec<RolloutVector> =
-            serde_json::from_str(include_str!("../../docs/rollout-vectors.json")).unwrap();
+            serde_json::from_str(include_str!("../../../docs/rollout-vectors.json")).unwrap();
         assert!(vectors.len() >= 20);
         for v in &vectors {
             let case = format!("{}:{} at {:?}", v.flag, v.user, v.percentage);

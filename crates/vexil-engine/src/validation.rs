@@ -23,7 +23,7 @@ pub mod limits {
     /// each level costs up to three (map entry, Value, Struct): 16 levels keep
     /// every answer carrying a flag, at any wrapping, far below that.
     pub const METADATA_DEPTH: usize = 16;
-    /// Largest flag, measured by [`crate::domain::FlagSpec::wire_size`] (an
+    /// Largest flag, measured by [`crate::FlagSpec::wire_size`] (an
     /// upper bound of its protobuf encoding): a change carrying one flag,
     /// and an audit entry carrying two, stay well under the 4 MiB that gRPC
     /// clients accept by default.

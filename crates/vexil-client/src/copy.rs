@@ -1,0 +1,63 @@
+//! The local copy of the flags: an immutable map swapped atomically, so
+//! readers never wait for the task that applies changes, never see a flag
+//! missing while a snapshot replaces the copy, and allocate nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use vexil_engine::Flag;
+
+pub type FlagMap = HashMap<Arc<str>, Arc<Flag>, ahash::RandomState>;
+
+#[derive(Default)]
+pub struct LocalCopy {
+    flags: ArcSwap<FlagMap>,
+    /// The revision the copy is current to: written after the map it
+    /// describes, so it never claims more than the map holds.
+    revision: AtomicU64,
+}
+
+impl LocalCopy {
+    pub fn flags(&self) -> arc_swap::Guard<Arc<FlagMap>> {
+        self.flags.load()
+    }
+
+    pub fn all(&self) -> Arc<FlagMap> {
+        self.flags.load_full()
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Replaces the whole copy in one step.
+    pub fn replace(&self, flags: FlagMap, revision: u64) {
+        self.flags.store(Arc::new(flags));
+        self.revision.store(revision, Ordering::Release);
+    }
+
+    /// Applies changes in order (a `Some` flag is an upsert, `None` a
+    /// deletion) on a copy of the map, then swaps it in: one copy of the
+    /// map per batch, not per change.
+    pub fn apply(
+        &self,
+        changes: impl IntoIterator<Item = (Arc<str>, Option<Arc<Flag>>)>,
+        revision: u64,
+    ) {
+        let mut flags = FlagMap::clone(&self.flags.load());
+        for (name, flag) in changes {
+            match flag {
+                Some(flag) => flags.insert(name, flag),
+                None => flags.remove(&name),
+            };
+        }
+        self.replace(flags, revision);
+    }
+
+    /// Moves the revision on when nothing changed (a heartbeat).
+    pub fn advance(&self, revision: u64) {
+        self.revision.fetch_max(revision, Ordering::AcqRel);
+    }
+}

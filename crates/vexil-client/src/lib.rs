@@ -1,0 +1,435 @@
+//! The Vexil client: a local copy of the flags kept current by Watch, and
+//! evaluations against it in nanoseconds with the server's own engine
+//! (`vexil-engine`), so a local answer never differs from the server's
+//! Evaluate at the same revision.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), vexil_client::ConnectError> {
+//! let client = vexil_client::Client::builder()
+//!     .endpoints(["http://vexil-1:50051", "http://vexil-2:50051"])
+//!     .build()
+//!     .connect()
+//!     .await?;
+//! if client.is_enabled("new_dashboard", "user-42", "production") {
+//!     // …
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Reads never touch the network, never wait for the task that applies
+//! changes, and allocate nothing. While the servers are unreachable the
+//! client keeps answering from the last state it had ([`Status::Stale`]).
+
+mod bootstrap;
+mod convert;
+mod copy;
+mod sync;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+pub use vexil_client_macros::feature_flag;
+use vexil_engine::{EvalContext, needs_clock};
+pub use vexil_engine::{Flag, Reason};
+
+use crate::copy::LocalCopy;
+use crate::sync::Shared;
+
+/// Generated protobuf types and clients of `vexil.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("vexil.v1");
+}
+
+/// One flag's answer: the same fields and reasons as the server's Evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluation {
+    pub enabled: bool,
+    pub reason: Reason,
+    /// The flag's revision; 0 when there is no such flag.
+    pub revision: u64,
+}
+
+/// Where the local copy stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// No state yet.
+    Connecting { last_error: Option<String> },
+    /// Current with a server, at `revision`.
+    Ready { revision: u64 },
+    /// Serving the last known state (or a bootstrap file's) since `since`;
+    /// reconnecting.
+    Stale {
+        since: SystemTime,
+        last_error: String,
+    },
+}
+
+/// What the client reports as it happens (see [`Client::changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A snapshot replaced the copy.
+    Snapshot { revision: u64, flags: usize },
+    /// A flag was created, updated or deleted.
+    Changed { flag: String, revision: u64 },
+    /// The status changed.
+    Status(Status),
+}
+
+/// Why [`Connector::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no endpoint configured")]
+    NoEndpoints,
+    #[error("no complete snapshot within {timeout:?}; last error: {last_error}")]
+    Timeout {
+        timeout: Duration,
+        last_error: String,
+    },
+}
+
+/// Settings for a client; see [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    endpoints: Vec<String>,
+    token: Option<String>,
+    environment: String,
+    connect_timeout: Duration,
+    ready_timeout: Duration,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    bootstrap: Option<PathBuf>,
+    bootstrap_max_age: Option<Duration>,
+    bootstrap_every: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            token: None,
+            environment: String::new(),
+            connect_timeout: Duration::from_secs(5),
+            ready_timeout: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            bootstrap: None,
+            bootstrap_max_age: None,
+            bootstrap_every: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Builder {
+    /// Servers to watch, as `http://host:port` (`https://` for TLS), tried
+    /// in order; the client moves to the next whenever a stream ends.
+    pub fn endpoints<S: Into<String>>(mut self, endpoints: impl IntoIterator<Item = S>) -> Self {
+        self.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A bearer token, when the servers require one for Watch.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The environment the `feature_flag` attribute evaluates in when it
+    /// names none.
+    pub fn default_environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = environment.into();
+        self
+    }
+
+    /// How long one connection attempt may take (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long [`Connector::connect`] waits for a complete snapshot
+    /// (default 10 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Reconnection backoff: a random wait up to `base × 2^failures`, at
+    /// most `max` (defaults 100 ms and 10 s).
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max;
+        self
+    }
+
+    /// A file to start from when no server answers in time, and to which the
+    /// server's state is written every `every` (default 30 s) when it
+    /// changed. A file that is unreadable or older than `max_age` is
+    /// reported and ignored.
+    pub fn bootstrap_file(mut self, path: impl Into<PathBuf>, max_age: Option<Duration>) -> Self {
+        self.bootstrap = Some(path.into());
+        self.bootstrap_max_age = max_age;
+        self
+    }
+
+    /// How often the bootstrap file is rewritten (when the state changed).
+    pub fn bootstrap_every(mut self, every: Duration) -> Self {
+        self.bootstrap_every = every;
+        self
+    }
+
+    pub fn build(self) -> Connector {
+        Connector { settings: self }
+    }
+}
+
+/// A configured client, not yet connected.
+pub struct Connector {
+    settings: Builder,
+}
+
+impl Connector {
+    /// Starts watching and waits for a complete snapshot. With a bootstrap
+    /// file, a client that gets no snapshot in time starts from the file
+    /// (status [`Status::Stale`]) and switches to the server's state when
+    /// it arrives. Must run inside a Tokio runtime.
+    pub async fn connect(self) -> Result<Client, ConnectError> {
+        let settings = self.settings;
+        if settings.endpoints.is_empty() {
+            return Err(ConnectError::NoEndpoints);
+        }
+        let (status, mut status_changes) = watch::channel(Status::Connecting { last_error: None });
+        let (events, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            copy: LocalCopy::default(),
+            from_server: AtomicBool::new(false),
+            status,
+            events,
+        });
+        let mut bootstrapped = false;
+        if let Some(path) = &settings.bootstrap {
+            match bootstrap::read(path, settings.bootstrap_max_age) {
+                Ok((flags, revision)) => {
+                    tracing::info!(path = %path.display(), revision, flags = flags.len(), "loaded the bootstrap file");
+                    shared.copy.replace(flags, revision);
+                    bootstrapped = true;
+                }
+                Err(err) => tracing::warn!(error = %err, "ignoring the bootstrap file"),
+            }
+        }
+        let options = sync::Options {
+            endpoints: settings.endpoints.clone(),
+            token: settings.token.clone(),
+            connect_timeout: settings.connect_timeout,
+            backoff_base: settings.backoff_base,
+            backoff_max: settings.backoff_max,
+        };
+        let mut tasks = vec![tokio::spawn(sync::run(shared.clone(), options))];
+        if let Some(path) = settings.bootstrap.clone() {
+            tasks.push(tokio::spawn(keep_bootstrap_file(
+                shared.clone(),
+                path,
+                settings.bootstrap_every,
+            )));
+        }
+        let client = Client {
+            inner: Arc::new(Inner {
+                shared,
+                environment: settings.environment,
+                tasks,
+            }),
+        };
+        let ready = tokio::time::timeout(
+            settings.ready_timeout,
+            status_changes.wait_for(|status| matches!(status, Status::Ready { .. })),
+        )
+        .await;
+        match ready {
+            Ok(Ok(_)) => Ok(client),
+            _ if bootstrapped => {
+                let last_error = last_error(&client.status());
+                client.inner.shared.status.send_modify(|status| {
+                    if !matches!(status, Status::Ready { .. }) {
+                        *status = Status::Stale {
+                            since: SystemTime::now(),
+                            last_error: last_error.clone(),
+                        };
+                    }
+                });
+                Ok(client)
+            }
+            _ => Err(ConnectError::Timeout {
+                timeout: settings.ready_timeout,
+                last_error: last_error(&client.status()),
+            }),
+        }
+    }
+}
+
+fn last_error(status: &Status) -> String {
+    match status {
+        Status::Connecting {
+            last_error: Some(error),
+        }
+        | Status::Stale {
+            last_error: error, ..
+        } => error.clone(),
+        _ => "no answer yet".into(),
+    }
+}
+
+/// Writes the server's state to the bootstrap file when it changed.
+async fn keep_bootstrap_file(shared: Arc<Shared>, path: PathBuf, every: Duration) {
+    let mut written = None;
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let revision = shared.copy.revision();
+        if !shared.from_server.load(Ordering::Acquire) || written == Some(revision) {
+            continue;
+        }
+        let flags = shared.copy.all();
+        match bootstrap::write(&path, &flags, revision).await {
+            Ok(()) => written = Some(revision),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot write the bootstrap file")
+            }
+        }
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    environment: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A connected client; cheap to clone. Dropping the last clone stops its
+/// background tasks.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Whether `flag` is on for `user_id` in `environment`.
+    pub fn is_enabled(&self, flag: &str, user_id: &str, environment: &str) -> bool {
+        self.evaluate(flag, user_id, environment).enabled
+    }
+
+    /// The answer with its reason, as the server's Evaluate gives it.
+    pub fn evaluate(&self, flag: &str, user_id: &str, environment: &str) -> Evaluation {
+        let flags = self.inner.shared.copy.flags();
+        let flag = flags.get(flag).map(Arc::as_ref);
+        // The clock is read only for flags with a time window.
+        let now = match flag {
+            Some(flag) if needs_clock(flag) => Utc::now(),
+            _ => DateTime::UNIX_EPOCH,
+        };
+        let ctx = EvalContext {
+            user_id,
+            environment,
+        };
+        let evaluation = vexil_engine::evaluate(flag, &ctx, now);
+        Evaluation {
+            enabled: evaluation.enabled,
+            reason: evaluation.reason,
+            revision: flag.map_or(0, |flag| flag.revision),
+        }
+    }
+
+    /// Evaluates several flags against one copy of the state.
+    pub fn evaluate_many<'a>(
+        &self,
+        flags: impl IntoIterator<Item = &'a str>,
+        user_id: &str,
+        environment: &str,
+    ) -> Vec<(&'a str, Evaluation)> {
+        flags
+            .into_iter()
+            .map(|flag| (flag, self.evaluate(flag, user_id, environment)))
+            .collect()
+    }
+
+    /// The current copy, ordered by flag name.
+    pub fn flags(&self) -> Vec<Arc<Flag>> {
+        let mut flags: Vec<Arc<Flag>> = self.inner.shared.copy.all().values().cloned().collect();
+        flags.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        flags
+    }
+
+    /// The revision the copy is current to.
+    pub fn revision(&self) -> u64 {
+        self.inner.shared.copy.revision()
+    }
+
+    pub fn status(&self) -> Status {
+        self.inner.shared.status.borrow().clone()
+    }
+
+    /// Every applied change and status transition from now on. A receiver
+    /// that falls more than 1,024 events behind skips ahead (and is told so
+    /// by `RecvError::Lagged`).
+    pub fn changes(&self) -> broadcast::Receiver<ClientEvent> {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// The environment the `feature_flag` attribute uses when it names none.
+    pub fn default_environment(&self) -> &str {
+        &self.inner.environment
+    }
+}
+
+static DEFAULT: OnceLock<Client> = OnceLock::new();
+
+/// Makes `client` the process-wide default the `feature_flag` attribute
+/// uses. Only the first call counts; it returns the client back otherwise.
+pub fn set_default(client: Client) -> Result<(), Client> {
+    DEFAULT.set(client)
+}
+
+/// The process-wide default client, once set.
+pub fn default_client() -> Option<&'static Client> {
+    DEFAULT.get()
+}
+
+/// What the `feature_flag` attribute expands to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use super::Client;
+
+    /// Whether `flag` is on; off when no client is given or set as default.
+    pub fn enabled(
+        client: Option<&Client>,
+        flag: &str,
+        user_id: &str,
+        environment: Option<&str>,
+    ) -> bool {
+        let client = match client {
+            Some(client) => client,
+            None => match super::default_client() {
+                Some(client) => client,
+                None => return false,
+            },
+        };
+        let environment = environment.unwrap_or_else(|| client.default_environment());
+        client.is_enabled(flag, user_id, environment)
+    }
+}

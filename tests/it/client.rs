@@ -1,0 +1,380 @@
+//! The Rust client (`crates/vexil-client`) against real servers: its local
+//! answers equal the server's Evaluate, changes reach it, and it survives
+//! restarts, outages and a dead endpoint, starting from a bootstrap file
+//! when no server answers.
+
+use std::time::{Duration, Instant};
+
+use vexil::grpc::pb;
+use vexil_client::{Client, ClientEvent, Status};
+
+use crate::common::{Backend, TestApp, TestDatabase, eventually, hours_from_now, unique};
+
+/// One flag per rule, named with `prefix`.
+async fn rule_flags(app: &TestApp, prefix: &str) -> Vec<String> {
+    let on = |suffix: &str, percentage: f64| pb::Flag {
+        name: format!("{prefix}.{suffix}"),
+        enabled: true,
+        percentage,
+        ..pb::Flag::default()
+    };
+    let flags = [
+        on("everyone", 100.0),
+        on("nobody", 0.0),
+        pb::Flag {
+            enabled: false,
+            ..on("killed", 100.0)
+        },
+        on("rollout", 37.5),
+        on("fraction", 0.09499999999999999),
+        pb::Flag {
+            whitelist: (0..50).map(|i| format!("user-{i}")).collect(),
+            blacklist: (40..60).map(|i| format!("user-{i}")).collect(),
+            ..on("lists", 50.0)
+        },
+        pb::Flag {
+            environments: vec!["production".into()],
+            ..on("environments", 60.0)
+        },
+        pb::Flag {
+            environment_overrides: [("staging".to_string(), true), ("dev".to_string(), false)]
+                .into(),
+            ..on("overrides", 30.0)
+        },
+        pb::Flag {
+            starts_at: hours_from_now(24),
+            ..on("later", 100.0)
+        },
+        pb::Flag {
+            expires_at: hours_from_now(-24),
+            ..on("expired", 100.0)
+        },
+        pb::Flag {
+            starts_at: hours_from_now(-1),
+            expires_at: hours_from_now(1),
+            ..on("window", 80.0)
+        },
+    ];
+    let mut names = Vec::new();
+    for flag in flags {
+        names.push(app.create_flag(flag).await.name);
+    }
+    names
+}
+
+async fn connect(endpoints: &[String]) -> Client {
+    Client::builder()
+        .endpoints(endpoints.iter().cloned())
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .build()
+        .connect()
+        .await
+        .expect("connect")
+}
+
+fn url(app: &TestApp) -> String {
+    format!("http://{}", app.address)
+}
+
+async fn wait_for_revision(client: &Client, revision: u64) {
+    eventually(
+        Duration::from_secs(10),
+        "the client catches up",
+        async || client.revision() >= revision,
+    )
+    .await;
+}
+
+crate::backend_tests!(local_answers_equal_the_servers);
+
+async fn local_answers_equal_the_servers(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let names = rule_flags(&app, &unique("agree")).await;
+    let client = connect(&[url(&app)]).await;
+    let last = app
+        .flags
+        .clone()
+        .get_flag(pb::GetFlagRequest {
+            name: names.last().expect("flags").clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .revision;
+    wait_for_revision(&client, last).await;
+    assert!(matches!(client.status(), Status::Ready { .. }));
+
+    let mut evaluation = app.evaluation.clone();
+    let mut compared = 0;
+    for environment in ["production", "staging", ""] {
+        for i in 0..10_000 {
+            let user = if i == 0 {
+                String::new()
+            } else {
+                format!("user-{i}")
+            };
+            let answers = evaluation
+                .bulk_evaluate(pb::BulkEvaluateRequest {
+                    flag_names: names.clone(),
+                    user_id: user.clone(),
+                    environment: environment.into(),
+                })
+                .await
+                .expect("bulk evaluate")
+                .into_inner()
+                .results;
+            for answer in answers {
+                let local = client.evaluate(&answer.flag_name, &user, environment);
+                let case = format!("{} {user:?} {environment:?}", answer.flag_name);
+                assert_eq!(local.enabled, answer.enabled, "{case}");
+                assert_eq!(
+                    local.reason.name(),
+                    pb::Reason::try_from(answer.reason)
+                        .expect("reason")
+                        .as_str_name()
+                        .trim_start_matches("REASON_"),
+                    "{case}"
+                );
+                assert_eq!(local.revision, answer.revision, "{case}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, names.len() * 3 * 10_000);
+    let missing = client.evaluate("no-such-flag", "user-1", "production");
+    assert_eq!((missing.enabled, missing.revision), (false, 0));
+    assert_eq!(missing.reason, vexil_client::Reason::FlagNotFound);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_the_client_and_are_reported() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let app = TestApp::start(&db.url).await;
+    let name = unique("propagate");
+    app.create_flag(pb::Flag {
+        name: name.clone(),
+        enabled: true,
+        ..pb::Flag::default()
+    })
+    .await;
+    let client = connect(&[url(&app)]).await;
+    let mut changes = client.changes();
+    let mut delays = Vec::new();
+    for round in 1..=20 {
+        let started = Instant::now();
+        let updated = app
+            .set_percentage(&name, if round % 2 == 0 { 100.0 } else { 0.0 })
+            .await;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), changes.recv()).await {
+                Ok(Ok(ClientEvent::Changed { flag, revision })) if flag == name => {
+                    assert_eq!(revision, updated.revision);
+                    break;
+                }
+                Ok(Ok(_)) => {}
+                other => panic!("no change event: {other:?}"),
+            }
+        }
+        delays.push(started.elapsed());
+        assert_eq!(client.is_enabled(&name, "anyone", ""), round % 2 == 0);
+    }
+    delays.sort();
+    // A figure, not an assertion: UpdateFlag sent to the change applied locally.
+    println!(
+        "client propagation: median {:?}, max {:?} (UpdateFlag call included)",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_stream_loses_and_repeats_nothing() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let config = crate::common::config(&db.url);
+    let app = TestApp::start_with(config.clone()).await;
+    let address = app.address;
+    let name = unique("restart");
+    let created = app
+        .create_flag(pb::Flag {
+            name: name.clone(),
+            enabled: true,
+            ..pb::Flag::default()
+        })
+        .await;
+    let client = Client::builder()
+        .endpoints([format!("http://{address}")])
+        .backoff(Duration::from_millis(300), Duration::from_millis(600))
+        .build()
+        .connect()
+        .await
+        .expect("connect");
+    let mut changes = client.changes();
+    app.stop().await;
+    eventually(Duration::from_secs(10), "the client notices", async || {
+        matches!(client.status(), Status::Stale { .. })
+    })
+    .await;
+    let stale = client.evaluate(&name, "u", "");
+    assert_eq!(
+        stale.revision, created.revision,
+        "the last state is still served"
+    );
+
+    // Changes made as soon as the server is back, while the client waits
+    // out its backoff: it must get them by resuming, once each.
+    let app = TestApp::start_at(config, address).await;
+    let mut expected = vec![];
+    for i in 0..30 {
+        expected.push(app.set_percentage(&name, f64::from(i)).await.revision);
+    }
+    let mut seen = vec![];
+    while seen.last() != expected.last() {
+        match tokio::time::timeout(Duration::from_secs(10), changes.recv()).await {
+            Ok(Ok(ClientEvent::Changed { revision, .. })) => seen.push(revision),
+            Ok(Ok(ClientEvent::Snapshot { .. })) => {
+                panic!("resumed with a snapshot, not the changes")
+            }
+            Ok(Ok(ClientEvent::Status(_))) => {}
+            other => panic!("no change event: {other:?} after {seen:?}"),
+        }
+    }
+    assert_eq!(seen, expected, "every change once, in order");
+    assert!(expected[0] > created.revision);
+    assert!(matches!(client.status(), Status::Ready { .. }));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_next_endpoint() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    // Two replicas of one database; without Redis, B catches up from it every second.
+    let config = vexil::Config {
+        cache_ttl_secs: 1,
+        ..crate::common::config(&db.url)
+    };
+    let a = TestApp::start_with(config.clone()).await;
+    let b = TestApp::start_with(config).await;
+    let name = unique("failover");
+    a.create_flag(pb::Flag {
+        name: name.clone(),
+        enabled: true,
+        ..pb::Flag::default()
+    })
+    .await;
+    let client = connect(&[url(&a), url(&b)]).await;
+    assert!(!client.is_enabled(&name, "u", ""));
+    a.stop().await;
+    let updated = b.set_percentage(&name, 100.0).await;
+    wait_for_revision(&client, updated.revision).await;
+    assert!(client.is_enabled(&name, "u", ""));
+    assert!(matches!(client.status(), Status::Ready { .. }));
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_from_a_bootstrap_file_then_takes_the_servers_state() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let config = crate::common::config(&db.url);
+    let app = TestApp::start_with(config.clone()).await;
+    let address = app.address;
+    let name = unique("bootstrap");
+    app.create_flag(pb::Flag {
+        name: name.clone(),
+        enabled: true,
+        percentage: 100.0,
+        ..pb::Flag::default()
+    })
+    .await;
+    let file = std::env::temp_dir().join(format!("{}.json", unique("vexil-bootstrap-")));
+    let writer = Client::builder()
+        .endpoints([url(&app)])
+        .bootstrap_file(&file, None)
+        .bootstrap_every(Duration::from_millis(50))
+        .build()
+        .connect()
+        .await
+        .expect("connect");
+    eventually(Duration::from_secs(10), "the file is written", async || {
+        file.exists()
+    })
+    .await;
+    drop(writer);
+    app.stop().await;
+
+    // No server: the file's state, marked stale.
+    let start = |max_age| {
+        Client::builder()
+            .endpoints([format!("http://{address}")])
+            .bootstrap_file(&file, max_age)
+            .ready_timeout(Duration::from_millis(500))
+            .backoff(Duration::from_millis(50), Duration::from_millis(200))
+            .build()
+            .connect()
+    };
+    let client = start(None).await.expect("starts from the file");
+    assert!(
+        matches!(client.status(), Status::Stale { .. }),
+        "{:?}",
+        client.status()
+    );
+    assert!(client.is_enabled(&name, "u", ""));
+
+    // A file older than allowed is ignored: no state, a clear error.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = start(Some(Duration::from_secs(1)))
+        .await
+        .err()
+        .expect("an old file is not trusted");
+    let message = refused.to_string();
+    assert!(message.contains(&address.to_string()), "{message}");
+    // A corrupt file is ignored too.
+    let corrupt = file.with_extension("corrupt.json");
+    std::fs::write(
+        &corrupt,
+        b"{\"format\": \"vexil-bootstrap/1\", \"flags\": [",
+    )
+    .expect("write");
+    let refused = Client::builder()
+        .endpoints([format!("http://{address}")])
+        .bootstrap_file(&corrupt, None)
+        .ready_timeout(Duration::from_millis(300))
+        .build()
+        .connect()
+        .await;
+    assert!(refused.is_err());
+
+    // The server comes back with a different state: it replaces the file's.
+    let app = TestApp::start_at(config, address).await;
+    let updated = app.set_percentage(&name, 0.0).await;
+    wait_for_revision(&client, updated.revision).await;
+    assert!(!client.is_enabled(&name, "u", ""));
+    assert!(matches!(client.status(), Status::Ready { .. }));
+    app.stop().await;
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&corrupt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_nothing_names_the_endpoint_and_the_cause() {
+    let unused = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = unused.local_addr().expect("address");
+    drop(unused);
+    let err = Client::builder()
+        .endpoints([format!("http://{address}")])
+        .ready_timeout(Duration::from_millis(500))
+        .build()
+        .connect()
+        .await
+        .err()
+        .expect("nothing listens there");
+    let message = err.to_string();
+    assert!(message.contains(&address.to_string()), "{message}");
+    assert!(message.contains("connect"), "{message}");
+}
