@@ -378,3 +378,56 @@ async fn connecting_to_nothing_names_the_endpoint_and_the_cause() {
     assert!(message.contains(&address.to_string()), "{message}");
     assert!(message.contains("connect"), "{message}");
 }
+
+fn classic_page(user: &str) -> &'static str {
+    let _ = user;
+    "classic"
+}
+
+#[vexil_client::feature_flag("attribute.gate", user = user, fallback = classic_page)]
+fn page(user: &str) -> &'static str {
+    "new"
+}
+
+async fn classic_price(customer: String, base: u32) -> u32 {
+    let _ = customer;
+    base
+}
+
+#[vexil_client::feature_flag("attribute.gate", user = customer, fallback = classic_price, environment = "production")]
+async fn price(customer: String, base: u32) -> u32 {
+    base / 2
+}
+
+/// The attribute with the process-wide client (this is the only test that
+/// sets it): the function runs where the flag is on, the fallback elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attribute_gates_on_the_flag() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let app = TestApp::start(&db.url).await;
+    app.create_flag(pb::Flag {
+        name: "attribute.gate".into(),
+        enabled: true,
+        whitelist: vec!["vip".into()],
+        environments: vec!["production".into()],
+        ..pb::Flag::default()
+    })
+    .await;
+    let client = Client::builder()
+        .endpoints([url(&app)])
+        .default_environment("production")
+        .build()
+        .connect()
+        .await
+        .expect("connect");
+    assert!(vexil_client::set_default(client.clone()).is_ok());
+    assert_eq!(page("vip"), "new");
+    assert_eq!(page("someone"), "classic");
+    assert_eq!(price("vip".into(), 100).await, 50);
+    assert_eq!(price("someone".into(), 100).await, 100);
+
+    let updated = app.set_percentage("attribute.gate", 100.0).await;
+    wait_for_revision(&client, updated.revision).await;
+    assert_eq!(page("someone"), "new");
+    app.stop().await;
+}

@@ -180,7 +180,7 @@ fn expand(args: Args, function: ItemFn) -> syn::Result<proc_macro2::TokenStream>
     let otherwise = match &args.fallback {
         Some(fallback) if asynchronous => quote!(#fallback(#(#arguments),*).await),
         Some(fallback) => quote!(#fallback(#(#arguments),*)),
-        None => quote!(::core::default::Default::default()),
+        None => quote!(<_ as ::vexil_client::__private::OffValue>::off()),
     };
     let ItemFn {
         attrs,

@@ -415,6 +415,21 @@ pub fn default_client() -> Option<&'static Client> {
 pub mod __private {
     use super::Client;
 
+    /// What a gated function without a fallback returns when its flag is off.
+    #[diagnostic::on_unimplemented(
+        message = "#[feature_flag] without a fallback returns `Default::default()` when the flag is off, but `{Self}` does not implement `Default`",
+        label = "add `fallback = <function>` or implement `Default` for `{Self}`"
+    )]
+    pub trait OffValue {
+        fn off() -> Self;
+    }
+
+    impl<T: Default> OffValue for T {
+        fn off() -> Self {
+            T::default()
+        }
+    }
+
     /// Whether `flag` is on; off when no client is given or set as default.
     pub fn enabled(
         client: Option<&Client>,
