@@ -1,7 +1,8 @@
 //! The Rust client's local evaluation (criterion): `is_enabled` for each
-//! decisive rule against a copy kept current by Watch from a real server,
-//! while a background task changes another flag through the server as fast
-//! as it can up to 1,000 changes/s. Prints heap allocations per evaluation
+//! decisive rule against a copy kept current by Watch from a real server
+//! (in this process), first quiet, then while a background task changes
+//! another flag through the server as fast as it can up to 1,000 changes/s
+//! (on 2 cores, the server's writes compete with the benchmark). Prints heap allocations per evaluation
 //! and the change rate achieved, then the timings.
 //!
 //! Run: `cargo bench --bench client`
@@ -183,6 +184,16 @@ fn main() {
         );
     }
 
+    let mut criterion = Criterion::default().configure_from_args();
+    // First with nothing else running, then while the copy changes.
+    let mut quiet = criterion.benchmark_group("client is_enabled, quiet");
+    for ((case, _, user, environment), name) in cases.iter().zip(&names) {
+        quiet.bench_function(*case, |b| {
+            b.iter(|| client.is_enabled(black_box(name), black_box(user), black_box(environment)))
+        });
+    }
+    quiet.finish();
+
     // Changes through the server, at most 1,000/s, while the timings run.
     let running = Arc::new(AtomicBool::new(true));
     let applied = Arc::new(AtomicU64::new(0));
@@ -215,8 +226,7 @@ fn main() {
     };
     let started = Instant::now();
     let revision_before = client.revision();
-    let mut criterion = Criterion::default().configure_from_args();
-    let mut group = criterion.benchmark_group("client is_enabled");
+    let mut group = criterion.benchmark_group("client is_enabled, 1,000 changes/s");
     for ((case, _, user, environment), name) in cases.iter().zip(&names) {
         group.bench_function(*case, |b| {
             b.iter(|| client.is_enabled(black_box(name), black_box(user), black_box(environment)))

@@ -1,9 +1,10 @@
 //! Vexil: a feature-flag evaluation service over gRPC.
 //!
-//! Layers, each importing only downward: `grpc` and `ofrep` (wire) → `service` (use
-//! cases) → `engine` (pure evaluation), `cache` (hot flags), `store`
+//! Layers, each importing only downward: `grpc` and `ofrep` (wire) →
+//! `service` (use cases) → `engine` (pure evaluation: the `vexil-engine`
+//! crate, shared with `vexil-client`), `cache` (hot flags), `store`
 //! (sea-orm) and `bus` (change announcements). `domain` holds the types
-//! they share.
+//! they share (the flag model comes from the engine crate).
 
 pub mod auth;
 pub mod bus;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, watch};
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::copy::{FlagMap, LocalCopy};
 use crate::pb::evaluation_service_client::EvaluationServiceClient;
@@ -107,14 +107,21 @@ async fn session(
     progressed: &mut bool,
 ) -> String {
     let channel = match Endpoint::from_shared(endpoint.to_owned()) {
-        Ok(endpoint) => endpoint
-            .connect_timeout(options.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true),
+        Ok(channel) if endpoint.starts_with("https://") => {
+            match channel.tls_config(ClientTlsConfig::new().with_enabled_roots()) {
+                Ok(channel) => channel,
+                Err(err) => return format!("TLS: {err}"),
+            }
+        }
+        Ok(channel) => channel,
         Err(err) => return format!("invalid endpoint: {err}"),
     };
+    let channel = channel
+        .connect_timeout(options.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
     let channel = match channel.connect().await {
         Ok(channel) => channel,
         Err(err) => return format!("cannot connect: {}", source_chain(&err)),
