@@ -8,59 +8,7 @@ use std::time::{Duration, Instant};
 use vexil::grpc::pb;
 use vexil_client::{Client, ClientEvent, Status};
 
-use crate::common::{Backend, TestApp, TestDatabase, eventually, hours_from_now, unique};
-
-/// One flag per rule, named with `prefix`.
-async fn rule_flags(app: &TestApp, prefix: &str) -> Vec<String> {
-    let on = |suffix: &str, percentage: f64| pb::Flag {
-        name: format!("{prefix}.{suffix}"),
-        enabled: true,
-        percentage,
-        ..pb::Flag::default()
-    };
-    let flags = [
-        on("everyone", 100.0),
-        on("nobody", 0.0),
-        pb::Flag {
-            enabled: false,
-            ..on("killed", 100.0)
-        },
-        on("rollout", 37.5),
-        on("fraction", 0.09499999999999999),
-        pb::Flag {
-            whitelist: (0..50).map(|i| format!("user-{i}")).collect(),
-            blacklist: (40..60).map(|i| format!("user-{i}")).collect(),
-            ..on("lists", 50.0)
-        },
-        pb::Flag {
-            environments: vec!["production".into()],
-            ..on("environments", 60.0)
-        },
-        pb::Flag {
-            environment_overrides: [("staging".to_string(), true), ("dev".to_string(), false)]
-                .into(),
-            ..on("overrides", 30.0)
-        },
-        pb::Flag {
-            starts_at: hours_from_now(24),
-            ..on("later", 100.0)
-        },
-        pb::Flag {
-            expires_at: hours_from_now(-24),
-            ..on("expired", 100.0)
-        },
-        pb::Flag {
-            starts_at: hours_from_now(-1),
-            expires_at: hours_from_now(1),
-            ..on("window", 80.0)
-        },
-    ];
-    let mut names = Vec::new();
-    for flag in flags {
-        names.push(app.create_flag(flag).await.name);
-    }
-    names
-}
+use crate::common::{Backend, TestApp, TestDatabase, eventually, unique};
 
 async fn connect(endpoints: &[String]) -> Client {
     Client::builder()
@@ -92,7 +40,11 @@ async fn local_answers_equal_the_servers(backend: Backend) {
         return;
     };
     let app = TestApp::start(&db.url).await;
-    let names = rule_flags(&app, &unique("agree")).await;
+    let names: Vec<String> = crate::common::rule_flags(&app, &unique("agree"))
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let client = connect(&[url(&app)]).await;
     let last = app
         .flags
@@ -236,8 +188,10 @@ async fn a_restart_mid_stream_loses_and_repeats_nothing() {
     while seen.last() != expected.last() {
         match tokio::time::timeout(Duration::from_secs(10), changes.recv()).await {
             Ok(Ok(ClientEvent::Changed { revision, .. })) => seen.push(revision),
-            Ok(Ok(ClientEvent::Snapshot { .. })) => {
-                panic!("resumed with a snapshot, not the changes")
+            Ok(Ok(ClientEvent::Snapshot { revision, flags })) => {
+                panic!(
+                    "resumed with a snapshot ({flags} flags at {revision}), not the changes, after {seen:?}"
+                )
             }
             Ok(Ok(ClientEvent::Status(_))) => {}
             other => panic!("no change event: {other:?} after {seen:?}"),

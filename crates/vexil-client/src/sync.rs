@@ -170,12 +170,15 @@ async fn session(
                     shared.from_server.store(true, Ordering::Release);
                     *resume = Some(chunk.revision);
                     *progressed = true;
-                    shared.set_status(Status::Ready {
-                        revision: chunk.revision,
-                    });
+                    // The event before the status: `connect` returns on
+                    // Ready, and a subscriber from then on must not get the
+                    // snapshot it already has.
                     let _ = shared.events.send(ClientEvent::Snapshot {
                         revision: chunk.revision,
                         flags: count,
+                    });
+                    shared.set_status(Status::Ready {
+                        revision: chunk.revision,
                     });
                 }
             }
