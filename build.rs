@@ -9,45 +9,32 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["vexil/v1/flags.proto"];
-    let file_descriptors = protox::compile(protos, ["proto"])?;
-
-    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(
-        out_dir.join("vexil_descriptor.bin"),
-        file_descriptors.encode_to_vec(),
-    )?;
-
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL.
-        .codec_path("crate::grpc::codec::ProstCodec")
-        .compile_fds(file_descriptors)?;
-
+    compile(&["vexil/v1/flags.proto"], "vexil_descriptor.bin")?;
     evaluation_server();
-    flagd()?;
+    // flagd's evaluation services (OpenFeature's flagd providers, RPC mode),
+    // with their own descriptor set for reflection on the flagd port.
+    compile(
+        &[
+            "flagd/evaluation/v1/evaluation.proto",
+            "flagd/evaluation/v2/evaluation.proto",
+        ],
+        "flagd_descriptor.bin",
+    )?;
 
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }
 
-/// flagd's evaluation services (OpenFeature's flagd providers, RPC mode),
-/// with their own descriptor set for reflection on the flagd port.
-fn flagd() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = [
-        "flagd/evaluation/v1/evaluation.proto",
-        "flagd/evaluation/v2/evaluation.proto",
-    ];
+/// Compiles `protos` (clients and servers) and writes their descriptor set
+/// to `descriptor` in OUT_DIR for reflection.
+fn compile(protos: &[&str], descriptor: &str) -> Result<(), Box<dyn std::error::Error>> {
     let file_descriptors = protox::compile(protos, ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(
-        out_dir.join("flagd_descriptor.bin"),
-        file_descriptors.encode_to_vec(),
-    )?;
+    std::fs::write(out_dir.join(descriptor), file_descriptors.encode_to_vec())?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::grpc::codec::ProstCodec")
         .compile_fds(file_descriptors)?;
     Ok(())

@@ -16,75 +16,9 @@ use vexil::grpc::flagd::{v1, v2};
 use vexil::grpc::pb;
 
 use crate::common::http::{self, post_json};
-use crate::common::{Backend, TestApp, TestDatabase, as_actor, hours_from_now, unique};
+use crate::common::{Backend, TestApp, TestDatabase, as_actor, unique};
 
 crate::backend_tests!(flagd_and_ofrep_answer_as_evaluate_does);
-
-/// One flag per rule, named with `prefix`, and the OpenFeature reason its
-/// answers carry: STATIC, DISABLED or TARGETING_MATCH.
-async fn rule_flags(app: &TestApp, prefix: &str) -> Vec<(String, &'static str)> {
-    let on = |suffix: &str, percentage: f64| pb::Flag {
-        name: format!("{prefix}.{suffix}"),
-        enabled: true,
-        percentage,
-        ..pb::Flag::default()
-    };
-    let flags = [
-        (on("everyone", 100.0), "STATIC"),
-        (on("nobody", 0.0), "STATIC"),
-        (
-            pb::Flag {
-                enabled: false,
-                whitelist: vec!["user-1".into()],
-                ..on("killed", 100.0)
-            },
-            "DISABLED",
-        ),
-        (on("rollout", 37.5), "TARGETING_MATCH"),
-        (
-            pb::Flag {
-                whitelist: vec!["user-1".into(), "user-2".into()],
-                blacklist: vec!["user-2".into(), "user-3".into()],
-                ..on("lists", 50.0)
-            },
-            "TARGETING_MATCH",
-        ),
-        (
-            pb::Flag {
-                environments: vec!["production".into()],
-                ..on("environments", 100.0)
-            },
-            "TARGETING_MATCH",
-        ),
-        (
-            pb::Flag {
-                environment_overrides: [("staging".to_string(), true)].into(),
-                ..on("override", 0.0)
-            },
-            "TARGETING_MATCH",
-        ),
-        (
-            pb::Flag {
-                starts_at: hours_from_now(24),
-                ..on("later", 100.0)
-            },
-            "TARGETING_MATCH",
-        ),
-        (
-            pb::Flag {
-                expires_at: hours_from_now(-24),
-                ..on("expired", 100.0)
-            },
-            "STATIC",
-        ),
-    ];
-    let mut named = Vec::new();
-    for (flag, kind) in flags {
-        named.push((flag.name.clone(), kind));
-        app.create_flag(flag).await;
-    }
-    named
-}
 
 fn text(value: &str) -> Value {
     Value {
@@ -133,7 +67,7 @@ async fn flagd_and_ofrep_answer_as_evaluate_does(backend: Backend) {
     let mut v2 = v2::service_client::ServiceClient::new(flagd);
     let ofrep = app.ofrep.expect("ofrep");
     let prefix = unique("of");
-    let flags = rule_flags(&app, &prefix).await;
+    let flags = crate::common::rule_flags(&app, &prefix).await;
 
     let mut compared = 0;
     for (name, kind) in &flags {
@@ -246,7 +180,7 @@ async fn flagd_errors_selector_and_event_stream() {
     let app = TestApp::start_openfeature(crate::common::config(&db.url)).await;
     let mut v2 = v2::service_client::ServiceClient::new(channel(app.flagd.expect("flagd")));
     let prefix = unique("flagd");
-    rule_flags(&app, &prefix).await;
+    crate::common::rule_flags(&app, &prefix).await;
     let rollout = format!("{prefix}.rollout");
     let override_flag = format!("{prefix}.override");
 
@@ -374,7 +308,7 @@ async fn ofrep_errors_etags_cors_and_events() {
     let app = TestApp::start_openfeature(config).await;
     let ofrep = app.ofrep.expect("ofrep");
     let prefix = unique("ofrep");
-    rule_flags(&app, &prefix).await;
+    crate::common::rule_flags(&app, &prefix).await;
     let rollout = format!("/ofrep/v1/evaluate/flags/{prefix}.rollout");
 
     let missing = post_json(ofrep, "/ofrep/v1/evaluate/flags/no-such-flag", &json!({})).await;

@@ -608,3 +608,78 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// One flag per evaluation rule, named `{prefix}.{rule}`, with the
+/// OpenFeature reason its answers carry: STATIC, DISABLED or TARGETING_MATCH.
+pub async fn rule_flags(app: &TestApp, prefix: &str) -> Vec<(String, &'static str)> {
+    let on = |suffix: &str, percentage: f64| pb::Flag {
+        name: format!("{prefix}.{suffix}"),
+        enabled: true,
+        percentage,
+        ..pb::Flag::default()
+    };
+    let flags = [
+        (on("everyone", 100.0), "STATIC"),
+        (on("nobody", 0.0), "STATIC"),
+        (
+            pb::Flag {
+                enabled: false,
+                whitelist: vec!["user-1".into()],
+                ..on("killed", 100.0)
+            },
+            "DISABLED",
+        ),
+        (on("rollout", 37.5), "TARGETING_MATCH"),
+        (on("fraction", 0.09499999999999999), "TARGETING_MATCH"),
+        (
+            pb::Flag {
+                whitelist: (0..50).map(|i| format!("user-{i}")).collect(),
+                blacklist: (40..60).map(|i| format!("user-{i}")).collect(),
+                ..on("lists", 50.0)
+            },
+            "TARGETING_MATCH",
+        ),
+        (
+            pb::Flag {
+                environments: vec!["production".into()],
+                ..on("environments", 60.0)
+            },
+            "TARGETING_MATCH",
+        ),
+        (
+            pb::Flag {
+                environment_overrides: [("staging".to_string(), true), ("dev".to_string(), false)]
+                    .into(),
+                ..on("override", 0.0)
+            },
+            "TARGETING_MATCH",
+        ),
+        (
+            pb::Flag {
+                starts_at: hours_from_now(24),
+                ..on("later", 100.0)
+            },
+            "TARGETING_MATCH",
+        ),
+        (
+            pb::Flag {
+                expires_at: hours_from_now(-24),
+                ..on("expired", 100.0)
+            },
+            "STATIC",
+        ),
+        (
+            pb::Flag {
+                starts_at: hours_from_now(-1),
+                expires_at: hours_from_now(1),
+                ..on("window", 80.0)
+            },
+            "TARGETING_MATCH",
+        ),
+    ];
+    let mut named = Vec::new();
+    for (flag, kind) in flags {
+        named.push((app.create_flag(flag).await.name, kind));
+    }
+    named
+}
