@@ -14,7 +14,8 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use vexil::cache::FlagCache;
 use vexil::domain::{EvalContext, Flag, FlagName, FlagSpec};
-use vexil::engine::{bucket, evaluate};
+use vexil::engine::{Reason, bucket, evaluate};
+use vexil::metrics::{Observation, Recorder};
 use vexil::service::Evaluator;
 
 #[global_allocator]
@@ -142,7 +143,7 @@ fn bulk_setup(count: usize) -> (Evaluator, Vec<String>) {
     for name in &names {
         cache.upsert(Arc::new(flag(name, lean.clone())));
     }
-    (Evaluator::new(cache), names)
+    (Evaluator::new(cache, None), names)
 }
 
 fn allocations_per_call(calls: usize, mut f: impl FnMut()) -> f64 {
@@ -241,7 +242,7 @@ fn bench_bulk_realistic(c: &mut Criterion) {
         };
         cache.upsert(Arc::new(flag(name, spec)));
     }
-    let evaluator = Evaluator::new(cache);
+    let evaluator = Evaluator::new(cache, None);
     let users: Vec<String> = (0..4096)
         .map(|i| format!("user-{}", i * 7919 % 1_000_000))
         .collect();
@@ -282,6 +283,60 @@ fn bench_bucket(c: &mut Criterion) {
     });
 }
 
+/// The hot path's metrics: recording one evaluation into a flag's
+/// counters (relaxed atomics and the distinct-user sketch), and a whole
+/// evaluation with metrics off and on (on adds two clock reads).
+fn bench_metrics(c: &mut Criterion) {
+    let recorder = Recorder::new();
+    let stats = recorder.flag("bench.metrics");
+    let users: Vec<String> = (0..4096).map(|i| format!("user-{i}")).collect();
+    let at = now().timestamp();
+    let mut group = c.benchmark_group("metrics");
+    let mut i = 0usize;
+    group.bench_function("record", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            recorder.record(
+                &stats,
+                black_box(&Observation {
+                    environment: "production",
+                    user_id: &users[i % users.len()],
+                    reason: Reason::PercentageRollout,
+                    enabled: true,
+                    latency_ns: 180,
+                    at,
+                }),
+            )
+        })
+    });
+    let cache = Arc::new(FlagCache::new());
+    cache.upsert(Arc::new(flag(
+        "bench.metrics",
+        FlagSpec {
+            enabled: true,
+            percentage: 50.0,
+            ..FlagSpec::default()
+        },
+    )));
+    for (name, metrics) in [
+        ("evaluate_off", None),
+        ("evaluate_on", Some(Arc::new(Recorder::new()))),
+    ] {
+        let evaluator = Evaluator::new(cache.clone(), metrics);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let ctx = EvalContext {
+                    user_id: &users[i % users.len()],
+                    environment: "production",
+                };
+                evaluator.evaluate(black_box("bench.metrics"), &ctx, now())
+            })
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     report_allocations();
     let mut criterion = Criterion::default().configure_from_args();
@@ -289,5 +344,6 @@ fn main() {
     bench_bulk(&mut criterion);
     bench_bulk_realistic(&mut criterion);
     bench_bucket(&mut criterion);
+    bench_metrics(&mut criterion);
     criterion.final_summary();
 }

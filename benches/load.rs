@@ -103,13 +103,14 @@ impl Server {
     }
 }
 
-async fn start_vexil(flags: usize, database: &str) -> Server {
+async fn start_vexil(flags: usize, database: &str, metrics: bool) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, stopped) = oneshot::channel::<()>();
     // The load generator is one caller flooding on purpose.
     let config = vexil::Config {
         max_in_flight: 1_000_000,
+        enable_metrics: metrics,
         ..vexil::Config::with_database(database).without_caller_limits()
     };
     let task = tokio::spawn(async move {
@@ -383,7 +384,7 @@ async fn main() {
     let sqlite = std::env::temp_dir().join(format!("vexil-load-{}-{nanos}.db", std::process::id()));
     let database = format!("sqlite://{}?mode=rwc", sqlite.display());
 
-    let vexil = start_vexil(args.flags, &database).await;
+    let vexil = start_vexil(args.flags, &database, true).await;
     let ceiling = start_ceiling(args.flags).await;
     println!(
         "{} flags; {} s per run after {} s warm-up; up to {} HTTP/2 connections; {} cores",
@@ -436,6 +437,52 @@ async fn main() {
     println!(
         "tput = Vexil/ceiling requests per second; p50, p99 = Vexil/ceiling latency; server µs = Vexil's evaluation_time_ms"
     );
+
+    // Evaluation metrics (FF_ENABLE_METRICS) on vs off, the same run: a
+    // second server, metrics off, on its own database.
+    let sqlite_off = sqlite.with_extension("off.db");
+    let vexil_off = start_vexil(
+        args.flags,
+        &format!("sqlite://{}?mode=rwc", sqlite_off.display()),
+        false,
+    )
+    .await;
+    println!();
+    println!(
+        "{:<18} {:>4} | {:>11} {:>8} {:>8} | {:>11} {:>8} {:>8} | {:>6}",
+        "metrics on/off", "C", "on/s", "p50µs", "p99µs", "off/s", "p50µs", "p99µs", "on/off"
+    );
+    for &concurrency in &args.concurrency {
+        // Alternate, twice each, so drift on a shared machine hits both.
+        let mut on = Vec::new();
+        let mut off = Vec::new();
+        for _ in 0..2 {
+            off.push(drive(vexil_off.address, Scenario::Evaluate, concurrency, &args).await);
+            on.push(drive(vexil.address, Scenario::Evaluate, concurrency, &args).await);
+        }
+        let mean = |runs: &[Outcome], f: &dyn Fn(&Outcome) -> f64| {
+            runs.iter().map(f).sum::<f64>() / runs.len() as f64
+        };
+        let (on_rate, off_rate) = (mean(&on, &rate), mean(&off, &rate));
+        println!(
+            "{:<18} {:>4} | {:>11.0} {:>8.1} {:>8.1} | {:>11.0} {:>8.1} {:>8.1} | {:>6.3}",
+            "evaluate",
+            concurrency,
+            on_rate,
+            mean(&on, &|o| micros(o, 0.5)),
+            mean(&on, &|o| micros(o, 0.99)),
+            off_rate,
+            mean(&off, &|o| micros(o, 0.5)),
+            mean(&off, &|o| micros(o, 0.99)),
+            on_rate / off_rate,
+        );
+    }
+    vexil_off.stop().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = sqlite_off.clone().into_os_string();
+        file.push(suffix);
+        std::fs::remove_file(file).ok();
+    }
 
     vexil.stop().await;
     ceiling.stop().await;

@@ -10,19 +10,37 @@
 //! listings and snapshots without sorting. Both change together under the
 //! sync's apply lock; the index is updated after the map's shard is
 //! released, so a long listing never holds up an evaluation.
+//!
+//! Each entry also keeps a slot for the flag's evaluation counters,
+//! resolved at its first evaluation, so recording one costs no map lookup.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as Slot;
 
 use crate::domain::{Flag, FlagName};
+use crate::metrics::FlagStats;
 
 struct Entry {
     revision: u64,
     flag: Arc<Flag>,
+    stats: OnceLock<Arc<FlagStats>>,
 }
+
+impl Entry {
+    fn new(flag: Arc<Flag>) -> Self {
+        Self {
+            revision: flag.revision,
+            flag,
+            stats: OnceLock::new(),
+        }
+    }
+}
+
+/// A slot for a flag's evaluation counters, filled at first use.
+pub type StatsSlot = OnceLock<Arc<FlagStats>>;
 
 #[derive(Default)]
 pub struct FlagCache {
@@ -40,6 +58,14 @@ impl FlagCache {
     pub fn with_flag<R>(&self, name: &str, f: impl FnOnce(Option<&Flag>) -> R) -> R {
         let entry = self.entries.get(name);
         f(entry.as_ref().map(|entry| entry.flag.as_ref()))
+    }
+
+    /// As [`Self::with_flag`], with the flag's counters slot.
+    pub fn with_entry<R>(&self, name: &str, f: impl FnOnce(Option<(&Flag, &StatsSlot)>) -> R) -> R {
+        let entry = self.entries.get(name);
+        f(entry
+            .as_ref()
+            .map(|entry| (entry.flag.as_ref(), &entry.stats)))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Flag>> {
@@ -66,18 +92,17 @@ impl FlagCache {
         let revision = flag.revision;
         let stored = match self.entries.entry(flag.name.clone()) {
             Slot::Occupied(mut slot) if revision > slot.get().revision => {
-                slot.insert(Entry {
-                    revision,
-                    flag: flag.clone(),
-                });
+                let entry = Entry::new(flag.clone());
+                // The counters stay with the name across changes.
+                if let Some(stats) = slot.get().stats.get() {
+                    let _ = entry.stats.set(stats.clone());
+                }
+                slot.insert(entry);
                 true
             }
             Slot::Occupied(_) => false,
             Slot::Vacant(slot) => {
-                slot.insert(Entry {
-                    revision,
-                    flag: flag.clone(),
-                });
+                slot.insert(Entry::new(flag.clone()));
                 true
             }
         };
@@ -118,13 +143,18 @@ impl FlagCache {
             .collect();
         self.entries.retain(|name, _| ordered.contains_key(name));
         for flag in ordered.values() {
-            self.entries.insert(
-                flag.name.clone(),
-                Entry {
-                    revision: flag.revision,
-                    flag: flag.clone(),
-                },
-            );
+            match self.entries.entry(flag.name.clone()) {
+                Slot::Occupied(mut slot) => {
+                    let entry = Entry::new(flag.clone());
+                    if let Some(stats) = slot.get().stats.get() {
+                        let _ = entry.stats.set(stats.clone());
+                    }
+                    slot.insert(entry);
+                }
+                Slot::Vacant(slot) => {
+                    slot.insert(Entry::new(flag.clone()));
+                }
+            }
         }
         *self.write_ordered() = ordered;
     }

@@ -54,6 +54,21 @@ fn parse_role(name: &str) -> Result<Role, String> {
 }
 
 /// `90s`, `30m`, `1h`, `7d`.
+/// `500ms`, `10s`, `1m`: an interval between 10 ms and an hour.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = match text.strip_suffix("ms") {
+        Some(millis) => millis
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| "expected e.g. 500ms, 10s, 1m".to_string())?,
+        None => parse_duration(text)?,
+    };
+    if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&interval) {
+        return Err("must be between 10ms and 1h".into());
+    }
+    Ok(interval)
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -226,6 +241,27 @@ pub struct Config {
     )]
     pub redis_channel: String,
 
+    /// Count evaluations per flag, environment and hour (GetMetrics, the
+    /// Redis hashes, `/metrics`'s evaluation series). `false` touches no
+    /// counter and writes nothing.
+    #[arg(long, global = true, env = "FF_ENABLE_METRICS", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub enable_metrics: bool,
+
+    /// How often each replica writes its evaluation counts (e.g. 10s, 500ms).
+    #[arg(long, global = true, env = "VEXIL_METRICS_FLUSH_INTERVAL", default_value = "10s",
+          value_parser = parse_interval)]
+    pub metrics_flush_interval: Duration,
+
+    /// Days of hourly evaluation figures kept (in the database and Redis).
+    #[arg(long, global = true, env = "VEXIL_METRICS_RETENTION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub metrics_retention_days: u32,
+
+    /// Address for Prometheus' scrape endpoint (`GET /metrics`); off unless set.
+    #[arg(long, global = true, env = "VEXIL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Events a Watch subscriber may have waiting before it is cut off.
     #[arg(long, global = true, env = "VEXIL_WATCH_BUFFER", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -348,6 +384,11 @@ pub struct Config {
     #[arg(long, global = true, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub watch_heartbeat_ms: u64,
+
+    /// Log format: `text` (human-readable) or `json` (one JSON object per
+    /// line). RUST_LOG sets the level (`info` by default).
+    #[arg(long, global = true, env = "VEXIL_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 /// SQLite's `synchronous` setting (WAL mode).
@@ -378,6 +419,10 @@ impl Config {
             redis_url: None,
             redis_max_connections: 50,
             redis_channel: "ff:changes".into(),
+            enable_metrics: true,
+            metrics_flush_interval: Duration::from_secs(10),
+            metrics_retention_days: 90,
+            metrics_listen: None,
             watch_buffer: 1024,
             watch_feed: 4096,
             jwt_secret: None,
@@ -401,6 +446,7 @@ impl Config {
             max_watch_streams: 50_000,
             max_watch_streams_per_caller: 1_000,
             watch_heartbeat_ms: 15_000,
+            log_format: crate::telemetry::LogFormat::Text,
         }
     }
 

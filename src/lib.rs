@@ -15,9 +15,12 @@ pub mod domain;
 pub use vexil_engine as engine;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod ofrep;
+pub mod redis_metrics;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,8 +44,11 @@ use crate::grpc::pb::flag_service_server::FlagServiceServer;
 use crate::grpc::{
     EvaluationGrpc, FlagServiceGrpc, Flagd, FlagdV1, FlagdV2, Gatekeeper, Limits, pb,
 };
+use crate::metrics::Recorder;
 use crate::service::openfeature::Resolver;
-use crate::service::{CacheSync, Evaluator, FeedLimits, FlagManager, Watcher};
+use crate::service::{
+    CacheSync, Evaluator, FeedLimits, FlagManager, Metrics, MetricsOptions, Watcher,
+};
 use crate::store::FlagStore;
 
 /// Largest management request accepted: a flag of the largest size allowed
@@ -189,6 +195,24 @@ pub async fn run(
         None => ChangeBus::in_process(),
     });
 
+    // Counters only when metrics are on; reads (GetMetrics) either way.
+    let recorder = config.enable_metrics.then(|| Arc::new(Recorder::new()));
+    let metrics = Arc::new(Metrics::new(
+        recorder.clone().unwrap_or_default(),
+        store.clone(),
+        cache.clone(),
+        config.redis_url.as_deref(),
+        MetricsOptions {
+            flush_interval: config.metrics_flush_interval,
+            retention_days: config.metrics_retention_days,
+        },
+    )?);
+    // Stopped after the servers, so the final flush counts every answer.
+    let (stop_flushing, flushing_stopped) = watch::channel(false);
+    let flushing = recorder
+        .is_some()
+        .then(|| tokio::spawn(metrics.clone().run(flushing_stopped)));
+
     let (stop, stopping) = watch::channel(false);
     let syncing = tokio::spawn(service::keep_in_sync(
         sync.clone(),
@@ -232,7 +256,11 @@ pub async fn run(
     };
     let mut side_servers = Vec::new();
     if let Some(listener) = flagd_listener {
-        let flagd = Flagd::new(Resolver::new(cache.clone()), watcher.clone(), gate.clone());
+        let flagd = Flagd::new(
+            Resolver::new(cache.clone(), recorder.clone()),
+            watcher.clone(),
+            gate.clone(),
+        );
         health.set_serving::<FlagdV1Server<FlagdV1>>().await;
         health.set_serving::<FlagdV2Server<FlagdV2>>().await;
         let reflection = || {
@@ -253,6 +281,7 @@ pub async fn run(
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+            .layer(telemetry::grpc_tracing())
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -278,8 +307,12 @@ pub async fn run(
         if tls.is_some() {
             tracing::warn!("OFREP is served over plain HTTP: put a TLS-terminating proxy in front");
         }
-        let router = ofrep::Ofrep::new(Resolver::new(cache.clone()), watcher.clone(), gate.clone())
-            .router(&config.ofrep_cors_origins);
+        let router = ofrep::Ofrep::new(
+            Resolver::new(cache.clone(), recorder.clone()),
+            watcher.clone(),
+            gate.clone(),
+        )
+        .router(&config.ofrep_cors_origins);
         tracing::info!(address = ?listener.local_addr().ok(), "serving OFREP");
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
@@ -296,14 +329,16 @@ pub async fn run(
         }));
     }
     let evaluation = EvaluationServiceServer::new(EvaluationGrpc::new(
-        Evaluator::new(cache.clone()),
+        Evaluator::new(cache.clone(), recorder.clone()),
         watcher,
         gate.clone(),
     ))
     .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES);
     let flags = FlagServiceServer::new(FlagServiceGrpc::new(
         FlagManager::new(store.clone(), sync.clone(), bus.clone()),
-        Evaluator::new(cache.clone()),
+        // ExplainEvaluation is a diagnosis, not a use: not counted.
+        Evaluator::new(cache.clone(), None),
+        metrics.clone(),
         gate.clone(),
     ))
     .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES);
@@ -356,6 +391,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+        .layer(telemetry::grpc_tracing())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -378,6 +414,19 @@ pub async fn run(
             Err(_) => abort.abort(),
         }
     }
+
+    stop_flushing.send_replace(true);
+    if let Some(flushing) = flushing {
+        let abort = flushing.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_DRAIN, flushing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the final metrics flush did not finish in time; abandoning it");
+            abort.abort();
+        }
+    }
+    drop(metrics);
 
     let catch_up = syncing.abort_handle();
     if tokio::time::timeout(SHUTDOWN_DRAIN, syncing).await.is_err() {

@@ -1,19 +1,22 @@
-//! The `vexil` binary: parse the configuration, start logging, run.
+//! The `vexil` binary: parse the configuration, start logging (and trace
+//! export), run, flush the traces.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use vexil::config::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let telemetry = match vexil::telemetry::init(cli.config.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            // Logging is not set up: nowhere else to say it.
+            eprintln!("vexil failed: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => vexil::migrate(&cli.config).await,
@@ -22,13 +25,15 @@ async fn main() -> ExitCode {
             vexil::dev_token(&cli.config, &args).map(|token| println!("{token}"))
         }
     };
-    match outcome {
+    let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "vexil failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }
 
 async fn serve(config: vexil::Config) -> vexil::Result<()> {

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_tables;
 mod m20261125_000002_immutable_audit;
+mod m20261126_000003_evaluation_metrics;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261125_000002_immutable_audit::Migration),
+            Box::new(m20261126_000003_evaluation_metrics::Migration),
         ]
     }
 }

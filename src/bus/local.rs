@@ -18,6 +18,13 @@ impl LocalBus {
     }
 
     pub fn publish(&self, message: BusMessage) {
+        let _span = tracing::info_span!(
+            "bus.publish",
+            bus = "in-process",
+            revision = message.revision,
+            flag = message.flag.as_deref()
+        )
+        .entered();
         // No receiver is fine: nobody needs telling.
         let _ = self.events.send(BusEvent::Message(message));
     }

@@ -19,6 +19,7 @@ use fred::types::config::UnresponsiveConfig;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+use tracing::field::Empty;
 
 use super::{BusEvent, BusMessage, EVENT_CAPACITY};
 use crate::error::{Error, Result};
@@ -136,7 +137,13 @@ impl RedisBus {
     }
 
     pub fn publish(&self, message: BusMessage) {
-        let payload = match serde_json::to_string(&message) {
+        let span = tracing::info_span!(
+            "bus.publish",
+            bus = "redis",
+            revision = message.revision,
+            flag = message.flag.as_deref()
+        );
+        let payload = match span.in_scope(|| serde_json::to_string(&message)) {
             Ok(payload) => payload,
             Err(err) => {
                 tracing::error!(error = %err, "encoding a bus message");
@@ -145,12 +152,15 @@ impl RedisBus {
         };
         let client = self.publisher.next().clone();
         let channel = self.channel.clone();
-        tokio::spawn(async move {
-            let published: std::result::Result<i64, _> = client.publish(channel, payload).await;
-            if let Err(err) = published {
-                tracing::debug!(error = %err, revision = message.revision, "publish failed; replicas will catch up");
-            }
-        });
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let published: std::result::Result<i64, _> = client.publish(channel, payload).await;
+                if let Err(err) = published {
+                    tracing::debug!(error = %err, revision = message.revision, "publish failed; replicas will catch up");
+                }
+            },
+            span,
+        ));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
@@ -181,12 +191,21 @@ async fn forward_messages(
     loop {
         match messages.recv().await {
             Ok(message) => {
+                let span = tracing::info_span!(
+                    "bus.receive",
+                    bus = "redis",
+                    revision = Empty,
+                    flag = Empty
+                )
+                .entered();
                 let parsed = message
                     .value
                     .as_str()
                     .and_then(|text| serde_json::from_str::<BusMessage>(&text).ok());
                 match parsed {
                     Some(parsed) => {
+                        span.record("revision", parsed.revision);
+                        span.record("flag", parsed.flag.as_deref());
                         let _ = events.send(BusEvent::Message(parsed));
                     }
                     None => {

@@ -2,6 +2,8 @@
 //! mapping of [`Error`] to [`Status`]. Incoming messages are destructured
 //! exhaustively so a new proto field fails the build until it is handled.
 
+use crate::metrics::{HourFigures, LATENCY_BOUNDS_NS, REASONS};
+use crate::service::FlagMetrics;
 use chrono::{DateTime, Utc};
 use prost::Message;
 use prost_types::{Struct, Timestamp, Value, value::Kind};
@@ -367,6 +369,71 @@ pub fn group_to_pb(group: &Group) -> pb::Group {
         name: group.name.clone(),
         description: group.description.clone(),
         created_at: Some(timestamp_to_pb(group.created_at)),
+    }
+}
+
+fn evaluation_stats_to_pb(figures: &HourFigures) -> pb::EvaluationStats {
+    let evaluations = figures.evaluations();
+    let enabled = figures.enabled();
+    let mut buckets: Vec<pb::LatencyBucket> = LATENCY_BOUNDS_NS
+        .iter()
+        .chain(std::iter::once(&0))
+        .zip(figures.latency.iter())
+        .map(|(&le_ns, &count)| pb::LatencyBucket { le_ns, count })
+        .collect();
+    if evaluations == 0 {
+        buckets.clear();
+    }
+    pb::EvaluationStats {
+        evaluations,
+        enabled,
+        disabled: evaluations - enabled,
+        reasons: REASONS
+            .iter()
+            .map(|&r| (r, figures.count(r)))
+            .filter(|(_, count)| *count > 0)
+            .map(|(r, count)| pb::ReasonCount {
+                reason: reason(r).into(),
+                count,
+            })
+            .collect(),
+        distinct_users: figures.distinct_users(),
+        latency: Some(pb::LatencyStats {
+            count: figures.latency.iter().sum(),
+            sum_ns: figures.latency_sum_ns,
+            p50_ns: figures.latency_quantile(0.5).unwrap_or(0),
+            p99_ns: figures.latency_quantile(0.99).unwrap_or(0),
+            buckets,
+        }),
+    }
+}
+
+pub fn flag_metrics_to_pb(flag_name: String, metrics: &FlagMetrics) -> pb::GetMetricsResponse {
+    let report = &metrics.report;
+    pb::GetMetricsResponse {
+        flag_name,
+        hours: report
+            .hours
+            .iter()
+            .map(|(hour, figures)| pb::HourlyMetrics {
+                hour: Some(Timestamp {
+                    seconds: hour.saturating_mul(3600),
+                    nanos: 0,
+                }),
+                stats: Some(evaluation_stats_to_pb(figures)),
+            })
+            .collect(),
+        totals: Some(evaluation_stats_to_pb(&report.totals)),
+        environments: report
+            .environments
+            .iter()
+            .map(|(environment, figures)| pb::EnvironmentMetrics {
+                environment: environment.to_string(),
+                stats: Some(evaluation_stats_to_pb(figures)),
+            })
+            .collect(),
+        last_evaluated_at: metrics.last_evaluated.map(timestamp_to_pb),
+        flag_exists: metrics.flag_exists,
     }
 }
 

@@ -6,26 +6,33 @@ use tonic::{Request, Response, Status};
 
 use super::access::Gatekeeper;
 use super::convert::{
-    audit_entry_to_pb, explanation_to_pb, flag_from_pb, flag_to_pb, group_to_pb, timestamp_from_pb,
-    update_fields,
+    audit_entry_to_pb, explanation_to_pb, flag_from_pb, flag_metrics_to_pb, flag_to_pb,
+    group_to_pb, timestamp_from_pb, update_fields,
 };
 use super::pb;
 use crate::auth::Role;
 use crate::domain::{Change, EvalContext};
 use crate::error::Error;
-use crate::service::{Evaluator, FlagFilter, FlagManager, Page};
+use crate::service::{Evaluator, FlagFilter, FlagManager, Metrics, Page};
 
 pub struct FlagServiceGrpc {
     manager: FlagManager,
     evaluator: Evaluator,
+    metrics: Arc<Metrics>,
     gate: Arc<Gatekeeper>,
 }
 
 impl FlagServiceGrpc {
-    pub fn new(manager: FlagManager, evaluator: Evaluator, gate: Arc<Gatekeeper>) -> Self {
+    pub fn new(
+        manager: FlagManager,
+        evaluator: Evaluator,
+        metrics: Arc<Metrics>,
+        gate: Arc<Gatekeeper>,
+    ) -> Self {
         Self {
             manager,
             evaluator,
+            metrics,
             gate,
         }
     }
@@ -77,12 +84,22 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
             group,
             skip,
             limit,
+            not_evaluated_since,
         } = request.into_inner();
+        let evaluated = match not_evaluated_since {
+            Some(since) => Some(
+                self.metrics
+                    .evaluated_since(timestamp_from_pb("not_evaluated_since", since)?)
+                    .await?,
+            ),
+            None => None,
+        };
         let filter = FlagFilter {
             environment,
             tag,
             enabled,
             group,
+            evaluated,
         };
         let (flags, total) = self.manager.list_flags(&filter, Page { skip, limit });
         Ok(Response::new(pb::ListFlagsResponse {
@@ -222,6 +239,43 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
             &explanation,
             revision,
         )))
+    }
+
+    async fn get_metrics(
+        &self,
+        request: Request<pb::GetMetricsRequest>,
+    ) -> Result<Response<pb::GetMetricsResponse>, Status> {
+        let _caller = self.gate.management(&request, Role::Reader, "GetMetrics")?;
+        let pb::GetMetricsRequest {
+            flag_name,
+            hours,
+            environment,
+        } = request.into_inner();
+        let metrics = self
+            .metrics
+            .flag_metrics(&flag_name, hours, environment.as_deref())
+            .await?;
+        Ok(Response::new(flag_metrics_to_pb(flag_name, &metrics)))
+    }
+
+    async fn list_unknown_flags(
+        &self,
+        request: Request<pb::ListUnknownFlagsRequest>,
+    ) -> Result<Response<pb::ListUnknownFlagsResponse>, Status> {
+        let _caller = self
+            .gate
+            .management(&request, Role::Reader, "ListUnknownFlags")?;
+        let pb::ListUnknownFlagsRequest { hours } = request.into_inner();
+        let unknown = self.metrics.unknown_flags(hours).await?;
+        Ok(Response::new(pb::ListUnknownFlagsResponse {
+            flags: unknown
+                .into_iter()
+                .map(|flag| pb::UnknownFlag {
+                    name: flag.name,
+                    evaluations: flag.evaluations,
+                })
+                .collect(),
+        }))
     }
 
     async fn delete_group(

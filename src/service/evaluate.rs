@@ -1,14 +1,16 @@
-//! Evaluation: validate, look up in the hot cache, run the engine. No store
-//! access, no `.await`, no allocation beyond the answer.
+//! Evaluation: validate, look up in the hot cache, run the engine, count
+//! it. No store access, no `.await`, no allocation beyond the answer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use crate::cache::FlagCache;
+use crate::cache::{FlagCache, StatsSlot};
 use crate::domain::{EvalContext, Evaluation, limits, validate_name};
 use crate::engine;
 use crate::error::{Error, Result};
+use crate::metrics::{Observation, Recorder};
 
 /// One flag's answer and the revision of the flag state it came from
 /// (0 when the flag does not exist).
@@ -21,11 +23,13 @@ pub struct FlagResult {
 #[derive(Clone)]
 pub struct Evaluator {
     cache: Arc<FlagCache>,
+    metrics: Option<Arc<Recorder>>,
 }
 
 impl Evaluator {
-    pub fn new(cache: Arc<FlagCache>) -> Self {
-        Self { cache }
+    /// Evaluates from `cache`, counting into `metrics` when given.
+    pub fn new(cache: Arc<FlagCache>, metrics: Option<Arc<Recorder>>) -> Self {
+        Self { cache, metrics }
     }
 
     /// Evaluates one flag. A well-formed unknown name is not an error.
@@ -79,10 +83,7 @@ impl Evaluator {
                 .all()
                 .into_iter()
                 .map(|flag| {
-                    let result = FlagResult {
-                        evaluation: engine::evaluate(Some(&flag), ctx, now),
-                        revision: flag.revision,
-                    };
+                    let result = self.evaluate_valid(flag.name.as_str(), ctx, now);
                     (flag.name.to_string(), result)
                 })
                 .collect());
@@ -107,11 +108,57 @@ impl Evaluator {
         ctx: &EvalContext<'_>,
         now: DateTime<Utc>,
     ) -> FlagResult {
-        self.cache.with_flag(flag_name, |flag| FlagResult {
-            evaluation: engine::evaluate(flag, ctx, now),
-            revision: flag.map_or(0, |flag| flag.revision),
+        let Some(metrics) = &self.metrics else {
+            return self.cache.with_flag(flag_name, |flag| FlagResult {
+                evaluation: engine::evaluate(flag, ctx, now),
+                revision: flag.map_or(0, |flag| flag.revision),
+            });
+        };
+        let started = Instant::now();
+        self.cache.with_entry(flag_name, |entry| {
+            let flag = entry.map(|(flag, _)| flag);
+            let result = FlagResult {
+                evaluation: engine::evaluate(flag, ctx, now),
+                revision: flag.map_or(0, |flag| flag.revision),
+            };
+            let observation = Observation {
+                environment: ctx.environment,
+                user_id: ctx.user_id,
+                reason: result.evaluation.reason,
+                enabled: result.evaluation.enabled,
+                latency_ns: elapsed_ns(started),
+                at: now.timestamp(),
+            };
+            record(
+                metrics,
+                flag_name,
+                entry.map(|(_, slot)| slot),
+                &observation,
+            );
+            result
         })
     }
+}
+
+/// Counts one evaluation: of a flag (through its cache entry's counters
+/// slot) or of a name that is not a flag.
+pub(crate) fn record(
+    metrics: &Recorder,
+    flag_name: &str,
+    slot: Option<&StatsSlot>,
+    observation: &Observation<'_>,
+) {
+    match slot {
+        Some(slot) => {
+            let stats = slot.get_or_init(|| metrics.flag(flag_name));
+            metrics.record(stats, observation);
+        }
+        None => metrics.record_unknown(flag_name, observation),
+    }
+}
+
+pub(crate) fn elapsed_ns(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn validate_context(ctx: &EvalContext<'_>) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Flag and group management: validate, write through the store (flag and
 //! audit in one transaction), then update this replica's cache.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{CacheSync, to_completion};
@@ -46,6 +47,9 @@ pub struct FlagFilter {
     pub tag: Option<String>,
     pub enabled: Option<bool>,
     pub group: Option<String>,
+    /// Flags to leave out: those evaluated since ListFlags'
+    /// `not_evaluated_since` (see `service::Metrics::evaluated_since`).
+    pub evaluated: Option<HashSet<String>>,
 }
 
 impl FlagFilter {
@@ -56,6 +60,10 @@ impl FlagFilter {
             .is_none_or(|env| spec.environments.is_empty() || spec.environments.contains(env))
             && self.tag.as_ref().is_none_or(|tag| spec.tags.contains(tag))
             && self.enabled.is_none_or(|enabled| spec.enabled == enabled)
+            && self
+                .evaluated
+                .as_ref()
+                .is_none_or(|evaluated| !evaluated.contains(flag.name.as_str()))
             && self
                 .group
                 .as_ref()

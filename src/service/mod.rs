@@ -5,6 +5,7 @@
 mod evaluate;
 mod feed;
 mod manage;
+mod metrics;
 pub mod openfeature;
 mod sync;
 mod watch;
@@ -12,6 +13,7 @@ mod watch;
 pub use evaluate::{Evaluator, FlagResult};
 pub use feed::FeedEntry;
 pub use manage::{FlagFilter, FlagManager, Page, TRANSACTION_TIMEOUT};
+pub use metrics::{FlagMetrics, Metrics, MetricsOptions, UnknownFlag};
 pub use sync::{CacheSync, FeedLimits, keep_in_sync};
 pub use watch::{WatchEnd, WatchEvent, WatchItem, Watcher};
 

@@ -4,12 +4,15 @@
 //! from the hot cache and the engine, exactly as Evaluate gives it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use super::evaluate::{elapsed_ns, record};
 use crate::cache::FlagCache;
 use crate::domain::{EvalContext, Flag, Reason, limits, validate_name};
 use crate::engine;
+use crate::metrics::{Observation, Recorder};
 
 /// The context attribute holding the user id (OpenFeature's).
 pub const TARGETING_KEY: &str = "targetingKey";
@@ -95,11 +98,13 @@ impl std::fmt::Display for ResolveError {
 #[derive(Clone)]
 pub struct Resolver {
     cache: Arc<FlagCache>,
+    metrics: Option<Arc<Recorder>>,
 }
 
 impl Resolver {
-    pub fn new(cache: Arc<FlagCache>) -> Self {
-        Self { cache }
+    /// Resolves from `cache`, counting into `metrics` when given.
+    pub fn new(cache: Arc<FlagCache>, metrics: Option<Arc<Recorder>>) -> Self {
+        Self { cache, metrics }
     }
 
     /// Resolves one flag. A key that is not a valid flag name names no flag.
@@ -113,9 +118,28 @@ impl Resolver {
         if validate_name("flag_key", flag_key).is_err() {
             return Err(ResolveError::FlagNotFound);
         }
-        self.cache.with_flag(flag_key, |flag| {
-            flag.map(|flag| resolve(flag, ctx, now))
-                .ok_or(ResolveError::FlagNotFound)
+        let Some(metrics) = &self.metrics else {
+            return self.cache.with_flag(flag_key, |flag| {
+                flag.map(|flag| resolve(flag, ctx, now))
+                    .ok_or(ResolveError::FlagNotFound)
+            });
+        };
+        let started = Instant::now();
+        self.cache.with_entry(flag_key, |entry| {
+            let resolution = entry.map(|(flag, _)| resolve(flag, ctx, now));
+            let (reason, enabled) = resolution.map_or((Reason::FlagNotFound, false), |r| {
+                (r.vexil_reason, r.enabled)
+            });
+            let observation = Observation {
+                environment: ctx.environment,
+                user_id: ctx.targeting_key.unwrap_or_default(),
+                reason,
+                enabled,
+                latency_ns: elapsed_ns(started),
+                at: now.timestamp(),
+            };
+            record(metrics, flag_key, entry.map(|(_, slot)| slot), &observation);
+            resolution.ok_or(ResolveError::FlagNotFound)
         })
     }
 
@@ -126,11 +150,28 @@ impl Resolver {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, Resolution)>, ResolveError> {
         check(ctx)?;
+        let started = Instant::now();
         let mut resolved = Vec::with_capacity(self.cache.len());
         self.cache.scan(|flag| {
             resolved.push((flag.name.to_string(), resolve(flag, ctx, now)));
             true
         });
+        if let Some(metrics) = &self.metrics {
+            // Counted after the scan (the listing's lock is not held while
+            // counters are resolved), each with the average time.
+            let latency_ns = elapsed_ns(started) / resolved.len().max(1) as u64;
+            for (name, resolution) in &resolved {
+                let observation = Observation {
+                    environment: ctx.environment,
+                    user_id: ctx.targeting_key.unwrap_or_default(),
+                    reason: resolution.vexil_reason,
+                    enabled: resolution.enabled,
+                    latency_ns,
+                    at: now.timestamp(),
+                };
+                metrics.record(&metrics.flag(name), &observation);
+            }
+        }
         Ok(resolved)
     }
 }

@@ -4,6 +4,9 @@
 
 mod convert;
 mod entities;
+mod metrics;
+
+pub use metrics::{StoredHour, UnknownCount};
 
 use std::time::Duration;
 
@@ -173,6 +176,7 @@ impl FlagStore {
         .await
     }
 
+    #[tracing::instrument(name = "store.create_flag", skip_all, fields(flag = %name, revision = tracing::field::Empty))]
     pub async fn create_flag(
         &self,
         name: FlagName,
@@ -180,6 +184,7 @@ impl FlagStore {
         change: &Change,
     ) -> Result<Flag> {
         let write = self.begin_write().await?;
+        tracing::Span::current().record("revision", write.revision);
         if find_flag(&write.txn, name.as_str()).await?.is_some() {
             return Err(Error::AlreadyExists(format!(
                 "flag '{name}' already exists"
@@ -207,6 +212,7 @@ impl FlagStore {
 
     /// Replaces the flag's spec with `apply(current)`, if the flag exists and
     /// is at `expected_revision` (when given).
+    #[tracing::instrument(name = "store.update_flag", skip_all, fields(flag = name, revision = tracing::field::Empty))]
     pub async fn update_flag(
         &self,
         name: &str,
@@ -215,6 +221,7 @@ impl FlagStore {
         apply: impl FnOnce(&Flag) -> Result<FlagSpec>,
     ) -> Result<Flag> {
         let write = self.begin_write().await?;
+        tracing::Span::current().record("revision", write.revision);
         let current = find_flag(&write.txn, name)
             .await?
             .ok_or_else(|| flag_not_found(name))?;
@@ -246,6 +253,7 @@ impl FlagStore {
 
     /// Deletes the flag, if `check(current)` allows, and returns the
     /// deletion's revision.
+    #[tracing::instrument(name = "store.delete_flag", skip_all, fields(flag = name, revision = tracing::field::Empty))]
     pub async fn delete_flag(
         &self,
         name: &str,
@@ -254,6 +262,7 @@ impl FlagStore {
         check: impl FnOnce(&Flag) -> Result<()>,
     ) -> Result<u64> {
         let write = self.begin_write().await?;
+        tracing::Span::current().record("revision", write.revision);
         let current = find_flag(&write.txn, name)
             .await?
             .ok_or_else(|| flag_not_found(name))?;
@@ -313,6 +322,7 @@ impl FlagStore {
         Ok((entries, total))
     }
 
+    #[tracing::instrument(name = "store.create_group", skip_all, fields(group = %name))]
     pub async fn create_group(&self, name: String, description: String) -> Result<Group> {
         let write = self.lock_writes().await?;
         let model = group::Model {
@@ -351,6 +361,7 @@ impl FlagStore {
         Ok(groups)
     }
 
+    #[tracing::instrument(name = "store.delete_group", skip_all, fields(group = name))]
     pub async fn delete_group(&self, name: &str) -> Result<()> {
         let write = self.lock_writes().await?;
         let members = flag::Entity::find()

@@ -128,6 +128,7 @@ async fn list_flags_agrees_with_a_reference(backend: Backend) {
                             group: group.map(String::from),
                             skip,
                             limit,
+                            not_evaluated_since: None,
                         });
                     }
                 }

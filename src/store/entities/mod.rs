@@ -1,5 +1,7 @@
 //! sea-orm entities, one per table. Models never leave `store/`.
 
 pub mod audit;
+pub mod evaluation;
 pub mod flag;
 pub mod group;
+pub mod last_evaluation;

@@ -1,0 +1,579 @@
+//! The evaluation hot path's counters: per flag × environment × UTC hour,
+//! relaxed atomics only. A flag's [`FlagStats`] is resolved once (the hot
+//! cache keeps it beside the flag), its environments sit in a few inline
+//! slots, and each environment double-buffers hours by parity, so an
+//! evaluation takes no lock, allocates nothing and inserts into no map
+//! except the first time a flag (or an environment of it) is evaluated.
+//!
+//! A buffer holds one hour's cumulative figures on this replica. The
+//! flusher writes them as they are (not as deltas), so a write that is
+//! retried, or that committed while its reply was lost, counts once. When a
+//! buffer is reused for a later hour before its last figures were written
+//! (the store was down for an hour), they are kept aside, bounded.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use dashmap::DashMap;
+
+use super::hll::{AtomicSketch, Sketch};
+use crate::engine::Reason;
+
+/// Upper bounds (inclusive, nanoseconds) of the evaluation-time histogram;
+/// one more bucket counts everything slower.
+pub const LATENCY_BOUNDS_NS: [u64; 11] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_NS.len() + 1;
+/// Every reason, in the order of the counters.
+pub const REASONS: [Reason; 10] = [
+    Reason::FlagNotFound,
+    Reason::Disabled,
+    Reason::NotStarted,
+    Reason::Expired,
+    Reason::EnvironmentNotAllowed,
+    Reason::Blacklisted,
+    Reason::Whitelisted,
+    Reason::EnvironmentOverride,
+    Reason::PercentageRollout,
+    Reason::OutsideRollout,
+];
+/// Environments a flag keeps in inline slots; more go to a map.
+const INLINE_ENVIRONMENTS: usize = 8;
+/// Distinct unknown flag names counted per replica (the typo detector);
+/// later ones are not recorded.
+pub const MAX_UNKNOWN_FLAGS: usize = 1_000;
+/// Distinct-user sketches (16 KiB each) per replica; flag hours past it
+/// count evaluations but not users.
+pub const MAX_USER_SKETCHES: usize = 4_096;
+/// Hour figures kept aside for a flusher that fell more than an hour behind.
+const MAX_SET_ASIDE: usize = 10_000;
+
+fn reason_index(reason: Reason) -> usize {
+    match reason {
+        Reason::FlagNotFound => 0,
+        Reason::Disabled => 1,
+        Reason::NotStarted => 2,
+        Reason::Expired => 3,
+        Reason::EnvironmentNotAllowed => 4,
+        Reason::Blacklisted => 5,
+        Reason::Whitelisted => 6,
+        Reason::EnvironmentOverride => 7,
+        Reason::PercentageRollout => 8,
+        Reason::OutsideRollout => 9,
+    }
+}
+
+fn latency_bucket(nanos: u64) -> usize {
+    LATENCY_BOUNDS_NS
+        .iter()
+        .position(|&bound| nanos <= bound)
+        .unwrap_or(LATENCY_BOUNDS_NS.len())
+}
+
+/// One evaluation, as the hot path records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub environment: &'a str,
+    pub user_id: &'a str,
+    pub reason: Reason,
+    pub enabled: bool,
+    pub latency_ns: u64,
+    /// Unix seconds of the evaluation.
+    pub at: i64,
+}
+
+/// One flag × environment × hour's figures on this replica.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HourFigures {
+    /// Evaluations by reason, as `[disabled, enabled]`.
+    pub outcomes: [[u64; 2]; 10],
+    pub latency: [u64; LATENCY_BUCKETS],
+    pub latency_sum_ns: u64,
+    /// Distinct users (absent when no sketch was available).
+    pub users: Option<Sketch>,
+}
+
+impl HourFigures {
+    pub fn evaluations(&self) -> u64 {
+        self.outcomes.iter().map(|[off, on]| off + on).sum()
+    }
+
+    pub fn enabled(&self) -> u64 {
+        self.outcomes.iter().map(|[_, on]| on).sum()
+    }
+
+    pub fn count(&self, reason: Reason) -> u64 {
+        let [off, on] = self.outcomes[reason_index(reason)];
+        off + on
+    }
+
+    /// Adds another replica's (or environment's) figures.
+    pub fn add(&mut self, other: &HourFigures) {
+        for (mine, theirs) in self.outcomes.iter_mut().zip(other.outcomes.iter()) {
+            mine[0] += theirs[0];
+            mine[1] += theirs[1];
+        }
+        for (mine, theirs) in self.latency.iter_mut().zip(other.latency.iter()) {
+            *mine += theirs;
+        }
+        self.latency_sum_ns += other.latency_sum_ns;
+        match (&mut self.users, &other.users) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (None, Some(theirs)) => self.users = Some(theirs.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// A flag × environment × hour ready to be written.
+#[derive(Debug, Clone)]
+pub struct HourRecord {
+    pub flag: Arc<str>,
+    pub environment: Arc<str>,
+    /// Unix hours (seconds / 3600).
+    pub hour: i64,
+    pub figures: HourFigures,
+}
+
+#[derive(Default)]
+struct Counters {
+    outcomes: [[AtomicU64; 2]; 10],
+    latency: [AtomicU64; LATENCY_BUCKETS],
+    latency_sum_ns: AtomicU64,
+}
+
+struct HourBuffer {
+    /// The unix hour it accumulates; -1 before its first use.
+    hour: AtomicI64,
+    counters: Counters,
+    users: OnceLock<Option<AtomicSketch>>,
+    /// Evaluations when its figures were last written.
+    written: AtomicU64,
+    /// Its hour is over and its final figures are written.
+    finished: AtomicBool,
+}
+
+impl Default for HourBuffer {
+    fn default() -> Self {
+        Self {
+            hour: AtomicI64::new(-1),
+            counters: Counters::default(),
+            users: OnceLock::new(),
+            written: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        }
+    }
+}
+
+impl HourBuffer {
+    fn evaluations(&self) -> u64 {
+        self.counters
+            .outcomes
+            .iter()
+            .map(|[off, on]| off.load(Relaxed) + on.load(Relaxed))
+            .sum()
+    }
+
+    fn figures(&self) -> HourFigures {
+        let c = &self.counters;
+        HourFigures {
+            outcomes: std::array::from_fn(|i| {
+                [
+                    c.outcomes[i][0].load(Relaxed),
+                    c.outcomes[i][1].load(Relaxed),
+                ]
+            }),
+            latency: std::array::from_fn(|i| c.latency[i].load(Relaxed)),
+            latency_sum_ns: c.latency_sum_ns.load(Relaxed),
+            users: self
+                .users
+                .get()
+                .and_then(Option::as_ref)
+                .map(AtomicSketch::snapshot),
+        }
+    }
+
+    fn clear(&self) {
+        let c = &self.counters;
+        for [off, on] in &c.outcomes {
+            off.store(0, Relaxed);
+            on.store(0, Relaxed);
+        }
+        for bucket in &c.latency {
+            bucket.store(0, Relaxed);
+        }
+        c.latency_sum_ns.store(0, Relaxed);
+        if let Some(Some(users)) = self.users.get() {
+            users.clear();
+        }
+        self.written.store(0, Relaxed);
+        self.finished.store(false, Relaxed);
+    }
+}
+
+/// One environment of a flag.
+struct EnvironmentStats {
+    environment: Arc<str>,
+    hours: [HourBuffer; 2],
+    /// Serialises reusing a buffer for a new hour (rare) with the flusher's
+    /// final read of it.
+    roll: Mutex<()>,
+}
+
+impl EnvironmentStats {
+    fn new(environment: &str) -> Self {
+        Self {
+            environment: environment.into(),
+            hours: Default::default(),
+            roll: Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.roll
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A flag's counters (or an unknown name's).
+pub struct FlagStats {
+    name: Arc<str>,
+    inline: [OnceLock<Arc<EnvironmentStats>>; INLINE_ENVIRONMENTS],
+    more: OnceLock<DashMap<Arc<str>, Arc<EnvironmentStats>, ahash::RandomState>>,
+    /// Unix seconds of the latest evaluation (0: never on this replica).
+    last_evaluated: AtomicI64,
+    /// `last_evaluated` when it was last written.
+    last_written: AtomicI64,
+}
+
+impl FlagStats {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            inline: Default::default(),
+            more: OnceLock::new(),
+            last_evaluated: AtomicI64::new(0),
+            last_written: AtomicI64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Unix seconds of this replica's latest evaluation of the flag.
+    pub fn last_evaluated(&self) -> Option<i64> {
+        Some(self.last_evaluated.load(Relaxed)).filter(|&at| at > 0)
+    }
+
+    fn record(&self, recorder: &Recorder, observation: &Observation<'_>) {
+        let hour = observation.at.div_euclid(3600);
+        let record = |environment: &EnvironmentStats| {
+            let buffer = &environment.hours[(hour & 1) as usize];
+            if buffer.hour.load(Relaxed) != hour {
+                recorder.roll(self, environment, buffer, hour);
+            }
+            let c = &buffer.counters;
+            c.outcomes[reason_index(observation.reason)][usize::from(observation.enabled)]
+                .fetch_add(1, Relaxed);
+            c.latency[latency_bucket(observation.latency_ns)].fetch_add(1, Relaxed);
+            c.latency_sum_ns.fetch_add(observation.latency_ns, Relaxed);
+            if !observation.user_id.is_empty() {
+                let users = buffer.users.get_or_init(|| recorder.new_sketch());
+                if let Some(users) = users {
+                    users.add(observation.user_id.as_bytes());
+                }
+            }
+        };
+        match self
+            .inline
+            .iter()
+            .map(|slot| {
+                slot.get_or_init(|| Arc::new(EnvironmentStats::new(observation.environment)))
+            })
+            .find(|stats| &*stats.environment == observation.environment)
+        {
+            Some(stats) => record(stats),
+            None => {
+                let more = self.more.get_or_init(Default::default);
+                let stats = match more.get(observation.environment) {
+                    Some(stats) => stats.clone(),
+                    None => more
+                        .entry(observation.environment.into())
+                        .or_insert_with(|| Arc::new(EnvironmentStats::new(observation.environment)))
+                        .clone(),
+                };
+                record(&stats);
+            }
+        }
+        if self.last_evaluated.load(Relaxed) != observation.at {
+            self.last_evaluated.store(observation.at, Relaxed);
+        }
+    }
+
+    fn environments(&self) -> Vec<Arc<EnvironmentStats>> {
+        let mut all: Vec<_> = self
+            .inline
+            .iter()
+            .filter_map(|slot| slot.get().cloned())
+            .collect();
+        if let Some(more) = self.more.get() {
+            all.extend(more.iter().map(|entry| entry.value().clone()));
+        }
+        all
+    }
+}
+
+/// What a flush wrote, to be confirmed once the write succeeded.
+pub struct Collected {
+    pub records: Vec<HourRecord>,
+    /// Latest evaluation (unix seconds) of flags evaluated since the last flush.
+    pub last_evaluated: Vec<(Arc<str>, i64)>,
+    written: Vec<Written>,
+}
+
+struct Written {
+    environment: Arc<EnvironmentStats>,
+    parity: usize,
+    hour: i64,
+    evaluations: u64,
+    finished: bool,
+}
+
+/// Every flag's counters on this replica.
+#[derive(Default)]
+pub struct Recorder {
+    /// Every name evaluated, flag or not (a name can be both over time:
+    /// one set of counters per name, so one row per name and hour).
+    flags: DashMap<Arc<str>, Arc<FlagStats>, ahash::RandomState>,
+    /// Names evaluated while they were not flags.
+    unknown: DashMap<Arc<str>, (), ahash::RandomState>,
+    /// Evaluations of unknown names past [`MAX_UNKNOWN_FLAGS`].
+    unknown_overflow: AtomicU64,
+    sketches: AtomicUsize,
+    set_aside: Mutex<Vec<HourRecord>>,
+    /// Figures lost because the set-aside was full.
+    dropped: AtomicU64,
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The counters of an existing flag (created at its first evaluation).
+    pub fn flag(&self, name: &str) -> Arc<FlagStats> {
+        if let Some(stats) = self.flags.get(name) {
+            return stats.clone();
+        }
+        self.flags
+            .entry(name.into())
+            .or_insert_with(|| Arc::new(FlagStats::new(name)))
+            .clone()
+    }
+
+    /// Records an evaluation of a flag.
+    pub fn record(&self, stats: &FlagStats, observation: &Observation<'_>) {
+        stats.record(self, observation);
+    }
+
+    /// Records an evaluation of a name that is not a flag.
+    pub fn record_unknown(&self, name: &str, observation: &Observation<'_>) {
+        if !self.unknown.contains_key(name) {
+            if self.unknown.len() >= MAX_UNKNOWN_FLAGS {
+                self.unknown_overflow.fetch_add(1, Relaxed);
+                return;
+            }
+            self.unknown.insert(name.into(), ());
+        }
+        self.flag(name).record(self, observation);
+    }
+
+    /// Evaluations of unknown names that were not recorded (past the cap).
+    pub fn unknown_overflow(&self) -> u64 {
+        self.unknown_overflow.load(Relaxed)
+    }
+
+    /// Hour figures lost because the flusher fell too far behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    /// This replica's latest evaluation of `name`, unflushed included.
+    pub fn last_evaluated(&self, name: &str) -> Option<i64> {
+        self.flags
+            .get(name)
+            .and_then(|stats| stats.last_evaluated())
+    }
+
+    fn new_sketch(&self) -> Option<AtomicSketch> {
+        let taken = self.sketches.fetch_add(1, Relaxed);
+        if taken >= MAX_USER_SKETCHES {
+            self.sketches.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(AtomicSketch::default())
+    }
+
+    /// Moves a buffer to `hour`, setting aside figures not yet written.
+    fn roll(
+        &self,
+        flag: &FlagStats,
+        environment: &EnvironmentStats,
+        buffer: &HourBuffer,
+        hour: i64,
+    ) {
+        let _rolling = environment.lock();
+        let previous = buffer.hour.load(Relaxed);
+        if previous == hour {
+            return;
+        }
+        if previous >= 0
+            && !buffer.finished.load(Relaxed)
+            && buffer.evaluations() != buffer.written.load(Relaxed)
+        {
+            let mut set_aside = self
+                .set_aside
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if set_aside.len() < MAX_SET_ASIDE {
+                set_aside.push(HourRecord {
+                    flag: flag.name.clone(),
+                    environment: environment.environment.clone(),
+                    hour: previous,
+                    figures: buffer.figures(),
+                });
+            } else {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+        buffer.clear();
+        buffer.hour.store(hour, Relaxed);
+    }
+
+    /// Every hour whose figures changed since they were last written:
+    /// the current hours, and past hours once more to write their final
+    /// figures. `now` is unix seconds.
+    pub fn collect(&self, now: i64) -> Collected {
+        let current = now.div_euclid(3600);
+        let mut collected = Collected {
+            records: std::mem::take(
+                &mut *self
+                    .set_aside
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            ),
+            last_evaluated: Vec::new(),
+            written: Vec::new(),
+        };
+        for entry in self.flags.iter() {
+            let flag = entry.value();
+            let last = flag.last_evaluated.load(Relaxed);
+            if last > flag.last_written.load(Relaxed) {
+                collected.last_evaluated.push((flag.name.clone(), last));
+            }
+            for environment in flag.environments() {
+                for parity in 0..2 {
+                    let buffer = &environment.hours[parity];
+                    let _reading =
+                        (buffer.hour.load(Relaxed) < current).then(|| environment.lock());
+                    let hour = buffer.hour.load(Relaxed);
+                    if hour < 0 || buffer.finished.load(Relaxed) {
+                        continue;
+                    }
+                    let evaluations = buffer.evaluations();
+                    let finished = hour < current;
+                    if evaluations == buffer.written.load(Relaxed) && !finished {
+                        continue;
+                    }
+                    collected.records.push(HourRecord {
+                        flag: flag.name.clone(),
+                        environment: environment.environment.clone(),
+                        hour,
+                        figures: buffer.figures(),
+                    });
+                    collected.written.push(Written {
+                        environment: environment.clone(),
+                        parity,
+                        hour,
+                        evaluations,
+                        finished,
+                    });
+                }
+            }
+        }
+        collected
+    }
+
+    /// Marks what `collected` held as written.
+    pub fn confirm(&self, collected: Collected) {
+        for written in collected.written {
+            let _reading = written.environment.lock();
+            let buffer = &written.environment.hours[written.parity];
+            if buffer.hour.load(Relaxed) == written.hour {
+                buffer.written.store(written.evaluations, Relaxed);
+                if written.finished {
+                    buffer.finished.store(true, Relaxed);
+                }
+            }
+        }
+        for (name, at) in collected.last_evaluated {
+            if let Some(stats) = self.flags.get(&name) {
+                stats.last_written.fetch_max(at, Relaxed);
+            }
+        }
+    }
+
+    /// Puts back what a failed flush could not write (the figures still in
+    /// their buffers are collected again anyway).
+    pub fn retry_later(&self, collected: Collected) {
+        let mut set_aside = self
+            .set_aside
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pending = collected.written.len();
+        // Records past `pending`'s count come from the set-aside itself.
+        let set_aside_records = collected.records.len() - pending;
+        for record in collected.records.into_iter().take(set_aside_records) {
+            if set_aside.len() < MAX_SET_ASIDE {
+                set_aside.push(record);
+            } else {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// This replica's live figures for one flag's hours in `[from, to]`
+    /// (unix hours), by environment.
+    pub fn live(&self, name: &str, from: i64, to: i64) -> Vec<HourRecord> {
+        let Some(stats) = self.flags.get(name).map(|s| s.clone()) else {
+            return Vec::new();
+        };
+        let mut records = Vec::new();
+        for environment in stats.environments() {
+            let _reading = environment.lock();
+            for buffer in &environment.hours {
+                let hour = buffer.hour.load(Relaxed);
+                if (from..=to).contains(&hour) {
+                    records.push(HourRecord {
+                        flag: stats.name.clone(),
+                        environment: environment.environment.clone(),
+                        hour,
+                        figures: buffer.figures(),
+                    });
+                }
+            }
+        }
+        records
+    }
+
+    /// Names evaluated while they were not flags (at most [`MAX_UNKNOWN_FLAGS`]).
+    pub fn unknown_names(&self) -> Vec<Arc<str>> {
+        self.unknown
+            .iter()
+            .map(|entry| entry.key().clone())
+            .collect()
+    }
+}

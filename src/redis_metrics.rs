@@ -1,0 +1,211 @@
+//! Hourly metrics in the reference's Redis layout, for operators who look
+//! there: a hash `ff:metrics:{flag}:{YYYYMMDDHH}` (fields `evaluations`,
+//! `enabled`, `disabled`, `reason:{REASON}`, `env:{environment}:evaluations`,
+//! `env:{environment}:enabled`, `latency_sum_ns`) and a HyperLogLog
+//! `ff:metrics:{flag}:{YYYYMMDDHH}:users` of distinct users, both expiring
+//! after the retention period.
+//!
+//! Hash fields are added to (HINCRBY), so each replica sends what it
+//! counted since its last write. A write that is retried after an error
+//! carries the same id, and a Lua script applies an id once: a reply lost
+//! after the increments committed does not count them twice. Sketches merge
+//! with PFMERGE (a maximum), which is safe to repeat.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, LuaInterface};
+use fred::prelude::{Config, ReconnectPolicy};
+use fred::types::Builder;
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::metrics::{HourFigures, HourRecord, REASONS};
+
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// KEYS: the write's id, the hash, the users key, this replica's sketch.
+/// ARGV: ttl seconds, the sketch (Redis's dense string, or ""), then
+/// field/increment pairs.
+const SCRIPT: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  for i = 3, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[1])
+  redis.call('PFMERGE', KEYS[3], KEYS[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[1])
+end
+return 1
+";
+
+/// The hash key of a flag's hour, as the reference names it.
+pub fn hour_key(flag: &str, hour: i64) -> String {
+    let hour = DateTime::from_timestamp(hour.saturating_mul(3600), 0)
+        .map(|at| at.format("%Y%m%d%H").to_string())
+        .unwrap_or_default();
+    format!("ff:metrics:{flag}:{hour}")
+}
+
+type RowKey = (Arc<str>, Arc<str>, i64);
+
+struct Update {
+    key: RowKey,
+    increments: Vec<(String, i64)>,
+    sketch: Option<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// What was sent per row so far (counts only).
+    sent: HashMap<RowKey, HourFigures>,
+    /// A batch that failed, to be resent as it was (same ids).
+    pending: Option<(u64, Vec<Update>)>,
+    batches: u64,
+}
+
+pub struct RedisMetrics {
+    client: Client,
+    replica: String,
+    ttl_secs: i64,
+    state: Mutex<State>,
+}
+
+impl RedisMetrics {
+    /// A client for `url`; connects in the background (and reconnects).
+    pub fn connect(url: &str, replica: &str, retention_days: u32) -> Result<Self> {
+        let config = Config::from_url(url).map_err(|err| {
+            Error::invalid("REDIS_URL", format!("is not a valid Redis URL: {err}"))
+        })?;
+        let client = Builder::from_config(config)
+            .with_config(|c| c.fail_fast = true)
+            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+            .with_connection_config(|c| c.tcp.nodelay = Some(true))
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()
+            .map_err(|err| Error::Internal(format!("redis metrics client: {err}")))?;
+        client.connect();
+        Ok(Self {
+            client,
+            replica: replica.to_owned(),
+            ttl_secs: i64::from(retention_days.max(1)) * 24 * 3600,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Adds what `records` (cumulative hour figures) hold beyond what was
+    /// already sent.
+    pub async fn write(&self, records: &[HourRecord]) -> Result<()> {
+        let mut state = self.state.lock().await;
+        if let Some((batch, updates)) = state.pending.take()
+            && let Err(err) = self.send(batch, &updates).await
+        {
+            state.pending = Some((batch, updates));
+            return Err(err);
+        }
+        let mut updates = Vec::new();
+        for record in records {
+            let key = (record.flag.clone(), record.environment.clone(), record.hour);
+            let sent = state.sent.entry(key.clone()).or_default();
+            let increments = increments(&record.environment, &record.figures, sent);
+            *sent = HourFigures {
+                users: None,
+                ..record.figures.clone()
+            };
+            let sketch = record
+                .figures
+                .users
+                .as_ref()
+                .map(|users| users.to_redis_dense());
+            if !increments.is_empty() || sketch.is_some() {
+                updates.push(Update {
+                    key,
+                    increments,
+                    sketch,
+                });
+            }
+        }
+        // Rows of hours long past are final: forget them.
+        if let Some(latest) = records.iter().map(|r| r.hour).max() {
+            state.sent.retain(|(_, _, hour), _| *hour + 2 >= latest);
+        }
+        if updates.is_empty() {
+            return Ok(());
+        }
+        state.batches += 1;
+        let batch = state.batches;
+        if let Err(err) = self.send(batch, &updates).await {
+            state.pending = Some((batch, updates));
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn send(&self, batch: u64, updates: &[Update]) -> Result<()> {
+        for (i, update) in updates.iter().enumerate() {
+            let (flag, environment, hour) = &update.key;
+            let hash = hour_key(flag, *hour);
+            let keys = vec![
+                format!("ff:metrics:write:{}:{batch}:{i}", self.replica),
+                hash.clone(),
+                format!("{hash}:users"),
+                format!("{hash}:users:{}:{environment}", self.replica),
+            ];
+            let mut args: Vec<fred::types::Value> = vec![
+                self.ttl_secs.into(),
+                match &update.sketch {
+                    Some(sketch) => bytes::Bytes::from(sketch.clone()).into(),
+                    None => "".into(),
+                },
+            ];
+            for (field, increment) in &update.increments {
+                args.push(field.as_str().into());
+                args.push((*increment).into());
+            }
+            let _: i64 =
+                self.client.eval(SCRIPT, keys, args).await.map_err(|err| {
+                    Error::Unavailable(format!("writing metrics to Redis: {err}"))
+                })?;
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        let _ = self.client.quit().await;
+    }
+}
+
+/// The hash increments from `sent` to `now`.
+fn increments(environment: &str, now: &HourFigures, sent: &HourFigures) -> Vec<(String, i64)> {
+    let delta = |a: u64, b: u64| i64::try_from(a.saturating_sub(b)).unwrap_or(i64::MAX);
+    let mut fields = Vec::new();
+    let mut push = |field: String, value: i64| {
+        if value != 0 {
+            fields.push((field, value));
+        }
+    };
+    let evaluations = delta(now.evaluations(), sent.evaluations());
+    let enabled = delta(now.enabled(), sent.enabled());
+    push("evaluations".into(), evaluations);
+    push("enabled".into(), enabled);
+    push("disabled".into(), evaluations - enabled);
+    for reason in REASONS {
+        push(
+            format!("reason:{}", reason.name()),
+            delta(now.count(reason), sent.count(reason)),
+        );
+    }
+    push(format!("env:{environment}:evaluations"), evaluations);
+    push(format!("env:{environment}:enabled"), enabled);
+    push(
+        "latency_sum_ns".into(),
+        delta(now.latency_sum_ns, sent.latency_sum_ns),
+    );
+    fields
+}

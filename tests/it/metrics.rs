@@ -1,0 +1,534 @@
+//! Evaluation metrics: counts written by every replica add up exactly in
+//! GetMetrics (per reason and environment), distinct users are estimated
+//! within 3%, the Redis layout agrees, a failed flush is retried and counted
+//! once, FF_ENABLE_METRICS=false writes nothing, unknown names are listed
+//! and ListFlags finds flags not evaluated since a time.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fred::interfaces::{ClientLike, LuaInterface};
+use sea_orm::{ConnectionTrait, Statement};
+use vexil::grpc::pb::{self, Reason};
+use vexil::metrics::hll::Sketch;
+
+use crate::common::{Backend, TestApp, TestDatabase, eventually, redis_url, unique};
+
+crate::backend_tests!(
+    one_replica_counts_exactly,
+    failed_flushes_count_once,
+    disabled_metrics_write_nothing
+);
+
+const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
+const FLUSH: Duration = Duration::from_millis(200);
+
+fn fast_flush(config: vexil::Config) -> vexil::Config {
+    vexil::Config {
+        metrics_flush_interval: FLUSH,
+        ..config
+    }
+}
+
+/// Expected figures per (flag, environment): reason → count, and enabled.
+type Expected = HashMap<(String, String), (HashMap<i32, u64>, u64)>;
+
+/// A rollout flag and a whitelist flag, named after `prefix`.
+async fn create_flags(app: &TestApp, prefix: &str) -> (String, String) {
+    let rollout = format!("{prefix}.rollout");
+    let listed = format!("{prefix}.listed");
+    app.create_flag(pb::Flag {
+        name: rollout.clone(),
+        enabled: true,
+        percentage: 40.0,
+        ..pb::Flag::default()
+    })
+    .await;
+    app.create_flag(pb::Flag {
+        name: listed.clone(),
+        enabled: true,
+        whitelist: (0..50).map(|i| format!("user-{i}")).collect(),
+        environments: vec!["prod".into()],
+        ..pb::Flag::default()
+    })
+    .await;
+    (rollout, listed)
+}
+
+/// Evaluates `flags` for users `users` over the apps in turn, recording
+/// every answer in `expected`.
+async fn evaluate_all(
+    apps: &[&TestApp],
+    flags: &[String],
+    users: std::ops::Range<usize>,
+    expected: &mut Expected,
+) {
+    for user in users {
+        let app = apps[user % apps.len()];
+        let environment = ENVIRONMENTS[user % ENVIRONMENTS.len()];
+        let answers = app
+            .evaluation
+            .clone()
+            .bulk_evaluate(pb::BulkEvaluateRequest {
+                flag_names: flags.to_vec(),
+                user_id: format!("user-{user}"),
+                environment: environment.into(),
+            })
+            .await
+            .expect("bulk evaluate")
+            .into_inner();
+        for answer in answers.results {
+            let (reasons, enabled) = expected
+                .entry((answer.flag_name.clone(), environment.to_string()))
+                .or_default();
+            *reasons.entry(answer.reason).or_default() += 1;
+            *enabled += u64::from(answer.enabled);
+        }
+    }
+}
+
+async fn metrics(app: &TestApp, flag: &str, environment: Option<&str>) -> pb::GetMetricsResponse {
+    app.flags
+        .clone()
+        .get_metrics(pb::GetMetricsRequest {
+            flag_name: flag.into(),
+            // Two hours: a run that crosses an hour still sees everything.
+            hours: 2,
+            environment: environment.map(Into::into),
+        })
+        .await
+        .expect("get metrics")
+        .into_inner()
+}
+
+/// Whether `app`'s GetMetrics shows exactly `expected` for `flag`.
+async fn shows_exactly(app: &TestApp, flag: &str, expected: &Expected) -> bool {
+    for environment in ENVIRONMENTS {
+        let Some((reasons, enabled)) = expected.get(&(flag.to_string(), environment.to_string()))
+        else {
+            continue;
+        };
+        let report = metrics(app, flag, Some(environment)).await;
+        let totals = report.totals.unwrap_or_default();
+        let got: HashMap<i32, u64> = totals.reasons.iter().map(|r| (r.reason, r.count)).collect();
+        if &got != reasons || totals.enabled != *enabled {
+            return false;
+        }
+        let hourly: u64 = report
+            .hours
+            .iter()
+            .map(|hour| hour.stats.clone().unwrap_or_default().evaluations)
+            .sum();
+        if hourly != totals.evaluations {
+            return false;
+        }
+    }
+    true
+}
+
+fn assert_users_within(report: &pb::GetMetricsResponse, users: u64) {
+    let estimate = report.totals.clone().unwrap_or_default().distinct_users;
+    let error = (estimate as f64 - users as f64).abs() / users as f64;
+    assert!(
+        error <= 0.03,
+        "distinct users estimated as {estimate} for {users}"
+    );
+}
+
+async fn one_replica_counts_exactly(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(fast_flush(crate::common::config(&db.url))).await;
+    let prefix = unique("metrics-");
+    let (rollout, listed) = create_flags(&app, &prefix).await;
+    let never = format!("{prefix}.never");
+    app.create_flag(pb::Flag {
+        name: never.clone(),
+        enabled: true,
+        ..pb::Flag::default()
+    })
+    .await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let typo = format!("{prefix}.rolout");
+    let flags = vec![rollout.clone(), listed.clone(), typo.clone()];
+    let mut expected = Expected::new();
+    evaluate_all(&[&app], &flags, 0..2_000, &mut expected).await;
+
+    for flag in [&rollout, &listed] {
+        assert!(
+            shows_exactly(&app, flag, &expected).await,
+            "{flag}: live figures"
+        );
+    }
+    // After a flush, a second server on the same database (its own
+    // counters empty) reads the same from the store.
+    tokio::time::sleep(FLUSH * 3).await;
+    app.stop().await;
+    let reader = TestApp::start(&db.url).await;
+    for flag in [&rollout, &listed] {
+        assert!(
+            shows_exactly(&reader, flag, &expected).await,
+            "{flag}: stored figures"
+        );
+    }
+    let report = metrics(&reader, &rollout, None).await;
+    assert!(report.flag_exists);
+    assert_eq!(report.hours.len(), 2);
+    assert_eq!(report.environments.len(), 2);
+    assert!(report.last_evaluated_at.is_some());
+    let latency = report
+        .totals
+        .clone()
+        .unwrap_or_default()
+        .latency
+        .unwrap_or_default();
+    assert_eq!(latency.count, 2_000);
+    assert!(
+        latency.p50_ns > 0 && latency.p99_ns >= latency.p50_ns,
+        "{latency:?}"
+    );
+    assert_users_within(&report, 2_000);
+
+    // The typo is listed with its count and has metrics, though no flag.
+    let unknown = reader
+        .flags
+        .clone()
+        .list_unknown_flags(pb::ListUnknownFlagsRequest { hours: 2 })
+        .await
+        .expect("list unknown")
+        .into_inner();
+    assert_eq!(
+        unknown.flags,
+        vec![pb::UnknownFlag {
+            name: typo.clone(),
+            evaluations: 2_000
+        }]
+    );
+    let typo_report = metrics(&reader, &typo, None).await;
+    assert!(!typo_report.flag_exists);
+    assert_eq!(typo_report.totals.unwrap_or_default().evaluations, 2_000);
+    let missing = reader
+        .flags
+        .clone()
+        .get_metrics(pb::GetMetricsRequest {
+            flag_name: format!("{prefix}.nothing"),
+            ..pb::GetMetricsRequest::default()
+        })
+        .await;
+    assert_eq!(
+        missing.expect_err("no flag, no evaluations").code(),
+        tonic::Code::NotFound
+    );
+    let too_long = reader
+        .flags
+        .clone()
+        .get_metrics(pb::GetMetricsRequest {
+            flag_name: rollout.clone(),
+            hours: 24 * 90 + 1,
+            ..pb::GetMetricsRequest::default()
+        })
+        .await
+        .expect_err("hours past 90 days");
+    assert_eq!(too_long.code(), tonic::Code::InvalidArgument);
+    assert!(
+        too_long.message().contains("hours"),
+        "{}",
+        too_long.message()
+    );
+
+    // "Which flags can be removed?": only the never-evaluated one.
+    let unused = reader
+        .flags
+        .clone()
+        .list_flags(pb::ListFlagsRequest {
+            not_evaluated_since: Some(prost_types::Timestamp {
+                seconds: before.timestamp(),
+                nanos: 0,
+            }),
+            ..pb::ListFlagsRequest::default()
+        })
+        .await
+        .expect("list flags")
+        .into_inner();
+    let names: Vec<&str> = unused.flags.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, vec![never.as_str()]);
+    assert_eq!(unused.total, 1);
+    reader.stop().await;
+    db.remove().await;
+}
+
+/// Two replicas on one PostgreSQL and Redis: every evaluation is counted
+/// once, whichever replica answered and whichever is asked; Redis holds the
+/// reference's hashes and a users HyperLogLog that counts as GetMetrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_add_up_in_the_store_and_in_redis() {
+    let (Some(db), Some(redis)) = (TestDatabase::create(Backend::Postgres).await, redis_url())
+    else {
+        return;
+    };
+    let channel = unique("vexil-test:changes:");
+    let start = async || {
+        TestApp::start_with(fast_flush(vexil::Config {
+            redis_url: Some(redis.clone()),
+            redis_channel: channel.clone(),
+            redis_max_connections: 2,
+            ..crate::common::config(&db.url)
+        }))
+        .await
+    };
+    let (a, b) = (start().await, start().await);
+    let prefix = unique("metrics-");
+    let (rollout, listed) = create_flags(&a, &prefix).await;
+    eventually(Duration::from_secs(10), "B has the flags", async || {
+        b.evaluate(&listed, "user-1", "prod").await.1 == Reason::Whitelisted
+    })
+    .await;
+    // Those probes count too: start from B's figures after them.
+    let flags = vec![rollout.clone(), listed.clone()];
+    let mut expected = Expected::new();
+    expected.insert((listed.clone(), "prod".into()), (HashMap::new(), 0));
+    let probes = metrics(&b, &listed, Some("prod"))
+        .await
+        .totals
+        .unwrap_or_default();
+    let (reasons, enabled) = expected
+        .get_mut(&(listed.clone(), "prod".into()))
+        .expect("entry");
+    for r in &probes.reasons {
+        reasons.insert(r.reason, r.count);
+    }
+    *enabled = probes.enabled;
+    evaluate_all(&[&a, &b], &flags, 0..10_000, &mut expected).await;
+
+    for app in [&a, &b] {
+        eventually(
+            Duration::from_secs(30),
+            "both replicas' counts",
+            async || {
+                shows_exactly(app, &rollout, &expected).await
+                    && shows_exactly(app, &listed, &expected).await
+            },
+        )
+        .await;
+    }
+    let report = metrics(&a, &rollout, None).await;
+    assert_users_within(&report, 10_000);
+
+    // Redis: the hour's hash adds up to GetMetrics' figures, and its users
+    // sketch counts as GetMetrics does (the same HyperLogLog).
+    let client = fred::clients::Client::new(
+        fred::prelude::Config::from_url(&redis).expect("redis url"),
+        None,
+        None,
+        None,
+    );
+    client.init().await.expect("connect to redis");
+    let hour = chrono::Utc::now().timestamp().div_euclid(3600);
+    let totals = report.totals.clone().unwrap_or_default();
+    let hours_used = report
+        .hours
+        .iter()
+        .filter(|h| h.stats.clone().unwrap_or_default().evaluations > 0)
+        .count();
+    eventually(Duration::from_secs(30), "Redis hashes", async || {
+        let mut evaluations = 0;
+        for h in [hour - 1, hour] {
+            let key = vexil::redis_metrics::hour_key(&rollout, h);
+            let count: Option<i64> = client
+                .eval(
+                    "return redis.call('HGET', KEYS[1], 'evaluations')",
+                    vec![key],
+                    Vec::<String>::new(),
+                )
+                .await
+                .unwrap_or(None);
+            evaluations += count.unwrap_or(0) as u64;
+        }
+        evaluations == totals.evaluations
+    })
+    .await;
+    let mut any_users = false;
+    for h in [hour - 1, hour] {
+        let key = format!("{}:users", vexil::redis_metrics::hour_key(&rollout, h));
+        let count: i64 = client
+            .eval(
+                "return redis.call('PFCOUNT', KEYS[1])",
+                vec![key],
+                Vec::<String>::new(),
+            )
+            .await
+            .expect("pfcount");
+        if count > 0 {
+            any_users = true;
+            // Within one hour, the same sketch: the same count.
+            if hours_used == 1 {
+                assert_eq!(
+                    count as u64, totals.distinct_users,
+                    "PFCOUNT and GetMetrics"
+                );
+            }
+        }
+    }
+    assert!(any_users, "a users HyperLogLog in Redis");
+    client.quit().await.ok();
+    a.stop().await;
+    b.stop().await;
+    db.remove().await;
+}
+
+/// The sketch is Redis's own: PFADD of the same ids gives the same dense
+/// registers and the same count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sketches_match_redis_exactly() {
+    let Some(redis) = redis_url() else {
+        return;
+    };
+    let client = fred::clients::Client::new(
+        fred::prelude::Config::from_url(&redis).expect("redis url"),
+        None,
+        None,
+        None,
+    );
+    client.init().await.expect("connect to redis");
+    let key = unique("vexil-test:hll:");
+    let mut sketch = Sketch::default();
+    let ids: Vec<String> = (0..20_000).map(|i| format!("user-{i}")).collect();
+    for chunk in ids.chunks(1_000) {
+        let _: i64 = client
+            .eval(
+                "return redis.call('PFADD', KEYS[1], unpack(ARGV))",
+                vec![key.clone()],
+                chunk.to_vec(),
+            )
+            .await
+            .expect("pfadd");
+        for id in chunk {
+            sketch.add(id.as_bytes());
+        }
+    }
+    let count: i64 = client
+        .eval(
+            "return redis.call('PFCOUNT', KEYS[1])",
+            vec![key.clone()],
+            Vec::<String>::new(),
+        )
+        .await
+        .expect("pfcount");
+    let dense: bytes::Bytes = client
+        .eval(
+            "return redis.call('GET', KEYS[1])",
+            vec![key.clone()],
+            Vec::<String>::new(),
+        )
+        .await
+        .expect("get");
+    let _: i64 = client
+        .eval(
+            "return redis.call('DEL', KEYS[1])",
+            vec![key],
+            Vec::<String>::new(),
+        )
+        .await
+        .expect("del");
+    assert_eq!(sketch.count(), count as u64, "PFCOUNT");
+    assert_eq!(
+        &dense[16..],
+        &sketch.to_redis_dense()[16..],
+        "dense registers"
+    );
+    client.quit().await.ok();
+}
+
+async fn table_sum(db: &TestDatabase) -> i64 {
+    let conn = db.connect().await;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COALESCE(SUM(evaluations), 0) AS total FROM feature_flag_evaluations",
+        ))
+        .await
+        .expect("sum")
+        .expect("a row");
+    let total: i64 = row.try_get("", "total").unwrap_or_else(|_| {
+        // PostgreSQL's SUM of bigint is numeric.
+        let text: sea_orm::prelude::Decimal = row.try_get("", "total").expect("numeric total");
+        text.to_string().parse().expect("integer")
+    });
+    conn.close().await.ok();
+    total
+}
+
+/// Flushes fail while the table is gone; the counts wait and are written
+/// once when it is back, and writing the same figures again changes nothing.
+async fn failed_flushes_count_once(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(fast_flush(crate::common::config(&db.url))).await;
+    let prefix = unique("metrics-");
+    let (rollout, _) = create_flags(&app, &prefix).await;
+    let conn = db.connect().await;
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    conn.execute_unprepared(&rename(
+        "feature_flag_evaluations",
+        "feature_flag_evaluations_away",
+    ))
+    .await
+    .expect("hide the table");
+    let mut expected = Expected::new();
+    evaluate_all(
+        &[&app],
+        std::slice::from_ref(&rollout),
+        0..300,
+        &mut expected,
+    )
+    .await;
+    // Several flushes fail meanwhile.
+    tokio::time::sleep(FLUSH * 5).await;
+    conn.execute_unprepared(&rename(
+        "feature_flag_evaluations_away",
+        "feature_flag_evaluations",
+    ))
+    .await
+    .expect("restore the table");
+    eventually(Duration::from_secs(10), "the retried flush", async || {
+        table_sum(&db).await == 300
+    })
+    .await;
+    // More flushes of the same figures (nothing new evaluated) keep it at 300.
+    tokio::time::sleep(FLUSH * 5).await;
+    assert_eq!(table_sum(&db).await, 300);
+    conn.close().await.ok();
+    app.stop().await;
+    assert_eq!(table_sum(&db).await, 300, "after the final flush");
+    db.remove().await;
+}
+
+async fn disabled_metrics_write_nothing(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        enable_metrics: false,
+        ..fast_flush(crate::common::config(&db.url))
+    })
+    .await;
+    let prefix = unique("metrics-");
+    let (rollout, listed) = create_flags(&app, &prefix).await;
+    let mut expected = Expected::new();
+    evaluate_all(
+        &[&app],
+        &[rollout.clone(), listed, format!("{prefix}.typo")],
+        0..200,
+        &mut expected,
+    )
+    .await;
+    tokio::time::sleep(FLUSH * 5).await;
+    let report = metrics(&app, &rollout, None).await;
+    assert_eq!(report.totals.unwrap_or_default().evaluations, 0);
+    assert!(report.last_evaluated_at.is_none());
+    app.stop().await;
+    assert_eq!(table_sum(&db).await, 0);
+    db.remove().await;
+}
