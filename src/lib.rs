@@ -15,8 +15,10 @@ pub mod domain;
 pub use vexil_engine as engine;
 pub mod error;
 pub mod grpc;
+pub mod instruments;
 pub mod metrics;
 pub mod ofrep;
+pub mod prometheus;
 pub mod redis_metrics;
 pub mod service;
 pub mod store;
@@ -118,11 +120,12 @@ pub fn dev_token(config: &Config, args: &config::TokenArgs) -> Result<String> {
 }
 
 /// The sockets Vexil serves: gRPC always; flagd's gRPC API and OFREP (HTTP)
-/// for OpenFeature providers when configured.
+/// for OpenFeature providers, and Prometheus' `/metrics`, when configured.
 pub struct Listeners {
     pub grpc: TcpListener,
     pub flagd: Option<TcpListener>,
     pub ofrep: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -143,6 +146,10 @@ impl Listeners {
                 Some(address) => Some(bind(address).await?),
                 None => None,
             },
+            metrics: match config.metrics_listen {
+                Some(address) => Some(bind(address).await?),
+                None => None,
+            },
         })
     }
 }
@@ -153,6 +160,7 @@ impl From<TcpListener> for Listeners {
             grpc,
             flagd: None,
             ofrep: None,
+            metrics: None,
         }
     }
 }
@@ -171,6 +179,7 @@ pub async fn run(
         grpc: listener,
         flagd: flagd_listener,
         ofrep: ofrep_listener,
+        metrics: metrics_listener,
     } = listeners.into();
     let gate = Arc::new(gatekeeper(&config, &listener)?);
     let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
@@ -326,6 +335,25 @@ pub async fn run(
             server
                 .await
                 .map_err(|err| Error::Internal(format!("serving OFREP: {err}")))
+        }));
+    }
+    if let Some(listener) = metrics_listener {
+        let gate = gate.clone();
+        let registry = prometheus::registry(prometheus::Sources {
+            cache: cache.clone(),
+            sync: sync.clone(),
+            recorder: recorder.clone(),
+            metrics: metrics.clone(),
+            watch_streams: Arc::new(move || gate.open_watch_streams()),
+            bus_connected: bus.connected(),
+        });
+        tracing::info!(address = ?listener.local_addr().ok(), "serving Prometheus metrics at /metrics");
+        let server =
+            axum::serve(listener, prometheus::router(registry)).with_graceful_shutdown(stopped());
+        side_servers.push(tokio::spawn(async move {
+            server
+                .await
+                .map_err(|err| Error::Internal(format!("serving /metrics: {err}")))
         }));
     }
     let evaluation = EvaluationServiceServer::new(EvaluationGrpc::new(

@@ -35,6 +35,15 @@ const ENDPOINT_VARS: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
+/// The samplers the SDK builds from `OTEL_TRACES_SAMPLER`.
+const SAMPLERS: [&str; 6] = [
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+];
 /// Crates on the exporter's own path: their spans are never exported, or
 /// every export (at a verbose RUST_LOG) would trace itself.
 const EXPORT_PATH_TARGETS: [&str; 6] = ["h2", "hyper", "tonic", "tower", "rustls", "opentelemetry"];
@@ -95,6 +104,9 @@ pub fn init(format: LogFormat) -> Result<Telemetry> {
         .with(traces)
         .try_init()
         .map_err(|err| Error::Internal(format!("setting up logging: {err}")))?;
+    if provider.is_some() {
+        check_sampler();
+    }
     Ok(Telemetry { provider })
 }
 
@@ -141,6 +153,25 @@ fn tracer_provider(var: &str, endpoint: &str) -> Result<SdkTracerProvider> {
         .with_batch_exporter(exporter)
         .with_resource(resource())
         .build())
+}
+
+/// The SDK reads the sampler variables while the provider is built, before
+/// logging is up, and falls back without a word: say it now.
+fn check_sampler() {
+    let Ok(sampler) = std::env::var("OTEL_TRACES_SAMPLER") else {
+        return;
+    };
+    if !SAMPLERS.contains(&sampler.as_str()) {
+        tracing::warn!(
+            %sampler,
+            "OTEL_TRACES_SAMPLER is not one of {}; sampling parentbased_always_on",
+            SAMPLERS.join(", ")
+        );
+    } else if sampler.ends_with("traceidratio")
+        && !std::env::var("OTEL_TRACES_SAMPLER_ARG").is_ok_and(|arg| arg.parse::<f64>().is_ok())
+    {
+        tracing::warn!("OTEL_TRACES_SAMPLER_ARG is not a ratio (0.0 to 1.0); sampling every trace");
+    }
 }
 
 /// The SDK's resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`),
@@ -199,8 +230,14 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let span = rpc_span(&request);
+        let uri = request.uri().clone();
         let call = span.in_scope(|| self.inner.call(request));
-        GrpcCall { call, span }
+        GrpcCall {
+            call,
+            span,
+            uri,
+            started: std::time::Instant::now(),
+        }
     }
 }
 
@@ -246,11 +283,13 @@ impl Extractor for Metadata<'_> {
 
 pin_project_lite::pin_project! {
     /// A call in its span; records the gRPC status once the response
-    /// headers are known.
+    /// headers are known, and counts the call (`/metrics`).
     pub struct GrpcCall<F> {
         #[pin]
         call: F,
         span: tracing::Span,
+        uri: http::Uri,
+        started: std::time::Instant,
     }
 }
 
@@ -269,6 +308,11 @@ where
             Err(_) => UNKNOWN,
         };
         this.span.record("rpc.grpc.status_code", code);
+        crate::instruments::instruments().grpc_call(
+            this.uri.path(),
+            i32::try_from(code).unwrap_or(2),
+            this.started.elapsed(),
+        );
         if is_server_error(code) {
             this.span.record("otel.status_code", "ERROR");
         }

@@ -65,6 +65,7 @@ pub struct Gatekeeper {
     attempts: DefaultKeyedRateLimiter<Caller>,
     in_flight: Arc<Semaphore>,
     watch_streams: Arc<Semaphore>,
+    max_watch_streams: usize,
     /// Open Watch streams per caller, so one caller cannot take them all.
     watchers: Arc<DashMap<Caller, u32, ahash::RandomState>>,
     max_watch_streams_per_caller: u32,
@@ -114,6 +115,7 @@ impl Gatekeeper {
             evaluation: RateLimiter::keyed(quota(limits.evaluation_rate, limits.evaluation_burst)),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
             watch_streams: Arc::new(Semaphore::new(limits.max_watch_streams as usize)),
+            max_watch_streams: limits.max_watch_streams as usize,
             watchers: Arc::new(DashMap::default()),
             max_watch_streams_per_caller: limits.max_watch_streams_per_caller,
         }
@@ -241,6 +243,12 @@ impl Gatekeeper {
     }
 
     /// Forgets callers not seen lately, so the limiters' key maps stay bounded.
+    /// Streams holding a Watch slot now.
+    pub fn open_watch_streams(&self) -> usize {
+        self.max_watch_streams
+            .saturating_sub(self.watch_streams.available_permits())
+    }
+
     pub fn forget_idle_callers(&self) {
         for limiter in [&self.management, &self.evaluation, &self.attempts] {
             limiter.retain_recent();

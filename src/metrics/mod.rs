@@ -8,6 +8,6 @@ mod report;
 
 pub use recorder::{
     Collected, FlagStats, HourFigures, HourRecord, LATENCY_BOUNDS_NS, LATENCY_BUCKETS,
-    MAX_UNKNOWN_FLAGS, MAX_USER_SKETCHES, Observation, REASONS, Recorder,
+    MAX_UNKNOWN_FLAGS, MAX_USER_SKETCHES, Observation, REASONS, Recorder, Totals,
 };
 pub use report::Report;

@@ -216,6 +216,9 @@ impl HourBuffer {
 struct EnvironmentStats {
     environment: Arc<str>,
     hours: [HourBuffer; 2],
+    /// Everything counted in hours whose buffers were reused since: with
+    /// the buffers, the running totals `/metrics` reports.
+    retired: Mutex<HourFigures>,
     /// Serialises reusing a buffer for a new hour (rare) with the flusher's
     /// final read of it.
     roll: Mutex<()>,
@@ -226,6 +229,7 @@ impl EnvironmentStats {
         Self {
             environment: environment.into(),
             hours: Default::default(),
+            retired: Mutex::new(HourFigures::default()),
             roll: Mutex::new(()),
         }
     }
@@ -240,6 +244,9 @@ impl EnvironmentStats {
 /// A flag's counters (or an unknown name's).
 pub struct FlagStats {
     name: Arc<str>,
+    /// Order of first evaluation on this replica (labels `/metrics` gives
+    /// a name of its own).
+    ordinal: usize,
     inline: [OnceLock<Arc<EnvironmentStats>>; INLINE_ENVIRONMENTS],
     more: OnceLock<DashMap<Arc<str>, Arc<EnvironmentStats>, ahash::RandomState>>,
     /// Unix seconds of the latest evaluation (0: never on this replica).
@@ -249,9 +256,10 @@ pub struct FlagStats {
 }
 
 impl FlagStats {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, ordinal: usize) -> Self {
         Self {
             name: name.into(),
+            ordinal,
             inline: Default::default(),
             more: OnceLock::new(),
             last_evaluated: AtomicI64::new(0),
@@ -326,6 +334,15 @@ impl FlagStats {
     }
 }
 
+/// Running totals (see [`Recorder::totals`]).
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Name, ordinal, evaluations by reason as `[disabled, enabled]`.
+    pub flags: Vec<(Arc<str>, usize, [[u64; 2]; 10])>,
+    /// Evaluation time over every name (only its latency fields are set).
+    pub latency: HourFigures,
+}
+
 /// What a flush wrote, to be confirmed once the write succeeded.
 pub struct Collected {
     pub records: Vec<HourRecord>,
@@ -352,6 +369,8 @@ pub struct Recorder {
     unknown: DashMap<Arc<str>, (), ahash::RandomState>,
     /// Evaluations of unknown names past [`MAX_UNKNOWN_FLAGS`].
     unknown_overflow: AtomicU64,
+    /// Names created so far (the next one's ordinal).
+    names: AtomicUsize,
     sketches: AtomicUsize,
     set_aside: Mutex<Vec<HourRecord>>,
     /// Figures lost because the set-aside was full.
@@ -370,7 +389,7 @@ impl Recorder {
         }
         self.flags
             .entry(name.into())
-            .or_insert_with(|| Arc::new(FlagStats::new(name)))
+            .or_insert_with(|| Arc::new(FlagStats::new(name, self.names.fetch_add(1, Relaxed))))
             .clone()
     }
 
@@ -448,6 +467,15 @@ impl Recorder {
             } else {
                 self.dropped.fetch_add(1, Relaxed);
             }
+        }
+        if previous >= 0 {
+            let mut figures = buffer.figures();
+            figures.users = None;
+            environment
+                .retired
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .add(&figures);
         }
         buffer.clear();
         buffer.hour.store(hour, Relaxed);
@@ -567,6 +595,41 @@ impl Recorder {
             }
         }
         records
+    }
+
+    /// Running totals since start, per name (with its ordinal) and in all:
+    /// evaluations by reason and outcome per name, and the evaluation-time
+    /// histogram over every name.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for entry in self.flags.iter() {
+            let flag = entry.value();
+            let mut outcomes = [[0u64; 2]; 10];
+            for environment in flag.environments() {
+                let mut figures = environment
+                    .retired
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone();
+                for buffer in &environment.hours {
+                    if buffer.hour.load(Relaxed) >= 0 {
+                        let mut current = buffer.figures();
+                        current.users = None;
+                        figures.add(&current);
+                    }
+                }
+                for (sum, counted) in outcomes.iter_mut().zip(figures.outcomes.iter()) {
+                    sum[0] += counted[0];
+                    sum[1] += counted[1];
+                }
+                figures.outcomes = [[0; 2]; 10];
+                totals.latency.add(&figures);
+            }
+            totals
+                .flags
+                .push((flag.name.clone(), flag.ordinal, outcomes));
+        }
+        totals
     }
 
     /// Names evaluated while they were not flags (at most [`MAX_UNKNOWN_FLAGS`]).

@@ -27,6 +27,7 @@ use crate::bus::{BusEvent, BusMessage, ChangeBus};
 use crate::cache::FlagCache;
 use crate::domain::{Flag, FlagChange, limits};
 use crate::error::Result;
+use crate::instruments::instruments;
 use crate::store::FlagStore;
 
 /// Changes read from the store per query while catching up.
@@ -253,12 +254,19 @@ pub async fn keep_in_sync(
             _ = stop.changed() => return,
             _ = ticks.tick() => true,
             event = events.recv() => match event {
-                Ok(BusEvent::Message(message)) => message.revision > sync.applied().await,
+                Ok(BusEvent::Message(message)) => {
+                    instruments().bus_announced(message.revision);
+                    message.revision > sync.applied().await
+                }
                 Ok(BusEvent::Reconnected) => {
+                    instruments().bus_reconnected();
                     announce = true;
                     true
                 }
-                Ok(BusEvent::Lagged) | Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Ok(BusEvent::Lagged) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    instruments().bus_lagged();
+                    true
+                }
                 Err(broadcast::error::RecvError::Closed) => {
                     events = bus.subscribe();
                     true
@@ -269,6 +277,7 @@ pub async fn keep_in_sync(
             continue;
         }
         let outcome = sync.catch_up().await;
+        instruments().catch_up(outcome.is_ok());
         if announce && outcome.is_ok() {
             bus.publish(BusMessage {
                 revision: sync.applied().await,

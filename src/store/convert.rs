@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::domain::{AuditAction, AuditEntry, Flag, FlagChange, FlagName, FlagSpec, Group};
 use crate::error::Error;
+use crate::instruments::instruments;
 
 /// Maps a database error to what the caller can do about it: connection
 /// trouble, lock timeouts and a busy database are UNAVAILABLE (retry), a
@@ -19,19 +20,23 @@ use crate::error::Error;
 pub(super) fn db_error(err: DbErr) -> Error {
     match err.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(detail)) => {
+            instruments().store_error("conflict");
             tracing::debug!(%detail, "unique violation");
             return Error::AlreadyExists("it already exists".into());
         }
         Some(SqlErr::ForeignKeyConstraintViolation(detail)) => {
+            instruments().store_error("conflict");
             tracing::debug!(%detail, "foreign-key violation");
             return Error::FailedPrecondition("it refers to something that does not exist".into());
         }
         _ => {}
     }
     if is_unavailable(&err) {
+        instruments().store_error("unavailable");
         tracing::warn!(error = %err, "database unavailable");
         return Error::Unavailable("the flag store is unavailable".into());
     }
+    instruments().store_error("internal");
     tracing::error!(error = %err, "database error");
     Error::Internal(format!("database error: {err}"))
 }

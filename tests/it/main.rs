@@ -20,6 +20,7 @@ mod lifecycle;
 mod listing;
 mod metrics;
 mod openfeature;
+mod prometheus;
 mod secrets;
 mod telemetry;
 mod tls;

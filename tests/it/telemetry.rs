@@ -49,9 +49,9 @@ async fn rpc_spans_continue_the_callers_trace() {
         "traceparent",
         format!("00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01")
             .parse()
-            .unwrap(),
+            .expect("a traceparent"),
     );
-    metadata.insert("tracestate", "vendor=opaque".parse().unwrap());
+    metadata.insert("tracestate", "vendor=opaque".parse().expect("a tracestate"));
     client.evaluate(traced).await.expect("traced evaluate");
 
     let (service, span) = received
@@ -195,7 +195,7 @@ impl TraceService for Received {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let mut received = self.0.lock().unwrap();
+        let mut received = self.0.lock().expect("spans");
         for resource_spans in request.into_inner().resource_spans {
             let service = resource_spans
                 .resource
@@ -260,19 +260,21 @@ impl Received {
     }
 
     fn find(&self, matches: impl Fn(&Span) -> bool) -> Option<(String, Span)> {
-        let received = self.0.lock().unwrap();
+        let received = self.0.lock().expect("spans");
         received.iter().find(|(_, span)| matches(span)).cloned()
     }
 
     fn names(&self) -> Vec<String> {
-        let received = self.0.lock().unwrap();
+        let received = self.0.lock().expect("spans");
         received.iter().map(|(_, span)| span.name.clone()).collect()
     }
 }
 
 async fn start_receiver() -> (SocketAddr, Received) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the receiver");
+    let address = listener.local_addr().expect("its address");
     let received = Received::default();
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -361,7 +363,11 @@ impl Vexil {
         let url = format!("http://{}", self.address);
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Ok(channel) = Channel::from_shared(url.clone()).unwrap().connect().await {
+            if let Ok(channel) = Channel::from_shared(url.clone())
+                .expect("a URL")
+                .connect()
+                .await
+            {
                 let mut health =
                     tonic_health::pb::health_client::HealthClient::new(channel.clone());
                 let check = tonic_health::pb::HealthCheckRequest {
@@ -421,7 +427,7 @@ impl Vexil {
     }
 
     fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+        self.lines.lock().expect("lines").clone()
     }
 }
 
@@ -446,7 +452,7 @@ fn collect(
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             if !line.trim().is_empty() {
-                lines.lock().unwrap().push(line);
+                lines.lock().expect("lines").push(line);
             }
         }
     })

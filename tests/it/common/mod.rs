@@ -227,6 +227,8 @@ pub struct TestApp {
     pub flagd: Option<std::net::SocketAddr>,
     /// OFREP, when started with [`Self::start_openfeature`].
     pub ofrep: Option<std::net::SocketAddr>,
+    /// Prometheus' `/metrics`, when started with [`Self::start_prometheus`].
+    pub prometheus: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<vexil::Result<()>>,
 }
@@ -257,6 +259,19 @@ impl TestApp {
             grpc: bind().await,
             flagd: Some(bind().await),
             ofrep: Some(bind().await),
+            metrics: None,
+        };
+        Self::start_on(config, listeners).await
+    }
+
+    /// Starts a server that also serves Prometheus' `/metrics`.
+    pub async fn start_prometheus(config: vexil::Config) -> Self {
+        let bind = async || TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listeners = vexil::Listeners {
+            grpc: bind().await,
+            flagd: Some(bind().await),
+            ofrep: None,
+            metrics: Some(bind().await),
         };
         Self::start_on(config, listeners).await
     }
@@ -269,6 +284,7 @@ impl TestApp {
                 .map(|listener| listener.local_addr().expect("local address"))
         };
         let (flagd, ofrep) = (side(&listeners.flagd), side(&listeners.ofrep));
+        let prometheus = side(&listeners.metrics);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(vexil::run(config, listeners, async {
             stopped.await.ok();
@@ -283,6 +299,7 @@ impl TestApp {
             address,
             flagd,
             ofrep,
+            prometheus,
             shutdown: Some(shutdown),
             server,
         };

@@ -1,0 +1,152 @@
+//! `/metrics` (VEXIL_METRICS_LISTEN) parses with a real Prometheus text
+//! parser and carries the documented series with the values the calls made
+//! imply.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prometheus_parse::{Scrape, Value};
+use vexil::grpc::pb;
+
+use crate::common::{Backend, TestApp, TestDatabase, http, unique};
+
+crate::backend_tests!(metrics_endpoint_reports_the_documented_series);
+
+fn value(sample: &prometheus_parse::Sample) -> f64 {
+    match &sample.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+        Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+        Value::Summary(_) => f64::NAN,
+    }
+}
+
+/// The samples of `metric` whose labels include `labels`.
+fn find<'a>(
+    scrape: &'a Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Vec<&'a prometheus_parse::Sample> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect()
+}
+
+fn one(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = find(scrape, metric, labels);
+    assert_eq!(found.len(), 1, "{metric} {labels:?}: {found:?}");
+    value(found[0])
+}
+
+async fn scrape(app: &TestApp) -> Scrape {
+    let address = app.prometheus.expect("a /metrics listener");
+    let reply = http::request(address, "GET", "/metrics", &[], "").await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{:?}",
+        reply.header("content-type")
+    );
+    let text = String::from_utf8(reply.body.to_vec()).expect("utf-8");
+    Scrape::parse(text.lines().map(|line| Ok(line.to_string()))).expect("Prometheus text")
+}
+
+async fn metrics_endpoint_reports_the_documented_series(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_prometheus(crate::common::config(&db.url)).await;
+    let prefix = unique("prom-");
+    let flag = format!("{prefix}.rollout");
+    app.create_flag(pb::Flag {
+        name: flag.clone(),
+        enabled: true,
+        percentage: 50.0,
+        ..pb::Flag::default()
+    })
+    .await;
+    let mut expected: HashMap<(String, bool), u64> = HashMap::new();
+    for user in 0..200 {
+        let (enabled, reason) = app.evaluate(&flag, &format!("u{user}"), "prod").await;
+        let reason = reason
+            .as_str_name()
+            .trim_start_matches("REASON_")
+            .to_string();
+        *expected.entry((reason, enabled)).or_default() += 1;
+    }
+    let missing = app
+        .flags
+        .clone()
+        .get_flag(pb::GetFlagRequest {
+            name: format!("{prefix}.missing"),
+        })
+        .await;
+    assert_eq!(missing.expect_err("missing").code(), tonic::Code::NotFound);
+    let _watch = app.watch(&[], None).await;
+
+    let scrape = scrape(&app).await;
+    for ((reason, enabled), count) in &expected {
+        let got = one(
+            &scrape,
+            "feature_flag_evaluations_total",
+            &[
+                ("feature_flag_key", flag.as_str()),
+                ("feature_flag_result_reason", reason.as_str()),
+                ("feature_flag_result_value", &enabled.to_string()),
+            ],
+        );
+        assert_eq!(got, *count as f64, "{reason} {enabled}");
+    }
+    assert!(
+        one(
+            &scrape,
+            "feature_flag_evaluation_duration_seconds_count",
+            &[]
+        ) >= 200.0
+    );
+    // gRPC calls (process-wide: other tests' servers count too).
+    assert!(
+        one(
+            &scrape,
+            "rpc_server_call_duration_seconds_count",
+            &[
+                ("rpc_service", "vexil.v1.EvaluationService"),
+                ("rpc_method", "Evaluate"),
+                ("rpc_grpc_status_code", "0"),
+            ],
+        ) >= 200.0
+    );
+    assert!(
+        one(
+            &scrape,
+            "rpc_server_call_duration_seconds_count",
+            &[("rpc_method", "GetFlag"), ("rpc_grpc_status_code", "5")],
+        ) >= 1.0
+    );
+    assert_eq!(one(&scrape, "vexil_cache_flags", &[]), 1.0);
+    assert!(one(&scrape, "vexil_cache_revision", &[]) >= 1.0);
+    assert_eq!(one(&scrape, "vexil_bus_connected", &[]), 1.0);
+    assert_eq!(one(&scrape, "vexil_bus_lag_revisions", &[]), 0.0);
+    assert!(one(&scrape, "vexil_watch_subscribers", &[]) >= 1.0);
+    assert_eq!(one(&scrape, "vexil_metrics_flush_failures_total", &[]), 0.0);
+    for documented in [
+        "vexil_bus_reconnects_total",
+        "vexil_bus_lagged_total",
+        "vexil_catch_ups_total",
+    ] {
+        assert!(
+            scrape
+                .docs
+                .contains_key(documented.trim_end_matches("_total"))
+                || !find(&scrape, documented, &[]).is_empty(),
+            "{documented} is documented"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    app.stop().await;
+    db.remove().await;
+}
