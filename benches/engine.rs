@@ -303,7 +303,7 @@ fn bench_metrics(c: &mut Criterion) {
                     user_id: &users[i % users.len()],
                     reason: Reason::PercentageRollout,
                     enabled: true,
-                    latency_ns: 180,
+                    latency_ns: None,
                     at,
                 }),
             )

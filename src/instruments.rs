@@ -4,7 +4,6 @@
 //! (a label lookup for the labelled ones); no layer depends on the export.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -32,8 +31,6 @@ pub struct Instruments {
     pub(crate) bus_lagged: Counter,
     pub(crate) catch_ups: Family<Labels, Counter>,
     pub(crate) store_errors: Family<Labels, Counter>,
-    /// Highest revision announced on the bus (for the lag gauge).
-    announced: AtomicU64,
 }
 
 fn grpc_histogram() -> Histogram {
@@ -52,7 +49,6 @@ pub fn instruments() -> &'static Instruments {
         bus_lagged: Counter::default(),
         catch_ups: Family::default(),
         store_errors: Family::default(),
-        announced: AtomicU64::new(0),
     })
 }
 
@@ -83,20 +79,11 @@ impl Instruments {
         self.bus_lagged.inc();
     }
 
-    pub fn bus_announced(&self, revision: u64) {
-        self.announced.fetch_max(revision, Relaxed);
-    }
-
     pub fn catch_up(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "error" };
         self.catch_ups
             .get_or_create(&vec![("outcome", outcome.to_string())])
             .inc();
-    }
-
-    /// Highest revision announced on the bus.
-    pub fn announced(&self) -> u64 {
-        self.announced.load(Relaxed)
     }
 
     /// A store call failed: `kind` is `unavailable`, `conflict` or `internal`.

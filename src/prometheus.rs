@@ -66,7 +66,7 @@ impl Collector for Sources {
             "Revision this replica's hot cache has applied",
             revision as i64,
         )?;
-        let announced = instruments().announced();
+        let announced = self.sync.announced();
         gauge(
             &mut encoder,
             "vexil_bus_lag_revisions",

@@ -82,7 +82,7 @@ pub struct Telemetry {
 /// exporter's connection runs on it.
 pub fn init(format: LogFormat) -> Result<Telemetry> {
     let provider = otlp_endpoint()
-        .map(|(var, endpoint)| tracer_provider(var, &endpoint))
+        .map(|endpoint| tracer_provider(&endpoint))
         .transpose()?;
     let traces = provider.as_ref().map(|provider| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -126,17 +126,16 @@ impl Telemetry {
     }
 }
 
-/// The first non-empty endpoint variable, and its name.
-fn otlp_endpoint() -> Option<(&'static str, String)> {
+/// The first endpoint variable set (to more than blanks).
+fn otlp_endpoint() -> Option<String> {
     ENDPOINT_VARS.into_iter().find_map(|var| {
         std::env::var(var)
             .ok()
             .filter(|endpoint| !endpoint.trim().is_empty())
-            .map(|endpoint| (var, endpoint))
     })
 }
 
-fn tracer_provider(var: &str, endpoint: &str) -> Result<SdkTracerProvider> {
+fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider> {
     let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
     let https = endpoint
         .parse::<http::Uri>()
@@ -148,7 +147,7 @@ fn tracer_provider(var: &str, endpoint: &str) -> Result<SdkTracerProvider> {
     }
     let exporter = exporter
         .build()
-        .map_err(|err| Error::invalid(var, err.to_string()))?;
+        .map_err(|err| Error::invalid("the OTLP trace exporter", err.to_string()))?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource())

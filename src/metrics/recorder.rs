@@ -78,7 +78,10 @@ pub struct Observation<'a> {
     pub user_id: &'a str,
     pub reason: Reason,
     pub enabled: bool,
-    pub latency_ns: u64,
+    /// How long it took, when this evaluation was timed (a clock read costs
+    /// about as much as an evaluation, so only some are: see
+    /// `service::evaluate`).
+    pub latency_ns: Option<u64>,
     /// Unix seconds of the evaluation.
     pub at: i64,
 }
@@ -286,8 +289,10 @@ impl FlagStats {
             let c = &buffer.counters;
             c.outcomes[reason_index(observation.reason)][usize::from(observation.enabled)]
                 .fetch_add(1, Relaxed);
-            c.latency[latency_bucket(observation.latency_ns)].fetch_add(1, Relaxed);
-            c.latency_sum_ns.fetch_add(observation.latency_ns, Relaxed);
+            if let Some(latency_ns) = observation.latency_ns {
+                c.latency[latency_bucket(latency_ns)].fetch_add(1, Relaxed);
+                c.latency_sum_ns.fetch_add(latency_ns, Relaxed);
+            }
             if !observation.user_id.is_empty() {
                 let users = buffer.users.get_or_init(|| recorder.new_sketch());
                 if let Some(users) = users {

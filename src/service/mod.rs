@@ -10,7 +10,7 @@ pub mod openfeature;
 mod sync;
 mod watch;
 
-pub use evaluate::{Evaluator, FlagResult};
+pub use evaluate::{Evaluator, FlagResult, TIMED_EVERY};
 pub use feed::FeedEntry;
 pub use manage::{FlagFilter, FlagManager, Page, TRANSACTION_TIMEOUT};
 pub use metrics::{FlagMetrics, Metrics, MetricsOptions, UnknownFlag};
@@ -31,6 +31,8 @@ async fn to_completion<T: Send + 'static>(
     limit: Duration,
     work: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
+    // In the caller's span: the store's spans stay in the RPC's trace.
+    let work = tracing::Instrument::in_current_span(work);
     match tokio::time::timeout(limit, tokio::spawn(work)).await {
         Ok(joined) => joined.map_err(|err| Error::Internal(format!("store task failed: {err}")))?,
         Err(_) => {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::evaluate::{elapsed_ns, record};
+use super::evaluate::{elapsed_ns, record, timed};
 use crate::cache::FlagCache;
 use crate::domain::{EvalContext, Flag, Reason, limits, validate_name};
 use crate::engine;
@@ -124,7 +124,7 @@ impl Resolver {
                     .ok_or(ResolveError::FlagNotFound)
             });
         };
-        let started = Instant::now();
+        let started = timed().then(Instant::now);
         self.cache.with_entry(flag_key, |entry| {
             let resolution = entry.map(|(flag, _)| resolve(flag, ctx, now));
             let (reason, enabled) = resolution.map_or((Reason::FlagNotFound, false), |r| {
@@ -135,7 +135,7 @@ impl Resolver {
                 user_id: ctx.targeting_key.unwrap_or_default(),
                 reason,
                 enabled,
-                latency_ns: elapsed_ns(started),
+                latency_ns: started.map(elapsed_ns),
                 at: now.timestamp(),
             };
             record(metrics, flag_key, entry.map(|(_, slot)| slot), &observation);
@@ -150,7 +150,7 @@ impl Resolver {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, Resolution)>, ResolveError> {
         check(ctx)?;
-        let started = Instant::now();
+        let started = timed().then(Instant::now);
         let mut resolved = Vec::with_capacity(self.cache.len());
         self.cache.scan(|flag| {
             resolved.push((flag.name.to_string(), resolve(flag, ctx, now)));
@@ -159,7 +159,7 @@ impl Resolver {
         if let Some(metrics) = &self.metrics {
             // Counted after the scan (the listing's lock is not held while
             // counters are resolved), each with the average time.
-            let latency_ns = elapsed_ns(started) / resolved.len().max(1) as u64;
+            let latency_ns = started.map(|at| elapsed_ns(at) / resolved.len().max(1) as u64);
             for (name, resolution) in &resolved {
                 let observation = Observation {
                     environment: ctx.environment,

@@ -17,6 +17,7 @@
 //! Watch streams behind the hole start over with a snapshot.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, broadcast, watch};
@@ -59,6 +60,8 @@ pub struct CacheSync {
     /// and then find little or nothing left to do.
     catching_up: Mutex<()>,
     feed: ChangeFeed,
+    /// Highest revision announced on the bus (the lag gauge's reference).
+    announced: AtomicU64,
 }
 
 impl CacheSync {
@@ -77,6 +80,7 @@ impl CacheSync {
             applied: Mutex::new(revision),
             catching_up: Mutex::new(()),
             feed: ChangeFeed::new(revision, feed.changes, feed.bytes),
+            announced: AtomicU64::new(revision),
         })
     }
 
@@ -92,6 +96,11 @@ impl CacheSync {
     /// The recently applied changes, in revision order.
     pub fn feed(&self) -> &ChangeFeed {
         &self.feed
+    }
+
+    /// Highest revision announced on the bus so far.
+    pub fn announced(&self) -> u64 {
+        self.announced.load(Relaxed)
     }
 
     pub async fn applied(&self) -> u64 {
@@ -255,7 +264,7 @@ pub async fn keep_in_sync(
             _ = ticks.tick() => true,
             event = events.recv() => match event {
                 Ok(BusEvent::Message(message)) => {
-                    instruments().bus_announced(message.revision);
+                    sync.announced.fetch_max(message.revision, Relaxed);
                     message.revision > sync.applied().await
                 }
                 Ok(BusEvent::Reconnected) => {

@@ -106,7 +106,7 @@ async fn metrics_endpoint_reports_the_documented_series(backend: Backend) {
             &scrape,
             "feature_flag_evaluation_duration_seconds_count",
             &[]
-        ) >= 200.0
+        ) >= 10.0
     );
     // gRPC calls (process-wide: other tests' servers count too).
     assert!(
