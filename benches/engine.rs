@@ -273,6 +273,9 @@ fn bench_bulk_realistic(c: &mut Criterion) {
 }
 
 fn bench_bucket(c: &mut Criterion) {
+    c.bench_function("hll_position", |b| {
+        b.iter(|| vexil::metrics::hll::position(black_box(b"user-123456")))
+    });
     c.bench_function("bucket", |b| {
         b.iter(|| {
             bucket::bucket(
@@ -301,6 +304,22 @@ fn bench_metrics(c: &mut Criterion) {
                 black_box(&Observation {
                     environment: "production",
                     user_id: &users[i % users.len()],
+                    reason: Reason::PercentageRollout,
+                    enabled: true,
+                    latency_ns: None,
+                    at,
+                }),
+            )
+        })
+    });
+    // Without a user id: the counters alone, no distinct-user sketch.
+    group.bench_function("record_anonymous", |b| {
+        b.iter(|| {
+            recorder.record(
+                &stats,
+                black_box(&Observation {
+                    environment: "production",
+                    user_id: "",
                     reason: Reason::PercentageRollout,
                     enabled: true,
                     latency_ns: None,

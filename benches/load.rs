@@ -452,13 +452,16 @@ async fn main() {
         "{:<18} {:>4} | {:>11} {:>8} {:>8} | {:>11} {:>8} {:>8} | {:>6}",
         "metrics on/off", "C", "on/s", "p50µs", "p99µs", "off/s", "p50µs", "p99µs", "on/off"
     );
-    for &concurrency in &args.concurrency {
+    for (scenario, concurrency) in [Scenario::Evaluate, Scenario::Bulk(25)]
+        .into_iter()
+        .flat_map(|scenario| args.concurrency.iter().map(move |&c| (scenario, c)))
+    {
         // Alternate, twice each, so drift on a shared machine hits both.
         let mut on = Vec::new();
         let mut off = Vec::new();
         for _ in 0..2 {
-            off.push(drive(vexil_off.address, Scenario::Evaluate, concurrency, &args).await);
-            on.push(drive(vexil.address, Scenario::Evaluate, concurrency, &args).await);
+            off.push(drive(vexil_off.address, scenario, concurrency, &args).await);
+            on.push(drive(vexil.address, scenario, concurrency, &args).await);
         }
         let mean = |runs: &[Outcome], f: &dyn Fn(&Outcome) -> f64| {
             runs.iter().map(f).sum::<f64>() / runs.len() as f64
@@ -466,7 +469,7 @@ async fn main() {
         let (on_rate, off_rate) = (mean(&on, &rate), mean(&off, &rate));
         println!(
             "{:<18} {:>4} | {:>11.0} {:>8.1} {:>8.1} | {:>11.0} {:>8.1} {:>8.1} | {:>6.3}",
-            "evaluate",
+            scenario.label(),
             concurrency,
             on_rate,
             mean(&on, &|o| micros(o, 0.5)),
