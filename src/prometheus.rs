@@ -142,7 +142,10 @@ impl Collector for Sources {
             .chain(std::iter::once(f64::MAX))
             .zip(latency.latency.iter().copied())
             .collect();
-        let count: u64 = latency.latency.iter().sum();
+        let count = latency
+            .latency
+            .iter()
+            .fold(0u64, |sum, n| sum.saturating_add(*n));
         let family = encoder.encode_descriptor(
             "feature_flag_evaluation_duration_seconds",
             "Server-side evaluation time (cache lookup and rules)",

@@ -7,9 +7,12 @@
 //!
 //! Hash fields are added to (HINCRBY), so each replica sends what it
 //! counted since its last write. A write that is retried after an error
-//! carries the same id, and a Lua script applies an id once: a reply lost
-//! after the increments committed does not count them twice. Sketches merge
-//! with PFMERGE (a maximum), which is safe to repeat.
+//! carries the same id, and a Lua script applies an id once (ids are
+//! remembered two hours; a batch is retried for one): a reply lost after
+//! the increments committed does not count them twice. Sketches merge with
+//! PFMERGE (a maximum), which is safe to repeat; the replica's scratch copy
+//! is deleted at once. Single-node Redis (the keys of one write are not in
+//! one cluster slot).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,19 +30,27 @@ use crate::metrics::{HourFigures, HourRecord, REASONS};
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// KEYS: the write's id, the hash, the users key, this replica's sketch.
-/// ARGV: ttl seconds, the sketch (Redis's dense string, or ""), then
-/// field/increment pairs.
+/// How long a write's id is remembered: longer than a batch is retried.
+const WRITE_ID_TTL_SECS: i64 = 2 * 3600;
+/// How long a batch that keeps failing is retried before it is dropped.
+const BATCH_RETRY_LIMIT: Duration = Duration::from_secs(3600);
+/// Batches kept for retry while Redis is unreachable.
+const MAX_PENDING_BATCHES: usize = 1_000;
+
+/// KEYS: the write's id, the hash, the users key, a scratch key for this
+/// replica's sketch. ARGV: ttl seconds, the id's ttl, the sketch (Redis's
+/// dense string, or ""), then field/increment pairs.
 const SCRIPT: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  for i = 3, #ARGV, 2 do
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  for i = 4, #ARGV, 2 do
     redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
   end
   redis.call('EXPIRE', KEYS[2], ARGV[1])
 end
-if ARGV[2] ~= '' then
-  redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', 60)
   redis.call('PFMERGE', KEYS[3], KEYS[4])
+  redis.call('DEL', KEYS[4])
   redis.call('EXPIRE', KEYS[3], ARGV[1])
 end
 return 1
@@ -61,12 +72,21 @@ struct Update {
     sketch: Option<Vec<u8>>,
 }
 
+/// Updates sent together; resent as they were (same ids) until they land.
+struct Batch {
+    id: u64,
+    updates: Vec<Update>,
+    made: std::time::Instant,
+}
+
 #[derive(Default)]
 struct State {
-    /// What was sent per row so far (counts only).
+    /// What was handed to a batch per row so far (counts only).
     sent: HashMap<RowKey, HourFigures>,
-    /// A batch that failed, to be resent as it was (same ids).
-    pending: Option<(u64, Vec<Update>)>,
+    /// Batches not yet written, oldest first. Increments and PFMERGE
+    /// commute, so each is sent on its own: one that keeps failing does
+    /// not hold up the others.
+    pending: std::collections::VecDeque<Batch>,
     batches: u64,
 }
 
@@ -103,12 +123,6 @@ impl RedisMetrics {
     /// already sent.
     pub async fn write(&self, records: &[HourRecord]) -> Result<()> {
         let mut state = self.state.lock().await;
-        if let Some((batch, updates)) = state.pending.take()
-            && let Err(err) = self.send(batch, &updates).await
-        {
-            state.pending = Some((batch, updates));
-            return Err(err);
-        }
         let mut updates = Vec::new();
         for record in records {
             let key = (record.flag.clone(), record.environment.clone(), record.hour);
@@ -135,16 +149,38 @@ impl RedisMetrics {
         if let Some(latest) = records.iter().map(|r| r.hour).max() {
             state.sent.retain(|(_, _, hour), _| *hour + 2 >= latest);
         }
-        if updates.is_empty() {
-            return Ok(());
+        if !updates.is_empty() {
+            state.batches += 1;
+            let id = state.batches;
+            state.pending.push_back(Batch {
+                id,
+                updates,
+                made: std::time::Instant::now(),
+            });
+            if state.pending.len() > MAX_PENDING_BATCHES {
+                state.pending.pop_front();
+                tracing::warn!("Redis metrics: too many batches waiting; dropped the oldest");
+            }
         }
-        state.batches += 1;
-        let batch = state.batches;
-        if let Err(err) = self.send(batch, &updates).await {
-            state.pending = Some((batch, updates));
-            return Err(err);
+        let mut failure = None;
+        let mut unsent = std::collections::VecDeque::new();
+        while let Some(batch) = state.pending.pop_front() {
+            match self.send(batch.id, &batch.updates).await {
+                Ok(()) => {}
+                Err(_) if batch.made.elapsed() > BATCH_RETRY_LIMIT => {
+                    tracing::warn!(
+                        batch = batch.id,
+                        "Redis metrics: a batch failed for an hour; dropped"
+                    );
+                }
+                Err(err) => {
+                    failure.get_or_insert(err);
+                    unsent.push_back(batch);
+                }
+            }
         }
-        Ok(())
+        state.pending = unsent;
+        failure.map_or(Ok(()), Err)
     }
 
     async fn send(&self, batch: u64, updates: &[Update]) -> Result<()> {
@@ -159,6 +195,7 @@ impl RedisMetrics {
             ];
             let mut args: Vec<fred::types::Value> = vec![
                 self.ttl_secs.into(),
+                WRITE_ID_TTL_SECS.into(),
                 match &update.sketch {
                     Some(sketch) => bytes::Bytes::from(sketch.clone()).into(),
                     None => "".into(),

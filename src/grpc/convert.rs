@@ -387,7 +387,7 @@ fn evaluation_stats_to_pb(figures: &HourFigures) -> pb::EvaluationStats {
     pb::EvaluationStats {
         evaluations,
         enabled,
-        disabled: evaluations - enabled,
+        disabled: evaluations.saturating_sub(enabled),
         reasons: REASONS
             .iter()
             .map(|&r| (r, figures.count(r)))
@@ -399,7 +399,10 @@ fn evaluation_stats_to_pb(figures: &HourFigures) -> pb::EvaluationStats {
             .collect(),
         distinct_users: figures.distinct_users(),
         latency: Some(pb::LatencyStats {
-            count: figures.latency.iter().sum(),
+            count: figures
+                .latency
+                .iter()
+                .fold(0u64, |sum, n| sum.saturating_add(*n)),
             sum_ns: figures.latency_sum_ns,
             p50_ns: figures.latency_quantile(0.5).unwrap_or(0),
             p99_ns: figures.latency_quantile(0.99).unwrap_or(0),

@@ -11,7 +11,10 @@
 //! buffer is reused for a later hour before its last figures were written
 //! (the store was down for an hour), they are kept aside, bounded.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release,
+};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dashmap::DashMap;
@@ -40,6 +43,10 @@ pub const REASONS: [Reason; 10] = [
 ];
 /// Environments a flag keeps in inline slots; more go to a map.
 const INLINE_ENVIRONMENTS: usize = 8;
+/// Distinct environments counted per flag (callers choose the strings);
+/// evaluations in further ones count together under [`OTHER_ENVIRONMENTS`].
+pub const MAX_ENVIRONMENTS: usize = 64;
+pub const OTHER_ENVIRONMENTS: &str = "__other__";
 /// Distinct unknown flag names counted per replica (the typo detector);
 /// later ones are not recorded.
 pub const MAX_UNKNOWN_FLAGS: usize = 1_000;
@@ -98,29 +105,35 @@ pub struct HourFigures {
 }
 
 impl HourFigures {
+    // Saturating throughout: stored rows are read back, and a corrupt one
+    // must not overflow.
     pub fn evaluations(&self) -> u64 {
-        self.outcomes.iter().map(|[off, on]| off + on).sum()
+        self.outcomes.iter().fold(0u64, |sum, [off, on]| {
+            sum.saturating_add(*off).saturating_add(*on)
+        })
     }
 
     pub fn enabled(&self) -> u64 {
-        self.outcomes.iter().map(|[_, on]| on).sum()
+        self.outcomes
+            .iter()
+            .fold(0u64, |sum, [_, on]| sum.saturating_add(*on))
     }
 
     pub fn count(&self, reason: Reason) -> u64 {
         let [off, on] = self.outcomes[reason_index(reason)];
-        off + on
+        off.saturating_add(on)
     }
 
     /// Adds another replica's (or environment's) figures.
     pub fn add(&mut self, other: &HourFigures) {
         for (mine, theirs) in self.outcomes.iter_mut().zip(other.outcomes.iter()) {
-            mine[0] += theirs[0];
-            mine[1] += theirs[1];
+            mine[0] = mine[0].saturating_add(theirs[0]);
+            mine[1] = mine[1].saturating_add(theirs[1]);
         }
         for (mine, theirs) in self.latency.iter_mut().zip(other.latency.iter()) {
-            *mine += theirs;
+            *mine = mine.saturating_add(*theirs);
         }
-        self.latency_sum_ns += other.latency_sum_ns;
+        self.latency_sum_ns = self.latency_sum_ns.saturating_add(other.latency_sum_ns);
         match (&mut self.users, &other.users) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
             (None, Some(theirs)) => self.users = Some(theirs.clone()),
@@ -283,7 +296,9 @@ impl FlagStats {
         let hour = observation.at.div_euclid(3600);
         let record = |environment: &EnvironmentStats| {
             let buffer = &environment.hours[(hour & 1) as usize];
-            if buffer.hour.load(Relaxed) != hour {
+            // Acquire: pairs with `roll`'s release, so a count made after
+            // seeing the new hour is never wiped by its reset.
+            if buffer.hour.load(Acquire) != hour {
                 recorder.roll(self, environment, buffer, hour);
             }
             let c = &buffer.counters;
@@ -313,10 +328,16 @@ impl FlagStats {
                 let more = self.more.get_or_init(Default::default);
                 let stats = match more.get(observation.environment) {
                     Some(stats) => stats.clone(),
-                    None => more
-                        .entry(observation.environment.into())
-                        .or_insert_with(|| Arc::new(EnvironmentStats::new(observation.environment)))
-                        .clone(),
+                    None => {
+                        let environment = if more.len() + INLINE_ENVIRONMENTS < MAX_ENVIRONMENTS {
+                            observation.environment
+                        } else {
+                            OTHER_ENVIRONMENTS
+                        };
+                        more.entry(environment.into())
+                            .or_insert_with(|| Arc::new(EnvironmentStats::new(environment)))
+                            .clone()
+                    }
                 };
                 record(&stats);
             }
@@ -483,7 +504,7 @@ impl Recorder {
                 .add(&figures);
         }
         buffer.clear();
-        buffer.hour.store(hour, Relaxed);
+        buffer.hour.store(hour, Release);
     }
 
     /// Every hour whose figures changed since they were last written:
@@ -611,6 +632,9 @@ impl Recorder {
             let flag = entry.value();
             let mut outcomes = [[0u64; 2]; 10];
             for environment in flag.environments() {
+                // Under the roll lock: an hour moves from its buffer to
+                // `retired` all at once, so counters never go down.
+                let _rolling = environment.lock();
                 let mut figures = environment
                     .retired
                     .lock()
@@ -624,8 +648,8 @@ impl Recorder {
                     }
                 }
                 for (sum, counted) in outcomes.iter_mut().zip(figures.outcomes.iter()) {
-                    sum[0] += counted[0];
-                    sum[1] += counted[1];
+                    sum[0] = sum[0].saturating_add(counted[0]);
+                    sum[1] = sum[1].saturating_add(counted[1]);
                 }
                 figures.outcomes = [[0; 2]; 10];
                 totals.latency.add(&figures);

@@ -69,14 +69,17 @@ impl HourFigures {
     /// evaluation time, in nanoseconds (`None` without evaluations; the
     /// last bound when it falls in the overflow bucket).
     pub fn latency_quantile(&self, q: f64) -> Option<u64> {
-        let count: u64 = self.latency.iter().sum();
+        let count = self
+            .latency
+            .iter()
+            .fold(0u64, |sum, n| sum.saturating_add(*n));
         if count == 0 {
             return None;
         }
         let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
-        let mut seen = 0;
+        let mut seen = 0u64;
         for (i, bucket) in self.latency.iter().enumerate() {
-            seen += bucket;
+            seen = seen.saturating_add(*bucket);
             if seen >= rank {
                 return Some(LATENCY_BOUNDS_NS[i.min(LATENCY_BOUNDS_NS.len() - 1)]);
             }

@@ -218,29 +218,23 @@ impl Metrics {
     pub async fn unknown_flags(&self, hours: u32) -> Result<Vec<UnknownFlag>> {
         let (from, to) = hour_range(hours)?;
         let mut counts: HashMap<String, u64> = HashMap::new();
-        let live: HashMap<String, u64> = self
-            .recorder
-            .unknown_names()
-            .into_iter()
-            .map(|name| {
-                let evaluations = self
-                    .recorder
-                    .live(&name, from, to)
-                    .iter()
-                    .map(|record| record.figures.count(crate::engine::Reason::FlagNotFound))
-                    .sum();
-                (name.to_string(), evaluations)
-            })
-            .collect();
+        // This replica's live hours (name, hour) replace its stored rows of
+        // the same hours; its older stored hours count as they are.
+        let mut live_hours: HashSet<(String, i64)> = HashSet::new();
+        for name in self.recorder.unknown_names() {
+            for record in self.recorder.live(&name, from, to) {
+                live_hours.insert((name.to_string(), record.hour));
+                let evaluations = record.figures.count(crate::engine::Reason::FlagNotFound);
+                let count = counts.entry(name.to_string()).or_default();
+                *count = count.saturating_add(evaluations);
+            }
+        }
         for row in self.store.unknown_counts(from).await? {
-            // This replica's live figures replace its stored ones.
-            if row.replica == self.replica && live.contains_key(&row.name) {
+            if row.replica == self.replica && live_hours.contains(&(row.name.clone(), row.hour)) {
                 continue;
             }
-            *counts.entry(row.name).or_default() += row.evaluations;
-        }
-        for (name, evaluations) in live {
-            *counts.entry(name).or_default() += evaluations;
+            let count = counts.entry(row.name).or_default();
+            *count = count.saturating_add(row.evaluations);
         }
         let mut unknown: Vec<UnknownFlag> = counts
             .into_iter()

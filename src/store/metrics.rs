@@ -26,11 +26,13 @@ pub struct StoredHour {
     pub record: HourRecord,
 }
 
-/// How often an unknown name was asked for on one replica.
+/// How often an unknown name was asked for on one replica in one hour.
 #[derive(Debug, Clone)]
 pub struct UnknownCount {
     pub name: String,
     pub replica: String,
+    /// Unix hour.
+    pub hour: i64,
     pub evaluations: u64,
 }
 
@@ -58,7 +60,8 @@ fn to_model(
     Ok(evaluation::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         flag_name: Set(record.flag.to_string()),
-        environment: Set(record.environment.to_string()),
+        // PostgreSQL's text cannot hold NUL; callers choose environments.
+        environment: Set(record.environment.replace('\0', "\u{FFFD}")),
         hour: Set(hour_start(record.hour)?),
         replica: Set(replica.to_owned()),
         evaluations: Set(to_i64(figures.evaluations())),
@@ -211,14 +214,15 @@ impl FlagStore {
     }
 
     /// Names evaluated as unknown flags since the unix hour `from`, per
-    /// replica.
+    /// replica and hour.
     pub async fn unknown_counts(&self, from: i64) -> Result<Vec<UnknownCount>> {
         let from = hour_start(from)?;
-        let rows: Vec<(String, String, i64)> = bounded(async {
+        let rows: Vec<(String, String, DateTime<Utc>, i64)> = bounded(async {
             evaluation::Entity::find()
                 .select_only()
                 .column(evaluation::Column::FlagName)
                 .column(evaluation::Column::Replica)
+                .column(evaluation::Column::Hour)
                 .column_as(
                     // PostgreSQL's SUM of bigint is numeric.
                     Expr::cust("CAST(SUM(not_found) AS BIGINT)"),
@@ -228,6 +232,7 @@ impl FlagStore {
                 .filter(evaluation::Column::NotFound.gt(0))
                 .group_by(evaluation::Column::FlagName)
                 .group_by(evaluation::Column::Replica)
+                .group_by(evaluation::Column::Hour)
                 .into_tuple()
                 .all(&self.db)
                 .await
@@ -236,9 +241,10 @@ impl FlagStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, replica, evaluations)| UnknownCount {
+            .map(|(name, replica, hour, evaluations)| UnknownCount {
                 name,
                 replica,
+                hour: hour.timestamp().div_euclid(3600),
                 evaluations: u64::try_from(evaluations).unwrap_or(0),
             })
             .collect())

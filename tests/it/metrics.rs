@@ -18,7 +18,8 @@ crate::backend_tests!(
     one_replica_counts_exactly,
     failed_flushes_count_once,
     disabled_metrics_write_nothing,
-    old_hours_are_deleted
+    old_hours_are_deleted,
+    odd_environments_do_not_block_flushes
 );
 
 const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
@@ -587,5 +588,39 @@ async fn old_hours_are_deleted(backend: Backend) {
     assert_eq!(recent.totals.unwrap_or_default().evaluations, 1);
     conn.close().await.ok();
     app.stop().await;
+    db.remove().await;
+}
+
+/// Callers choose environment strings: one PostgreSQL cannot store (NUL)
+/// and a hundred distinct ones do not stop the flushes, and a flag keeps 64
+/// environments of its own (the rest together under `__other__`).
+async fn odd_environments_do_not_block_flushes(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(fast_flush(crate::common::config(&db.url))).await;
+    let prefix = unique("metrics-");
+    let (rollout, _) = create_flags(&app, &prefix).await;
+    app.evaluate(&rollout, "user-1", "nul\0here").await;
+    for i in 0..100 {
+        app.evaluate(&rollout, "user-1", &format!("env-{i}")).await;
+    }
+    eventually(Duration::from_secs(10), "all 101 written", async || {
+        table_sum(&db).await == 101
+    })
+    .await;
+    app.stop().await;
+    let reader = TestApp::start(&db.url).await;
+    let report = metrics(&reader, &rollout, None).await;
+    assert_eq!(report.totals.unwrap_or_default().evaluations, 101);
+    // 64 environments of their own, and the rest together.
+    assert_eq!(report.environments.len(), 65);
+    assert!(
+        report
+            .environments
+            .iter()
+            .any(|e| e.environment == "__other__")
+    );
+    reader.stop().await;
     db.remove().await;
 }
