@@ -85,8 +85,11 @@ def flagd():
         event.set()
 
     api.set_provider_and_wait(provider, "flagd")
-    api.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, on_change)
     client = api.get_client("flagd")
+    # This client's provider only: the staging provider below gets the same
+    # changes on its own stream, possibly earlier, and its event says nothing
+    # about this provider's cache.
+    client.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, on_change)
     prefix, kinds = create_rule_flags(VEXIL, "py-flagd")
     check_rules(client, kinds, "flagd")
     check_unknown(client, "flagd")
