@@ -53,6 +53,14 @@ struct Args {
         default_value = "evaluate,bulk10,bulk25,bulk100"
     )]
     scenarios: Vec<String>,
+    /// Metrics on/off comparison: pairs of runs per row (each pair runs
+    /// both servers, the order alternating).
+    #[arg(long, default_value_t = 4)]
+    metrics_rounds: usize,
+    /// Control for the metrics comparison: both servers with metrics on,
+    /// so the ratio shows the comparison's own noise and bias.
+    #[arg(long)]
+    metrics_control: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -438,37 +446,62 @@ async fn main() {
         "tput = Vexil/ceiling requests per second; p50, p99 = Vexil/ceiling latency; server µs = Vexil's evaluation_time_ms"
     );
 
-    // Evaluation metrics (FF_ENABLE_METRICS) on vs off, the same run: a
-    // second server, metrics off, on its own database.
-    let sqlite_off = sqlite.with_extension("off.db");
-    let vexil_off = start_vexil(
+    // Evaluation metrics (FF_ENABLE_METRICS) on vs off, the same run: two
+    // fresh servers seeded alike, on databases of their own, driven in
+    // turn with the order alternating (off-on, on-off, ...), so drift on a
+    // shared machine and being second hit both alike.
+    let metrics_on = start_vexil(args.flags, &sqlite_url(&sqlite, "on"), true).await;
+    let metrics_off = start_vexil(
         args.flags,
-        &format!("sqlite://{}?mode=rwc", sqlite_off.display()),
-        false,
+        &sqlite_url(&sqlite, "off"),
+        args.metrics_control,
     )
     .await;
     println!();
+    if args.metrics_control {
+        println!("control: both servers have metrics on (the ratio is the comparison's own noise)");
+    }
     println!(
-        "{:<18} {:>4} | {:>11} {:>8} {:>8} | {:>11} {:>8} {:>8} | {:>6}",
-        "metrics on/off", "C", "on/s", "p50µs", "p99µs", "off/s", "p50µs", "p99µs", "on/off"
+        "{:<18} {:>4} | {:>11} {:>8} {:>8} | {:>11} {:>8} {:>8} | {:>6} {:>13}",
+        "metrics on/off",
+        "C",
+        "on/s",
+        "p50µs",
+        "p99µs",
+        "off/s",
+        "p50µs",
+        "p99µs",
+        "on/off",
+        "pairs min-max"
     );
     for (scenario, concurrency) in [Scenario::Evaluate, Scenario::Bulk(25)]
         .into_iter()
         .flat_map(|scenario| args.concurrency.iter().map(move |&c| (scenario, c)))
     {
-        // Alternate, twice each, so drift on a shared machine hits both.
         let mut on = Vec::new();
         let mut off = Vec::new();
-        for _ in 0..2 {
-            off.push(drive(vexil_off.address, scenario, concurrency, &args).await);
-            on.push(drive(vexil.address, scenario, concurrency, &args).await);
+        for round in 0..args.metrics_rounds.max(1) {
+            if round % 2 == 0 {
+                off.push(drive(metrics_off.address, scenario, concurrency, &args).await);
+                on.push(drive(metrics_on.address, scenario, concurrency, &args).await);
+            } else {
+                on.push(drive(metrics_on.address, scenario, concurrency, &args).await);
+                off.push(drive(metrics_off.address, scenario, concurrency, &args).await);
+            }
         }
         let mean = |runs: &[Outcome], f: &dyn Fn(&Outcome) -> f64| {
             runs.iter().map(f).sum::<f64>() / runs.len() as f64
         };
+        let pairs: Vec<f64> = on
+            .iter()
+            .zip(&off)
+            .map(|(a, b)| rate(a) / rate(b))
+            .collect();
+        let lowest = pairs.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = pairs.iter().copied().fold(0.0, f64::max);
         let (on_rate, off_rate) = (mean(&on, &rate), mean(&off, &rate));
         println!(
-            "{:<18} {:>4} | {:>11.0} {:>8.1} {:>8.1} | {:>11.0} {:>8.1} {:>8.1} | {:>6.3}",
+            "{:<18} {:>4} | {:>11.0} {:>8.1} {:>8.1} | {:>11.0} {:>8.1} {:>8.1} | {:>6.3} {:>6.2}-{:<6.2}",
             scenario.label(),
             concurrency,
             on_rate,
@@ -478,19 +511,32 @@ async fn main() {
             mean(&off, &|o| micros(o, 0.5)),
             mean(&off, &|o| micros(o, 0.99)),
             on_rate / off_rate,
+            lowest,
+            highest,
         );
     }
-    vexil_off.stop().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = sqlite_off.clone().into_os_string();
-        file.push(suffix);
-        std::fs::remove_file(file).ok();
-    }
+    metrics_on.stop().await;
+    metrics_off.stop().await;
+    remove_sqlite(&sqlite_path(&sqlite, "on"));
+    remove_sqlite(&sqlite_path(&sqlite, "off"));
 
     vexil.stop().await;
     ceiling.stop().await;
+    remove_sqlite(&sqlite);
+}
+
+/// A database file beside `main`'s, for another server.
+fn sqlite_path(main: &std::path::Path, name: &str) -> std::path::PathBuf {
+    main.with_extension(format!("{name}.db"))
+}
+
+fn sqlite_url(main: &std::path::Path, name: &str) -> String {
+    format!("sqlite://{}?mode=rwc", sqlite_path(main, name).display())
+}
+
+fn remove_sqlite(path: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
-        let mut file = sqlite.clone().into_os_string();
+        let mut file = path.to_path_buf().into_os_string();
         file.push(suffix);
         std::fs::remove_file(file).ok();
     }

@@ -69,13 +69,13 @@ impl Default for AtomicSketch {
 }
 
 impl AtomicSketch {
-    pub fn add(&self, element: &[u8]) {
+    /// Adds an element; true when that raised a register (the sketch changed).
+    pub fn add(&self, element: &[u8]) -> bool {
         let (index, rank) = position(element);
         let register = &self.registers[index];
         // Most additions do not raise the register: a load is enough then.
-        if register.load(Ordering::Relaxed) < rank {
-            register.fetch_max(rank, Ordering::Relaxed);
-        }
+        register.load(Ordering::Relaxed) < rank
+            && register.fetch_max(rank, Ordering::Relaxed) < rank
     }
 
     pub fn snapshot(&self) -> Sketch {

@@ -100,7 +100,9 @@ pub struct HourFigures {
     pub outcomes: [[u64; 2]; 10],
     pub latency: [u64; LATENCY_BUCKETS],
     pub latency_sum_ns: u64,
-    /// Distinct users (absent when no sketch was available).
+    /// Distinct users: absent when no sketch was available, and in a
+    /// flush's records when the sketch has not changed since last written
+    /// (the store keeps the one it has).
     pub users: Option<Sketch>,
 }
 
@@ -164,6 +166,9 @@ struct HourBuffer {
     hour: AtomicI64,
     counters: Counters,
     users: OnceLock<Option<AtomicSketch>>,
+    /// A user raised a register of `users` since the flusher last took it:
+    /// unchanged sketches are not written again.
+    users_changed: AtomicBool,
     /// Evaluations when its figures were last written.
     written: AtomicU64,
     /// Its hour is over and its final figures are written.
@@ -176,6 +181,7 @@ impl Default for HourBuffer {
             hour: AtomicI64::new(-1),
             counters: Counters::default(),
             users: OnceLock::new(),
+            users_changed: AtomicBool::new(false),
             written: AtomicU64::new(0),
             finished: AtomicBool::new(false),
         }
@@ -191,7 +197,20 @@ impl HourBuffer {
             .sum()
     }
 
+    /// Its figures, distinct users included.
     fn figures(&self) -> HourFigures {
+        HourFigures {
+            users: self
+                .users
+                .get()
+                .and_then(Option::as_ref)
+                .map(AtomicSketch::snapshot),
+            ..self.counts()
+        }
+    }
+
+    /// Its figures without distinct users (no 16 KiB copy).
+    fn counts(&self) -> HourFigures {
         let c = &self.counters;
         HourFigures {
             outcomes: std::array::from_fn(|i| {
@@ -202,11 +221,7 @@ impl HourBuffer {
             }),
             latency: std::array::from_fn(|i| c.latency[i].load(Relaxed)),
             latency_sum_ns: c.latency_sum_ns.load(Relaxed),
-            users: self
-                .users
-                .get()
-                .and_then(Option::as_ref)
-                .map(AtomicSketch::snapshot),
+            users: None,
         }
     }
 
@@ -223,6 +238,7 @@ impl HourBuffer {
         if let Some(Some(users)) = self.users.get() {
             users.clear();
         }
+        self.users_changed.store(false, Relaxed);
         self.written.store(0, Relaxed);
         self.finished.store(false, Relaxed);
     }
@@ -310,8 +326,10 @@ impl FlagStats {
             }
             if !observation.user_id.is_empty() {
                 let users = buffer.users.get_or_init(|| recorder.new_sketch());
-                if let Some(users) = users {
-                    users.add(observation.user_id.as_bytes());
+                if let Some(users) = users
+                    && users.add(observation.user_id.as_bytes())
+                {
+                    buffer.users_changed.store(true, Relaxed);
                 }
             }
         };
@@ -383,6 +401,8 @@ struct Written {
     hour: i64,
     evaluations: u64,
     finished: bool,
+    /// Its distinct users went with it (they had changed).
+    users: bool,
 }
 
 /// Every flag's counters on this replica.
@@ -495,8 +515,7 @@ impl Recorder {
             }
         }
         if previous >= 0 {
-            let mut figures = buffer.figures();
-            figures.users = None;
+            let figures = buffer.counts();
             environment
                 .retired
                 .lock()
@@ -542,11 +561,19 @@ impl Recorder {
                     if evaluations == buffer.written.load(Relaxed) && !finished {
                         continue;
                     }
+                    // The stored sketch stays when this one has not changed
+                    // (taken before the copy: a raise after it is seen next time).
+                    let users = buffer.users_changed.swap(false, Relaxed);
+                    let figures = if users {
+                        buffer.figures()
+                    } else {
+                        buffer.counts()
+                    };
                     collected.records.push(HourRecord {
                         flag: flag.name.clone(),
                         environment: environment.environment.clone(),
                         hour,
-                        figures: buffer.figures(),
+                        figures,
                     });
                     collected.written.push(Written {
                         environment: environment.clone(),
@@ -554,6 +581,7 @@ impl Recorder {
                         hour,
                         evaluations,
                         finished,
+                        users,
                     });
                 }
             }
@@ -581,8 +609,16 @@ impl Recorder {
     }
 
     /// Puts back what a failed flush could not write (the figures still in
-    /// their buffers are collected again anyway).
+    /// their buffers are collected again anyway; their sketches, taken as
+    /// changed, are marked changed again).
     pub fn retry_later(&self, collected: Collected) {
+        for written in collected.written.iter().filter(|written| written.users) {
+            let _reading = written.environment.lock();
+            let buffer = &written.environment.hours[written.parity];
+            if buffer.hour.load(Relaxed) == written.hour {
+                buffer.users_changed.store(true, Relaxed);
+            }
+        }
         let mut set_aside = self
             .set_aside
             .lock()
@@ -642,9 +678,7 @@ impl Recorder {
                     .clone();
                 for buffer in &environment.hours {
                     if buffer.hour.load(Relaxed) >= 0 {
-                        let mut current = buffer.figures();
-                        current.users = None;
-                        figures.add(&current);
+                        figures.add(&buffer.counts());
                     }
                 }
                 for (sum, counted) in outcomes.iter_mut().zip(figures.outcomes.iter()) {
@@ -667,5 +701,74 @@ impl Recorder {
             .iter()
             .map(|entry| entry.key().clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600;
+
+    fn observation(user_id: &str, at: i64) -> Observation<'_> {
+        Observation {
+            environment: "prod",
+            user_id,
+            reason: Reason::PercentageRollout,
+            enabled: true,
+            latency_ns: None,
+            at,
+        }
+    }
+
+    fn users_collected(recorder: &Recorder, now: i64) -> (bool, Collected) {
+        let collected = recorder.collect(now);
+        assert_eq!(collected.records.len(), 1);
+        (collected.records[0].figures.users.is_some(), collected)
+    }
+
+    #[test]
+    fn a_sketch_is_collected_only_when_it_changed() {
+        let recorder = Recorder::new();
+        let stats = recorder.flag("f");
+        let at = 1_000 * HOUR;
+        recorder.record(&stats, &observation("u1", at));
+        let (users, collected) = users_collected(&recorder, at);
+        assert!(users, "a new sketch");
+        recorder.confirm(collected);
+
+        // The same user: counts change, the sketch does not.
+        recorder.record(&stats, &observation("u1", at));
+        let (users, collected) = users_collected(&recorder, at);
+        assert!(!users, "unchanged");
+        assert_eq!(collected.records[0].figures.evaluations(), 2);
+        recorder.confirm(collected);
+
+        // A failed write of a changed sketch sends it again.
+        recorder.record(&stats, &observation("u2", at));
+        let (users, collected) = users_collected(&recorder, at);
+        assert!(users, "a new user");
+        recorder.retry_later(collected);
+        let (users, _) = users_collected(&recorder, at);
+        assert!(users, "retried with its sketch");
+    }
+
+    #[test]
+    fn totals_keep_hours_whose_buffers_were_reused() {
+        let recorder = Recorder::new();
+        let stats = recorder.flag("f");
+        let at = 1_000 * HOUR;
+        recorder.record(&stats, &observation("u1", at));
+        recorder.record(&stats, &observation("u1", at + HOUR));
+        // Two hours later: the first hour's buffer is reused.
+        recorder.record(&stats, &observation("u1", at + 2 * HOUR));
+        let totals = recorder.totals();
+        let (_, _, outcomes) = &totals.flags[0];
+        assert_eq!(outcomes[reason_index(Reason::PercentageRollout)], [0, 3]);
+        // The reused hour's figures wait for the flusher, set aside.
+        let collected = recorder.collect(at + 2 * HOUR);
+        let mut hours: Vec<_> = collected.records.iter().map(|r| r.hour).collect();
+        hours.sort();
+        assert_eq!(hours, vec![1_000, 1_001, 1_002]);
     }
 }

@@ -158,9 +158,13 @@ impl FlagStore {
                         evaluation::Column::Reasons,
                         evaluation::Column::LatencySumNs,
                         evaluation::Column::LatencyBuckets,
-                        evaluation::Column::Users,
                         evaluation::Column::UpdatedAt,
                     ])
+                    // No sketch: it has not changed since the stored one.
+                    .value(
+                        evaluation::Column::Users,
+                        Expr::cust("COALESCE(excluded.users, feature_flag_evaluations.users)"),
+                    )
                     .to_owned(),
                 )
                 .exec(&txn)

@@ -19,7 +19,8 @@ crate::backend_tests!(
     failed_flushes_count_once,
     disabled_metrics_write_nothing,
     old_hours_are_deleted,
-    odd_environments_do_not_block_flushes
+    odd_environments_do_not_block_flushes,
+    unchanged_users_keep_their_stored_sketch
 );
 
 const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
@@ -508,6 +509,39 @@ async fn failed_flushes_count_once(backend: Backend) {
     conn.close().await.ok();
     app.stop().await;
     assert_eq!(table_sum(&db).await, 300, "after the final flush");
+    // The users went with the retried write, though taken by a failed one.
+    let reader = TestApp::start(&db.url).await;
+    assert_users_within(&metrics(&reader, &rollout, None).await, 300);
+    reader.stop().await;
+    db.remove().await;
+}
+
+/// A flush writes a sketch only when it changed: the same users again
+/// change the counts, not the sketch, and the stored sketch stays.
+async fn unchanged_users_keep_their_stored_sketch(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(fast_flush(crate::common::config(&db.url))).await;
+    let prefix = unique("metrics-");
+    let (rollout, _) = create_flags(&app, &prefix).await;
+    let flags = std::slice::from_ref(&rollout);
+    let mut expected = Expected::new();
+    evaluate_all(&[&app], flags, 0..1_000, &mut expected).await;
+    eventually(Duration::from_secs(10), "the first flush", async || {
+        table_sum(&db).await == 1_000
+    })
+    .await;
+    evaluate_all(&[&app], flags, 0..1_000, &mut expected).await;
+    eventually(Duration::from_secs(10), "the second flush", async || {
+        table_sum(&db).await == 2_000
+    })
+    .await;
+    app.stop().await;
+    let reader = TestApp::start(&db.url).await;
+    assert!(shows_exactly(&reader, &rollout, &expected).await);
+    assert_users_within(&metrics(&reader, &rollout, None).await, 1_000);
+    reader.stop().await;
     db.remove().await;
 }
 
