@@ -26,15 +26,16 @@ use crate::metrics::FlagStats;
 struct Entry {
     revision: u64,
     flag: Arc<Flag>,
-    stats: OnceLock<Arc<FlagStats>>,
+    /// Shared with the ordered index, and kept across the flag's updates.
+    stats: Arc<StatsSlot>,
 }
 
 impl Entry {
-    fn new(flag: Arc<Flag>) -> Self {
+    fn new(flag: Arc<Flag>, stats: Arc<StatsSlot>) -> Self {
         Self {
             revision: flag.revision,
             flag,
-            stats: OnceLock::new(),
+            stats,
         }
     }
 }
@@ -45,8 +46,11 @@ pub type StatsSlot = OnceLock<Arc<FlagStats>>;
 #[derive(Default)]
 pub struct FlagCache {
     entries: DashMap<FlagName, Entry, ahash::RandomState>,
-    ordered: RwLock<BTreeMap<FlagName, Arc<Flag>>>,
+    ordered: RwLock<BTreeMap<FlagName, Listed>>,
 }
+
+/// The ordered index's value: the flag and its counters slot.
+type Listed = (Arc<Flag>, Arc<StatsSlot>);
 
 impl FlagCache {
     pub fn new() -> Self {
@@ -65,7 +69,7 @@ impl FlagCache {
         let entry = self.entries.get(name);
         f(entry
             .as_ref()
-            .map(|entry| (entry.flag.as_ref(), &entry.stats)))
+            .map(|entry| (entry.flag.as_ref(), entry.stats.as_ref())))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Flag>> {
@@ -74,16 +78,27 @@ impl FlagCache {
 
     /// Every live flag, ordered by name.
     pub fn all(&self) -> Vec<Arc<Flag>> {
-        self.read_ordered().values().cloned().collect()
+        self.read_ordered()
+            .values()
+            .map(|(flag, _)| flag.clone())
+            .collect()
     }
 
     /// Runs `visit` over every flag in name order (byte order), under the
     /// index's read lock; it stops when `visit` returns false.
     pub fn scan(&self, mut visit: impl FnMut(&Arc<Flag>) -> bool) {
-        for flag in self.read_ordered().values() {
+        for (flag, _) in self.read_ordered().values() {
             if !visit(flag) {
                 return;
             }
+        }
+    }
+
+    /// Runs `visit` over every flag in name order with its counters slot,
+    /// under the index's read lock (keep it short and synchronous).
+    pub fn scan_entries(&self, mut visit: impl FnMut(&Flag, &StatsSlot)) {
+        for (flag, stats) in self.read_ordered().values() {
+            visit(flag, stats);
         }
     }
 
@@ -92,22 +107,21 @@ impl FlagCache {
         let revision = flag.revision;
         let stored = match self.entries.entry(flag.name.clone()) {
             Slot::Occupied(mut slot) if revision > slot.get().revision => {
-                let entry = Entry::new(flag.clone());
                 // The counters stay with the name across changes.
-                if let Some(stats) = slot.get().stats.get() {
-                    let _ = entry.stats.set(stats.clone());
-                }
-                slot.insert(entry);
-                true
+                let stats = slot.get().stats.clone();
+                slot.insert(Entry::new(flag.clone(), stats.clone()));
+                Some(stats)
             }
-            Slot::Occupied(_) => false,
+            Slot::Occupied(_) => None,
             Slot::Vacant(slot) => {
-                slot.insert(Entry::new(flag.clone()));
-                true
+                let stats = Arc::new(StatsSlot::new());
+                slot.insert(Entry::new(flag.clone(), stats.clone()));
+                Some(stats)
             }
         };
-        if stored {
-            self.write_ordered().insert(flag.name.clone(), flag);
+        if let Some(stats) = stored {
+            self.write_ordered()
+                .insert(flag.name.clone(), (flag, stats));
         }
     }
 
@@ -121,13 +135,13 @@ impl FlagCache {
         }
     }
 
-    fn read_ordered(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<FlagName, Arc<Flag>>> {
+    fn read_ordered(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<FlagName, Listed>> {
         self.ordered
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_ordered(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<FlagName, Arc<Flag>>> {
+    fn write_ordered(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<FlagName, Listed>> {
         self.ordered
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -137,22 +151,19 @@ impl FlagCache {
     /// which is authoritative: flags it lacks go, the others are replaced.
     /// Flags in both never disappear meanwhile (evaluations keep finding them).
     pub fn replace_all(&self, flags: Vec<Flag>) {
-        let ordered: BTreeMap<FlagName, Arc<Flag>> = flags
+        let mut ordered: BTreeMap<FlagName, Listed> = flags
             .into_iter()
-            .map(|flag| (flag.name.clone(), Arc::new(flag)))
+            .map(|flag| (flag.name.clone(), (Arc::new(flag), Arc::default())))
             .collect();
         self.entries.retain(|name, _| ordered.contains_key(name));
-        for flag in ordered.values() {
+        for (flag, stats) in ordered.values_mut() {
             match self.entries.entry(flag.name.clone()) {
                 Slot::Occupied(mut slot) => {
-                    let entry = Entry::new(flag.clone());
-                    if let Some(stats) = slot.get().stats.get() {
-                        let _ = entry.stats.set(stats.clone());
-                    }
-                    slot.insert(entry);
+                    *stats = slot.get().stats.clone();
+                    slot.insert(Entry::new(flag.clone(), stats.clone()));
                 }
                 Slot::Vacant(slot) => {
-                    slot.insert(Entry::new(flag.clone()));
+                    slot.insert(Entry::new(flag.clone(), stats.clone()));
                 }
             }
         }

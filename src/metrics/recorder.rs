@@ -411,8 +411,8 @@ pub struct Recorder {
     /// Every name evaluated, flag or not (a name can be both over time:
     /// one set of counters per name, so one row per name and hour).
     flags: DashMap<Arc<str>, Arc<FlagStats>, ahash::RandomState>,
-    /// Names evaluated while they were not flags.
-    unknown: DashMap<Arc<str>, (), ahash::RandomState>,
+    /// Names evaluated while they were not flags, with their counters.
+    unknown: DashMap<Arc<str>, Arc<FlagStats>, ahash::RandomState>,
     /// Evaluations of unknown names past [`MAX_UNKNOWN_FLAGS`].
     unknown_overflow: AtomicU64,
     /// Names created so far (the next one's ordinal).
@@ -446,14 +446,19 @@ impl Recorder {
 
     /// Records an evaluation of a name that is not a flag.
     pub fn record_unknown(&self, name: &str, observation: &Observation<'_>) {
-        if !self.unknown.contains_key(name) {
-            if self.unknown.len() >= MAX_UNKNOWN_FLAGS {
+        let stats = match self.unknown.get(name) {
+            Some(stats) => stats.clone(),
+            None if self.unknown.len() >= MAX_UNKNOWN_FLAGS => {
                 self.unknown_overflow.fetch_add(1, Relaxed);
                 return;
             }
-            self.unknown.insert(name.into(), ());
-        }
-        self.flag(name).record(self, observation);
+            None => self
+                .unknown
+                .entry(name.into())
+                .or_insert_with(|| self.flag(name))
+                .clone(),
+        };
+        stats.record(self, observation);
     }
 
     /// Evaluations of unknown names that were not recorded (past the cap).

@@ -78,15 +78,21 @@ impl Evaluator {
             ));
         }
         if flag_names.is_empty() {
-            return Ok(self
-                .cache
-                .all()
-                .into_iter()
-                .map(|flag| {
-                    let result = self.evaluate_valid(flag.name.as_str(), ctx, now);
-                    (flag.name.to_string(), result)
-                })
-                .collect());
+            let mut results = Vec::with_capacity(self.cache.len());
+            self.cache.scan_entries(|flag, slot| {
+                let started = self.metrics.is_some() && timed();
+                let started = started.then(Instant::now);
+                let result = FlagResult {
+                    evaluation: engine::evaluate(Some(flag), ctx, now),
+                    revision: flag.revision,
+                };
+                if let Some(metrics) = &self.metrics {
+                    let observation = observe(ctx, &result, started, now);
+                    record(metrics, flag.name.as_str(), Some(slot), &observation);
+                }
+                results.push((flag.name.to_string(), result));
+            });
+            return Ok(results);
         }
         for (i, name) in flag_names.iter().enumerate() {
             if let Err(err) = validate_name("flag_names", name) {
@@ -121,14 +127,7 @@ impl Evaluator {
                 evaluation: engine::evaluate(flag, ctx, now),
                 revision: flag.map_or(0, |flag| flag.revision),
             };
-            let observation = Observation {
-                environment: ctx.environment,
-                user_id: ctx.user_id,
-                reason: result.evaluation.reason,
-                enabled: result.evaluation.enabled,
-                latency_ns: started.map(elapsed_ns),
-                at: now.timestamp(),
-            };
+            let observation = observe(ctx, &result, started, now);
             record(
                 metrics,
                 flag_name,
@@ -137,6 +136,22 @@ impl Evaluator {
             );
             result
         })
+    }
+}
+
+fn observe<'a>(
+    ctx: &EvalContext<'a>,
+    result: &FlagResult,
+    started: Option<Instant>,
+    now: DateTime<Utc>,
+) -> Observation<'a> {
+    Observation {
+        environment: ctx.environment,
+        user_id: ctx.user_id,
+        reason: result.evaluation.reason,
+        enabled: result.evaluation.enabled,
+        latency_ns: started.map(elapsed_ns),
+        at: now.timestamp(),
     }
 }
 

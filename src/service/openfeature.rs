@@ -150,28 +150,24 @@ impl Resolver {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, Resolution)>, ResolveError> {
         check(ctx)?;
-        let started = timed().then(Instant::now);
         let mut resolved = Vec::with_capacity(self.cache.len());
-        self.cache.scan(|flag| {
-            resolved.push((flag.name.to_string(), resolve(flag, ctx, now)));
-            true
-        });
-        if let Some(metrics) = &self.metrics {
-            // Counted after the scan (the listing's lock is not held while
-            // counters are resolved), each with the average time.
-            let latency_ns = started.map(|at| elapsed_ns(at) / resolved.len().max(1) as u64);
-            for (name, resolution) in &resolved {
+        self.cache.scan_entries(|flag, slot| {
+            let started = self.metrics.is_some() && timed();
+            let started = started.then(Instant::now);
+            let resolution = resolve(flag, ctx, now);
+            if let Some(metrics) = &self.metrics {
                 let observation = Observation {
                     environment: ctx.environment,
                     user_id: ctx.targeting_key.unwrap_or_default(),
                     reason: resolution.vexil_reason,
                     enabled: resolution.enabled,
-                    latency_ns,
+                    latency_ns: started.map(elapsed_ns),
                     at: now.timestamp(),
                 };
-                metrics.record(&metrics.flag(name), &observation);
+                record(metrics, flag.name.as_str(), Some(slot), &observation);
             }
-        }
+            resolved.push((flag.name.to_string(), resolution));
+        });
         Ok(resolved)
     }
 }
