@@ -53,53 +53,53 @@ impl fmt::Debug for Sources {
 
 impl Collector for Sources {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        gauge(
+        single(
             &mut encoder,
             "vexil_cache_flags",
             "Flags in this replica's hot cache",
-            self.cache.len() as i64,
+            ConstGauge::new(self.cache.len() as i64),
         )?;
         let revision = self.sync.feed().head();
-        gauge(
+        single(
             &mut encoder,
             "vexil_cache_revision",
             "Revision this replica's hot cache has applied",
-            revision as i64,
+            ConstGauge::new(revision as i64),
         )?;
         let announced = self.sync.announced();
-        gauge(
+        single(
             &mut encoder,
             "vexil_bus_lag_revisions",
             "Revisions announced on the change bus that this replica has not applied yet",
-            announced.saturating_sub(revision) as i64,
+            ConstGauge::new(announced.saturating_sub(revision) as i64),
         )?;
-        gauge(
+        single(
             &mut encoder,
             "vexil_bus_connected",
             "1 while the change bus delivers messages (always, in process)",
-            i64::from(*self.bus_connected.borrow()),
+            ConstGauge::new(i64::from(*self.bus_connected.borrow())),
         )?;
-        gauge(
+        single(
             &mut encoder,
             "vexil_watch_subscribers",
             "Open Watch (and flagd EventStream, OFREP SSE) streams",
-            (self.watch_streams)() as i64,
+            ConstGauge::new((self.watch_streams)() as i64),
         )?;
         let metrics = &self.metrics;
-        counter(
+        single(
             &mut encoder,
             "vexil_metrics_flush_failures",
             "Evaluation-metrics flushes that failed (their figures are kept for the next)",
-            metrics.flush_failures(),
+            ConstCounter::new(metrics.flush_failures()),
         )?;
         let Some(recorder) = &self.recorder else {
             return Ok(());
         };
-        counter(
+        single(
             &mut encoder,
             "vexil_metrics_unknown_flags_dropped",
             "Evaluations of unknown names not recorded: over 1,000 distinct unknown names",
-            recorder.unknown_overflow(),
+            ConstCounter::new(recorder.unknown_overflow()),
         )?;
         let totals = recorder.totals();
         let mut by_label: std::collections::BTreeMap<(String, usize, bool), u64> =
@@ -162,14 +162,13 @@ impl Collector for Sources {
     }
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
-    let metric = ConstGauge::new(value);
-    let descriptor = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(descriptor)
-}
-
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
-    let metric = ConstCounter::new(value);
+/// One series without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
     let descriptor = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
     metric.encode(descriptor)
 }

@@ -98,6 +98,8 @@ impl Metrics {
     pub async fn flush(&self) -> Result<()> {
         let collected = self.recorder.collect(Utc::now().timestamp());
         if collected.records.is_empty() && collected.last_evaluated.is_empty() {
+            // Nothing new; batches Redis missed are still resent.
+            self.write_redis(&[]).await;
             return Ok(());
         }
         let records = Arc::new(latest_per_row(&collected.records));
@@ -119,13 +121,19 @@ impl Metrics {
             return Err(err);
         }
         self.recorder.confirm(collected);
+        self.write_redis(&records).await;
+        Ok(())
+    }
+
+    /// Adds `records` to Redis (when configured) with the batches waiting
+    /// since earlier flushes; what fails waits for the next flush.
+    async fn write_redis(&self, records: &[HourRecord]) {
         if let Some(redis) = &self.redis
-            && let Err(err) = redis.write(&records).await
+            && let Err(err) = redis.write(records).await
         {
             self.flush_failures.fetch_add(1, Relaxed);
             tracing::warn!(error = %err, "writing metrics to Redis failed; retrying at the next flush");
         }
-        Ok(())
     }
 
     /// Flushes every interval, deletes old figures, and flushes once more

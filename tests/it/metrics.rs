@@ -12,6 +12,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use vexil::grpc::pb::{self, Reason};
 use vexil::metrics::hll::Sketch;
 
+use crate::common::proxy::Proxy;
 use crate::common::{Backend, TestApp, TestDatabase, eventually, redis_url, unique};
 
 crate::backend_tests!(
@@ -20,7 +21,8 @@ crate::backend_tests!(
     disabled_metrics_write_nothing,
     old_hours_are_deleted,
     odd_environments_do_not_block_flushes,
-    unchanged_users_keep_their_stored_sketch
+    unchanged_users_keep_their_stored_sketch,
+    unknown_names_add_this_replicas_older_hours
 );
 
 const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
@@ -324,13 +326,7 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
 
     // Redis: the hour's hash adds up to GetMetrics' figures, and its users
     // sketch counts as GetMetrics does (the same HyperLogLog).
-    let client = fred::clients::Client::new(
-        fred::prelude::Config::from_url(&redis).expect("redis url"),
-        None,
-        None,
-        None,
-    );
-    client.init().await.expect("connect to redis");
+    let client = redis_client(&redis).await;
     let hour = chrono::Utc::now().timestamp().div_euclid(3600);
     let totals = report.totals.clone().unwrap_or_default();
     let hours_used = report
@@ -342,12 +338,7 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
         let mut evaluations = 0;
         for h in [hour - 1, hour] {
             let key = vexil::redis_metrics::hour_key(&rollout, h);
-            let count: Option<i64> = client
-                .eval(
-                    "return redis.call('HGET', KEYS[1], 'evaluations')",
-                    vec![key],
-                    Vec::<String>::new(),
-                )
+            let count: Option<i64> = redis_call(&client, "HGET", key, &["evaluations"])
                 .await
                 .unwrap_or(None);
             evaluations += count.unwrap_or(0) as u64;
@@ -358,12 +349,7 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
     let mut any_users = false;
     for h in [hour - 1, hour] {
         let key = format!("{}:users", vexil::redis_metrics::hour_key(&rollout, h));
-        let count: i64 = client
-            .eval(
-                "return redis.call('PFCOUNT', KEYS[1])",
-                vec![key],
-                Vec::<String>::new(),
-            )
+        let count: i64 = redis_call(&client, "PFCOUNT", key, &[])
             .await
             .expect("pfcount");
         if count > 0 {
@@ -384,6 +370,70 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
     db.remove().await;
 }
 
+/// Redis cut off for a while: every flush still reaches the database, and
+/// the Redis batches wait and are sent once Redis is back, though nothing
+/// new was counted since, each applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_batches_wait_for_redis_and_count_once() {
+    let (Some(db), Some(redis)) = (TestDatabase::create(Backend::Sqlite).await, redis_url()) else {
+        return;
+    };
+    let proxy = Proxy::start(&redis).await;
+    let app = TestApp::start_with(fast_flush(vexil::Config {
+        redis_url: Some(proxy.url()),
+        redis_channel: unique("vexil-test:changes:"),
+        ..crate::common::config(&db.url)
+    }))
+    .await;
+    let prefix = unique("metrics-");
+    let (rollout, _) = create_flags(&app, &prefix).await;
+    let flags = std::slice::from_ref(&rollout);
+    let client = redis_client(&redis).await;
+    let in_redis = async || {
+        let hour = chrono::Utc::now().timestamp().div_euclid(3600);
+        let mut evaluations = 0;
+        for h in [hour - 1, hour] {
+            let key = vexil::redis_metrics::hour_key(&rollout, h);
+            let count: Option<i64> = redis_call(&client, "HGET", key, &["evaluations"])
+                .await
+                .expect("hget");
+            evaluations += count.unwrap_or(0);
+        }
+        evaluations
+    };
+    let mut expected = Expected::new();
+    evaluate_all(&[&app], flags, 0..100, &mut expected).await;
+    eventually(Duration::from_secs(10), "100 in Redis", async || {
+        in_redis().await == 100
+    })
+    .await;
+
+    proxy.sever();
+    evaluate_all(&[&app], flags, 100..150, &mut expected).await;
+    eventually(Duration::from_secs(10), "150 in the database", async || {
+        table_sum(&db).await == 150
+    })
+    .await;
+    // Longer than the Redis command timeout (5 s): the write fails and its
+    // batch waits (a shorter outage only delays the write).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(in_redis().await, 100, "Redis is cut off");
+
+    proxy.restore();
+    eventually(
+        Duration::from_secs(20),
+        "the waiting batch in Redis",
+        async || in_redis().await == 150,
+    )
+    .await;
+    tokio::time::sleep(FLUSH * 5).await;
+    assert_eq!(in_redis().await, 150, "once");
+    app.stop().await;
+    assert_eq!(in_redis().await, 150, "once, after the final flush");
+    client.quit().await.ok();
+    db.remove().await;
+}
+
 /// The sketch is Redis's own: PFADD of the same ids gives the same dense
 /// registers and the same count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,53 +441,30 @@ async fn sketches_match_redis_exactly() {
     let Some(redis) = redis_url() else {
         return;
     };
-    let client = fred::clients::Client::new(
-        fred::prelude::Config::from_url(&redis).expect("redis url"),
-        None,
-        None,
-        None,
-    );
-    client.init().await.expect("connect to redis");
+    let client = redis_client(&redis).await;
     let key = unique("vexil-test:hll:");
     let mut sketch = Sketch::default();
     let ids: Vec<String> = (0..20_000).map(|i| format!("user-{i}")).collect();
     for chunk in ids.chunks(1_000) {
-        let _: i64 = client
-            .eval(
-                "return redis.call('PFADD', KEYS[1], unpack(ARGV))",
-                vec![key.clone()],
-                chunk.to_vec(),
-            )
-            .await
-            .expect("pfadd");
+        let _: i64 = redis_call(
+            &client,
+            "PFADD",
+            key.clone(),
+            &chunk.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("pfadd");
         for id in chunk {
             sketch.add(id.as_bytes());
         }
     }
-    let count: i64 = client
-        .eval(
-            "return redis.call('PFCOUNT', KEYS[1])",
-            vec![key.clone()],
-            Vec::<String>::new(),
-        )
+    let count: i64 = redis_call(&client, "PFCOUNT", key.clone(), &[])
         .await
         .expect("pfcount");
-    let dense: bytes::Bytes = client
-        .eval(
-            "return redis.call('GET', KEYS[1])",
-            vec![key.clone()],
-            Vec::<String>::new(),
-        )
+    let dense: bytes::Bytes = redis_call(&client, "GET", key.clone(), &[])
         .await
         .expect("get");
-    let _: i64 = client
-        .eval(
-            "return redis.call('DEL', KEYS[1])",
-            vec![key],
-            Vec::<String>::new(),
-        )
-        .await
-        .expect("del");
+    let _: i64 = redis_call(&client, "DEL", key, &[]).await.expect("del");
     assert_eq!(sketch.count(), count as u64, "PFCOUNT");
     assert_eq!(
         &dense[16..],
@@ -445,6 +472,67 @@ async fn sketches_match_redis_exactly() {
         "dense registers"
     );
     client.quit().await.ok();
+}
+
+/// A Redis client for reading what Vexil wrote.
+async fn redis_client(url: &str) -> fred::clients::Client {
+    let client = fred::clients::Client::new(
+        fred::prelude::Config::from_url(url).expect("redis url"),
+        None,
+        None,
+        None,
+    );
+    client.init().await.expect("connect to redis");
+    client
+}
+
+/// One Redis command on one key, through EVAL (Vexil builds fred with
+/// scripts but without its typed hash and HyperLogLog commands).
+async fn redis_call<R: fred::types::FromValue>(
+    client: &fred::clients::Client,
+    command: &str,
+    key: String,
+    args: &[&str],
+) -> Result<R, fred::error::Error> {
+    client
+        .eval(
+            format!("return redis.call('{command}', KEYS[1], unpack(ARGV))"),
+            vec![key],
+            args.iter().map(|arg| arg.to_string()).collect::<Vec<_>>(),
+        )
+        .await
+}
+
+/// Writes an hourly row as a replica's flush would: `count` evaluations
+/// for `reason` (enabled when it is WHITELISTED) in unix hour `hour`, for
+/// hours a test cannot wait for.
+async fn insert_hour_row(
+    conn: &sea_orm::DatabaseConnection,
+    flag: &str,
+    replica: &str,
+    hour: i64,
+    reason: &str,
+    count: i64,
+) {
+    let at = chrono::DateTime::from_timestamp(hour * 3600, 0).expect("time");
+    let (enabled, not_found, outcome) = match reason {
+        "WHITELISTED" => (count, 0, [0, count]),
+        "FLAG_NOT_FOUND" => (0, count, [count, 0]),
+        _ => (0, 0, [count, 0]),
+    };
+    let reasons = serde_json::json!({ reason: outcome });
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        format!(
+            "INSERT INTO feature_flag_evaluations (flag_name, environment, hour, replica, \
+             evaluations, enabled, not_found, reasons, latency_sum_ns, latency_buckets, \
+             users, updated_at) VALUES ($1, '', $2, $3, {count}, {enabled}, {not_found}, \
+             '{reasons}', 0, '[]', NULL, $2)"
+        ),
+        vec![flag.into(), at.into(), replica.into()],
+    ))
+    .await
+    .expect("insert an hourly row");
 }
 
 async fn table_sum(db: &TestDatabase) -> i64 {
@@ -584,30 +672,7 @@ async fn old_hours_are_deleted(backend: Backend) {
     let conn = db.connect().await;
     let hour = chrono::Utc::now().timestamp().div_euclid(3600);
     for (name, hours_ago) in [("old", 72), ("recent", 1)] {
-        let at = chrono::DateTime::from_timestamp((hour - hours_ago) * 3600, 0).expect("time");
-        conn.execute_raw(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            match conn.get_database_backend() {
-                sea_orm::DbBackend::Postgres => {
-                    "INSERT INTO feature_flag_evaluations (flag_name, environment, hour, replica, \
-                     evaluations, enabled, not_found, reasons, latency_sum_ns, latency_buckets, \
-                     users, updated_at) VALUES ($1, '', $2, 'gone', 1, 1, 0, \
-                     '{\"WHITELISTED\": [0, 1]}', 0, '[]', NULL, $2)"
-                }
-                _ => {
-                    "INSERT INTO feature_flag_evaluations (flag_name, environment, hour, replica, \
-                     evaluations, enabled, not_found, reasons, latency_sum_ns, latency_buckets, \
-                     users, updated_at) VALUES (?, '', ?, 'gone', 1, 1, 0, \
-                     '{\"WHITELISTED\": [0, 1]}', 0, '[]', NULL, ?)"
-                }
-            },
-            match conn.get_database_backend() {
-                sea_orm::DbBackend::Postgres => vec![name.into(), at.into()],
-                _ => vec![name.into(), at.into(), at.into()],
-            },
-        ))
-        .await
-        .expect("insert an hourly row");
+        insert_hour_row(&conn, name, "gone", hour - hours_ago, "WHITELISTED", 1).await;
     }
     let app = TestApp::start_with(vexil::Config {
         metrics_retention_days: 2,
@@ -656,5 +721,51 @@ async fn odd_environments_do_not_block_flushes(backend: Backend) {
             .any(|e| e.environment == "__other__")
     );
     reader.stop().await;
+    db.remove().await;
+}
+
+/// ListUnknownFlags: this replica's live hour replaces its stored row of
+/// that hour, and its stored rows of earlier hours count as they are.
+async fn unknown_names_add_this_replicas_older_hours(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(fast_flush(crate::common::config(&db.url))).await;
+    let typo = unique("metrics-typo-");
+    for _ in 0..5 {
+        app.evaluate(&typo, "user-1", "prod").await;
+    }
+    eventually(Duration::from_secs(10), "the flush", async || {
+        table_sum(&db).await == 5
+    })
+    .await;
+    let conn = db.connect().await;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT replica FROM feature_flag_evaluations",
+        ))
+        .await
+        .expect("select")
+        .expect("the flushed row");
+    let replica: String = row.try_get("", "replica").expect("replica");
+    let hour = chrono::Utc::now().timestamp().div_euclid(3600);
+    insert_hour_row(&conn, &typo, &replica, hour - 1, "FLAG_NOT_FOUND", 7).await;
+    let listed = app
+        .flags
+        .clone()
+        .list_unknown_flags(pb::ListUnknownFlagsRequest { hours: 3 })
+        .await
+        .expect("list unknown")
+        .into_inner();
+    assert_eq!(
+        listed.flags,
+        vec![pb::UnknownFlag {
+            name: typo,
+            evaluations: 12
+        }]
+    );
+    conn.close().await.ok();
+    app.stop().await;
     db.remove().await;
 }
