@@ -71,11 +71,37 @@ impl Default for AtomicSketch {
 impl AtomicSketch {
     /// Adds an element; true when that raised a register (the sketch changed).
     pub fn add(&self, element: &[u8]) -> bool {
-        let (index, rank) = position(element);
-        let register = &self.registers[index];
+        self.add_at(position(element))
+    }
+
+    /// Adds an element by its [`position`].
+    pub fn add_at(&self, (index, rank): (usize, u8)) -> bool {
+        let Some(register) = self.registers.get(index) else {
+            return false;
+        };
         // Most additions do not raise the register: a load is enough then.
         register.load(Ordering::Relaxed) < rank
             && register.fetch_max(rank, Ordering::Relaxed) < rank
+    }
+
+    /// The register at `index`, read ahead of [`Self::add_seen`]: with many
+    /// flags the sketches are megabytes and a register is usually a cache
+    /// miss, which the CPU can overlap with work between the two.
+    pub fn read_ahead(&self, index: usize) -> u8 {
+        self.registers
+            .get(index)
+            .map_or(0, |register| register.load(Ordering::Relaxed))
+    }
+
+    /// As [`Self::add_at`], given the register as [`Self::read_ahead`] saw
+    /// it (registers only grow within an hour, so a value seen high
+    /// enough is still high enough).
+    pub fn add_seen(&self, (index, rank): (usize, u8), seen: u8) -> bool {
+        seen < rank
+            && self
+                .registers
+                .get(index)
+                .is_some_and(|register| register.fetch_max(rank, Ordering::Relaxed) < rank)
     }
 
     pub fn snapshot(&self) -> Sketch {

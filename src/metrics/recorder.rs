@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use dashmap::DashMap;
 
-use super::hll::{AtomicSketch, Sketch};
+use super::hll::{AtomicSketch, Sketch, position};
 use crate::engine::Reason;
 
 /// Upper bounds (inclusive, nanoseconds) of the evaluation-time histogram;
@@ -308,61 +308,47 @@ impl FlagStats {
         Some(self.last_evaluated.load(Relaxed)).filter(|&at| at > 0)
     }
 
+    #[inline(always)]
     fn record(&self, recorder: &Recorder, observation: &Observation<'_>) {
-        let hour = observation.at.div_euclid(3600);
-        let record = |environment: &EnvironmentStats| {
-            let buffer = &environment.hours[(hour & 1) as usize];
-            // Acquire: pairs with `roll`'s release, so a count made after
-            // seeing the new hour is never wiped by its reset.
-            if buffer.hour.load(Acquire) != hour {
-                recorder.roll(self, environment, buffer, hour);
-            }
-            let c = &buffer.counters;
-            c.outcomes[reason_index(observation.reason)][usize::from(observation.enabled)]
-                .fetch_add(1, Relaxed);
-            if let Some(latency_ns) = observation.latency_ns {
-                c.latency[latency_bucket(latency_ns)].fetch_add(1, Relaxed);
-                c.latency_sum_ns.fetch_add(latency_ns, Relaxed);
-            }
-            if !observation.user_id.is_empty() {
-                let users = buffer.users.get_or_init(|| recorder.new_sketch());
-                if let Some(users) = users
-                    && users.add(observation.user_id.as_bytes())
-                {
-                    buffer.users_changed.store(true, Relaxed);
-                }
-            }
-        };
-        match self
+        recorder
+            .prepare(
+                self,
+                observation.environment,
+                observation.user_id,
+                observation.at,
+            )
+            .record(
+                observation.reason,
+                observation.enabled,
+                observation.latency_ns,
+            );
+    }
+
+    /// The counters of `environment` (created at its first evaluation).
+    #[inline(always)]
+    fn environment(&self, environment: &str) -> Environment<'_> {
+        if let Some(stats) = self
             .inline
             .iter()
-            .map(|slot| {
-                slot.get_or_init(|| Arc::new(EnvironmentStats::new(observation.environment)))
-            })
-            .find(|stats| &*stats.environment == observation.environment)
+            .map(|slot| slot.get_or_init(|| Arc::new(EnvironmentStats::new(environment))))
+            .find(|stats| &*stats.environment == environment)
         {
-            Some(stats) => record(stats),
-            None => {
-                let more = self.more.get_or_init(Default::default);
-                let stats = match more.get(observation.environment) {
-                    Some(stats) => stats.clone(),
-                    None => {
-                        let environment = if more.len() + INLINE_ENVIRONMENTS < MAX_ENVIRONMENTS {
-                            observation.environment
-                        } else {
-                            OTHER_ENVIRONMENTS
-                        };
-                        more.entry(environment.into())
-                            .or_insert_with(|| Arc::new(EnvironmentStats::new(environment)))
-                            .clone()
-                    }
-                };
-                record(&stats);
-            }
+            return Environment::Inline(stats);
         }
-        if self.last_evaluated.load(Relaxed) != observation.at {
-            self.last_evaluated.store(observation.at, Relaxed);
+        let more = self.more.get_or_init(Default::default);
+        if let Some(stats) = more.get(environment) {
+            return Environment::Shared(stats.clone());
         }
+        let environment = if more.len() + INLINE_ENVIRONMENTS < MAX_ENVIRONMENTS {
+            environment
+        } else {
+            OTHER_ENVIRONMENTS
+        };
+        Environment::Shared(
+            more.entry(environment.into())
+                .or_insert_with(|| Arc::new(EnvironmentStats::new(environment)))
+                .clone(),
+        )
     }
 
     fn environments(&self) -> Vec<Arc<EnvironmentStats>> {
@@ -375,6 +361,73 @@ impl FlagStats {
             all.extend(more.iter().map(|entry| entry.value().clone()));
         }
         all
+    }
+}
+
+/// An environment's counters: in the flag's inline slots, or in its map.
+enum Environment<'a> {
+    Inline(&'a EnvironmentStats),
+    Shared(Arc<EnvironmentStats>),
+}
+
+impl std::ops::Deref for Environment<'_> {
+    type Target = EnvironmentStats;
+
+    fn deref(&self) -> &EnvironmentStats {
+        match self {
+            Environment::Inline(stats) => stats,
+            Environment::Shared(stats) => stats,
+        }
+    }
+}
+
+/// An evaluation about to be counted (see [`Recorder::prepare`]).
+pub struct Prepared<'a> {
+    recorder: &'a Recorder,
+    flag: &'a FlagStats,
+    environment: Environment<'a>,
+    /// Unix seconds.
+    at: i64,
+    /// The user's distinct-user register and value.
+    user: Option<(usize, u8)>,
+    /// That register, read ahead while the buffer was on `at`'s hour.
+    seen: Option<u8>,
+}
+
+impl Prepared<'_> {
+    /// Counts the evaluation's outcome.
+    #[inline(always)]
+    pub fn record(self, reason: Reason, enabled: bool, latency_ns: Option<u64>) {
+        let hour = self.at.div_euclid(3600);
+        let environment = &*self.environment;
+        let buffer = &environment.hours[(hour & 1) as usize];
+        // Acquire: pairs with `roll`'s release, so a count made after
+        // seeing the new hour is never wiped by its reset.
+        let rolled = buffer.hour.load(Acquire) != hour;
+        if rolled {
+            self.recorder.roll(self.flag, environment, buffer, hour);
+        }
+        let c = &buffer.counters;
+        c.outcomes[reason_index(reason)][usize::from(enabled)].fetch_add(1, Relaxed);
+        if let Some(latency_ns) = latency_ns {
+            c.latency[latency_bucket(latency_ns)].fetch_add(1, Relaxed);
+            c.latency_sum_ns.fetch_add(latency_ns, Relaxed);
+        }
+        if let Some(user) = self.user {
+            let users = buffer.users.get_or_init(|| self.recorder.new_sketch());
+            if let Some(users) = users
+                && match self.seen.filter(|_| !rolled) {
+                    Some(seen) => users.add_seen(user, seen),
+                    None => users.add_at(user),
+                }
+            {
+                buffer.users_changed.store(true, Relaxed);
+            }
+        }
+        let last = &self.flag.last_evaluated;
+        if last.load(Relaxed) != self.at {
+            last.store(self.at, Relaxed);
+        }
     }
 }
 
@@ -440,8 +493,45 @@ impl Recorder {
     }
 
     /// Records an evaluation of a flag.
+    #[inline(always)]
     pub fn record(&self, stats: &FlagStats, observation: &Observation<'_>) {
         stats.record(self, observation);
+    }
+
+    /// Finds where an evaluation of `stats` will be counted, before the
+    /// engine runs, and reads the user's distinct-user register ahead: with a thousand flags the sketches are megabytes, and
+    /// waiting for that cache line cost BulkEvaluate(25) a tenth of its
+    /// throughput. `at` is unix seconds.
+    #[inline(always)]
+    pub fn prepare<'a>(
+        &'a self,
+        stats: &'a FlagStats,
+        environment: &str,
+        user_id: &str,
+        at: i64,
+    ) -> Prepared<'a> {
+        let environment = stats.environment(environment);
+        let user = (!user_id.is_empty()).then(|| position(user_id.as_bytes()));
+        let mut seen = None;
+        if let Some((index, _)) = user {
+            let hour = at.div_euclid(3600);
+            let buffer = &environment.hours[(hour & 1) as usize];
+            // Acquire, as in `record`: the buffer is on this hour, and a
+            // reset for a later one cannot come before this evaluation's count.
+            if buffer.hour.load(Acquire) == hour
+                && let Some(Some(users)) = buffer.users.get()
+            {
+                seen = Some(users.read_ahead(index));
+            }
+        }
+        Prepared {
+            recorder: self,
+            flag: stats,
+            environment,
+            at,
+            user,
+            seen,
+        }
     }
 
     /// Records an evaluation of a name that is not a flag.

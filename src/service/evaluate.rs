@@ -122,17 +122,26 @@ impl Evaluator {
         };
         let started = timed().then(Instant::now);
         self.cache.with_entry(flag_name, |entry| {
-            let flag = entry.map(|(flag, _)| flag);
-            let result = FlagResult {
-                evaluation: engine::evaluate(flag, ctx, now),
-                revision: flag.map_or(0, |flag| flag.revision),
+            let Some((flag, slot)) = entry else {
+                let result = FlagResult {
+                    evaluation: engine::evaluate(None, ctx, now),
+                    revision: 0,
+                };
+                let observation = observe(ctx, &result, started, now);
+                metrics.record_unknown(flag_name, &observation);
+                return result;
             };
-            let observation = observe(ctx, &result, started, now);
-            record(
-                metrics,
-                flag_name,
-                entry.map(|(_, slot)| slot),
-                &observation,
+            // Found before the engine runs (see `Recorder::prepare`).
+            let stats = slot.get_or_init(|| metrics.flag(flag_name));
+            let counting = metrics.prepare(stats, ctx.environment, ctx.user_id, now.timestamp());
+            let result = FlagResult {
+                evaluation: engine::evaluate(Some(flag), ctx, now),
+                revision: flag.revision,
+            };
+            counting.record(
+                result.evaluation.reason,
+                result.evaluation.enabled,
+                started.map(elapsed_ns),
             );
             result
         })
