@@ -5,7 +5,9 @@
 //! ceiling), then drives each over real HTTP/2 connections with the same
 //! settings: C requests in flight over K connections, for a fixed duration,
 //! with varied user ids and flags. Prints requests/s and p50/p99/p99.9
-//! latency for each, and the Vexil/ceiling ratios.
+//! latency for each, and the Vexil/ceiling ratios. Then compares two fresh
+//! Vexil servers, evaluation metrics on and off, driven in turn
+//! (`--metrics-control`: both on, to see the comparison's own noise).
 //!
 //! Run: `cargo bench --bench load` (options after `--`, e.g.
 //! `cargo bench --bench load -- --duration 5 --concurrency 1,16,64`).
