@@ -53,6 +53,9 @@ const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Audit rows read per query while filling a page up to its byte budget.
 const AUDIT_BATCH: u64 = 16;
+/// Flags per query when loading them all (startup, reloads): the raw rows
+/// of 100,000 flags at once made a peak the allocator kept for good.
+const LOAD_PAGE: u64 = 1_000;
 
 trait DbResultExt<T> {
     fn db(self) -> Result<T>;
@@ -139,11 +142,37 @@ impl FlagStore {
     /// Every flag and the revision they are current to, read in one
     /// consistent snapshot (REPEATABLE READ on PostgreSQL; a read transaction
     /// on SQLite, which in WAL mode sees one snapshot throughout).
+    /// Reads a page of rows at a time and converts it before reading the
+    /// next, so the raw rows of every flag are never in memory at once.
     pub async fn load_all(&self) -> Result<(Vec<Flag>, u64)> {
+        self.load_in_pages(LOAD_PAGE).await
+    }
+
+    async fn load_in_pages(&self, page_size: u64) -> Result<(Vec<Flag>, u64)> {
         let txn = begin_snapshot(&self.primary).await?;
         let revision = read_revision(&txn).await?;
-        let flags = flags_by_name(flag::Entity::find().all(&txn).await.db()?)?;
+        let mut flags = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut page = flag::Entity::find()
+                .order_by_asc(flag::Column::Name)
+                .limit(page_size);
+            if let Some(last) = &after {
+                page = page.filter(flag::Column::Name.gt(last.as_str()));
+            }
+            let models = page.all(&txn).await.db()?;
+            let more = models.len() as u64 == page_size;
+            after = models.last().map(|model| model.name.clone());
+            for model in models {
+                flags.push(flag_from_model(model)?);
+            }
+            if !more {
+                break;
+            }
+        }
         txn.commit().await.db()?;
+        // Byte order, whatever the database's collation.
+        flags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok((flags, revision))
     }
 
@@ -521,15 +550,6 @@ fn at_stored_precision(mut spec: FlagSpec) -> FlagSpec {
 
 /// Flags ordered by name in byte order, the same on every backend (a
 /// database's collation may order names differently) and in the cache.
-fn flags_by_name(models: Vec<flag::Model>) -> Result<Vec<Flag>> {
-    let mut flags = models
-        .into_iter()
-        .map(flag_from_model)
-        .collect::<Result<Vec<_>>>()?;
-    flags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    Ok(flags)
-}
-
 async fn read_revision(db: &impl ConnectionTrait) -> Result<u64> {
     let row = db
         .query_one_raw(Statement::from_string(
@@ -640,6 +660,46 @@ mod tests {
         }
         assert_eq!(values[0], values[1], "both pools alike");
         values[0]
+    }
+
+    /// Loading in pages finds every flag, whatever the page size, in byte
+    /// order.
+    #[tokio::test]
+    async fn load_all_reads_every_page() {
+        let path =
+            std::env::temp_dir().join(format!("vexil-store-{}-pages.db", std::process::id()));
+        let store = FlagStore::connect(&StoreOptions {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            max_connections: 3,
+            sqlite_synchronous: SqliteSynchronous::Normal,
+        })
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let change = Change {
+            actor: "test".into(),
+            reason: "pages".into(),
+        };
+        let mut names: Vec<String> = (0..10).map(|i| format!("flag.{i}")).collect();
+        names.push("Flag.upper".into());
+        for name in &names {
+            let name = FlagName::parse("name", name).unwrap();
+            store
+                .create_flag(name, FlagSpec::default(), &change)
+                .await
+                .unwrap();
+        }
+        names.sort();
+        for page_size in [1, 3, 11, 1_000] {
+            let (flags, revision) = store.load_in_pages(page_size).await.unwrap();
+            let loaded: Vec<&str> = flags.iter().map(|flag| flag.name.as_str()).collect();
+            assert_eq!(loaded, names, "pages of {page_size}");
+            assert_eq!(revision, 11);
+        }
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
+        }
     }
 
     /// Acknowledged changes survive power loss by default (FULL is 2).
