@@ -536,18 +536,20 @@ impl Recorder {
 
     /// Records an evaluation of a name that is not a flag.
     pub fn record_unknown(&self, name: &str, observation: &Observation<'_>) {
-        let stats = match self.unknown.get(name) {
-            Some(stats) => stats.clone(),
-            None if self.unknown.len() >= MAX_UNKNOWN_FLAGS => {
-                self.unknown_overflow.fetch_add(1, Relaxed);
-                return;
-            }
-            None => self
-                .unknown
-                .entry(name.into())
-                .or_insert_with(|| self.flag(name))
-                .clone(),
-        };
+        // Counted under the map's read guard: no reference count touched.
+        if let Some(stats) = self.unknown.get(name) {
+            stats.record(self, observation);
+            return;
+        }
+        if self.unknown.len() >= MAX_UNKNOWN_FLAGS {
+            self.unknown_overflow.fetch_add(1, Relaxed);
+            return;
+        }
+        let stats = self
+            .unknown
+            .entry(name.into())
+            .or_insert_with(|| self.flag(name))
+            .clone();
         stats.record(self, observation);
     }
 
