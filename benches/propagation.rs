@@ -1,84 +1,88 @@
-//! Propagation benchmark: two real Vexil replicas on one database and one
-//! Redis, in this process.
+//! Propagation benchmark: two real Vexil replicas (the release binary, each
+//! in its own process) on one database and one Redis.
 //!
 //! - latency: from UpdateFlag returning on replica A to the change arriving
 //!   on a Watch stream on replica B, over 1,000 changes (p50/p99/max);
-//! - fan-out: the time for one change to reach every one of 1,000 and of
-//!   10,000 Watch subscribers on B, and to reach 1,000 subscribers when the
-//!   flag carries a 10,000-id whitelist.
+//! - fan-out: the time for one change made on A to reach every one of 1,000
+//!   and of 10,000 Watch subscribers on B, and to reach 1,000 subscribers
+//!   when the flag carries a 10,000-id whitelist; with B's CPU time and the
+//!   rise of its peak memory over the round.
+//!
+//! The fan-out subscribers read each message's revision and skip the flag
+//! (as bytes on the wire, not decoded): on this machine they share the
+//! server's cores, and decoding 1,000 copies of a 10,000-id flag would
+//! measure the clients. Every message still crosses the connection whole.
 //!
 //! Run: `cargo bench --bench propagation` (Redis at `VEXIL_BENCH_REDIS_URL`,
 //! default redis://127.0.0.1:6379; database at `VEXIL_BENCH_DATABASE_URL`,
-//! default a fresh SQLite file).
+//! default a fresh SQLite file). Options after `--`: `--connections 16`
+//! (HTTP/2 connections the subscribers share), `--fanouts 1000,10000`.
+
+#[path = "support/process.rs"]
+mod process;
 
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use clap::Parser;
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use vexil::grpc::pb::{
     self, evaluation_service_client::EvaluationServiceClient,
     flag_service_client::FlagServiceClient, watch_response::Event,
 };
 
+use process::ServerProcess;
+
 const CHANGES: usize = 1000;
-const FANOUTS: [usize; 2] = [1_000, 10_000];
 const FANOUT_ROUNDS: usize = 5;
 const FLAG: &str = "bench.propagation";
 const LARGE_FLAG: &str = "bench.large";
 const LARGE_FANOUT: usize = 1_000;
 
-struct Replica {
-    address: std::net::SocketAddr,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<vexil::Result<()>>,
+#[derive(Debug, Parser)]
+struct Args {
+    /// HTTP/2 connections the fan-out subscribers share.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    fanouts: Vec<usize>,
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-async fn start_replica(database_url: &str, redis_url: &str, channel: &str) -> Replica {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let config = vexil::Config {
-        redis_url: Some(redis_url.to_string()),
-        redis_channel: channel.to_string(),
-        redis_max_connections: 4,
-        cache_ttl_secs: 3600,
-        watch_buffer: 4096,
-        // A benchmark is one caller flooding on purpose.
-        ..vexil::Config::with_database(database_url).without_caller_limits()
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(vexil::run(config, listener, async {
-        stopped.await.ok();
-    }));
-    let replica = Replica {
-        address,
-        stop,
-        server,
-    };
-    wait_until_bus_serving(&replica).await;
-    replica
+/// A WatchResponse as the fan-out subscribers read it: a change's revision;
+/// the flag (and snapshots, heartbeats) skipped as unknown fields.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Arrival {
+    #[prost(message, optional, tag = "1")]
+    snapshot: Option<SnapshotEnd>,
+    #[prost(message, optional, tag = "2")]
+    change: Option<ArrivedChange>,
 }
 
-async fn wait_until_bus_serving(replica: &Replica) {
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(replica));
-    for _ in 0..300 {
-        let request = tonic_health::pb::HealthCheckRequest {
-            service: vexil::BUS_HEALTH_SERVICE.into(),
-        };
-        if let Ok(response) = health.check(request).await
-            && response.into_inner().status == 1
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("replica did not connect to redis");
+#[derive(Clone, PartialEq, prost::Message)]
+struct SnapshotEnd {
+    #[prost(bool, tag = "3")]
+    last: bool,
 }
 
-fn channel(replica: &Replica) -> Channel {
-    Channel::from_shared(format!("http://{}", replica.address))
-        .expect("endpoint")
-        .connect_lazy()
+#[derive(Clone, PartialEq, prost::Message)]
+struct ArrivedChange {
+    #[prost(uint64, tag = "1")]
+    revision: u64,
+}
+
+async fn start_replica(database_url: &str, redis_url: &str, channel: &str) -> ServerProcess {
+    let env = [
+        ("DATABASE_URL", database_url.to_string()),
+        ("REDIS_URL", redis_url.to_string()),
+        ("VEXIL_REDIS_CHANNEL", channel.to_string()),
+        ("REDIS_MAX_CONNECTIONS", "4".to_string()),
+        ("FF_CACHE_TTL", "3600".to_string()),
+        ("VEXIL_WATCH_BUFFER", "4096".to_string()),
+        ("VEXIL_MAX_WATCH_STREAMS", "100000".to_string()),
+    ];
+    ServerProcess::start(&env, vexil::BUS_HEALTH_SERVICE).await.0
 }
 
 async fn update(flags: &mut FlagServiceClient<Channel>, i: usize) -> u64 {
@@ -145,53 +149,111 @@ async fn await_change(stream: &mut tonic::Streaming<pb::WatchResponse>, revision
     }
 }
 
-/// Opens `subscribers` watches of `name` on B's channels, then makes
+/// Opens a Watch of `name` read as [`Arrival`]s, after its snapshot.
+async fn watch_light(channel: &Channel, name: &str) -> tonic::Streaming<Arrival> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("connection");
+    let request = tonic::Request::new(pb::WatchRequest {
+        flag_names: vec![name.into()],
+        since_revision: None,
+    });
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/vexil.v1.EvaluationService/Watch",
+    );
+    let codec = tonic_prost::ProstCodec::<pb::WatchRequest, Arrival>::default();
+    let mut stream = grpc
+        .server_streaming(request, path, codec)
+        .await
+        .expect("watch")
+        .into_inner();
+    while let Some(message) = stream.message().await.expect("event") {
+        if message.snapshot.is_some_and(|snapshot| snapshot.last) {
+            return stream;
+        }
+    }
+    panic!("the watch ended before its snapshot");
+}
+
+/// One change reaching every subscriber, as B saw it.
+struct Round {
+    delay: Duration,
+    cpu: Duration,
+    peak_rss_rise: u64,
+}
+
+/// Opens `subscribers` watches of `name` on B over `channels`, then makes
 /// FANOUT_ROUNDS changes to it through A and prints how long each took to
-/// reach every subscriber. Returns the last revision.
+/// reach every subscriber, B's CPU time and peak memory rise meanwhile.
+/// Returns the last revision.
 async fn fan_out(
     flags: &mut FlagServiceClient<Channel>,
+    b: &ServerProcess,
     channels: &[Channel],
     name: &str,
     subscribers: usize,
     mut revision: u64,
 ) -> u64 {
-    let mut streams = Vec::with_capacity(subscribers);
+    let (arrived, mut arrivals) = mpsc::unbounded_channel::<(u64, Instant)>();
+    let mut readers = Vec::with_capacity(subscribers);
     for i in 0..subscribers {
-        let mut client = EvaluationServiceClient::new(channels[i % channels.len()].clone());
-        streams.push(subscribe_to(&mut client, name).await);
+        let mut stream = watch_light(&channels[i % channels.len()], name).await;
+        let arrived = arrived.clone();
+        readers.push(tokio::spawn(async move {
+            while let Ok(Some(message)) = stream.message().await {
+                if let Some(change) = message.change
+                    && arrived.send((change.revision, Instant::now())).is_err()
+                {
+                    return;
+                }
+            }
+        }));
     }
     let mut rounds = Vec::with_capacity(FANOUT_ROUNDS);
     for round in 0..FANOUT_ROUNDS {
-        // Revisions are gapless and only this benchmark writes: the next
-        // change is `revision + 1`. Subscribers wait before it is made.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.reset_peak_rss();
+        let rss = b.rss();
+        let cpu = b.cpu_time();
+        // Revisions are gapless and only this benchmark writes.
         let expected = revision + 1;
-        let tasks: Vec<_> = streams
-            .drain(..)
-            .map(|mut stream| {
-                tokio::spawn(async move {
-                    await_change(&mut stream, expected).await;
-                    (stream, Instant::now())
-                })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(200)).await;
         revision = update_flag(flags, name, round).await;
         assert_eq!(revision, expected);
         let written = Instant::now();
         let mut last = written;
-        for task in tasks {
-            let (stream, arrived) = task.await.expect("subscriber");
-            last = last.max(arrived);
-            streams.push(stream);
+        let mut reached = 0;
+        while reached < subscribers {
+            let (arrived, at) = arrivals.recv().await.expect("a subscriber");
+            // Older: the flag's creation, when B applied it after a
+            // subscriber's snapshot.
+            if arrived == revision {
+                reached += 1;
+                last = last.max(at);
+            }
         }
-        rounds.push(last.saturating_duration_since(written));
+        rounds.push(Round {
+            delay: last - written,
+            cpu: b.cpu_time().saturating_sub(cpu),
+            peak_rss_rise: b.peak_rss().saturating_sub(rss),
+        });
     }
-    rounds.sort();
+    for reader in readers {
+        reader.abort();
+    }
+    let median = |mut values: Vec<Duration>| {
+        values.sort();
+        (percentile(&values, 0.5), values[0], values[values.len() - 1])
+    };
+    let (delay, fastest, slowest) = median(rounds.iter().map(|round| round.delay).collect());
+    let (cpu, _, _) = median(rounds.iter().map(|round| round.cpu).collect());
+    let rise = rounds.iter().map(|round| round.peak_rss_rise).max();
     println!(
-        "fan-out of {name} to {subscribers} watch subscribers on B: one change reaches all in median {} (min {}, max {}) over {FANOUT_ROUNDS} changes",
-        ms(percentile(&rounds, 0.5)),
-        ms(rounds[0]),
-        ms(rounds[rounds.len() - 1]),
+        "fan-out of {name} to {subscribers} watch subscribers on B ({} connections): one change reaches all in median {} (min {}, max {}); B's CPU {} (medians over {FANOUT_ROUNDS} changes), B's peak RSS rise at most {:.1} MB",
+        channels.len(),
+        ms(delay),
+        ms(fastest),
+        ms(slowest),
+        ms(cpu),
+        rise.unwrap_or_default() as f64 / (1024.0 * 1024.0),
     );
     revision
 }
@@ -206,6 +268,7 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
+    let args = Args::parse();
     let redis =
         std::env::var("VEXIL_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let nanos = std::time::SystemTime::now()
@@ -220,7 +283,7 @@ async fn main() {
 
     let a = start_replica(&database, &redis, &redis_channel).await;
     let b = start_replica(&database, &redis, &redis_channel).await;
-    let mut flags = FlagServiceClient::new(channel(&a));
+    let mut flags = FlagServiceClient::new(a.channel());
     flags
         .create_flag(pb::CreateFlagRequest {
             flag: Some(pb::Flag {
@@ -234,7 +297,7 @@ async fn main() {
         .ok();
 
     // Latency A -> B.
-    let mut watcher = EvaluationServiceClient::new(channel(&b));
+    let mut watcher = EvaluationServiceClient::new(b.channel());
     let mut stream = subscribe(&mut watcher).await;
     let mut delays = Vec::with_capacity(CHANGES);
     let mut revision = 0;
@@ -255,9 +318,9 @@ async fn main() {
 
     // Fan-out on B: a lean flag, then a flag with a 10,000-id whitelist
     // (every change carries the full flag to every subscriber).
-    let channels: Vec<Channel> = (0..16).map(|_| channel(&b)).collect();
-    for subscribers in FANOUTS {
-        revision = fan_out(&mut flags, &channels, FLAG, subscribers, revision).await;
+    let channels: Vec<Channel> = (0..args.connections.max(1)).map(|_| b.channel()).collect();
+    for subscribers in args.fanouts {
+        revision = fan_out(&mut flags, &b, &channels, FLAG, subscribers, revision).await;
     }
     flags
         .create_flag(pb::CreateFlagRequest {
@@ -272,12 +335,9 @@ async fn main() {
         .await
         .expect("create large flag");
     revision += 1;
-    fan_out(&mut flags, &channels, LARGE_FLAG, LARGE_FANOUT, revision).await;
+    fan_out(&mut flags, &b, &channels, LARGE_FLAG, LARGE_FANOUT, revision).await;
 
-    for replica in [a, b] {
-        let _ = replica.stop.send(());
-        let _ = replica.server.await;
-    }
+    drop((a, b));
     for suffix in ["", "-wal", "-shm"] {
         let mut file = sqlite.clone().into_os_string();
         file.push(suffix);
