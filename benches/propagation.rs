@@ -34,7 +34,6 @@ use vexil::grpc::pb::{
 use process::ServerProcess;
 
 const CHANGES: usize = 1000;
-const FANOUT_ROUNDS: usize = 5;
 const FLAG: &str = "bench.propagation";
 const LARGE_FLAG: &str = "bench.large";
 const LARGE_FANOUT: usize = 1_000;
@@ -46,6 +45,9 @@ struct Args {
     connections: usize,
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     fanouts: Vec<usize>,
+    /// Changes per fan-out.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -182,7 +184,7 @@ struct Round {
 }
 
 /// Opens `subscribers` watches of `name` on B over `channels`, then makes
-/// FANOUT_ROUNDS changes to it through A and prints how long each took to
+/// `rounds` changes to it through A and prints how long each took to
 /// reach every subscriber, B's CPU time and peak memory rise meanwhile.
 /// Returns the last revision.
 async fn fan_out(
@@ -191,6 +193,7 @@ async fn fan_out(
     channels: &[Channel],
     name: &str,
     subscribers: usize,
+    rounds: usize,
     mut revision: u64,
 ) -> u64 {
     let (arrived, mut arrivals) = mpsc::unbounded_channel::<(u64, Instant)>();
@@ -208,8 +211,9 @@ async fn fan_out(
             }
         }));
     }
-    let mut rounds = Vec::with_capacity(FANOUT_ROUNDS);
-    for round in 0..FANOUT_ROUNDS {
+    let changes = rounds;
+    let mut rounds = Vec::with_capacity(changes);
+    for round in 0..changes {
         tokio::time::sleep(Duration::from_millis(300)).await;
         b.reset_peak_rss();
         let rss = b.rss();
@@ -247,7 +251,7 @@ async fn fan_out(
     let (cpu, _, _) = median(rounds.iter().map(|round| round.cpu).collect());
     let rise = rounds.iter().map(|round| round.peak_rss_rise).max();
     println!(
-        "fan-out of {name} to {subscribers} watch subscribers on B ({} connections): one change reaches all in median {} (min {}, max {}); B's CPU {} (medians over {FANOUT_ROUNDS} changes), B's peak RSS rise at most {:.1} MB",
+        "fan-out of {name} to {subscribers} watch subscribers on B ({} connections): one change reaches all in median {} (min {}, max {}); B's CPU {} (medians over {changes} changes), B's peak RSS rise at most {:.1} MB",
         channels.len(),
         ms(delay),
         ms(fastest),
@@ -320,7 +324,7 @@ async fn main() {
     // (every change carries the full flag to every subscriber).
     let channels: Vec<Channel> = (0..args.connections.max(1)).map(|_| b.channel()).collect();
     for subscribers in args.fanouts {
-        revision = fan_out(&mut flags, &b, &channels, FLAG, subscribers, revision).await;
+        revision = fan_out(&mut flags, &b, &channels, FLAG, subscribers, args.rounds, revision).await;
     }
     flags
         .create_flag(pb::CreateFlagRequest {
@@ -335,7 +339,7 @@ async fn main() {
         .await
         .expect("create large flag");
     revision += 1;
-    fan_out(&mut flags, &b, &channels, LARGE_FLAG, LARGE_FANOUT, revision).await;
+    fan_out(&mut flags, &b, &channels, LARGE_FLAG, LARGE_FANOUT, args.rounds, revision).await;
 
     drop((a, b));
     for suffix in ["", "-wal", "-shm"] {

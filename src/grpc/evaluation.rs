@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -92,7 +91,7 @@ impl EvaluationService for EvaluationGrpc {
         let expiry =
             principal.map(|principal| Box::pin(tokio::time::sleep(until(principal.expires_at))));
         Ok(Response::new(Box::pin(Guarded {
-            inner: ReceiverStream::new(items).map(watch_item_to_wire),
+            inner: items.map(watch_item_to_wire),
             expiry,
             ended: false,
             _slot: slot,

@@ -150,7 +150,7 @@ impl Flagd {
 /// `keep_alive` when due, until the client leaves, the server stops or the
 /// token expires.
 async fn forward_events<R>(
-    mut changes: mpsc::Receiver<crate::service::WatchItem>,
+    mut changes: crate::service::Subscription,
     tx: mpsc::Sender<Result<R, Status>>,
     event: fn(String, Option<Struct>) -> R,
     _slot: WatchSlot,

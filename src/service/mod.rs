@@ -15,7 +15,7 @@ pub use feed::FeedEntry;
 pub use manage::{FlagFilter, FlagManager, Page, TRANSACTION_TIMEOUT};
 pub use metrics::{FlagMetrics, Metrics, MetricsOptions, UnknownFlag};
 pub use sync::{CacheSync, FeedLimits, keep_in_sync};
-pub use watch::{WatchEnd, WatchEvent, WatchItem, Watcher};
+pub use watch::{Subscription, WatchEnd, WatchEvent, WatchItem, Watcher};
 
 use std::time::Duration;
 

@@ -13,15 +13,25 @@
 //! which the client applies like the first one. So Watch keeps working
 //! while the database is down.
 //!
-//! The per-stream buffer is bounded: a live subscriber that lets it fill is
-//! cut off with the revision to resume from, instead of growing memory or
-//! slowing anyone else.
+//! A stream catches up (snapshot, replay) in a task of its own, through a
+//! bounded channel. Once at the head it goes live: the subscription reads
+//! the feed itself whenever its consumer asks for more, so a change costs a
+//! live subscriber no task, channel or copy of its own, only the shared
+//! encoding. A live subscriber that falls more than `buffer` revisions
+//! behind the head is cut off with the revision to resume from, instead of
+//! growing memory or slowing anyone else.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ahash::AHashSet;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::Stream as _;
 
 use super::CacheSync;
 use super::feed::FeedEntry;
@@ -76,8 +86,8 @@ pub enum WatchEvent {
 /// over with a new snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEnd {
-    /// The subscriber let its buffer of `buffer` events fill up, or did not
-    /// read for `STALL_TIMEOUT` while the stream was waiting for room.
+    /// The subscriber fell more than `buffer` revisions behind the head
+    /// while live, or did not read for `STALL_TIMEOUT` while catching up.
     TooSlow {
         buffer: usize,
         resume_after: Option<u64>,
@@ -121,7 +131,7 @@ impl Watcher {
         &self,
         flag_names: Vec<String>,
         since_revision: Option<u64>,
-    ) -> Result<mpsc::Receiver<WatchItem>> {
+    ) -> Result<Subscription> {
         if flag_names.len() > limits::BULK_FLAGS {
             return Err(Error::invalid(
                 "flag_names",
@@ -133,11 +143,21 @@ impl Watcher {
                 return Err(Error::invalid(format!("flag_names[{i}]"), err.message));
             }
         }
-        let filter = Filter(flag_names.into_iter().collect());
+        let filter = Arc::new(Filter(flag_names.into_iter().collect()));
         let start = match since_revision {
             Some(since) if self.reaches(since).await => Start::Resume(since),
             _ => Start::Snapshot,
         };
+        let catching_up = self.catch_up(filter.clone(), start);
+        Ok(Subscription {
+            watcher: self.clone(),
+            filter,
+            phase: Phase::CatchingUp(catching_up),
+        })
+    }
+
+    /// Starts the task that brings a stream to the head of the feed.
+    fn catch_up(&self, filter: Arc<Filter>, start: Start) -> mpsc::Receiver<Step> {
         // One slot beyond the buffer is kept for the item that ends the stream.
         let (tx, rx) = mpsc::channel(self.buffer + 1);
         let stream = Stream {
@@ -145,17 +165,16 @@ impl Watcher {
             filter,
             tx,
             buffer: self.buffer,
-            heartbeat: self.heartbeat,
             stop: self.stop.clone(),
             replays: self.replays.clone(),
         };
         tokio::spawn(stream.run(start));
-        Ok(rx)
+        rx
     }
 
     /// Opens a stream of every change after those this replica has applied
     /// so far: no snapshot first (though one may come later, see above).
-    pub async fn watch_from_now(&self) -> Result<mpsc::Receiver<WatchItem>> {
+    pub async fn watch_from_now(&self) -> Result<Subscription> {
         let head = self.sync.feed().head();
         self.watch(Vec::new(), Some(head)).await
     }
@@ -187,12 +206,183 @@ impl Filter {
     }
 }
 
+/// What the catch-up task hands the subscription.
+enum Step {
+    Item(WatchItem),
+    /// The stream is at the head of the feed after `position`: the
+    /// subscription reads on from there itself.
+    Live { position: u64 },
+}
+
+/// An open Watch stream: its items in order, through
+/// [`Subscription::recv`] or as a [`tokio_stream::Stream`].
+pub struct Subscription {
+    watcher: Watcher,
+    filter: Arc<Filter>,
+    phase: Phase,
+}
+
+enum Phase {
+    CatchingUp(mpsc::Receiver<Step>),
+    Live(Box<Live>),
+    Ended,
+}
+
+impl Subscription {
+    /// The next item; `None` once the stream has ended.
+    pub async fn recv(&mut self) -> Option<WatchItem> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl tokio_stream::Stream for Subscription {
+    type Item = WatchItem;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchItem>> {
+        let this = &mut *self;
+        loop {
+            match &mut this.phase {
+                Phase::CatchingUp(steps) => match std::task::ready!(steps.poll_recv(cx)) {
+                    Some(Step::Item(item)) => return Poll::Ready(Some(item)),
+                    Some(Step::Live { position }) => {
+                        this.phase = Phase::Live(Box::new(Live::new(&this.watcher, position)));
+                    }
+                    None => this.phase = Phase::Ended,
+                },
+                Phase::Live(live) => match live.poll_next(&this.filter, cx) {
+                    Poll::Ready(Next::Item(item)) => {
+                        if item.is_err() {
+                            this.phase = Phase::Ended;
+                        }
+                        return Poll::Ready(Some(item));
+                    }
+                    // The feed no longer holds the position (it was reset,
+                    // or dropped it while the consumer was away): catch up
+                    // again, from the store or with a snapshot.
+                    Poll::Ready(Next::BehindFeed(position)) => {
+                        let steps = this
+                            .watcher
+                            .catch_up(this.filter.clone(), Start::Resume(position));
+                        this.phase = Phase::CatchingUp(steps);
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
+                Phase::Ended => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// What a live stream has next.
+enum Next {
+    Item(WatchItem),
+    BehindFeed(u64),
+}
+
+/// A stream at the head: reads the feed at its position when polled, and
+/// waits on the feed's head, the heartbeat and shutdown.
+struct Live {
+    sync: Arc<CacheSync>,
+    position: u64,
+    /// Changes read from the feed and not yet looked at.
+    pending: VecDeque<Arc<FeedEntry>>,
+    buffer: u64,
+    head: WatchStream<u64>,
+    stop: WatchStream<bool>,
+    every: Duration,
+    heartbeat: Pin<Box<Sleep>>,
+    last_sent: Instant,
+}
+
+impl Live {
+    fn new(watcher: &Watcher, position: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            sync: watcher.sync.clone(),
+            position,
+            pending: VecDeque::new(),
+            buffer: watcher.buffer as u64,
+            // Subscribed before the first read: a change pushed after that
+            // read wakes the stream.
+            head: WatchStream::from_changes(watcher.sync.feed().subscribe()),
+            stop: WatchStream::from_changes(watcher.stop.clone()),
+            every: watcher.heartbeat,
+            heartbeat: Box::pin(tokio::time::sleep_until(now + watcher.heartbeat)),
+            last_sent: now,
+        }
+    }
+
+    fn poll_next(&mut self, filter: &Filter, cx: &mut Context<'_>) -> Poll<Next> {
+        if Pin::new(&mut self.stop).poll_next(cx).is_ready() {
+            return self.end(WatchEnd::ShuttingDown {
+                resume_after: Some(self.position),
+            });
+        }
+        loop {
+            while let Some(change) = self.pending.pop_front() {
+                self.position = change.revision;
+                if filter.matches(change.flag_name.as_str()) {
+                    self.last_sent = Instant::now();
+                    return Poll::Ready(Next::Item(Ok(WatchEvent::Change(change))));
+                }
+            }
+            if self.sync.feed().head().saturating_sub(self.position) > self.buffer {
+                return self.end(WatchEnd::TooSlow {
+                    buffer: self.buffer as usize,
+                    resume_after: Some(self.position),
+                });
+            }
+            match self.sync.feed().read_after(self.position, FEED_BATCH) {
+                Err(_) => return Poll::Ready(Next::BehindFeed(self.position)),
+                Ok(changes) if !changes.is_empty() => {
+                    self.pending.extend(changes);
+                    continue;
+                }
+                Ok(_) => {}
+            }
+            match Pin::new(&mut self.head).poll_next(cx) {
+                Poll::Ready(Some(_)) => continue,
+                Poll::Ready(None) => {
+                    return self.end(WatchEnd::ShuttingDown {
+                        resume_after: Some(self.position),
+                    });
+                }
+                Poll::Pending => {}
+            }
+            return self.poll_heartbeat(cx);
+        }
+    }
+
+    /// A heartbeat once `every` has passed since the last item sent.
+    fn poll_heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        while self.heartbeat.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let due = self.last_sent + self.every;
+            if due <= now {
+                self.last_sent = now;
+                self.heartbeat.as_mut().reset(now + self.every);
+                return Poll::Ready(Next::Item(Ok(WatchEvent::Heartbeat {
+                    revision: self.position,
+                })));
+            }
+            // Something was sent since the timer was set: wait from then.
+            self.heartbeat.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
+
+    fn end(&self, end: WatchEnd) -> Poll<Next> {
+        Poll::Ready(Next::Item(Err(end)))
+    }
+}
+
+/// The task that brings a stream to the head: a snapshot, a replay from
+/// the store, or the feed from the stream's position, then hands over.
 struct Stream {
     sync: Arc<CacheSync>,
-    filter: Filter,
-    tx: mpsc::Sender<WatchItem>,
+    filter: Arc<Filter>,
+    tx: mpsc::Sender<Step>,
     buffer: usize,
-    heartbeat: Duration,
     stop: watch::Receiver<bool>,
     replays: Arc<Semaphore>,
 }
@@ -209,22 +399,14 @@ enum Replay {
 
 impl Stream {
     async fn run(mut self, start: Start) {
-        let mut head = self.sync.feed().subscribe();
-        let (mut position, mut live) = match start {
+        let mut position = match start {
             Start::Snapshot => match self.send_snapshot().await {
-                Some(revision) => (revision, false),
+                Some(revision) => revision,
                 None => return,
             },
-            Start::Resume(since) => (since, false),
+            Start::Resume(since) => since,
         };
-        let mut heartbeat = tokio::time::interval(self.heartbeat);
-        // After a long snapshot or replay: one heartbeat, not a burst.
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await;
         loop {
-            // Mark the head seen before reading, so a change pushed after the
-            // read wakes the wait below.
-            head.borrow_and_update();
             let changes = match self.sync.feed().read_after(position, FEED_BATCH) {
                 Ok(changes) => changes,
                 Err(_) => match self.replay(&mut position).await {
@@ -232,8 +414,7 @@ impl Stream {
                     Replay::Ended => return,
                     Replay::CannotServe => match self.send_snapshot().await {
                         Some(revision) => {
-                            (position, live) = (revision, false);
-                            heartbeat.reset();
+                            position = revision;
                             continue;
                         }
                         None => return,
@@ -241,53 +422,24 @@ impl Stream {
                 },
             };
             if changes.is_empty() {
-                // At the head: from now on a subscriber that lets its
-                // buffer fill is cut off rather than waited for.
-                live = true;
-                if !self.idle(&mut head, &mut heartbeat, position).await {
-                    return;
-                }
-                continue;
+                // At the head: the subscription reads on by itself.
+                self.send_waiting(Step::Live { position }, Some(position))
+                    .await;
+                return;
             }
             for change in changes {
                 let revision = change.revision;
-                if self.filter.matches(change.flag_name.as_str()) {
-                    let event = WatchEvent::Change(change);
-                    let sent = if live {
-                        self.offer(event, position)
-                    } else {
-                        self.send_waiting(event, Some(position)).await
-                    };
-                    if !sent {
-                        return;
-                    }
-                    heartbeat.reset();
+                if self.filter.matches(change.flag_name.as_str())
+                    && !self
+                        .send_waiting(
+                            Step::Item(Ok(WatchEvent::Change(change))),
+                            Some(position),
+                        )
+                        .await
+                {
+                    return;
                 }
                 position = revision;
-            }
-        }
-    }
-
-    /// Waits for a new change, sending heartbeats meanwhile. False when the
-    /// stream ended.
-    async fn idle(
-        &mut self,
-        head: &mut watch::Receiver<u64>,
-        heartbeat: &mut tokio::time::Interval,
-        position: u64,
-    ) -> bool {
-        tokio::select! {
-            _ = self.stop.changed() => {
-                self.end(WatchEnd::ShuttingDown { resume_after: Some(position) });
-                false
-            }
-            _ = self.tx.closed() => false,
-            _ = heartbeat.tick() => self.offer(WatchEvent::Heartbeat { revision: position }, position),
-            changed = head.changed() => {
-                if changed.is_err() {
-                    self.end(WatchEnd::ShuttingDown { resume_after: Some(position) });
-                }
-                changed.is_ok()
             }
         }
     }
@@ -318,7 +470,7 @@ impl Stream {
                 last,
             };
             // Until the last chunk is out, the client has no state to resume.
-            if !self.send_waiting(event, None).await {
+            if !self.send_waiting(Step::Item(Ok(event)), None).await {
                 return None;
             }
             if last {
@@ -352,7 +504,7 @@ impl Stream {
                 if self.filter.matches(change.flag_name.as_str())
                     && !self
                         .send_waiting(
-                            WatchEvent::Change(Arc::new(FeedEntry::new(change))),
+                            Step::Item(Ok(WatchEvent::Change(Arc::new(FeedEntry::new(change))))),
                             Some(*position),
                         )
                         .await
@@ -387,29 +539,16 @@ impl Stream {
             .ok()
     }
 
-    /// Queues `event` if the buffer has room; otherwise cuts the subscriber
-    /// off, telling it to resume after `position`. False when the stream ended.
-    fn offer(&self, event: WatchEvent, position: u64) -> bool {
-        if self.tx.capacity() <= 1 {
-            self.end(WatchEnd::TooSlow {
-                buffer: self.buffer,
-                resume_after: Some(position),
-            });
-            return false;
-        }
-        self.tx.try_send(Ok(event)).is_ok()
-    }
-
-    /// Queues `event`, waiting for room (snapshot and catching up), unless
+    /// Queues `step`, waiting for room (snapshot and catching up), unless
     /// the server stops, the client leaves, or it reads nothing for
     /// `STALL_TIMEOUT`. Waits for two free slots and uses one, so the slot
     /// for the end of the stream stays free. False when the stream ended.
-    async fn send_waiting(&mut self, event: WatchEvent, resume_after: Option<u64>) -> bool {
+    async fn send_waiting(&mut self, step: Step, resume_after: Option<u64>) -> bool {
         tokio::select! {
             permits = self.tx.reserve_many(2) => match permits {
                 Ok(mut permits) => {
                     if let Some(permit) = permits.next() {
-                        permit.send(Ok(event));
+                        permit.send(step);
                     }
                     true
                 }
@@ -428,6 +567,6 @@ impl Stream {
 
     /// Ends the stream with `end`, in the slot kept free for it.
     fn end(&self, end: WatchEnd) {
-        let _ = self.tx.try_send(Err(end));
+        let _ = self.tx.try_send(Step::Item(Err(end)));
     }
 }
