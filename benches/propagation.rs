@@ -84,7 +84,9 @@ async fn start_replica(database_url: &str, redis_url: &str, channel: &str) -> Se
         ("VEXIL_WATCH_BUFFER", "4096".to_string()),
         ("VEXIL_MAX_WATCH_STREAMS", "100000".to_string()),
     ];
-    ServerProcess::start(&env, vexil::BUS_HEALTH_SERVICE).await.0
+    ServerProcess::start(&env, vexil::BUS_HEALTH_SERVICE)
+        .await
+        .0
 }
 
 async fn update(flags: &mut FlagServiceClient<Channel>, i: usize) -> u64 {
@@ -159,9 +161,8 @@ async fn watch_light(channel: &Channel, name: &str) -> tonic::Streaming<Arrival>
         flag_names: vec![name.into()],
         since_revision: None,
     });
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/vexil.v1.EvaluationService/Watch",
-    );
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/vexil.v1.EvaluationService/Watch");
     let codec = tonic_prost::ProstCodec::<pb::WatchRequest, Arrival>::default();
     let mut stream = grpc
         .server_streaming(request, path, codec)
@@ -245,7 +246,11 @@ async fn fan_out(
     }
     let median = |mut values: Vec<Duration>| {
         values.sort();
-        (percentile(&values, 0.5), values[0], values[values.len() - 1])
+        (
+            percentile(&values, 0.5),
+            values[0],
+            values[values.len() - 1],
+        )
     };
     let (delay, fastest, slowest) = median(rounds.iter().map(|round| round.delay).collect());
     let (cpu, _, _) = median(rounds.iter().map(|round| round.cpu).collect());
@@ -324,7 +329,16 @@ async fn main() {
     // (every change carries the full flag to every subscriber).
     let channels: Vec<Channel> = (0..args.connections.max(1)).map(|_| b.channel()).collect();
     for subscribers in args.fanouts {
-        revision = fan_out(&mut flags, &b, &channels, FLAG, subscribers, args.rounds, revision).await;
+        revision = fan_out(
+            &mut flags,
+            &b,
+            &channels,
+            FLAG,
+            subscribers,
+            args.rounds,
+            revision,
+        )
+        .await;
     }
     flags
         .create_flag(pb::CreateFlagRequest {
@@ -339,7 +353,16 @@ async fn main() {
         .await
         .expect("create large flag");
     revision += 1;
-    fan_out(&mut flags, &b, &channels, LARGE_FLAG, LARGE_FANOUT, args.rounds, revision).await;
+    fan_out(
+        &mut flags,
+        &b,
+        &channels,
+        LARGE_FLAG,
+        LARGE_FANOUT,
+        args.rounds,
+        revision,
+    )
+    .await;
 
     drop((a, b));
     for suffix in ["", "-wal", "-shm"] {

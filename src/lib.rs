@@ -44,7 +44,8 @@ use crate::grpc::flagd::v1::service_server::ServiceServer as FlagdV1Server;
 use crate::grpc::flagd::v2::service_server::ServiceServer as FlagdV2Server;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
 use crate::grpc::{
-    EvaluationGrpc, FlagServiceGrpc, Flagd, FlagdV1, FlagdV2, Gatekeeper, Limits, pb,
+    EvaluationGrpc, EvaluationRoutes, FlagServiceGrpc, Flagd, FlagdV1, FlagdV2, Gatekeeper, Limits,
+    pb,
 };
 use crate::metrics::Recorder;
 use crate::service::openfeature::Resolver;
@@ -356,12 +357,14 @@ pub async fn run(
                 .map_err(|err| Error::Internal(format!("serving /metrics: {err}")))
         }));
     }
-    let evaluation = EvaluationServiceServer::new(EvaluationGrpc::new(
-        Evaluator::new(cache.clone(), recorder.clone()),
-        watcher,
-        gate.clone(),
-    ))
-    .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES);
+    let evaluation = EvaluationRoutes::new(
+        EvaluationGrpc::new(
+            Evaluator::new(cache.clone(), recorder.clone()),
+            watcher,
+            gate.clone(),
+        ),
+        MAX_EVALUATION_REQUEST_BYTES,
+    );
     let flags = FlagServiceServer::new(FlagServiceGrpc::new(
         FlagManager::new(store.clone(), sync.clone(), bus.clone()),
         // ExplainEvaluation is a diagnosis, not a use: not counted.

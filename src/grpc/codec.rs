@@ -5,10 +5,9 @@
 
 use std::marker::PhantomData;
 
-use bytes::{BufMut, Bytes};
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
 #[derive(Debug, Clone)]
@@ -48,6 +47,12 @@ pub struct ProstDecoder<U> {
     _type: PhantomData<U>,
 }
 
+impl<U> Default for ProstDecoder<U> {
+    fn default() -> Self {
+        Self { _type: PhantomData }
+    }
+}
+
 impl<U: Message + Default> Decoder for ProstDecoder<U> {
     type Item = U;
     type Error = Status;
@@ -56,65 +61,5 @@ impl<U: Message + Default> Decoder for ProstDecoder<U> {
         U::decode(buf).map(Some).map_err(|err| {
             Status::invalid_argument(format!("the message is not valid protobuf: {err}"))
         })
-    }
-}
-
-/// A message encoded already: sent as it is. Watch encodes a change once
-/// and hands the same bytes to every subscriber.
-#[derive(Debug, Clone)]
-pub struct Encoded(pub Bytes);
-
-/// The codec of Watch: requests decoded like everywhere else, answers
-/// written from their pre-encoded bytes.
-#[derive(Debug, Clone)]
-pub struct PreEncodedCodec<T, U> {
-    _types: PhantomData<(T, U)>,
-}
-
-impl<T, U> Default for PreEncodedCodec<T, U> {
-    fn default() -> Self {
-        Self {
-            _types: PhantomData,
-        }
-    }
-}
-
-impl<U> Codec for PreEncodedCodec<Encoded, U>
-where
-    U: Message + Default + Send + 'static,
-{
-    type Encode = Encoded;
-    type Decode = U;
-    type Encoder = EncodedWriter;
-    type Decoder = ProstDecoder<U>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        EncodedWriter
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder { _type: PhantomData }
-    }
-}
-
-#[derive(Debug)]
-pub struct EncodedWriter;
-
-/// Initial send buffer of a Watch stream. tonic's default (8 KiB) is
-/// allocated per stream up front; most Watch streams idle, and the buffer
-/// grows to the messages actually sent.
-const WATCH_BUFFER_BYTES: usize = 512;
-
-impl Encoder for EncodedWriter {
-    type Item = Encoded;
-    type Error = Status;
-
-    fn encode(&mut self, item: Encoded, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        buf.put_slice(&item.0);
-        Ok(())
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::new(WATCH_BUFFER_BYTES, 32 * 1024)
     }
 }

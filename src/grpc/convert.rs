@@ -5,12 +5,11 @@
 use crate::metrics::{HourFigures, LATENCY_BOUNDS_NS, REASONS};
 use crate::service::FlagMetrics;
 use chrono::{DateTime, Utc};
-use prost::Message;
 use prost_types::{Struct, Timestamp, Value, value::Kind};
 use tonic::Status;
 
-use super::codec::Encoded;
 use super::pb;
+use super::watch_route::Encoded;
 use crate::domain::{
     AuditAction, AuditEntry, Flag, FlagChange, FlagField, FlagSpec, Group, Metadata, Reason,
     UserSet, echo, limits,
@@ -285,17 +284,15 @@ pub fn watch_item_to_wire(item: WatchItem) -> std::result::Result<Encoded, Statu
             revision,
             last,
         }),
-        WatchEvent::Change(entry) => return Ok(Encoded(entry.wire(encode_change))),
+        WatchEvent::Change(entry) => {
+            return Ok(Encoded(entry.wire(|change| encode_change(change).0)));
+        }
         WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat { revision }),
     };
-    Ok(Encoded(
-        pb::WatchResponse { event: Some(event) }
-            .encode_to_vec()
-            .into(),
-    ))
+    Ok(Encoded::frame(&pb::WatchResponse { event: Some(event) }))
 }
 
-fn encode_change(change: &FlagChange) -> bytes::Bytes {
+fn encode_change(change: &FlagChange) -> Encoded {
     let message = pb::WatchResponse {
         event: Some(pb::watch_response::Event::Change(pb::FlagChange {
             revision: change.revision,
@@ -307,7 +304,7 @@ fn encode_change(change: &FlagChange) -> bytes::Bytes {
             flag: change.flag.as_deref().map(flag_to_pb),
         })),
     };
-    message.encode_to_vec().into()
+    Encoded::frame(&message)
 }
 
 fn watch_end_to_status(end: WatchEnd) -> Status {

@@ -11,10 +11,10 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::access::{Gatekeeper, WatchSlot};
-use super::codec::Encoded;
 use super::convert::{reason, watch_item_to_wire};
 use super::evaluation_server::evaluation_service_server::EvaluationService;
 use super::pb;
+use super::watch_route::{Encoded, WatchStream};
 use crate::domain::EvalContext;
 use crate::service::{Evaluator, Watcher};
 
@@ -33,8 +33,6 @@ impl EvaluationGrpc {
         }
     }
 }
-
-type WatchStream = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send>>;
 
 /// A Watch stream that holds its place among the open streams and, when a
 /// token admitted it, ends with UNAUTHENTICATED when the token expires.
@@ -72,14 +70,9 @@ pub fn until(exp: u64) -> Duration {
     Duration::from_secs(exp).saturating_sub(now)
 }
 
-#[tonic::async_trait]
-impl EvaluationService for EvaluationGrpc {
-    type WatchStream = WatchStream;
-
-    async fn watch(
-        &self,
-        request: Request<pb::WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+impl EvaluationGrpc {
+    /// Watch (served by `watch_route`, below tonic's encoder).
+    pub async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<WatchStream, Status> {
         let (principal, in_flight) = self.gate.evaluation(&request, "Watch")?;
         let slot = self.gate.watch_slot(&request, principal.as_ref())?;
         let pb::WatchRequest {
@@ -90,14 +83,17 @@ impl EvaluationService for EvaluationGrpc {
         drop(in_flight);
         let expiry =
             principal.map(|principal| Box::pin(tokio::time::sleep(until(principal.expires_at))));
-        Ok(Response::new(Box::pin(Guarded {
+        Ok(Box::pin(Guarded {
             inner: items.map(watch_item_to_wire),
             expiry,
             ended: false,
             _slot: slot,
-        })))
+        }))
     }
+}
 
+#[tonic::async_trait]
+impl EvaluationService for EvaluationGrpc {
     async fn evaluate(
         &self,
         request: Request<pb::EvaluateRequest>,

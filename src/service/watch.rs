@@ -30,8 +30,8 @@ use std::time::Duration;
 use ahash::AHashSet;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{Instant, Sleep};
-use tokio_stream::wrappers::WatchStream;
 use tokio_stream::Stream as _;
+use tokio_stream::wrappers::WatchStream;
 
 use super::CacheSync;
 use super::feed::FeedEntry;
@@ -211,7 +211,9 @@ enum Step {
     Item(WatchItem),
     /// The stream is at the head of the feed after `position`: the
     /// subscription reads on from there itself.
-    Live { position: u64 },
+    Live {
+        position: u64,
+    },
 }
 
 /// An open Watch stream: its items in order, through
@@ -431,10 +433,7 @@ impl Stream {
                 let revision = change.revision;
                 if self.filter.matches(change.flag_name.as_str())
                     && !self
-                        .send_waiting(
-                            Step::Item(Ok(WatchEvent::Change(change))),
-                            Some(position),
-                        )
+                        .send_waiting(Step::Item(Ok(WatchEvent::Change(change))), Some(position))
                         .await
                 {
                     return;
