@@ -1,31 +1,36 @@
 //! How Vexil's cost grows with the number of flags, and what writes cost.
 //!
-//! For 1,000 / 10,000 / 100,000 flags (1% of them with 1,000-id
-//! whitelists), written straight into a fresh database: time from start to
-//! ready and the memory the server takes (RSS of this process, which hosts
-//! it), ListFlags pages of 100 (plain, filtered, deep `skip`), a Watch
-//! snapshot of every flag, one Evaluate. Then writes: UpdateFlag with 1 and
-//! 16 concurrent writers, writes/s and p50/p99. Then memory per idle Watch
-//! stream, with 10,000 streams open (client and server in this process, so
-//! the figure covers both ends).
+//! Every server here is the `vexil` binary in its own process, so memory and
+//! time are the server's alone. For 1,000 / 10,000 / 100,000 flags written
+//! straight into a fresh database, mixed (1% of them with 1,000-id
+//! whitelists) and plain: time from start to ready and the server's RSS
+//! over an empty server's, ListFlags pages of 100 (plain, filtered, deep
+//! `skip`), a Watch snapshot of every flag, one Evaluate. Then the RSS of a
+//! server after 10,000 flags were created through CreateFlag, and after a
+//! restart on the same database. Then writes: UpdateFlag with 1 and 16
+//! concurrent writers, writes/s and p50/p99. Then the server's memory per
+//! idle Watch stream, with 10,000 streams open.
 //!
 //! Run: `cargo bench --bench scale` (SQLite). With
 //! `VEXIL_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test` the
 //! same on PostgreSQL too (a database per run, dropped afterwards).
-//! Options after `--`: `--flags 1000,10000`, `--writes 300`.
+//! Options after `--`: `--flags 1000,10000`, `--writes 300`, `--created 10000`.
 
-use std::net::SocketAddr;
+// Shared with the propagation benchmark, which uses all of it.
+#[allow(dead_code)]
+#[path = "support/process.rs"]
+mod process;
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait, Value};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tonic::transport::{Channel, Endpoint};
 use vexil::grpc::pb::{
     self, evaluation_service_client::EvaluationServiceClient,
     flag_service_client::FlagServiceClient,
 };
+
+use process::ServerProcess;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -37,22 +42,11 @@ struct Args {
     /// Idle Watch streams held open at once.
     #[arg(long, default_value_t = 10_000)]
     streams: usize,
+    /// Flags created through CreateFlag before the restart comparison.
+    #[arg(long, default_value_t = 10_000)]
+    created: usize,
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .unwrap_or_default()
-        * 1024
 }
 
 fn ms(duration: Duration) -> f64 {
@@ -128,8 +122,9 @@ fn config(url: &str) -> vexil::Config {
 }
 
 /// Writes `count` flags straight into the (migrated) database, with their
-/// revisions, as if created one by one.
-async fn populate(url: &str, count: usize) {
+/// revisions, as if created one by one; with `lists`, 1% of them carry a
+/// 1,000-id whitelist.
+async fn populate(url: &str, count: usize, lists: bool) {
     vexil::migrate(&config(url)).await.expect("migrate");
     let connection = Database::connect(url).await.expect("connect");
     let backend = connection.get_database_backend();
@@ -144,7 +139,7 @@ async fn populate(url: &str, count: usize) {
         let mut values: Vec<Value> = Vec::new();
         let mut rows = Vec::new();
         for i in start..end {
-            let whitelist: Vec<String> = if i % 100 == 0 {
+            let whitelist: Vec<String> = if lists && i % 100 == 0 {
                 (0..1000).map(|u| format!("user-{u:06}")).collect()
             } else {
                 Vec::new()
@@ -198,71 +193,9 @@ async fn populate(url: &str, count: usize) {
     connection.close().await.ok();
 }
 
-struct Server {
-    address: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start(url: &str) -> (Server, Duration) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let started = Instant::now();
-    let task = tokio::spawn(vexil::run(config(url), listener, async {
-        stopped.await.ok();
-    }))
-    .map_ok();
-    let channel = connect(address).await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    loop {
-        let serving = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .is_ok_and(|answer| answer.into_inner().status == 1);
-        if serving {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    (
-        Server {
-            address,
-            stop,
-            task,
-        },
-        started.elapsed(),
-    )
-}
-
-trait MapOk {
-    fn map_ok(self) -> tokio::task::JoinHandle<()>;
-}
-
-impl MapOk for tokio::task::JoinHandle<vexil::Result<()>> {
-    fn map_ok(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            if let Ok(Err(err)) = self.await {
-                eprintln!("server failed: {err}");
-            }
-        })
-    }
-}
-
-async fn connect(address: SocketAddr) -> Channel {
-    loop {
-        if let Ok(channel) = Endpoint::from_shared(format!("http://{address}"))
-            .expect("endpoint")
-            .tcp_nodelay(true)
-            .connect()
-            .await
-        {
-            return channel;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Starts the binary on `url` and waits until it serves.
+async fn start(url: &str) -> (ServerProcess, Duration) {
+    ServerProcess::start(&[("DATABASE_URL", url.to_string())], "").await
 }
 
 /// Median of `runs` timings of `call`.
@@ -277,13 +210,30 @@ async fn median(runs: usize, mut call: impl AsyncFnMut()) -> Duration {
     percentile(&timings, 0.5)
 }
 
-async fn flag_scaling(backend: &str, postgres: Option<&str>, flags: usize) {
-    let db = Db::create(postgres, &format!("f{flags}")).await;
-    populate(&db.url, flags).await;
-    let before = rss_bytes();
+/// RSS of a server with no flags.
+async fn empty_rss(postgres: Option<&str>) -> u64 {
+    let db = Db::create(postgres, "empty").await;
+    populate(&db.url, 0, false).await;
+    let (server, _) = start(&db.url).await;
+    let rss = server.rss();
+    drop(server);
+    db.remove().await;
+    rss
+}
+
+async fn flag_scaling(
+    backend: &str,
+    postgres: Option<&str>,
+    flags: usize,
+    lists: bool,
+    empty_rss: u64,
+) {
+    let kind = if lists { "mixed" } else { "plain" };
+    let db = Db::create(postgres, &format!("f{flags}{kind}")).await;
+    populate(&db.url, flags, lists).await;
     let (server, ready) = start(&db.url).await;
-    let rss = rss_bytes().saturating_sub(before);
-    let channel = connect(server.address).await;
+    let rss = server.rss().saturating_sub(empty_rss);
+    let channel = server.channel();
     let admin = FlagServiceClient::new(channel.clone());
     let mut evaluation = EvaluationServiceClient::new(channel);
 
@@ -351,7 +301,7 @@ async fn flag_scaling(backend: &str, postgres: Option<&str>, flags: usize) {
     })
     .await;
     println!(
-        "| {backend} | {flags} | {:.0} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.3} |",
+        "| {backend} | {kind} | {flags} | {:.0} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.3} |",
         ms(ready),
         rss as f64 / (1024.0 * 1024.0),
         rss as f64 / flags as f64,
@@ -362,16 +312,65 @@ async fn flag_scaling(backend: &str, postgres: Option<&str>, flags: usize) {
         ms(evaluate),
     );
 
-    server.stop.send(()).ok();
-    server.task.await.ok();
+    drop(server);
+    db.remove().await;
+}
+
+/// The server's RSS after `count` flags were created through CreateFlag
+/// (16 callers), and after a restart on the same database.
+async fn created_vs_restarted(backend: &str, postgres: Option<&str>, count: usize, empty_rss: u64) {
+    let db = Db::create(postgres, "created").await;
+    populate(&db.url, 0, false).await;
+    let (server, _) = start(&db.url).await;
+    let channel = server.channel();
+    let callers = 16;
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let mut admin = FlagServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                for i in (caller..count).step_by(callers) {
+                    admin
+                        .create_flag(pb::CreateFlagRequest {
+                            flag: Some(pb::Flag {
+                                name: format!("flag-{i:06}"),
+                                enabled: true,
+                                percentage: 50.0,
+                                environments: vec!["prod".into()],
+                                tags: vec![format!("t{}", i % 10)],
+                                ..Default::default()
+                            }),
+                            reason: "scale bench".into(),
+                        })
+                        .await
+                        .expect("create");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("creator");
+    }
+    let created = server.rss().saturating_sub(empty_rss);
+    drop(server);
+    let (server, _) = start(&db.url).await;
+    let restarted = server.rss().saturating_sub(empty_rss);
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    println!(
+        "| {backend} | {count} | {:.1} | {:.0} | {:.1} | {:.0} |",
+        mib(created),
+        created as f64 / count as f64,
+        mib(restarted),
+        restarted as f64 / count as f64,
+    );
+    drop(server);
     db.remove().await;
 }
 
 async fn writes(backend: &str, postgres: Option<&str>, total: usize) {
     let db = Db::create(postgres, "writes").await;
-    populate(&db.url, 1000).await;
+    populate(&db.url, 1000, true).await;
     let (server, _) = start(&db.url).await;
-    let channel = connect(server.address).await;
+    let channel = server.channel();
     for writers in [1usize, 16] {
         let per_writer = total / writers;
         let started = Instant::now();
@@ -417,21 +416,20 @@ async fn writes(backend: &str, postgres: Option<&str>, total: usize) {
             ms(percentile(&timings, 0.99)),
         );
     }
-    server.stop.send(()).ok();
-    server.task.await.ok();
+    drop(server);
     db.remove().await;
 }
 
 async fn idle_streams(count: usize) {
     let db = Db::create(None, "streams").await;
-    populate(&db.url, 100).await;
+    populate(&db.url, 100, false).await;
     let (server, _) = start(&db.url).await;
     // HTTP/2 allows 4,096 concurrent streams per connection.
     let mut channels = Vec::new();
     for _ in 0..count.div_ceil(4000) {
-        channels.push(connect(server.address).await);
+        channels.push(server.channel());
     }
-    let before = rss_bytes();
+    let before = server.rss();
     let started = Instant::now();
     let mut streams = Vec::with_capacity(count);
     for i in 0..count {
@@ -449,7 +447,7 @@ async fn idle_streams(count: usize) {
         streams.push(stream);
     }
     let opened = started.elapsed();
-    let grown = rss_bytes().saturating_sub(before);
+    let grown = server.rss().saturating_sub(before);
     println!(
         "| {count} | {:.0} | {:.1} | {:.0} |",
         ms(opened),
@@ -457,8 +455,7 @@ async fn idle_streams(count: usize) {
         grown as f64 / count as f64
     );
     drop(streams);
-    server.stop.send(()).ok();
-    server.task.await.ok();
+    drop(server);
     db.remove().await;
 }
 
@@ -471,13 +468,26 @@ async fn main() {
         backends.push(("postgres", Some(url)));
     }
     println!(
-        "| backend | flags | ready ms | RSS MiB | RSS bytes/flag | ListFlags 100 ms | filtered ms | skip N/2 ms | snapshot ms | Evaluate ms |"
+        "| backend | flags | count | ready ms | RSS MiB over empty | bytes/flag | ListFlags 100 ms | filtered ms | skip N/2 ms | snapshot ms | Evaluate ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut empty = Vec::new();
     for (backend, url) in &backends {
-        for flags in &args.flags {
-            flag_scaling(backend, *url, *flags).await;
+        let empty_rss = empty_rss(*url).await;
+        empty.push(empty_rss);
+        for lists in [true, false] {
+            for flags in &args.flags {
+                flag_scaling(backend, *url, *flags, lists, empty_rss).await;
+            }
         }
+    }
+    println!();
+    println!(
+        "| backend | flags created | RSS MiB over empty | bytes/flag | after restart MiB | bytes/flag |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for ((backend, url), empty_rss) in backends.iter().zip(&empty) {
+        created_vs_restarted(backend, *url, args.created, *empty_rss).await;
     }
     println!();
     println!("| backend | writers | writes | writes/s | p50 ms | p99 ms |");
@@ -486,7 +496,7 @@ async fn main() {
         writes(backend, *url, args.writes).await;
     }
     println!();
-    println!("| idle Watch streams | open ms | RSS MiB | bytes/stream |");
+    println!("| idle Watch streams | open ms | server RSS MiB | bytes/stream |");
     println!("|---|---|---|---|");
     idle_streams(args.streams).await;
 }
