@@ -372,7 +372,7 @@ async fn writes(backend: &str, postgres: Option<&str>, total: usize) {
     let (server, _) = start(&db.url).await;
     let channel = server.channel();
     for writers in [1usize, 16] {
-        let per_writer = total / writers;
+        let per_writer = (total / writers).max(1);
         let started = Instant::now();
         let tasks: Vec<_> = (0..writers)
             .map(|w| {

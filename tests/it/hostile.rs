@@ -1,5 +1,5 @@
 //! Hostile requests against the running server: raw malformed protobuf
-//! bytes to every unary method, and well-formed requests with hostile
+//! bytes to every unary method and Watch, and well-formed requests with hostile
 //! values. Every one gets a clean status (never INTERNAL, never a dropped
 //! connection), the server stays healthy, and nothing in the store or the
 //! audit trail changes.
@@ -135,13 +135,15 @@ async fn hostile_requests_get_clean_statuses_and_change_nothing(backend: Backend
         .connect_lazy();
     let mut checked = 0;
 
-    // Raw malformed bytes to every unary method.
+    // Raw malformed bytes to every unary method and Watch.
     for path in [
         "/vexil.v1.FlagService/CreateFlag",
         "/vexil.v1.FlagService/UpdateFlag",
         "/vexil.v1.FlagService/DeleteFlag",
         "/vexil.v1.EvaluationService/Evaluate",
         "/vexil.v1.EvaluationService/BulkEvaluate",
+        // Server streaming, decoded outside tonic's generated server.
+        "/vexil.v1.EvaluationService/Watch",
     ] {
         for (case, bytes) in malformed() {
             let status = raw(channel.clone(), path, bytes)

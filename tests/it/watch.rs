@@ -17,6 +17,7 @@ crate::backend_tests!(
     filtered_stream_and_heartbeats,
     thousand_subscribers_receive_every_change_in_order,
     shutdown_ends_streams_with_unavailable,
+    a_stream_the_feed_left_behind_catches_up_from_the_store,
 );
 
 fn flag(name: &str) -> pb::Flag {
@@ -290,5 +291,63 @@ async fn shutdown_ends_streams_with_unavailable(backend: Backend) {
         "{status:?}"
     );
     stopping.await.expect("server stopped");
+    db.remove().await;
+}
+
+/// A live subscriber that stops reading while more changes happen than the
+/// feed keeps (but fewer than its buffer) is not cut off: when it reads
+/// again it is replayed from the store, every change once, in order, then
+/// goes live again.
+async fn a_stream_the_feed_left_behind_catches_up_from_the_store(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        watch_feed: 4,
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    let created = app.create_flag(flag("churned")).await;
+    // Small HTTP/2 windows: a few large changes fill them while it does not read.
+    let channel = Channel::from_shared(format!("http://{}", app.address))
+        .expect("endpoint")
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect_lazy();
+    let mut paused = EvaluationServiceClient::new(channel)
+        .watch(pb::WatchRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let (_, start) = read_snapshot(&mut paused).await;
+    assert_eq!(start, created.revision);
+
+    const CHANGES: u64 = 40;
+    let description = "x".repeat(4000);
+    let mut flags = app.flags.clone();
+    for i in 0..CHANGES {
+        flags
+            .update_flag(pb::UpdateFlagRequest {
+                flag: Some(pb::Flag {
+                    description: format!("{i}{description}"),
+                    ..flag("churned")
+                }),
+                update_mask: crate::common::mask(&["description"]),
+                reason: "churn".into(),
+                expected_revision: None,
+            })
+            .await
+            .expect("update");
+    }
+    for revision in start + 1..=start + CHANGES {
+        let change = next_change(&mut paused).await;
+        assert_eq!(change.revision, revision);
+        let description = change.flag.expect("flag").description;
+        assert!(description.starts_with(&(revision - start - 1).to_string()));
+    }
+    let live = app.set_percentage("churned", 5.0).await;
+    assert_eq!(next_change(&mut paused).await.revision, live.revision);
+
+    app.stop().await;
     db.remove().await;
 }

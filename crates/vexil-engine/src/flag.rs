@@ -17,16 +17,17 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
 /// A flag name that passed [`validate_name`]. Borrows as `str` so maps keyed
 /// by it can be queried with a plain `&str` (no allocation per lookup).
+/// Clones share one allocation: the flag and the cache's indexes all hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct FlagName(String);
+pub struct FlagName(Arc<str>);
 
 impl FlagName {
     /// Validates `name`, reporting problems against `field`.
     pub fn parse(field: &str, name: impl Into<String>) -> Result<Self, ValidationError> {
         let name = name.into();
         validate_name(field, &name)?;
-        Ok(Self(name))
+        Ok(Self(Arc::from(name)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -44,7 +45,7 @@ impl TryFrom<String> for FlagName {
 
 impl From<FlagName> for String {
     fn from(name: FlagName) -> Self {
-        name.0
+        name.0.to_string()
     }
 }
 
@@ -63,9 +64,15 @@ impl fmt::Display for FlagName {
 /// A set of user ids with O(1) membership tests, also kept sorted (built
 /// once, when the flag is loaded) so snapshots, API answers and every Watch
 /// subscriber list it deterministically without sorting again. The two
-/// views share each id's allocation.
+/// views share each id's allocation. An empty set (most flags' lists) is
+/// one null pointer, not an empty hash table.
 #[derive(Debug, Clone, Default)]
 pub struct UserSet {
+    ids: Option<Box<Ids>>,
+}
+
+#[derive(Debug, Clone)]
+struct Ids {
     lookup: AHashSet<Arc<str>>,
     sorted: Vec<Arc<str>>,
 }
@@ -88,36 +95,47 @@ impl UserSet {
     }
 
     pub fn contains(&self, user_id: &str) -> bool {
-        self.lookup.contains(user_id)
+        self.ids
+            .as_ref()
+            .is_some_and(|ids| ids.lookup.contains(user_id))
     }
 
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        self.sorted().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
+        self.ids.is_none()
     }
 
     /// The ids in ascending byte order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.sorted.iter().map(|id| id.as_ref())
+        self.sorted().iter().map(|id| id.as_ref())
+    }
+
+    fn sorted(&self) -> &[Arc<str>] {
+        self.ids.as_deref().map_or(&[], |ids| &ids.sorted)
     }
 }
 
 impl PartialEq for UserSet {
     fn eq(&self, other: &Self) -> bool {
-        self.sorted == other.sorted
+        self.sorted() == other.sorted()
     }
 }
 
 impl FromIterator<String> for UserSet {
     fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
         let mut sorted: Vec<Arc<str>> = iter.into_iter().map(Arc::from).collect();
+        if sorted.is_empty() {
+            return Self::default();
+        }
         sorted.sort_unstable();
         sorted.dedup();
         let lookup = sorted.iter().cloned().collect();
-        Self { lookup, sorted }
+        Self {
+            ids: Some(Box::new(Ids { lookup, sorted })),
+        }
     }
 }
 
