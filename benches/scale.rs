@@ -86,9 +86,16 @@ impl Db {
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
                     .expect("create");
-                let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+                // postgres://user@host/db[?options]: the same with this database.
+                let (path, options) = admin.split_once('?').unwrap_or((admin, ""));
+                let base = path.rsplit_once('/').map_or(path, |(base, _)| base);
+                let options = if options.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{options}")
+                };
                 Db {
-                    url: format!("{base}/{name}"),
+                    url: format!("{base}/{name}{options}"),
                     admin: Some((admin.to_string(), name)),
                 }
             }
