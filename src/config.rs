@@ -262,7 +262,9 @@ pub struct Config {
     #[arg(long, global = true, env = "VEXIL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
-    /// Events a Watch subscriber may have waiting before it is cut off.
+    /// How far (in revisions) a live Watch subscriber may fall behind the
+    /// head, and how many events a catching-up stream may have waiting,
+    /// before it is cut off.
     #[arg(long, global = true, env = "VEXIL_WATCH_BUFFER", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub watch_buffer: u32,
