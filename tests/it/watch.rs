@@ -309,36 +309,12 @@ async fn a_stream_the_feed_left_behind_catches_up_from_the_store(backend: Backen
     .await;
     let created = app.create_flag(flag("churned")).await;
     // Small HTTP/2 windows: a few large changes fill them while it does not read.
-    let channel = Channel::from_shared(format!("http://{}", app.address))
-        .expect("endpoint")
-        .initial_stream_window_size(65_535)
-        .initial_connection_window_size(65_535)
-        .connect_lazy();
-    let mut paused = EvaluationServiceClient::new(channel)
-        .watch(pb::WatchRequest::default())
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut paused = app.watch_with_small_windows().await;
     let (_, start) = read_snapshot(&mut paused).await;
     assert_eq!(start, created.revision);
 
     const CHANGES: u64 = 40;
-    let description = "x".repeat(4000);
-    let mut flags = app.flags.clone();
-    for i in 0..CHANGES {
-        flags
-            .update_flag(pb::UpdateFlagRequest {
-                flag: Some(pb::Flag {
-                    description: format!("{i}{description}"),
-                    ..flag("churned")
-                }),
-                update_mask: crate::common::mask(&["description"]),
-                reason: "churn".into(),
-                expected_revision: None,
-            })
-            .await
-            .expect("update");
-    }
+    app.churn_descriptions("churned", CHANGES).await;
     for revision in start + 1..=start + CHANGES {
         let change = next_change(&mut paused).await;
         assert_eq!(change.revision, revision);

@@ -415,6 +415,44 @@ impl TestApp {
             .into_inner()
     }
 
+    /// Opens a Watch of every flag over a connection of its own with 64 KiB
+    /// HTTP/2 windows: a subscriber that stops reading fills them after a
+    /// few large changes (see `churn_descriptions`).
+    pub async fn watch_with_small_windows(&self) -> tonic::Streaming<pb::WatchResponse> {
+        let channel = Channel::from_shared(format!("http://{}", self.address))
+            .expect("endpoint")
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .connect_lazy();
+        EvaluationServiceClient::new(channel)
+            .watch(pb::WatchRequest::default())
+            .await
+            .expect("watch")
+            .into_inner()
+    }
+
+    /// Updates `name`'s description `count` times, to `{i}` and 4,000 bytes
+    /// more (i from 0), so that each change is a large message.
+    pub async fn churn_descriptions(&self, name: &str, count: u64) {
+        let padding = "x".repeat(4000);
+        let mut flags = self.flags.clone();
+        for i in 0..count {
+            flags
+                .update_flag(pb::UpdateFlagRequest {
+                    flag: Some(pb::Flag {
+                        name: name.into(),
+                        description: format!("{i}{padding}"),
+                        ..pb::Flag::default()
+                    }),
+                    update_mask: mask(&["description"]),
+                    reason: "churn".into(),
+                    expected_revision: None,
+                })
+                .await
+                .expect("update");
+        }
+    }
+
     /// Changes a flag's percentage, returning the updated flag.
     pub async fn set_percentage(&self, name: &str, percentage: f64) -> pb::Flag {
         self.flags

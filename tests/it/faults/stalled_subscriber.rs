@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use tonic::Code;
-use tonic::transport::Channel;
-use vexil::grpc::pb::{self, evaluation_service_client::EvaluationServiceClient};
+use vexil::grpc::pb;
 
 use crate::common::{Backend, TestApp, TestDatabase, next_change, read_snapshot};
 
@@ -32,38 +31,14 @@ async fn stalled_subscriber_is_cut_off_without_hurting_others(backend: Backend) 
     let created = app.create_flag(flag("busy")).await;
 
     // The stalled subscriber: small HTTP/2 windows, and it stops reading.
-    let stalled_channel = Channel::from_shared(format!("http://{}", app.address))
-        .expect("endpoint")
-        .initial_stream_window_size(65_535)
-        .initial_connection_window_size(65_535)
-        .connect_lazy();
-    let mut stalled = EvaluationServiceClient::new(stalled_channel)
-        .watch(pb::WatchRequest::default())
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut stalled = app.watch_with_small_windows().await;
     let (_, start) = read_snapshot(&mut stalled).await;
     let mut healthy = app.watch(&[], None).await;
     read_snapshot(&mut healthy).await;
 
     // Large changes fill the stalled stream's windows and buffer quickly.
     const CHANGES: u64 = 300;
-    let description = "x".repeat(4000);
-    let mut flags = app.flags.clone();
-    for i in 0..CHANGES {
-        flags
-            .update_flag(pb::UpdateFlagRequest {
-                flag: Some(pb::Flag {
-                    description: format!("{i}{description}"),
-                    ..flag("busy")
-                }),
-                update_mask: crate::common::mask(&["description"]),
-                reason: "churn".into(),
-                expected_revision: None,
-            })
-            .await
-            .expect("update");
-    }
+    app.churn_descriptions("busy", CHANGES).await;
     let last = created.revision + CHANGES;
 
     // The healthy subscriber got everything, in order.
