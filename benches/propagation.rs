@@ -181,6 +181,7 @@ async fn watch_light(channel: &Channel, name: &str) -> tonic::Streaming<Arrival>
 struct Round {
     delay: Duration,
     cpu: Duration,
+    client_cpu: Duration,
     peak_rss_rise: u64,
 }
 
@@ -219,6 +220,7 @@ async fn fan_out(
         b.reset_peak_rss();
         let rss = b.rss();
         let cpu = b.cpu_time();
+        let client_cpu = process::cpu::own_cpu();
         // Revisions are gapless and only this benchmark writes.
         let expected = revision + 1;
         revision = update_flag(flags, name, round).await;
@@ -238,6 +240,7 @@ async fn fan_out(
         rounds.push(Round {
             delay: last - written,
             cpu: b.cpu_time().saturating_sub(cpu),
+            client_cpu: process::cpu::own_cpu().saturating_sub(client_cpu),
             peak_rss_rise: b.peak_rss().saturating_sub(rss),
         });
     }
@@ -254,14 +257,16 @@ async fn fan_out(
     };
     let (delay, fastest, slowest) = median(rounds.iter().map(|round| round.delay).collect());
     let (cpu, _, _) = median(rounds.iter().map(|round| round.cpu).collect());
+    let (client_cpu, _, _) = median(rounds.iter().map(|round| round.client_cpu).collect());
     let rise = rounds.iter().map(|round| round.peak_rss_rise).max();
     println!(
-        "fan-out of {name} to {subscribers} watch subscribers on B ({} connections): one change reaches all in median {} (min {}, max {}); B's CPU {} (medians over {changes} changes), B's peak RSS rise at most {:.1} MB",
+        "fan-out of {name} to {subscribers} watch subscribers on B ({} connections): one change reaches all in median {} (min {}, max {}); B's CPU {}, the subscribers' CPU {} (medians over {changes} changes), B's peak RSS rise at most {:.1} MB",
         channels.len(),
         ms(delay),
         ms(fastest),
         ms(slowest),
         ms(cpu),
+        ms(client_cpu),
         rise.unwrap_or_default() as f64 / (1024.0 * 1024.0),
     );
     revision

@@ -304,7 +304,7 @@ pub async fn run(
                     .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES),
             )
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                batched(TcpIncoming::from(listener).with_nodelay(Some(true))),
                 stopped(),
             );
         side_servers.push(tokio::spawn(async move {
@@ -411,7 +411,7 @@ pub async fn run(
     // NODELAY on accepted connections: without it small answers wait on
     // Nagle's algorithm and delayed ACKs (~40 ms). The builder's own
     // `tcp_nodelay` applies only to listeners it binds itself.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = batched(TcpIncoming::from(listener).with_nodelay(Some(true)));
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder
@@ -576,4 +576,13 @@ async fn report_bus_health(health: HealthReporter, mut connected: watch::Receive
             return;
         }
     }
+}
+
+/// Accepted connections whose small writes leave together: a change that
+/// wakes many Watch streams of one connection is sent in a few writes, not
+/// one per stream (`grpc::BatchedWrites`).
+fn batched(
+    incoming: TcpIncoming,
+) -> impl tokio_stream::Stream<Item = std::io::Result<grpc::BatchedWrites<tokio::net::TcpStream>>> {
+    tokio_stream::StreamExt::map(incoming, |accepted| accepted.map(grpc::BatchedWrites::new))
 }

@@ -2,7 +2,11 @@
 //! this benchmark), so that its CPU time and memory are measured apart from
 //! the benchmark's clients.
 
+#[path = "cpu.rs"]
+pub mod cpu;
+
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,19 +63,9 @@ impl ServerProcess {
     }
 
     /// CPU time the process has used so far (every thread, user and
-    /// system), to the nanosecond from /proc/PID/task/*/schedstat.
+    /// system).
     pub fn cpu_time(&self) -> Duration {
-        let tasks = format!("/proc/{}/task", self.child.id());
-        let nanos: u64 = std::fs::read_dir(tasks)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-                    .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or_default();
-        Duration::from_nanos(nanos)
+        cpu::threads_cpu(Path::new(&format!("/proc/{}/task", self.child.id())), "")
     }
 
     /// Resident memory now, in bytes.

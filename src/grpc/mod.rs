@@ -2,6 +2,7 @@
 //! Converts requests, calls the use cases, converts answers.
 
 mod access;
+mod batched_writes;
 pub mod codec;
 mod convert;
 mod evaluation;
@@ -10,6 +11,7 @@ mod flags;
 mod watch_route;
 
 pub use access::{Gatekeeper, Limits};
+pub use batched_writes::BatchedWrites;
 pub use evaluation::{EvaluationGrpc, until};
 pub use flagd::{Flagd, FlagdV1, FlagdV2};
 pub use flags::FlagServiceGrpc;
