@@ -7,12 +7,15 @@
 //! as one pre-encoded gRPC frame (a real Vexil change message) to every
 //! stream, in one of two ways:
 //!
-//! - `per-connection`: one task per connection writes the frame to all of
+//! - `connection loop`: one task per connection writes the frame to all of
 //!   its streams in a loop, so h2 batches a connection's frames into few
-//!   writes. No gRPC server works this way; it is the floor for any design.
-//! - `per-stream`: one task per stream, woken by a watch channel, writes its
-//!   frame: the shape of hyper's server (a task per stream) and of Vexil's
-//!   Watch, without either's own work.
+//!   writes. No gRPC server on hyper works this way; it is the floor for any
+//!   design.
+//! - `stream tasks`: one task per stream, woken by a watch channel, writes
+//!   its frame: the shape of hyper's server (a task per stream) and of
+//!   Vexil's Watch, without either's own work.
+//! - `stream tasks, batched writes`: the same over Vexil's `BatchedWrites`
+//!   connection, as Vexil serves.
 //!
 //! Both report the time until the last subscriber has the change, the
 //! server threads' CPU time and the clients' CPU time. Server and clients
@@ -65,9 +68,9 @@ enum Writers {
 impl Writers {
     fn name(self) -> &'static str {
         match self {
-            Self::ConnectionLoop => "per-connection",
-            Self::StreamTasks => "per-stream",
-            Self::BatchedStreamTasks => "per-stream, batched",
+            Self::ConnectionLoop => "connection loop",
+            Self::StreamTasks => "stream tasks",
+            Self::BatchedStreamTasks => "stream tasks, batched writes",
         }
     }
 }
@@ -306,7 +309,7 @@ async fn fan_out(args: &Args, writers: Writers, subscribers: usize) {
     };
     let delays: Vec<Duration> = rounds.iter().map(|round| round.delay).collect();
     println!(
-        "ceiling, {:>14} writers, {subscribers:>6} subscribers on {} connections: one change reaches all in median {} (min {}, max {}); server CPU {}, client CPU {} (medians over {} changes)",
+        "ceiling, {:>29}, {subscribers:>6} subscribers on {} connections: one change reaches all in median {} (min {}, max {}); server CPU {}, client CPU {} (medians over {} changes)",
         writers.name(),
         args.connections,
         ms(median(delays.clone())),
