@@ -25,6 +25,8 @@
 //! Run: `cargo bench --bench fanout_ceiling`. Options after `--`:
 //! `--connections 16`, `--fanouts 1000,10000`, `--rounds 5`.
 
+#[path = "support/arrival.rs"]
+mod arrival;
 #[path = "support/cpu.rs"]
 mod cpu;
 
@@ -40,6 +42,9 @@ use tokio::sync::{mpsc, watch};
 use tonic::transport::{Channel, Endpoint};
 use vexil::grpc::{BatchedWrites, pb};
 
+use arrival::watch_light;
+
+const FLAG: &str = "bench.propagation";
 const SERVER_THREADS: &str = "ceiling-server";
 const CLIENT_THREADS: &str = "ceiling-client";
 
@@ -75,27 +80,6 @@ impl Writers {
     }
 }
 
-/// As in `propagation`: a change's revision, the rest skipped.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Arrival {
-    #[prost(message, optional, tag = "1")]
-    snapshot: Option<SnapshotEnd>,
-    #[prost(message, optional, tag = "2")]
-    change: Option<ArrivedChange>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct SnapshotEnd {
-    #[prost(bool, tag = "3")]
-    last: bool,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ArrivedChange {
-    #[prost(uint64, tag = "1")]
-    revision: u64,
-}
-
 /// `message` as one gRPC frame: not compressed, its length, its bytes.
 fn frame(message: &pb::WatchResponse) -> Bytes {
     let mut frame = BytesMut::with_capacity(5 + message.encoded_len());
@@ -120,10 +104,10 @@ fn change_frame(revision: u64) -> Bytes {
     frame(&pb::WatchResponse {
         event: Some(pb::watch_response::Event::Change(pb::FlagChange {
             revision,
-            flag_name: "bench.propagation".into(),
+            flag_name: FLAG.into(),
             kind: pb::ChangeKind::Upserted as i32,
             flag: Some(pb::Flag {
-                name: "bench.propagation".into(),
+                name: FLAG.into(),
                 enabled: true,
                 percentage: (revision % 101) as f64,
                 ..pb::Flag::default()
@@ -202,30 +186,6 @@ where
     }
 }
 
-/// Opens a Watch on the ceiling server and reads its snapshot.
-async fn watch_light(channel: &Channel) -> tonic::Streaming<Arrival> {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready().await.expect("connection");
-    let request = tonic::Request::new(pb::WatchRequest {
-        flag_names: vec!["bench.propagation".into()],
-        since_revision: None,
-    });
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/vexil.v1.EvaluationService/Watch");
-    let codec = tonic_prost::ProstCodec::<pb::WatchRequest, Arrival>::default();
-    let mut stream = grpc
-        .server_streaming(request, path, codec)
-        .await
-        .expect("watch")
-        .into_inner();
-    while let Some(message) = stream.message().await.expect("event") {
-        if message.snapshot.is_some_and(|snapshot| snapshot.last) {
-            return stream;
-        }
-    }
-    panic!("the watch ended before its snapshot");
-}
-
 fn threads_cpu(prefix: &str) -> Duration {
     cpu::threads_cpu(Path::new("/proc/self/task"), prefix)
 }
@@ -263,7 +223,7 @@ async fn fan_out(args: &Args, writers: Writers, subscribers: usize) {
     let (arrived, mut arrivals) = mpsc::unbounded_channel::<(u64, Instant)>();
     let mut readers = Vec::with_capacity(subscribers);
     for i in 0..subscribers {
-        let mut stream = watch_light(&channels[i % channels.len()]).await;
+        let mut stream = watch_light(&channels[i % channels.len()], FLAG).await;
         let arrived = arrived.clone();
         readers.push(tokio::spawn(async move {
             while let Ok(Some(message)) = stream.message().await {

@@ -18,6 +18,8 @@
 //! default a fresh SQLite file). Options after `--`: `--connections 16`
 //! (HTTP/2 connections the subscribers share), `--fanouts 1000,10000`.
 
+#[path = "support/arrival.rs"]
+mod arrival;
 #[path = "support/process.rs"]
 mod process;
 
@@ -31,6 +33,7 @@ use vexil::grpc::pb::{
     flag_service_client::FlagServiceClient, watch_response::Event,
 };
 
+use arrival::watch_light;
 use process::ServerProcess;
 
 const CHANGES: usize = 1000;
@@ -50,28 +53,6 @@ struct Args {
     rounds: usize,
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-/// A WatchResponse as the fan-out subscribers read it: a change's revision;
-/// the flag (and snapshots, heartbeats) skipped as unknown fields.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Arrival {
-    #[prost(message, optional, tag = "1")]
-    snapshot: Option<SnapshotEnd>,
-    #[prost(message, optional, tag = "2")]
-    change: Option<ArrivedChange>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct SnapshotEnd {
-    #[prost(bool, tag = "3")]
-    last: bool,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ArrivedChange {
-    #[prost(uint64, tag = "1")]
-    revision: u64,
 }
 
 async fn start_replica(database_url: &str, redis_url: &str, channel: &str) -> ServerProcess {
@@ -151,30 +132,6 @@ async fn await_change(stream: &mut tonic::Streaming<pb::WatchResponse>, revision
             _ => {}
         }
     }
-}
-
-/// Opens a Watch of `name` read as [`Arrival`]s, after its snapshot.
-async fn watch_light(channel: &Channel, name: &str) -> tonic::Streaming<Arrival> {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready().await.expect("connection");
-    let request = tonic::Request::new(pb::WatchRequest {
-        flag_names: vec![name.into()],
-        since_revision: None,
-    });
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/vexil.v1.EvaluationService/Watch");
-    let codec = tonic_prost::ProstCodec::<pb::WatchRequest, Arrival>::default();
-    let mut stream = grpc
-        .server_streaming(request, path, codec)
-        .await
-        .expect("watch")
-        .into_inner();
-    while let Some(message) = stream.message().await.expect("event") {
-        if message.snapshot.is_some_and(|snapshot| snapshot.last) {
-            return stream;
-        }
-    }
-    panic!("the watch ended before its snapshot");
 }
 
 /// One change reaching every subscriber, as B saw it.
