@@ -5,8 +5,10 @@
 //!   on a Watch stream on replica B, over 1,000 changes (p50/p99/max);
 //! - fan-out: the time for one change made on A to reach every one of 1,000
 //!   and of 10,000 Watch subscribers on B, and to reach 1,000 subscribers
-//!   when the flag carries a 10,000-id whitelist; with B's CPU time and the
-//!   rise of its peak memory over the round.
+//!   when the flag carries a 10,000-id whitelist; with B's CPU time, the
+//!   subscribers' CPU time (this process) and the rise of B's peak memory
+//!   over the round. `fanout_ceiling` runs the same subscribers against a
+//!   bare HTTP/2 server, for comparison.
 //!
 //! The fan-out subscribers read each message's revision and skip the flag
 //! (as bytes on the wire, not decoded): on this machine they share the
