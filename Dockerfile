@@ -29,10 +29,20 @@ USER vexil
 WORKDIR /var/lib/vexil
 VOLUME ["/var/lib/vexil"]
 ENV VEXIL_LISTEN=0.0.0.0:50051 \
+    VEXIL_METRICS_LISTEN=0.0.0.0:9464 \
     DATABASE_URL=sqlite:///var/lib/vexil/vexil.db?mode=rwc \
     RUST_LOG=info
+# 50051: gRPC (Vexil's API, reflection, health). 9464: Prometheus' scrape
+# endpoint (GET /metrics), as in the README's Prometheus section.
 # 8013 (flagd's API) and 8016 (OFREP) serve only when configured, e.g.
 # -e VEXIL_FLAGD_LISTEN=0.0.0.0:8013 -e VEXIL_OFREP_LISTEN=0.0.0.0:8016.
-EXPOSE 50051 8013 8016
+EXPOSE 50051 9464 8013 8016
+# `vexil health` is a standard gRPC health check (grpc.health.v1) against
+# http://127.0.0.1:<port of VEXIL_LISTEN>, or VEXIL_HEALTH_ADDR when set
+# (with TLS: -e VEXIL_HEALTH_ADDR=https://<name on the certificate>:50051,
+# and VEXIL_HEALTH_CA_FILE for a private CA): exit 0 when SERVING, 1
+# otherwise. It gives up after 3 s itself; the start period covers migrations.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/vexil", "health"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/vexil"]
