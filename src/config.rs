@@ -13,24 +13,37 @@ use crate::auth::{AuthConfig, KeyConfig, Role};
 use crate::store::StoreOptions;
 
 /// Vexil: feature-flag evaluation service over gRPC.
+///
+/// Without a command, serves (as `vexil serve`).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
-    pub config: Config,
+    pub config: Box<Config>,
+}
+
+impl Cli {
+    /// The command to run: `serve` with the top-level options when none is named.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.config))
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve gRPC (the default).
-    Serve,
+    Serve(Box<Config>),
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate(Box<Config>),
     /// Print a development token signed with the HS256 secret
     /// (VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE).
     Token(TokenArgs),
+    /// Ask a server whether it is serving (the standard gRPC health check):
+    /// exit 0 when it is, 1 when it is not or cannot be reached. For Docker's
+    /// HEALTHCHECK, Kubernetes exec probes and scripts.
+    Health(HealthArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,6 +60,118 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 90s, 30m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub ttl: Duration,
+    #[command(flatten)]
+    pub signing: Signing,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthArgs {
+    /// The server to ask, e.g. `http://127.0.0.1:50051` (`https://` for
+    /// TLS). Default: VEXIL_LISTEN's port on the loopback address.
+    #[arg(long, env = "VEXIL_HEALTH_ADDR")]
+    pub addr: Option<String>,
+    /// The gRPC service to ask about; empty for the whole server.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// PEM CA certificates that sign an `https://` server's certificate
+    /// (the system's roots otherwise).
+    #[arg(long, env = "VEXIL_HEALTH_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Give up after this long, e.g. 3s.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The server's listen address, for the default `--addr`.
+    #[arg(
+        long,
+        env = "VEXIL_LISTEN",
+        default_value = "127.0.0.1:50051",
+        hide = true
+    )]
+    pub listen: SocketAddr,
+}
+
+impl HealthArgs {
+    /// `--addr`, else the listen port on loopback (a wildcard address
+    /// cannot be connected to).
+    pub fn address(&self) -> String {
+        if let Some(addr) = &self.addr {
+            return addr.clone();
+        }
+        let ip = match self.listen.ip() {
+            ip if !ip.is_unspecified() => ip,
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        format!("http://{}", SocketAddr::new(ip, self.listen.port()))
+    }
+}
+
+/// What signs and shapes tokens: shared by the server, which verifies
+/// them, and `vexil token`, which mints development ones.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Signing {
+    /// HS256 shared secret for bearer tokens (at least 32 bytes). Setting any
+    /// key turns authentication on for management calls.
+    #[arg(long, env = "VEXIL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// File holding the HS256 shared secret (instead of VEXIL_JWT_SECRET).
+    #[arg(long, env = "VEXIL_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Required `iss` of every token, when set.
+    #[arg(long, env = "VEXIL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of every token, when set.
+    #[arg(long, env = "VEXIL_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Claim holding the caller's roles (list or space-separated string).
+    #[arg(long, env = "VEXIL_JWT_ROLES_CLAIM", default_value = "roles")]
+    pub jwt_roles_claim: String,
+
+    /// Claim holding the environments a token is scoped to (optional list).
+    #[arg(
+        long,
+        env = "VEXIL_JWT_ENVIRONMENTS_CLAIM",
+        default_value = "environments"
+    )]
+    pub jwt_environments_claim: String,
+}
+
+impl Default for Signing {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_secret_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_roles_claim: "roles".into(),
+            jwt_environments_claim: "environments".into(),
+        }
+    }
+}
+
+impl Signing {
+    /// The HS256 secret, from VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE.
+    pub fn jwt_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(_), Some(_)) => {
+                Err("set VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE, not both".into())
+            }
+            (Some(secret), None) => Ok(Some(secret.0.clone().into_bytes())),
+            (None, Some(path)) => std::fs::read(path)
+                .map(|mut bytes| {
+                    while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+                        bytes.pop();
+                    }
+                    Some(bytes)
+                })
+                .map_err(|err| format!("reading VEXIL_JWT_SECRET_FILE {}: {err}", path.display())),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 fn parse_role(name: &str) -> Result<Role, String> {
@@ -121,41 +246,30 @@ impl std::str::FromStr for Secret {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address the gRPC server listens on.
-    #[arg(
-        long,
-        global = true,
-        env = "VEXIL_LISTEN",
-        default_value = "127.0.0.1:50051"
-    )]
+    #[arg(long, env = "VEXIL_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
     /// Address serving flagd's evaluation API (gRPC, `flagd.evaluation.v1`
     /// and `.v2`) for OpenFeature's flagd providers; flagd's port is 8013.
     /// Off unless set.
-    #[arg(long, global = true, env = "VEXIL_FLAGD_LISTEN")]
+    #[arg(long, env = "VEXIL_FLAGD_LISTEN")]
     pub flagd_listen: Option<SocketAddr>,
 
     /// Address serving OFREP (OpenFeature Remote Evaluation Protocol, JSON
     /// over HTTP) for OpenFeature's OFREP providers, browsers included;
     /// flagd serves it on 8016. Off unless set.
-    #[arg(long, global = true, env = "VEXIL_OFREP_LISTEN")]
+    #[arg(long, env = "VEXIL_OFREP_LISTEN")]
     pub ofrep_listen: Option<SocketAddr>,
 
     /// Origins browsers may call OFREP from (CORS), comma-separated, e.g.
     /// `https://app.example.com`; `*` allows any. None unless set.
-    #[arg(
-        long,
-        global = true,
-        env = "VEXIL_OFREP_CORS_ORIGINS",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "VEXIL_OFREP_CORS_ORIGINS", value_delimiter = ',')]
     pub ofrep_cors_origins: Vec<String>,
 
     /// Database URL: `sqlite://FILE?mode=rwc` (embedded, created if missing)
     /// or `postgres://USER@HOST:PORT/DB`.
     #[arg(
         long,
-        global = true,
         env = "DATABASE_URL",
         hide_env_values = true,
         default_value = "sqlite://vexil.db?mode=rwc"
@@ -165,7 +279,7 @@ pub struct Config {
     /// Database connections this replica may open. A quarter of them (at
     /// least 2) are kept for writes and cache catch-up, so a burst of reads
     /// (ListFlags, audit trails, Watch replays) cannot starve them.
-    #[arg(long, global = true, env = "VEXIL_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+    #[arg(long, env = "VEXIL_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(3..=1000))]
     pub database_max_connections: u32,
 
@@ -173,48 +287,32 @@ pub struct Config {
     /// durable across power loss and OS crashes; `normal` is faster but may
     /// lose the last changes then, and a later change would reuse their
     /// revision (Watch clients that saw them would diverge).
-    #[arg(long, global = true, env = "VEXIL_SQLITE_SYNCHRONOUS", value_enum,
+    #[arg(long, env = "VEXIL_SQLITE_SYNCHRONOUS", value_enum,
           default_value_t = SqliteSynchronous::Full)]
     pub sqlite_synchronous: SqliteSynchronous,
 
     /// PEM certificate chain: serve gRPC over TLS (with VEXIL_TLS_KEY_FILE).
-    #[arg(
-        long,
-        global = true,
-        env = "VEXIL_TLS_CERT_FILE",
-        requires = "tls_key_file"
-    )]
+    #[arg(long, env = "VEXIL_TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
 
     /// PEM private key of the TLS certificate.
-    #[arg(
-        long,
-        global = true,
-        env = "VEXIL_TLS_KEY_FILE",
-        requires = "tls_cert_file"
-    )]
+    #[arg(long, env = "VEXIL_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
 
     /// PEM CA certificates: with TLS on, clients must present a certificate
     /// signed by one of them.
-    #[arg(
-        long,
-        global = true,
-        env = "VEXIL_TLS_CLIENT_CA_FILE",
-        requires = "tls_cert_file"
-    )]
+    #[arg(long, env = "VEXIL_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
     pub tls_client_ca_file: Option<PathBuf>,
 
     /// Do not apply migrations on start (run `vexil migrate` as the schema
     /// owner instead): for a service role without DDL privileges.
-    #[arg(long, global = true, env = "VEXIL_NO_MIGRATE")]
+    #[arg(long, env = "VEXIL_NO_MIGRATE")]
     pub no_migrate: bool,
 
     /// Seconds between catch-ups of the hot cache from the database change
     /// log, whatever the bus delivers (the safety net for lost messages).
     #[arg(
         long = "cache-ttl",
-        global = true,
         env = "FF_CACHE_TTL",
         default_value_t = 60,
         value_parser = clap::value_parser!(u64).range(1..=86_400)
@@ -223,173 +321,149 @@ pub struct Config {
 
     /// Redis URL (`redis://HOST:PORT/DB`) for propagating changes across
     /// replicas. Without it, changes propagate in process (one replica).
-    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// Redis connections for publishing changes.
-    #[arg(long, global = true, env = "REDIS_MAX_CONNECTIONS", default_value_t = 50,
+    #[arg(long, env = "REDIS_MAX_CONNECTIONS", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub redis_max_connections: u32,
 
-    /// Redis pub/sub channel that carries change announcements. Replicas
-    /// sharing a database must share it; nothing else should publish on it.
-    #[arg(
-        long,
-        global = true,
-        env = "VEXIL_REDIS_CHANNEL",
-        default_value = "ff:changes"
-    )]
-    pub redis_channel: String,
+    /// Prefix of every key and channel Vexil uses in Redis
+    /// (`{prefix}:changes`, `{prefix}:metrics:…`): installations sharing one
+    /// Redis keep apart by using different prefixes; replicas of one
+    /// installation must share it.
+    #[arg(long, env = "VEXIL_REDIS_PREFIX", default_value = "ff")]
+    pub redis_prefix: String,
+
+    /// Redis pub/sub channel that carries change announcements, when not
+    /// `{VEXIL_REDIS_PREFIX}:changes`. Replicas sharing a database must
+    /// share it; nothing else should publish on it.
+    #[arg(long, env = "VEXIL_REDIS_CHANNEL")]
+    pub redis_channel: Option<String>,
 
     /// Count evaluations per flag, environment and hour (GetMetrics, the
     /// Redis hashes, `/metrics`'s evaluation series). `false` touches no
     /// counter and writes nothing.
-    #[arg(long, global = true, env = "FF_ENABLE_METRICS", default_value = "true",
+    #[arg(long, env = "FF_ENABLE_METRICS", default_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub enable_metrics: bool,
 
     /// How often each replica writes its evaluation counts (e.g. 10s, 500ms).
-    #[arg(long, global = true, env = "VEXIL_METRICS_FLUSH_INTERVAL", default_value = "10s",
+    #[arg(long, env = "VEXIL_METRICS_FLUSH_INTERVAL", default_value = "10s",
           value_parser = parse_interval)]
     pub metrics_flush_interval: Duration,
 
     /// Days of hourly evaluation figures kept (in the database and Redis).
-    #[arg(long, global = true, env = "VEXIL_METRICS_RETENTION_DAYS", default_value_t = 90,
+    #[arg(long, env = "VEXIL_METRICS_RETENTION_DAYS", default_value_t = 90,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub metrics_retention_days: u32,
 
     /// Address for Prometheus' scrape endpoint (`GET /metrics`); off unless set.
-    #[arg(long, global = true, env = "VEXIL_METRICS_LISTEN")]
+    #[arg(long, env = "VEXIL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
     /// How far (in revisions) a live Watch subscriber may fall behind the
     /// head, and how many events a catching-up stream may have waiting,
     /// before it is cut off.
-    #[arg(long, global = true, env = "VEXIL_WATCH_BUFFER", default_value_t = 1024,
+    #[arg(long, env = "VEXIL_WATCH_BUFFER", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub watch_buffer: u32,
 
     /// Recent changes kept in memory, so Watch streams that resume or fall
     /// behind are served without the database (also bounded to 64 MiB of
     /// flags). A stream further behind replays from the database.
-    #[arg(long, global = true, env = "VEXIL_WATCH_FEED", default_value_t = 4096,
+    #[arg(long, env = "VEXIL_WATCH_FEED", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub watch_feed: u32,
 
-    /// HS256 shared secret for bearer tokens (at least 32 bytes). Setting any
-    /// key turns authentication on for management calls.
-    #[arg(long, global = true, env = "VEXIL_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<Secret>,
-
-    /// File holding the HS256 shared secret (instead of VEXIL_JWT_SECRET).
-    #[arg(long, global = true, env = "VEXIL_JWT_SECRET_FILE")]
-    pub jwt_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub signing: Signing,
 
     /// PEM file with a public key (RSA, EC P-256 or Ed25519) for tokens
     /// signed RS256, ES256 or EdDSA.
-    #[arg(long, global = true, env = "VEXIL_JWT_PUBLIC_KEY_FILE")]
+    #[arg(long, env = "VEXIL_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
 
     /// The algorithm of the PEM public key, when not the usual one for its
     /// type (e.g. RS384, PS256, ES384).
-    #[arg(long, global = true, env = "VEXIL_JWT_ALGORITHM")]
+    #[arg(long, env = "VEXIL_JWT_ALGORITHM")]
     pub jwt_algorithm: Option<String>,
 
     /// JWKS file with public keys selected by `kid`; re-read at most every
     /// 10 s when a token names an unknown kid (key rotation).
-    #[arg(long, global = true, env = "VEXIL_JWKS_FILE")]
+    #[arg(long, env = "VEXIL_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
 
     /// URL of a JWKS (https, or http to a loopback host), fetched in the
     /// background every 5 minutes and soon after a token names an unknown
     /// kid (at most every 10 s); requests never wait for it.
-    #[arg(long, global = true, env = "VEXIL_JWKS_URL")]
+    #[arg(long, env = "VEXIL_JWKS_URL")]
     pub jwks_url: Option<String>,
 
-    /// Required `iss` of every token, when set.
-    #[arg(long, global = true, env = "VEXIL_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// Required `aud` of every token, when set.
-    #[arg(long, global = true, env = "VEXIL_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
-    #[arg(long, global = true, env = "VEXIL_JWT_LEEWAY_SECS", default_value_t = 30,
+    #[arg(long, env = "VEXIL_JWT_LEEWAY_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=600))]
     pub jwt_leeway_secs: u64,
 
-    /// Claim holding the caller's roles (list or space-separated string).
-    #[arg(
-        long,
-        global = true,
-        env = "VEXIL_JWT_ROLES_CLAIM",
-        default_value = "roles"
-    )]
-    pub jwt_roles_claim: String,
-
-    /// Claim holding the environments a token is scoped to (optional list).
-    #[arg(
-        long,
-        global = true,
-        env = "VEXIL_JWT_ENVIRONMENTS_CLAIM",
-        default_value = "environments"
-    )]
-    pub jwt_environments_claim: String,
-
     /// Who may call Evaluate, BulkEvaluate and Watch when authentication is on.
-    #[arg(long, global = true, env = "VEXIL_AUTH_EVALUATION", value_enum,
+    #[arg(long, env = "VEXIL_AUTH_EVALUATION", value_enum,
           default_value_t = EvaluationAuth::Open)]
     pub auth_evaluation: EvaluationAuth,
 
     /// Serve without authentication on a non-loopback address (anyone who
     /// can reach the port can change every flag).
-    #[arg(long, global = true, env = "VEXIL_INSECURE_NO_AUTH")]
+    #[arg(long, env = "VEXIL_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
 
     /// Management calls per second allowed to one caller (token subject,
     /// else peer IP), and the burst above it.
-    #[arg(long, global = true, env = "VEXIL_MANAGEMENT_RATE", default_value_t = 50,
+    #[arg(long, env = "VEXIL_MANAGEMENT_RATE", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub management_rate: u32,
-    #[arg(long, global = true, env = "VEXIL_MANAGEMENT_BURST", default_value_t = 100,
+    #[arg(long, env = "VEXIL_MANAGEMENT_BURST", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub management_burst: u32,
 
     /// Evaluations per second allowed to one caller (a BulkEvaluate counts
     /// once), and the burst above it.
-    #[arg(long, global = true, env = "VEXIL_EVALUATION_RATE", default_value_t = 100_000,
+    #[arg(long, env = "VEXIL_EVALUATION_RATE", default_value_t = 100_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub evaluation_rate: u32,
-    #[arg(long, global = true, env = "VEXIL_EVALUATION_BURST", default_value_t = 200_000,
+    #[arg(long, env = "VEXIL_EVALUATION_BURST", default_value_t = 200_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub evaluation_burst: u32,
 
     /// Unary calls in progress at once, over all callers; beyond it calls
     /// are refused with RESOURCE_EXHAUSTED instead of queueing.
-    #[arg(long, global = true, env = "VEXIL_MAX_IN_FLIGHT", default_value_t = 10_000,
+    #[arg(long, env = "VEXIL_MAX_IN_FLIGHT", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
     /// Open Watch streams, over all connections (each connection also takes
     /// at most 4,096 concurrent streams of any kind).
-    #[arg(long, global = true, env = "VEXIL_MAX_WATCH_STREAMS", default_value_t = 50_000,
+    #[arg(long, env = "VEXIL_MAX_WATCH_STREAMS", default_value_t = 50_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_watch_streams: u32,
 
     /// Open Watch streams per caller (token subject, else peer IP).
-    #[arg(long, global = true, env = "VEXIL_MAX_WATCH_STREAMS_PER_CALLER", default_value_t = 1_000,
+    #[arg(long, env = "VEXIL_MAX_WATCH_STREAMS_PER_CALLER", default_value_t = 1_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_watch_streams_per_caller: u32,
 
     /// Milliseconds between Watch heartbeats on an idle stream.
-    #[arg(long, global = true, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
+    #[arg(long, env = "VEXIL_WATCH_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub watch_heartbeat_ms: u64,
 
+    /// This replica's name on every log line; the host's name and the
+    /// process id when unset.
+    #[arg(long, env = "VEXIL_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
     /// Log format: `text` (human-readable) or `json` (one JSON object per
     /// line). RUST_LOG sets the level (`info` by default).
-    #[arg(long, global = true, env = "VEXIL_LOG_FORMAT", default_value = "text")]
+    #[arg(long, env = "VEXIL_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
 }
 
@@ -420,24 +494,20 @@ impl Config {
             cache_ttl_secs: 60,
             redis_url: None,
             redis_max_connections: 50,
-            redis_channel: "ff:changes".into(),
+            redis_prefix: "ff".into(),
+            redis_channel: None,
             enable_metrics: true,
             metrics_flush_interval: Duration::from_secs(10),
             metrics_retention_days: 90,
             metrics_listen: None,
             watch_buffer: 1024,
             watch_feed: 4096,
-            jwt_secret: None,
-            jwt_secret_file: None,
+            signing: Signing::default(),
             jwt_public_key_file: None,
             jwt_algorithm: None,
             jwks_file: None,
             jwks_url: None,
-            jwt_issuer: None,
-            jwt_audience: None,
             jwt_leeway_secs: 30,
-            jwt_roles_claim: "roles".into(),
-            jwt_environments_claim: "environments".into(),
             auth_evaluation: EvaluationAuth::Open,
             insecure_no_auth: false,
             management_rate: 50,
@@ -449,6 +519,7 @@ impl Config {
             max_watch_streams_per_caller: 1_000,
             watch_heartbeat_ms: 15_000,
             log_format: crate::telemetry::LogFormat::Text,
+            replica_name: None,
         }
     }
 
@@ -474,25 +545,6 @@ impl Config {
         }
     }
 
-    /// The HS256 secret, from VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE.
-    pub fn jwt_secret(&self) -> Result<Option<Vec<u8>>, String> {
-        match (&self.jwt_secret, &self.jwt_secret_file) {
-            (Some(_), Some(_)) => {
-                Err("set VEXIL_JWT_SECRET or VEXIL_JWT_SECRET_FILE, not both".into())
-            }
-            (Some(secret), None) => Ok(Some(secret.0.clone().into_bytes())),
-            (None, Some(path)) => std::fs::read(path)
-                .map(|mut bytes| {
-                    while bytes.last().is_some_and(u8::is_ascii_whitespace) {
-                        bytes.pop();
-                    }
-                    Some(bytes)
-                })
-                .map_err(|err| format!("reading VEXIL_JWT_SECRET_FILE {}: {err}", path.display())),
-            (None, None) => Ok(None),
-        }
-    }
-
     /// Token validation settings; `None` when no key is configured
     /// (authentication off).
     pub fn auth(&self) -> Result<Option<AuthConfig>, String> {
@@ -505,7 +557,7 @@ impl Config {
             })
             .transpose()?;
         let keys = KeyConfig {
-            secret: self.jwt_secret()?,
+            secret: self.signing.jwt_secret()?,
             public_key_file: self.jwt_public_key_file.clone(),
             public_key_algorithm: algorithm,
             jwks_file: self.jwks_file.clone(),
@@ -516,12 +568,32 @@ impl Config {
         }
         Ok(Some(AuthConfig {
             keys,
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
+            issuer: self.signing.jwt_issuer.clone(),
+            audience: self.signing.jwt_audience.clone(),
             leeway_secs: self.jwt_leeway_secs,
-            roles_claim: self.jwt_roles_claim.clone(),
-            environments_claim: self.jwt_environments_claim.clone(),
+            roles_claim: self.signing.jwt_roles_claim.clone(),
+            environments_claim: self.signing.jwt_environments_claim.clone(),
         }))
+    }
+
+    /// The change channel: VEXIL_REDIS_CHANNEL, else `{prefix}:changes`.
+    pub fn redis_channel(&self) -> String {
+        self.redis_channel
+            .clone()
+            .unwrap_or_else(|| format!("{}:changes", self.redis_prefix))
+    }
+
+    /// VEXIL_REPLICA_NAME, else `HOST:PID` (the kernel's host name: a
+    /// container's id under Docker, a pod's name under Kubernetes).
+    pub fn replica_name(&self) -> String {
+        self.replica_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .ok()
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "vexil".to_owned());
+            format!("{host}:{}", std::process::id())
+        })
     }
 
     pub fn cache_ttl(&self) -> Duration {

@@ -93,8 +93,9 @@ pub async fn migrate(config: &Config) -> Result<()> {
 }
 
 /// A development token signed with the configured HS256 secret.
-pub fn dev_token(config: &Config, args: &config::TokenArgs) -> Result<String> {
-    let secret = config
+pub fn dev_token(args: &config::TokenArgs) -> Result<String> {
+    let signing = &args.signing;
+    let secret = signing
         .jwt_secret()
         .map_err(|err| Error::invalid("VEXIL_JWT_SECRET", err))?
         .ok_or_else(|| {
@@ -108,14 +109,14 @@ pub fn dev_token(config: &Config, args: &config::TokenArgs) -> Result<String> {
         roles: args.roles.clone(),
         environments: (!args.environments.is_empty()).then(|| args.environments.clone()),
         ttl: args.ttl,
-        issuer: config.jwt_issuer.clone(),
-        audience: config.jwt_audience.clone(),
+        issuer: signing.jwt_issuer.clone(),
+        audience: signing.jwt_audience.clone(),
     };
     auth::mint(
         &secret,
         &token,
-        &config.jwt_roles_claim,
-        &config.jwt_environments_claim,
+        &signing.jwt_roles_claim,
+        &signing.jwt_environments_claim,
     )
     .map_err(Error::Internal)
 }
@@ -183,6 +184,10 @@ pub async fn run(
         metrics: metrics_listener,
     } = listeners.into();
     let gate = Arc::new(gatekeeper(&config, &listener)?);
+    tracing::info!(
+        database = %FlagStore::describe(&config.database_url),
+        "storing flags"
+    );
     let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
     if !config.no_migrate {
         store.migrate().await?;
@@ -200,13 +205,29 @@ pub async fn run(
         Some(url) => ChangeBus::redis(RedisBusConfig {
             url: url.clone(),
             pool_size: config.redis_max_connections as usize,
-            channel: config.redis_channel.clone(),
+            channel: config.redis_channel(),
         })?,
         None => ChangeBus::in_process(),
     });
+    match &config.redis_url {
+        Some(url) => tracing::info!(
+            redis = %redis_address(url),
+            channel = %config.redis_channel(),
+            "announcing changes through Redis"
+        ),
+        None => tracing::info!("announcing changes in process (one replica; REDIS_URL unset)"),
+    }
 
     // Counters only when metrics are on; reads (GetMetrics) either way.
     let recorder = config.enable_metrics.then(|| Arc::new(Recorder::new()));
+    match &recorder {
+        Some(_) => tracing::info!(
+            flush_interval = ?config.metrics_flush_interval,
+            redis = config.redis_url.is_some(),
+            "counting evaluations"
+        ),
+        None => tracing::info!("evaluation metrics are off (FF_ENABLE_METRICS=false)"),
+    }
     let metrics = Arc::new(Metrics::new(
         recorder.clone().unwrap_or_default(),
         store.clone(),
@@ -215,6 +236,7 @@ pub async fn run(
         MetricsOptions {
             flush_interval: config.metrics_flush_interval,
             retention_days: config.metrics_retention_days,
+            redis_prefix: config.redis_prefix.clone(),
         },
     )?);
     // Stopped after the servers, so the final flush counts every answer.
@@ -280,7 +302,7 @@ pub async fn run(
         };
         let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
-        tracing::info!(address = ?listener.local_addr().ok(), "serving flagd's evaluation API");
+        tracing::info!(address = %local_address(&listener), "serving flagd's evaluation API");
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls.clone() {
             builder = builder
@@ -292,6 +314,7 @@ pub async fn run(
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
             .layer(telemetry::grpc_tracing())
+            .layer(grpc::OversizeLayer)
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -323,7 +346,7 @@ pub async fn run(
             gate.clone(),
         )
         .router(&config.ofrep_cors_origins);
-        tracing::info!(address = ?listener.local_addr().ok(), "serving OFREP");
+        tracing::info!(address = %local_address(&listener), "serving OFREP");
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
@@ -348,7 +371,7 @@ pub async fn run(
             watch_streams: Arc::new(move || gate.open_watch_streams()),
             bus_connected: bus.connected(),
         });
-        tracing::info!(address = ?listener.local_addr().ok(), "serving Prometheus metrics at /metrics");
+        tracing::info!(address = %local_address(&listener), "serving Prometheus metrics at /metrics");
         let server =
             axum::serve(listener, prometheus::router(registry)).with_graceful_shutdown(stopped());
         side_servers.push(tokio::spawn(async move {
@@ -398,14 +421,9 @@ pub async fn run(
         }
     };
 
-    let address = listener.local_addr().ok();
     tracing::info!(
-        ?address,
-        bus = if config.redis_url.is_some() {
-            "redis"
-        } else {
-            "in-process"
-        },
+        address = %local_address(&listener),
+        tls = tls.is_some(),
         "serving gRPC"
     );
     // NODELAY on accepted connections: without it small answers wait on
@@ -423,6 +441,7 @@ pub async fn run(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .layer(telemetry::grpc_tracing())
+        .layer(grpc::OversizeLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -575,6 +594,26 @@ async fn report_bus_health(health: HealthReporter, mut connected: watch::Receive
         if connected.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// A listener's address for the log (`127.0.0.1:50051`).
+fn local_address(listener: &TcpListener) -> String {
+    listener.local_addr().map_or_else(
+        |err| format!("unknown ({err})"),
+        |address| address.to_string(),
+    )
+}
+
+/// Redis's host and port, without credentials.
+fn redis_address(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}:{}",
+            parsed.host_str().unwrap_or("localhost"),
+            parsed.port().unwrap_or(6379)
+        ),
+        Err(_) => "an unparsable REDIS_URL".to_owned(),
     }
 }
 

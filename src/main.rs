@@ -1,15 +1,37 @@
-//! The `vexil` binary: parse the configuration, start logging (and trace
-//! export), run, flush the traces.
+//! The `vexil` binary: parse the command line, then serve, migrate, mint a
+//! development token or probe a server's health.
+//!
+//! `serve` and `migrate` log through `tracing` (and export traces);
+//! `token` and `health` are for scripts: their answer on stdout, errors on
+//! stderr, the exit code saying which.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use vexil::config::{Cli, Command};
+use vexil::config::{Cli, Command, HealthArgs};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let telemetry = match vexil::telemetry::init(cli.config.log_format) {
+    match Cli::parse().into_command() {
+        Command::Serve(config) => logged(&config, serve(*config.clone())).await,
+        Command::Migrate(config) => logged(&config, vexil::migrate(&config)).await,
+        Command::Token(args) => match vexil::dev_token(&args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("vexil token: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Health(args) => health(&args).await,
+    }
+}
+
+/// Runs `work` with logging set up, and logs how it ended.
+async fn logged(config: &vexil::Config, work: impl Future<Output = vexil::Result<()>>) -> ExitCode {
+    let telemetry = match vexil::telemetry::init(config.log_format, &config.replica_name()) {
         Ok(telemetry) => telemetry,
         Err(err) => {
             // Logging is not set up: nowhere else to say it.
@@ -17,15 +39,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Migrate => vexil::migrate(&cli.config).await,
-        Command::Serve => serve(cli.config).await,
-        Command::Token(args) => {
-            vexil::dev_token(&cli.config, &args).map(|token| println!("{token}"))
-        }
-    };
-    let code = match outcome {
+    let code = match work.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "vexil failed");
@@ -39,6 +53,35 @@ async fn main() -> ExitCode {
 async fn serve(config: vexil::Config) -> vexil::Result<()> {
     let listeners = vexil::Listeners::bind(&config).await?;
     vexil::run(config, listeners, shutdown_signal()).await
+}
+
+/// Prints the server's status; exit 0 only when it is serving.
+async fn health(args: &HealthArgs) -> ExitCode {
+    let ca_pem = match &args.ca_file {
+        Some(path) => match std::fs::read(path) {
+            Ok(pem) => Some(pem),
+            Err(err) => {
+                eprintln!("vexil health: reading {}: {err}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let address = args.address();
+    match vexil::grpc::probe(&address, &args.service, ca_pem, args.timeout).await {
+        Ok((serving, status)) => {
+            println!("{status}");
+            if serving {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("vexil health: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

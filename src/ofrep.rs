@@ -75,6 +75,7 @@ impl Ofrep {
             .route("/ofrep/v1/configuration", get(configuration))
             .route(EVENTS_PATH, get(events))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::map_response(json_errors))
             .with_state(Arc::new(self));
         match cors(cors_origins) {
             Some(cors) => router.layer(cors),
@@ -115,6 +116,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 struct Body {
     targeting_key: Option<String>,
     environment: String,
+    depth: usize,
 }
 
 fn parse_body(body: &[u8]) -> Result<Body, (&'static str, String)> {
@@ -123,6 +125,7 @@ fn parse_body(body: &[u8]) -> Result<Body, (&'static str, String)> {
         return Ok(Body {
             targeting_key: None,
             environment: String::new(),
+            depth: 0,
         });
     }
     let value: Value = serde_json::from_slice(body)
@@ -135,6 +138,7 @@ fn parse_body(body: &[u8]) -> Result<Body, (&'static str, String)> {
         Some(Value::Object(context)) => context,
         Some(_) => return Err(invalid("context must be an object".into())),
     };
+    let depth = object_depth(&context);
     let mut text = |name: &str| match context.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
@@ -143,7 +147,21 @@ fn parse_body(body: &[u8]) -> Result<Body, (&'static str, String)> {
     Ok(Body {
         targeting_key: text(TARGETING_KEY)?.filter(|key| !key.is_empty()),
         environment: text(ENVIRONMENT_ATTRIBUTE)?.unwrap_or_default(),
+        depth,
     })
+}
+
+/// How deeply `object`'s objects and arrays nest (1 for a flat one). The
+/// JSON parser's recursion limit bounds the recursion.
+fn object_depth(object: &Map<String, Value>) -> usize {
+    fn value_depth(value: &Value) -> usize {
+        match value {
+            Value::Object(inner) => object_depth(inner),
+            Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    1 + object.values().map(value_depth).max().unwrap_or(0)
 }
 
 impl Body {
@@ -151,6 +169,7 @@ impl Body {
         Context {
             targeting_key: self.targeting_key.as_deref(),
             environment: &self.environment,
+            depth: self.depth,
         }
     }
 }
@@ -212,6 +231,41 @@ fn refused(status: &tonic::Status) -> Response {
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(details)).into_response(),
     }
+}
+
+/// Every error answer in OFREP's JSON shape (`errorCode`, `errorDetails`),
+/// including axum's own refusals (a body over the limit, a key that is not
+/// UTF-8, a broken chunked body, an unknown path), which are plain text.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let details = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!("the body is over {MAX_BODY_BYTES} bytes"),
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase(),
+        _ => String::from_utf8_lossy(&text).trim().to_owned(),
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "PARSE_ERROR",
+        _ => "GENERAL",
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = json!({ "errorCode": code, "errorDetails": details }).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 fn bad_request(key: Option<&str>, (code, details): (&str, String)) -> Response {
@@ -283,9 +337,7 @@ async fn evaluate_flag(
             })),
         )
             .into_response(),
-        Err(ResolveError::InvalidContext(why)) => {
-            bad_request(Some(&key), ("INVALID_CONTEXT", format!("context.{why}")))
-        }
+        Err(ResolveError::InvalidContext(why)) => bad_request(Some(&key), ("INVALID_CONTEXT", why)),
     }
 }
 
@@ -315,7 +367,7 @@ async fn evaluate_flags(
     let revision = state.watcher.head();
     let resolved = match state.resolver.resolve_all(&body.context(), Utc::now()) {
         Ok(resolved) => resolved,
-        Err(err) => return bad_request(None, ("INVALID_CONTEXT", format!("context.{err}"))),
+        Err(err) => return bad_request(None, ("INVALID_CONTEXT", err.to_string())),
     };
     let flags: Vec<Value> = resolved
         .iter()

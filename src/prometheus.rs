@@ -139,7 +139,7 @@ impl Collector for Sources {
         let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS_NS
             .iter()
             .map(|&ns| ns as f64 / 1e9)
-            .chain(std::iter::once(f64::MAX))
+            .chain(std::iter::once(f64::INFINITY))
             .zip(latency.latency.iter().copied())
             .collect();
         let count = latency

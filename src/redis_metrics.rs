@@ -1,9 +1,11 @@
 //! Hourly metrics in the reference's Redis layout, for operators who look
-//! there: a hash `ff:metrics:{flag}:{YYYYMMDDHH}` (fields `evaluations`,
+//! there: a hash `{prefix}:metrics:{flag}:{YYYYMMDDHH}` (fields `evaluations`,
 //! `enabled`, `disabled`, `reason:{REASON}`, `env:{environment}:evaluations`,
 //! `env:{environment}:enabled`, `latency_sum_ns`) and a HyperLogLog
-//! `ff:metrics:{flag}:{YYYYMMDDHH}:users` of distinct users, both expiring
-//! after the retention period.
+//! `{prefix}:metrics:{flag}:{YYYYMMDDHH}:users` of distinct users, both
+//! expiring after the retention period. The prefix (`VEXIL_REDIS_PREFIX`,
+//! `ff` by default, as the reference has it) keeps installations sharing
+//! one Redis apart.
 //!
 //! Hash fields are added to (HINCRBY), so each replica sends what it
 //! counted since its last write. A write that is retried after an error
@@ -56,12 +58,12 @@ end
 return 1
 ";
 
-/// The hash key of a flag's hour, as the reference names it.
-pub fn hour_key(flag: &str, hour: i64) -> String {
+/// The hash key of a flag's hour, as the reference names it (with `ff`).
+pub fn hour_key(prefix: &str, flag: &str, hour: i64) -> String {
     let hour = DateTime::from_timestamp(hour.saturating_mul(3600), 0)
         .map(|at| at.format("%Y%m%d%H").to_string())
         .unwrap_or_default();
-    format!("ff:metrics:{flag}:{hour}")
+    format!("{prefix}:metrics:{flag}:{hour}")
 }
 
 type RowKey = (Arc<str>, Arc<str>, i64);
@@ -92,6 +94,7 @@ struct State {
 
 pub struct RedisMetrics {
     client: Client,
+    prefix: String,
     replica: String,
     ttl_secs: i64,
     state: Mutex<State>,
@@ -99,7 +102,7 @@ pub struct RedisMetrics {
 
 impl RedisMetrics {
     /// A client for `url`; connects in the background (and reconnects).
-    pub fn connect(url: &str, replica: &str, retention_days: u32) -> Result<Self> {
+    pub fn connect(url: &str, prefix: &str, replica: &str, retention_days: u32) -> Result<Self> {
         let config = Config::from_url(url).map_err(|err| {
             Error::invalid("REDIS_URL", format!("is not a valid Redis URL: {err}"))
         })?;
@@ -113,6 +116,7 @@ impl RedisMetrics {
         client.connect();
         Ok(Self {
             client,
+            prefix: prefix.to_owned(),
             replica: replica.to_owned(),
             ttl_secs: i64::from(retention_days.max(1)) * 24 * 3600,
             state: Mutex::new(State::default()),
@@ -186,9 +190,9 @@ impl RedisMetrics {
     async fn send(&self, batch: u64, updates: &[Update]) -> Result<()> {
         for (i, update) in updates.iter().enumerate() {
             let (flag, environment, hour) = &update.key;
-            let hash = hour_key(flag, *hour);
+            let hash = hour_key(&self.prefix, flag, *hour);
             let keys = vec![
-                format!("ff:metrics:write:{}:{batch}:{i}", self.replica),
+                format!("{}:metrics:write:{}:{batch}:{i}", self.prefix, self.replica),
                 hash.clone(),
                 format!("{hash}:users"),
                 format!("{hash}:users:{}:{environment}", self.replica),

@@ -48,6 +48,53 @@ const SAMPLERS: [&str; 6] = [
 /// every export (at a verbose RUST_LOG) would trace itself.
 const EXPORT_PATH_TARGETS: [&str; 6] = ["h2", "hyper", "tonic", "tower", "rustls", "opentelemetry"];
 
+/// Logged without RUST_LOG: `info`, but not PostgreSQL's notices (the
+/// migrator's `CREATE TABLE IF NOT EXISTS` says "already exists, skipping"
+/// on every start).
+const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
+
+/// Names the replica on every log line, so the logs of several replicas can
+/// be told apart once gathered: `replica=NAME` before a text line, a
+/// `replica` key in a JSON object.
+struct Replica<F> {
+    name: String,
+    /// `inner` writes one JSON object per line.
+    json: bool,
+    inner: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Replica<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if !self.json {
+            write!(writer, "replica={} ", self.name)?;
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        match line.strip_prefix('{') {
+            Some(rest) => {
+                let name = serde_json::to_string(&self.name).map_err(|_| std::fmt::Error)?;
+                write!(writer, "{{\"replica\":{name},{rest}")
+            }
+            None => writer.write_str(&line),
+        }
+    }
+}
+
 /// How log lines are written (`VEXIL_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -80,7 +127,7 @@ pub struct Telemetry {
 /// by `RUST_LOG`, `info` by default) and, when an OTLP endpoint is set, the
 /// OpenTelemetry layer exporting spans. Call inside the Tokio runtime: the
 /// exporter's connection runs on it.
-pub fn init(format: LogFormat) -> Result<Telemetry> {
+pub fn init(format: LogFormat, replica: &str) -> Result<Telemetry> {
     let provider = otlp_endpoint()
         .map(|endpoint| tracer_provider(&endpoint))
         .transpose()?;
@@ -94,17 +141,38 @@ pub fn init(format: LogFormat) -> Result<Telemetry> {
             .with_tracer(provider.tracer("vexil"))
             .with_filter(exported)
     });
+    // Colour only for a person at a terminal, not in files or pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let replica = replica.to_owned();
     let logs = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .event_format(Replica {
+                name: replica,
+                json: false,
+                inner: tracing_subscriber::fmt::format().with_ansi(ansi),
+            })
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .event_format(Replica {
+                name: replica,
+                json: true,
+                inner: tracing_subscriber::fmt::format().json(),
+            })
+            .boxed(),
     };
     tracing_subscriber::registry()
-        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER)))
         .with(logs)
         .with(traces)
         .try_init()
         .map_err(|err| Error::Internal(format!("setting up logging: {err}")))?;
     if provider.is_some() {
+        tracing::info!(
+            endpoint = otlp_endpoint().unwrap_or_default(),
+            "exporting traces over OTLP"
+        );
         check_sampler();
     }
     Ok(Telemetry { provider })

@@ -59,6 +59,13 @@ impl<U: Message + Default> Decoder for ProstDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         U::decode(buf).map(Some).map_err(|err| {
+            // prost names this failure only in its text.
+            if err.to_string().contains("recursion limit reached") {
+                return Status::invalid_argument(format!(
+                    "the message nests too deeply to decode: {}",
+                    crate::service::openfeature::too_deep()
+                ));
+            }
             Status::invalid_argument(format!("the message is not valid protobuf: {err}"))
         })
     }

@@ -354,6 +354,7 @@ pub fn explanation_to_pb(
             .map(|step| pb::EvaluationStep {
                 rule: rule(step.rule) as i32,
                 decided: step.decided,
+                detail: step.detail.clone(),
             })
             .collect(),
         bucket: explanation.bucket,
@@ -372,15 +373,13 @@ pub fn group_to_pb(group: &Group) -> pb::Group {
 fn evaluation_stats_to_pb(figures: &HourFigures) -> pb::EvaluationStats {
     let evaluations = figures.evaluations();
     let enabled = figures.enabled();
-    let mut buckets: Vec<pb::LatencyBucket> = LATENCY_BOUNDS_NS
+    let buckets: Vec<pb::LatencyBucket> = LATENCY_BOUNDS_NS
         .iter()
         .chain(std::iter::once(&0))
         .zip(figures.latency.iter())
+        .filter(|(_, count)| **count > 0)
         .map(|(&le_ns, &count)| pb::LatencyBucket { le_ns, count })
         .collect();
-    if evaluations == 0 {
-        buckets.clear();
-    }
     pb::EvaluationStats {
         evaluations,
         enabled,

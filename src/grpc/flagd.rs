@@ -255,7 +255,23 @@ fn context_of<'a>(
         environment: attribute(ENVIRONMENT_ATTRIBUTE)?
             .or(selector)
             .unwrap_or_default(),
+        depth: context.map_or(0, struct_depth),
     })
+}
+
+/// How deeply `context`'s structs and lists nest (1 for a flat one). The
+/// decoder's recursion limit bounds the recursion.
+fn struct_depth(context: &Struct) -> usize {
+    fn value_depth(value: &Value) -> usize {
+        match &value.kind {
+            Some(Kind::StructValue(inner)) => struct_depth(inner),
+            Some(Kind::ListValue(list)) => {
+                1 + list.values.iter().map(value_depth).max().unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+    1 + context.fields.values().map(value_depth).max().unwrap_or(0)
 }
 
 fn resolve_status(flag_key: &str, err: ResolveError) -> Status {
@@ -264,7 +280,7 @@ fn resolve_status(flag_key: &str, err: ResolveError) -> Status {
             "FLAG_NOT_FOUND: flag_key: no flag named {flag_key:?}"
         )),
         ResolveError::InvalidContext(why) => {
-            Status::invalid_argument(format!("INVALID_CONTEXT: context.{why}"))
+            Status::invalid_argument(format!("INVALID_CONTEXT: {why}"))
         }
     }
 }

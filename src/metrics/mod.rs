@@ -7,7 +7,7 @@ mod recorder;
 mod report;
 
 pub use recorder::{
-    Collected, FlagStats, HourFigures, HourRecord, LATENCY_BOUNDS_NS, LATENCY_BUCKETS,
-    MAX_UNKNOWN_FLAGS, MAX_USER_SKETCHES, Observation, REASONS, Recorder, Totals,
+    ALWAYS_TIMED, Collected, FlagStats, HourFigures, HourRecord, LATENCY_BOUNDS_NS,
+    LATENCY_BUCKETS, MAX_UNKNOWN_FLAGS, MAX_USER_SKETCHES, Observation, REASONS, Recorder, Totals,
 };
 pub use report::Report;

@@ -53,6 +53,9 @@ pub const MAX_UNKNOWN_FLAGS: usize = 1_000;
 /// Distinct-user sketches (16 KiB each) per replica; flag hours past it
 /// count evaluations but not users.
 pub const MAX_USER_SKETCHES: usize = 4_096;
+/// Evaluations of a flag × environment × hour timed before sampling
+/// starts (one in `service::evaluate::TIMED_EVERY` after).
+pub const ALWAYS_TIMED: u64 = 16;
 /// Hour figures kept aside for a flusher that fell more than an hour behind.
 const MAX_SET_ASIDE: usize = 10_000;
 
@@ -159,6 +162,9 @@ struct Counters {
     outcomes: [[AtomicU64; 2]; 10],
     latency: [AtomicU64; LATENCY_BUCKETS],
     latency_sum_ns: AtomicU64,
+    /// Timed evaluations: the first [`ALWAYS_TIMED`] of an hour are all
+    /// timed, so a handful of evaluations has percentiles too.
+    timed: AtomicU64,
 }
 
 struct HourBuffer {
@@ -235,6 +241,7 @@ impl HourBuffer {
             bucket.store(0, Relaxed);
         }
         c.latency_sum_ns.store(0, Relaxed);
+        c.timed.store(0, Relaxed);
         if let Some(Some(users)) = self.users.get() {
             users.clear();
         }
@@ -395,6 +402,15 @@ pub struct Prepared<'a> {
 }
 
 impl Prepared<'_> {
+    /// Whether this evaluation should be timed although the sample did not
+    /// pick it: its hour has had fewer than [`ALWAYS_TIMED`] timed ones.
+    #[inline(always)]
+    pub fn among_first(&self) -> bool {
+        let hour = self.at.div_euclid(3600);
+        let buffer = &self.environment.hours[(hour & 1) as usize];
+        buffer.hour.load(Relaxed) != hour || buffer.counters.timed.load(Relaxed) < ALWAYS_TIMED
+    }
+
     /// Counts the evaluation's outcome.
     #[inline(always)]
     pub fn record(self, reason: Reason, enabled: bool, latency_ns: Option<u64>) {
@@ -412,6 +428,7 @@ impl Prepared<'_> {
         if let Some(latency_ns) = latency_ns {
             c.latency[latency_bucket(latency_ns)].fetch_add(1, Relaxed);
             c.latency_sum_ns.fetch_add(latency_ns, Relaxed);
+            c.timed.fetch_add(1, Relaxed);
         }
         if let Some(user) = self.user {
             let users = buffer.users.get_or_init(|| self.recorder.new_sketch());

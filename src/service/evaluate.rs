@@ -134,6 +134,7 @@ impl Evaluator {
             // Found before the engine runs (see `Recorder::prepare`).
             let stats = slot.get_or_init(|| metrics.flag(flag_name));
             let counting = metrics.prepare(stats, ctx.environment, ctx.user_id, now.timestamp());
+            let started = started.or_else(|| counting.among_first().then(Instant::now));
             let result = FlagResult {
                 evaluation: engine::evaluate(Some(flag), ctx, now),
                 revision: flag.revision,
@@ -183,7 +184,9 @@ pub(crate) fn record(
 
 /// One evaluation in this many (per thread) is timed: two clock reads cost
 /// about as much as the evaluation itself, and a sample is enough for the
-/// evaluation-time histogram's p50 and p99.
+/// evaluation-time histogram's p50 and p99. The first evaluations of each
+/// flag, environment and hour are all timed (`metrics::ALWAYS_TIMED`), from
+/// the engine on, so that a few evaluations have percentiles too.
 pub const TIMED_EVERY: u32 = 8;
 
 /// Whether to time this evaluation.

@@ -31,6 +31,8 @@ const MAX_UNKNOWN_LISTED: usize = 1_000;
 pub struct MetricsOptions {
     pub flush_interval: Duration,
     pub retention_days: u32,
+    /// Prefix of the Redis keys (`VEXIL_REDIS_PREFIX`).
+    pub redis_prefix: String,
 }
 
 /// An unknown flag name and how often it was asked for.
@@ -70,7 +72,9 @@ impl Metrics {
     ) -> Result<Self> {
         let replica = replica_id();
         let redis = redis_url
-            .map(|url| RedisMetrics::connect(url, &replica, options.retention_days))
+            .map(|url| {
+                RedisMetrics::connect(url, &options.redis_prefix, &replica, options.retention_days)
+            })
             .transpose()?;
         Ok(Self {
             recorder,

@@ -23,6 +23,11 @@ pub const ENVIRONMENT_ATTRIBUTE: &str = "environment";
 pub const VARIANT_ON: &str = "on";
 pub const VARIANT_OFF: &str = "off";
 
+/// How deeply an evaluation context's objects and lists may nest (the
+/// context itself is level 1), over flagd's gRPC and OFREP alike: about what
+/// the protobuf decoder's recursion limit lets through as a `Struct`.
+pub const MAX_CONTEXT_DEPTH: usize = 32;
+
 /// Who and where, from an OpenFeature evaluation context.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Context<'a> {
@@ -30,6 +35,16 @@ pub struct Context<'a> {
     pub targeting_key: Option<&'a str>,
     /// Empty means no environment, as in Evaluate.
     pub environment: &'a str,
+    /// How deeply the context's objects and lists nest (1 for a flat one).
+    pub depth: usize,
+}
+
+/// The refusal of a context nested deeper than [`MAX_CONTEXT_DEPTH`].
+pub fn too_deep() -> String {
+    format!(
+        "context nests deeper than {MAX_CONTEXT_DEPTH} levels of objects and lists, \
+         the limit for flagd's API and OFREP alike"
+    )
 }
 
 /// OpenFeature's resolution reasons that Vexil gives.
@@ -82,7 +97,8 @@ impl Resolution {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResolveError {
     FlagNotFound,
-    /// The context is unusable; the message names the attribute.
+    /// The context is unusable; the message names the attribute
+    /// (`context.targetingKey …`).
     InvalidContext(String),
 }
 
@@ -175,7 +191,7 @@ impl Resolver {
 fn check(ctx: &Context<'_>) -> Result<(), ResolveError> {
     let too_long = |attribute: &str| {
         ResolveError::InvalidContext(format!(
-            "{attribute} must be at most {} bytes",
+            "context.{attribute} must be at most {} bytes",
             limits::ID_BYTES
         ))
     };
@@ -187,6 +203,9 @@ fn check(ctx: &Context<'_>) -> Result<(), ResolveError> {
     }
     if ctx.environment.len() > limits::ID_BYTES {
         return Err(too_long(ENVIRONMENT_ATTRIBUTE));
+    }
+    if ctx.depth > MAX_CONTEXT_DEPTH {
+        return Err(ResolveError::InvalidContext(too_deep()));
     }
     Ok(())
 }

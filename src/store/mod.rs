@@ -99,6 +99,34 @@ struct Write<'a> {
 
 impl FlagStore {
     /// Connects to the database (`sqlite://…` or `postgres://…`).
+    /// Where `url` keeps the flags, for the log: the SQLite file's path, or
+    /// PostgreSQL's user, host, port and database, never a password.
+    pub fn describe(url: &str) -> String {
+        let Ok(parsed) = url::Url::parse(url) else {
+            return "an unparsable database URL".to_owned();
+        };
+        if parsed.scheme() == "sqlite" {
+            let path = url
+                .trim_start_matches("sqlite:")
+                .trim_start_matches("//")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.into());
+            return format!("SQLite file {}", path.display());
+        }
+        let user = match parsed.username() {
+            "" => String::new(),
+            user => format!("{user}@"),
+        };
+        let host = parsed.host_str().unwrap_or("localhost");
+        let port = parsed
+            .port()
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default();
+        format!("PostgreSQL {user}{host}{port}{}", parsed.path())
+    }
+
     pub async fn connect(options: &StoreOptions) -> Result<Self> {
         let reserved = (options.max_connections / 4).max(2);
         let shared = options.max_connections.saturating_sub(reserved).max(1);

@@ -67,9 +67,12 @@ fn with_token<T>(token: &str, message: T) -> Request<T> {
 
 pub(crate) fn auth_config(database_url: &str) -> vexil::Config {
     vexil::Config {
-        jwt_secret: Some(vexil::config::Secret(SECRET.into())),
-        jwt_issuer: Some(ISSUER.into()),
-        jwt_audience: Some(AUDIENCE.into()),
+        signing: vexil::config::Signing {
+            jwt_secret: Some(vexil::config::Secret(SECRET.into())),
+            jwt_issuer: Some(ISSUER.into()),
+            jwt_audience: Some(AUDIENCE.into()),
+            ..Default::default()
+        },
         jwt_leeway_secs: 0,
         ..crate::common::config(database_url)
     }
@@ -345,15 +348,13 @@ async fn token_matrix_roles_scopes_and_actor(backend: Backend) {
     assert_ne!(reason, pb::Reason::FlagNotFound);
 
     // A development token from `vexil token` works.
-    let minted = vexil::dev_token(
-        &auth_config(&db.url),
-        &vexil::config::TokenArgs {
-            subject: "dev".into(),
-            roles: vec![vexil::auth::Role::Editor],
-            environments: vec![],
-            ttl: Duration::from_secs(60),
-        },
-    )
+    let minted = vexil::dev_token(&vexil::config::TokenArgs {
+        subject: "dev".into(),
+        roles: vec![vexil::auth::Role::Editor],
+        environments: vec![],
+        ttl: Duration::from_secs(60),
+        signing: auth_config(&db.url).signing,
+    })
     .expect("mint");
     flags
         .update_flag(with_token(&minted, update("guarded", 60.0)))

@@ -199,7 +199,7 @@ async fn doubles_round_trip_bit_for_bit_on_every_path(backend: Backend) {
     // that loaded the flags table.
     let c = TestApp::start_with(vexil::Config {
         redis_url: Some(redis),
-        redis_channel: channel.clone(),
+        redis_prefix: channel.clone(),
         watch_feed: 1,
         ..crate::common::config(&db.url)
     })

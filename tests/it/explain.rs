@@ -135,8 +135,17 @@ async fn explanations_agree_with_evaluations(backend: Backend) {
         assert!(last.decided, "{case}");
         assert_eq!(last.rule(), deciding_rule(evaluated.reason()), "{case}");
         assert_eq!(explained.steps.iter().filter(|s| s.decided).count(), 1);
+        // Every step says why it passed or decided.
+        assert!(
+            explained.steps.iter().all(|s| !s.detail.is_empty()),
+            "{case}"
+        );
         if last.rule() == EvaluationRule::PercentageRollout && !user.is_empty() {
             let bucket = vexil::engine::bucket::bucket(flag, &user);
+            assert!(
+                last.detail.contains(&format!("bucket {bucket} ")),
+                "{case}: {last:?}"
+            );
             assert_eq!(explained.bucket, Some(bucket), "{case}");
             assert_eq!(
                 explained.enabled,

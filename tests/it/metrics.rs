@@ -22,7 +22,8 @@ crate::backend_tests!(
     old_hours_are_deleted,
     odd_environments_do_not_block_flushes,
     unchanged_users_keep_their_stored_sketch,
-    unknown_names_add_this_replicas_older_hours
+    unknown_names_add_this_replicas_older_hours,
+    a_few_evaluations_have_latency_percentiles
 );
 
 const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
@@ -280,7 +281,7 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
     let start = async || {
         TestApp::start_with(fast_flush(vexil::Config {
             redis_url: Some(redis.clone()),
-            redis_channel: channel.clone(),
+            redis_prefix: channel.clone(),
             redis_max_connections: 2,
             ..crate::common::config(&db.url)
         }))
@@ -337,7 +338,7 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
     eventually(Duration::from_secs(30), "Redis hashes", async || {
         let mut evaluations = 0;
         for h in [hour - 1, hour] {
-            let key = vexil::redis_metrics::hour_key(&rollout, h);
+            let key = vexil::redis_metrics::hour_key(&channel, &rollout, h);
             let count: Option<i64> = redis_call(&client, "HGET", key, &["evaluations"])
                 .await
                 .unwrap_or(None);
@@ -348,7 +349,10 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
     .await;
     let mut any_users = false;
     for h in [hour - 1, hour] {
-        let key = format!("{}:users", vexil::redis_metrics::hour_key(&rollout, h));
+        let key = format!(
+            "{}:users",
+            vexil::redis_metrics::hour_key(&channel, &rollout, h)
+        );
         let count: i64 = redis_call(&client, "PFCOUNT", key, &[])
             .await
             .expect("pfcount");
@@ -379,9 +383,10 @@ async fn redis_batches_wait_for_redis_and_count_once() {
         return;
     };
     let proxy = Proxy::start(&redis).await;
+    let channel = unique("vexil-test:");
     let app = TestApp::start_with(fast_flush(vexil::Config {
         redis_url: Some(proxy.url()),
-        redis_channel: unique("vexil-test:changes:"),
+        redis_prefix: channel.clone(),
         ..crate::common::config(&db.url)
     }))
     .await;
@@ -393,7 +398,7 @@ async fn redis_batches_wait_for_redis_and_count_once() {
         let hour = chrono::Utc::now().timestamp().div_euclid(3600);
         let mut evaluations = 0;
         for h in [hour - 1, hour] {
-            let key = vexil::redis_metrics::hour_key(&rollout, h);
+            let key = vexil::redis_metrics::hour_key(&channel, &rollout, h);
             let count: Option<i64> = redis_call(&client, "HGET", key, &["evaluations"])
                 .await
                 .expect("hget");
@@ -431,6 +436,106 @@ async fn redis_batches_wait_for_redis_and_count_once() {
     app.stop().await;
     assert_eq!(in_redis().await, 150, "once, after the final flush");
     client.quit().await.ok();
+    db.remove().await;
+}
+
+/// Two installations sharing one Redis (different VEXIL_REDIS_PREFIX, their
+/// own databases) keep their metrics apart, though their flags have the
+/// same names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installations_with_their_own_prefix_keep_separate_metrics() {
+    let (Some(db_a), Some(db_b), Some(redis)) = (
+        TestDatabase::create(Backend::Sqlite).await,
+        TestDatabase::create(Backend::Sqlite).await,
+        redis_url(),
+    ) else {
+        return;
+    };
+    let (prefix_a, prefix_b) = (unique("vexil-test-a:"), unique("vexil-test-b:"));
+    let start = async |db: &TestDatabase, prefix: &str| {
+        TestApp::start_with(fast_flush(vexil::Config {
+            redis_url: Some(redis.clone()),
+            redis_prefix: prefix.to_owned(),
+            ..crate::common::config(&db.url)
+        }))
+        .await
+    };
+    let (a, b) = (start(&db_a, &prefix_a).await, start(&db_b, &prefix_b).await);
+    let name = unique("metrics-");
+    let (rollout, _) = create_flags(&a, &name).await;
+    create_flags(&b, &name).await;
+    let flags = std::slice::from_ref(&rollout);
+    evaluate_all(&[&a], flags, 0..30, &mut Expected::new()).await;
+    evaluate_all(&[&b], flags, 0..7, &mut Expected::new()).await;
+
+    let client = redis_client(&redis).await;
+    let in_redis = async |prefix: &str| {
+        let hour = chrono::Utc::now().timestamp().div_euclid(3600);
+        let mut evaluations = 0;
+        for h in [hour - 1, hour] {
+            let key = vexil::redis_metrics::hour_key(prefix, &rollout, h);
+            let count: Option<i64> = redis_call(&client, "HGET", key, &["evaluations"])
+                .await
+                .expect("hget");
+            evaluations += count.unwrap_or(0);
+        }
+        evaluations
+    };
+    eventually(Duration::from_secs(10), "both in Redis", async || {
+        in_redis(&prefix_a).await == 30 && in_redis(&prefix_b).await == 7
+    })
+    .await;
+    let in_database =
+        |report: pb::GetMetricsResponse| report.totals.unwrap_or_default().evaluations;
+    assert_eq!(in_database(metrics(&a, &rollout, None).await), 30);
+    assert_eq!(in_database(metrics(&b, &rollout, None).await), 7);
+    // Nothing under the reference's default prefix.
+    let hour = chrono::Utc::now().timestamp().div_euclid(3600);
+    let default_key = vexil::redis_metrics::hour_key("ff", &rollout, hour);
+    let count: Option<i64> = redis_call(&client, "HGET", default_key, &["evaluations"])
+        .await
+        .expect("hget");
+    assert_eq!(count, None);
+    client.quit().await.ok();
+    a.stop().await;
+    b.stop().await;
+    db_a.remove().await;
+    db_b.remove().await;
+}
+
+/// A handful of evaluations has meaningful percentiles (the first of each
+/// flag, environment and hour are all timed), and the latency shows only
+/// buckets that hold evaluations.
+async fn a_few_evaluations_have_latency_percentiles(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(crate::common::config(&db.url)).await;
+    let prefix = unique("latency-");
+    let (rollout, _) = create_flags(&app, &prefix).await;
+    for user in 0..5 {
+        app.evaluate(&rollout, &format!("user-{user}"), "prod")
+            .await;
+    }
+    let report = metrics(&app, &rollout, None).await;
+    let totals = report.totals.unwrap_or_default();
+    assert_eq!(totals.evaluations, 5);
+    let latency = totals.latency.unwrap_or_default();
+    assert_eq!(
+        latency.count, 5,
+        "every one of the first evaluations is timed"
+    );
+    assert!(
+        latency.p50_ns > 0 && latency.p99_ns >= latency.p50_ns,
+        "{latency:?}"
+    );
+    assert!(!latency.buckets.is_empty());
+    assert!(
+        latency.buckets.iter().all(|bucket| bucket.count > 0),
+        "{latency:?}"
+    );
+    assert_eq!(latency.buckets.iter().map(|b| b.count).sum::<u64>(), 5);
+    app.stop().await;
     db.remove().await;
 }
 

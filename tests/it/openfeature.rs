@@ -499,3 +499,173 @@ async fn openfeature_edges_apply_authentication_and_rate_limits() {
     assert!(retry_after >= 1);
     app.stop().await;
 }
+
+/// A context nested `depth` levels deep (the context itself is level 1),
+/// through objects or through lists, as flagd's `Struct` and as OFREP's JSON.
+fn nested(depth: usize, through_lists: bool) -> (Struct, serde_json::Value) {
+    let (mut value, mut json) = (text("leaf"), json!("leaf"));
+    for _ in 1..depth {
+        if through_lists {
+            value = Value {
+                kind: Some(Kind::ListValue(prost_types::ListValue {
+                    values: vec![value],
+                })),
+            };
+            json = json!([json]);
+        } else {
+            value = Value {
+                kind: Some(Kind::StructValue(Struct {
+                    fields: [("a".to_string(), value)].into(),
+                })),
+            };
+            json = json!({ "a": json });
+        }
+    }
+    let context = Struct {
+        fields: [
+            ("targetingKey".to_string(), text("u1")),
+            ("nested".to_string(), value),
+        ]
+        .into(),
+    };
+    (
+        context,
+        json!({ "context": { "targetingKey": "u1", "nested": json } }),
+    )
+}
+
+/// OpenFeature's edges answer in their own protocol, whatever comes in:
+/// OFREP's errors are always JSON with `errorCode` (a body over the limit,
+/// a key that is not UTF-8, a broken chunked body, an unknown path); flagd
+/// and OFREP share one nesting limit for contexts and say so; a flagd
+/// request over the size limit is RESOURCE_EXHAUSTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openfeature_edges_answer_on_protocol() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let app = TestApp::start_openfeature(crate::common::config(&db.url)).await;
+    let ofrep = app.ofrep.expect("ofrep");
+    let mut flagd = v2::service_client::ServiceClient::new(channel(app.flagd.expect("flagd")));
+    let prefix = unique("edges");
+    crate::common::rule_flags(&app, &prefix).await;
+    let rollout = format!("{prefix}.rollout");
+    let path = format!("/ofrep/v1/evaluate/flags/{rollout}");
+
+    let assert_ofrep_error = |reply: &http::Reply, status: u16, code: &str| {
+        assert_eq!(reply.status, status, "{:?}", reply.body);
+        assert!(
+            reply
+                .header("content-type")
+                .is_some_and(|kind| kind.starts_with("application/json")),
+            "{:?}",
+            reply.headers
+        );
+        let body = reply.json();
+        assert_eq!(body["errorCode"], code, "{body}");
+        assert!(
+            body["errorDetails"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+    };
+    let large = format!(
+        r#"{{"context": {{"targetingKey": "u1", "pad": "{}"}}}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let reply = http::request(ofrep, "POST", &path, &[], &large).await;
+    assert_ofrep_error(&reply, 413, "GENERAL");
+    assert!(
+        reply.json()["errorDetails"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("262144")
+    );
+    let reply = http::request(ofrep, "POST", "/ofrep/v1/evaluate/flags/%FF%FE", &[], "{}").await;
+    assert_ofrep_error(&reply, 400, "PARSE_ERROR");
+    let reply = http::request(ofrep, "POST", "/ofrep/v1/no-such-endpoint", &[], "{}").await;
+    assert_ofrep_error(&reply, 404, "GENERAL");
+    let broken_chunks = raw_http(
+        ofrep,
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: vexil\r\ntransfer-encoding: chunked\r\n\
+             connection: close\r\n\r\nZZ\r\nnot a chunk\r\n0\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(broken_chunks.starts_with("HTTP/1.1 400"), "{broken_chunks}");
+    assert!(
+        broken_chunks.contains(r#""errorCode":"PARSE_ERROR""#),
+        "{broken_chunks}"
+    );
+
+    // One nesting limit, 32 levels, through objects or lists, on both edges.
+    for through_lists in [false, true] {
+        let (context, body) = nested(32, through_lists);
+        let answer = flagd
+            .resolve_boolean(v2::ResolveBooleanRequest {
+                flag_key: rollout.clone(),
+                context: Some(context),
+            })
+            .await;
+        assert!(
+            answer.is_ok(),
+            "32 levels (lists: {through_lists}): {answer:?}"
+        );
+        assert_eq!(post_json(ofrep, &path, &body).await.status, 200);
+
+        for depth in [33, 40] {
+            let (context, body) = nested(depth, through_lists);
+            let status = flagd
+                .resolve_boolean(v2::ResolveBooleanRequest {
+                    flag_key: rollout.clone(),
+                    context: Some(context),
+                })
+                .await
+                .expect_err("too deep");
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            assert!(
+                status.message().contains("deeper than 32 levels"),
+                "{depth} (lists: {through_lists}): {status:?}"
+            );
+            let reply = post_json(ofrep, &path, &body).await;
+            assert_ofrep_error(&reply, 400, "INVALID_CONTEXT");
+            assert!(
+                reply.json()["errorDetails"]
+                    .as_str()
+                    .is_some_and(|details| details.contains("deeper than 32 levels")),
+                "{:?}",
+                reply.body
+            );
+        }
+    }
+
+    // Over flagd's 256 KiB: RESOURCE_EXHAUSTED, as gRPC's status guide has it.
+    let mut oversized = context(Some("u1"), None).expect("context");
+    oversized
+        .fields
+        .insert("pad".into(), text(&"x".repeat(300 * 1024)));
+    let status = flagd
+        .resolve_boolean(v2::ResolveBooleanRequest {
+            flag_key: rollout.clone(),
+            context: Some(oversized),
+        })
+        .await
+        .expect_err("too large");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    app.stop().await;
+    db.remove().await;
+}
+
+/// Writes `request` as it is and reads the whole answer (the connection
+/// closes after it).
+async fn raw_http(address: SocketAddr, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}

@@ -52,7 +52,51 @@ async fn scrape(app: &TestApp) -> Scrape {
         reply.header("content-type")
     );
     let text = String::from_utf8(reply.body.to_vec()).expect("utf-8");
+    assert!(
+        text.contains("feature_flag_evaluation_duration_seconds_bucket{le=\"+Inf\"}"),
+        "the histogram ends with a +Inf bucket:\n{text}"
+    );
+    parse_as_openmetrics(&text);
     Scrape::parse(text.lines().map(|line| Ok(line.to_string()))).expect("Prometheus text")
+}
+
+/// Parses `text` with the Prometheus project's own OpenMetrics parser
+/// (Python's `prometheus_client`), which refuses a whole scrape for one
+/// malformed family (a histogram without `+Inf`, say), as Prometheus does.
+fn parse_as_openmetrics(text: &str) {
+    const PARSE: &str = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+        print(len(families))";
+    let child = std::process::Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(err) => return missing_parser(&format!("python3: {err}")),
+    };
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("write the scrape");
+    let output = child.wait_with_output().expect("python3");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("No module named 'prometheus_client'") {
+        return missing_parser("pip install prometheus-client");
+    }
+    assert!(
+        output.status.success(),
+        "the OpenMetrics parser refused the scrape: {stderr}\n{text}"
+    );
+}
+
+fn missing_parser(what: &str) {
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("the OpenMetrics parser is needed when CI=true: {what}");
+    }
+    let notice = format!("skipped: the OpenMetrics parse of /metrics ({what})\n");
+    std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes()).ok();
 }
 
 async fn metrics_endpoint_reports_the_documented_series(backend: Backend) {

@@ -83,7 +83,10 @@ async fn secrets_never_reach_the_logs_postgres() {
         .replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1);
     assert!(url.contains(DB_PASSWORD), "{url}");
     let app = TestApp::start_with(vexil::Config {
-        jwt_secret: Some(vexil::config::Secret(JWT_SECRET.into())),
+        signing: vexil::config::Signing {
+            jwt_secret: Some(vexil::config::Secret(JWT_SECRET.into())),
+            ..Default::default()
+        },
         // Nothing listens on port 1: the bus keeps failing to connect.
         redis_url: Some(format!("redis://:{REDIS_PASSWORD}@127.0.0.1:1")),
         ..crate::common::config(&url)

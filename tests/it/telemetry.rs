@@ -1,6 +1,7 @@
-//! Traces and logs of the real `vexil` binary: spans exported over OTLP/gRPC
-//! to a receiver in the test, the caller's W3C trace continued, buffered
-//! spans flushed on exit, and the log format switch.
+//! The real `vexil` binary: spans exported over OTLP/gRPC to a receiver in
+//! the test, the caller's W3C trace continued, buffered spans flushed on
+//! exit, the log format switch and what the logs say at start; and the
+//! script-facing commands (`vexil token`, `vexil health`, help per command).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -155,6 +156,148 @@ async fn json_log_lines_are_json_objects() {
         messages.iter().any(|message| message == "serving gRPC"),
         "{messages:?}"
     );
+}
+
+/// Every line names the replica; start-up says where the data goes and
+/// where each listener is, with plain addresses, in JSON as in text.
+#[tokio::test]
+async fn start_up_lines_name_the_replica_the_store_and_the_listeners() {
+    let mut vexil = Vexil::spawn(&[
+        ("VEXIL_LOG_FORMAT", "json"),
+        ("VEXIL_REPLICA_NAME", "replica-a"),
+    ]);
+    drop(vexil.client().await);
+    let address = vexil.address.to_string();
+    let database = vexil.database.display().to_string();
+    let (status, lines) = vexil.stop().await;
+    assert!(status.success(), "vexil exits cleanly: {status}");
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect();
+    for event in &events {
+        assert_eq!(event["replica"], "replica-a", "{event}");
+    }
+    let fields = |message: &str| {
+        events
+            .iter()
+            .find(|event| event["fields"]["message"] == message)
+            .map(|event| event["fields"].clone())
+            .unwrap_or_else(|| panic!("no {message:?} line: {lines:?}"))
+    };
+    assert_eq!(fields("serving gRPC")["address"], address.as_str());
+    let store = fields("storing flags")["database"].to_string();
+    assert!(
+        store.contains(&format!("SQLite file {database}")),
+        "{store}"
+    );
+    fields("announcing changes in process (one replica; REDIS_URL unset)");
+    fields("counting evaluations");
+}
+
+/// Logs into a pipe or a file carry no colour codes; text lines start
+/// with the replica's name.
+#[tokio::test]
+async fn text_logs_in_a_pipe_have_no_colour() {
+    let mut vexil = Vexil::spawn(&[("VEXIL_REPLICA_NAME", "replica-b")]);
+    drop(vexil.client().await);
+    let (status, lines) = vexil.stop().await;
+    assert!(status.success(), "vexil exits cleanly: {status}");
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "no escape codes: {line:?}");
+        assert!(line.starts_with("replica=replica-b "), "{line}");
+    }
+}
+
+/// `TOKEN=$(vexil token …)` without a secret captures nothing: the error
+/// goes to stderr, without colour, and the exit code says it failed.
+#[test]
+fn token_errors_go_to_stderr_and_fail() {
+    let failed = vexil_command(&["token", "--subject", "alice", "--role", "admin"], &[]);
+    assert!(!failed.status.success());
+    assert!(failed.stdout.is_empty(), "{:?}", failed.stdout);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("VEXIL_JWT_SECRET"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+
+    let minted = vexil_command(
+        &["token", "--subject", "alice", "--role", "admin"],
+        &[("VEXIL_JWT_SECRET", "a-development-secret-of-32-bytes!")],
+    );
+    assert!(minted.status.success(), "{minted:?}");
+    let token = String::from_utf8(minted.stdout).expect("utf-8");
+    assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
+    assert!(minted.stderr.is_empty(), "{:?}", minted.stderr);
+}
+
+/// A command's help lists its own options, not the server's.
+#[test]
+fn each_command_shows_its_own_options() {
+    let help = |args: &[&str]| {
+        let output = vexil_command(args, &[]);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let token = help(&["token", "--help"]);
+    assert!(
+        token.contains("--subject") && token.contains("VEXIL_JWT_SECRET"),
+        "{token}"
+    );
+    for server_option in ["--listen", "DATABASE_URL", "REDIS_URL", "--watch-buffer"] {
+        assert!(!token.contains(server_option), "{server_option} in {token}");
+    }
+    let health = help(&["health", "--help"]);
+    assert!(
+        health.contains("--addr") && !health.contains("DATABASE_URL"),
+        "{health}"
+    );
+    for serving in [help(&["--help"]), help(&["serve", "--help"])] {
+        assert!(
+            serving.contains("DATABASE_URL") && serving.contains("--listen"),
+            "{serving}"
+        );
+    }
+}
+
+/// `vexil health` (Docker's HEALTHCHECK): 0 and SERVING against a serving
+/// server, found from VEXIL_LISTEN as the image sets it (0.0.0.0 probes
+/// loopback); 1 for a service that is not serving (propagation without
+/// Redis) and for a server that is gone.
+#[tokio::test]
+async fn health_exits_zero_only_when_serving() {
+    let mut vexil = Vexil::spawn(&[("REDIS_URL", "redis://127.0.0.1:1")]);
+    drop(vexil.client().await);
+    let address = vexil.address;
+    let url = format!("http://{address}");
+
+    let serving = vexil_command(&["health", "--addr", &url], &[]);
+    assert!(serving.status.success(), "{serving:?}");
+    assert_eq!(String::from_utf8_lossy(&serving.stdout).trim(), "SERVING");
+    let wildcard = format!("0.0.0.0:{}", address.port());
+    let from_listen = vexil_command(&["health"], &[("VEXIL_LISTEN", &wildcard)]);
+    assert!(from_listen.status.success(), "{from_listen:?}");
+
+    let bus = vexil_command(&["health", "--addr", &url, "--service", "vexil.bus"], &[]);
+    assert_eq!(bus.status.code(), Some(1), "{bus:?}");
+    assert_eq!(String::from_utf8_lossy(&bus.stdout).trim(), "NOT_SERVING");
+
+    let (status, _) = vexil.stop().await;
+    assert!(status.success(), "vexil exits cleanly: {status}");
+    let gone = vexil_command(&["health", "--addr", &url, "--timeout", "2s"], &[]);
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+    assert!(gone.stdout.is_empty());
+    assert!(!gone.stderr.is_empty());
+}
+
+/// Runs the binary with only `env` in its environment.
+fn vexil_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vexil"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vexil")
 }
 
 #[tokio::test]

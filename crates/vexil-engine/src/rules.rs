@@ -20,11 +20,13 @@ pub enum Rule {
     PercentageRollout,
 }
 
-/// One rule checked: whether it decided the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One rule checked: whether it decided the answer, and why, in words
+/// ("user \"u1\" is not on the blacklist (3 ids)").
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub rule: Rule,
     pub decided: bool,
+    pub detail: String,
 }
 
 /// An evaluation with the steps that led to it.
@@ -94,7 +96,8 @@ pub fn needs_clock(flag: &Flag) -> bool {
 /// Watches the engine decide. The plain path's observer does nothing and
 /// compiles away.
 trait Observer {
-    fn checked(&mut self, rule: Rule, decided: bool);
+    /// `detail` says why, and is called only by observers that keep it.
+    fn checked(&mut self, rule: Rule, decided: bool, detail: impl FnOnce(bool) -> String);
     fn rollout(&mut self, bucket: Option<u32>, threshold: u32);
 }
 
@@ -102,7 +105,7 @@ struct Silent;
 
 impl Observer for Silent {
     #[inline(always)]
-    fn checked(&mut self, _: Rule, _: bool) {}
+    fn checked(&mut self, _: Rule, _: bool, _: impl FnOnce(bool) -> String) {}
     #[inline(always)]
     fn rollout(&mut self, _: Option<u32>, _: u32) {}
 }
@@ -115,8 +118,12 @@ struct Trace {
 }
 
 impl Observer for Trace {
-    fn checked(&mut self, rule: Rule, decided: bool) {
-        self.steps.push(Step { rule, decided });
+    fn checked(&mut self, rule: Rule, decided: bool, detail: impl FnOnce(bool) -> String) {
+        self.steps.push(Step {
+            rule,
+            decided,
+            detail: detail(decided),
+        });
     }
     fn rollout(&mut self, bucket: Option<u32>, threshold: u32) {
         self.bucket = bucket;
@@ -124,11 +131,30 @@ impl Observer for Trace {
     }
 }
 
-/// Checks `rule`: tells the observer, and answers whether it decided.
+/// Checks `rule`: tells the observer (with why, in words, for the ones
+/// that keep it), and answers whether it decided.
 #[inline(always)]
-fn check(observer: &mut impl Observer, rule: Rule, decided: bool) -> bool {
-    observer.checked(rule, decided);
+fn check(
+    observer: &mut impl Observer,
+    rule: Rule,
+    decided: bool,
+    detail: impl FnOnce(bool) -> String,
+) -> bool {
+    observer.checked(rule, decided, detail);
     decided
+}
+
+/// `at` as RFC 3339, to the second.
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A list's size in words.
+fn ids(count: usize) -> String {
+    match count {
+        1 => "1 id".to_owned(),
+        n => format!("{n} ids"),
+    }
 }
 
 fn decide(
@@ -138,26 +164,42 @@ fn decide(
     observer: &mut impl Observer,
 ) -> Evaluation {
     let Some(flag) = flag else {
-        check(observer, Rule::FlagExists, true);
+        check(observer, Rule::FlagExists, true, |_| {
+            "no flag has this name".into()
+        });
         return Evaluation::off(Reason::FlagNotFound);
     };
-    check(observer, Rule::FlagExists, false);
+    check(observer, Rule::FlagExists, false, |_| {
+        format!("the flag exists, at revision {}", flag.revision)
+    });
     let spec = &flag.spec;
-    if check(observer, Rule::Enabled, !spec.enabled) {
+    if check(observer, Rule::Enabled, !spec.enabled, |killed| {
+        if killed {
+            "enabled is false: the flag is off for everyone".into()
+        } else {
+            "enabled is true".into()
+        }
+    }) {
         return Evaluation::off(Reason::Disabled);
     }
-    if check(
-        observer,
-        Rule::StartsAt,
-        spec.starts_at.is_some_and(|starts_at| now < starts_at),
-    ) {
+    let not_started = spec.starts_at.is_some_and(|starts_at| now < starts_at);
+    if check(observer, Rule::StartsAt, not_started, |_| {
+        match spec.starts_at {
+            None => "no start time".into(),
+            Some(at) if not_started => format!("starts at {}, after {}", time(at), time(now)),
+            Some(at) => format!("started at {}", time(at)),
+        }
+    }) {
         return Evaluation::off(Reason::NotStarted);
     }
-    if check(
-        observer,
-        Rule::ExpiresAt,
-        spec.expires_at.is_some_and(|expires_at| now >= expires_at),
-    ) {
+    let expired = spec.expires_at.is_some_and(|expires_at| now >= expires_at);
+    if check(observer, Rule::ExpiresAt, expired, |_| {
+        match spec.expires_at {
+            None => "no expiry time".into(),
+            Some(at) if expired => format!("expired at {}", time(at)),
+            Some(at) => format!("expires at {}, after {}", time(at), time(now)),
+        }
+    }) {
         return Evaluation::off(Reason::Expired);
     }
     if check(
@@ -165,6 +207,14 @@ fn decide(
         Rule::Environments,
         !spec.environments.is_empty()
             && !spec.environments.iter().any(|env| env == ctx.environment),
+        |refused| match (spec.environments.is_empty(), refused) {
+            (true, _) => "allowed in every environment".into(),
+            (false, true) => format!(
+                "environment {:?} is not among the allowed {:?}",
+                ctx.environment, spec.environments
+            ),
+            (false, false) => format!("environment {:?} is allowed", ctx.environment),
+        },
     ) {
         return Evaluation::off(Reason::EnvironmentNotAllowed);
     }
@@ -172,6 +222,14 @@ fn decide(
         observer,
         Rule::Blacklist,
         spec.blacklist.contains(ctx.user_id),
+        |listed| match listed {
+            true => format!("user {:?} is on the blacklist", ctx.user_id),
+            false => format!(
+                "user {:?} is not on the blacklist ({})",
+                ctx.user_id,
+                ids(spec.blacklist.len())
+            ),
+        },
     ) {
         return Evaluation::off(Reason::Blacklisted);
     }
@@ -179,18 +237,31 @@ fn decide(
         observer,
         Rule::Whitelist,
         spec.whitelist.contains(ctx.user_id),
+        |listed| match listed {
+            true => format!("user {:?} is on the whitelist", ctx.user_id),
+            false => format!(
+                "user {:?} is not on the whitelist ({})",
+                ctx.user_id,
+                ids(spec.whitelist.len())
+            ),
+        },
     ) {
         return Evaluation::on(Reason::Whitelisted);
     }
     let overridden = spec.environment_overrides.get(ctx.environment).copied();
     if let Some(enabled) = overridden {
-        check(observer, Rule::EnvironmentOverride, true);
+        check(observer, Rule::EnvironmentOverride, true, |_| {
+            let state = if enabled { "on" } else { "off" };
+            format!("environment {:?} is overridden: {state}", ctx.environment)
+        });
         return Evaluation {
             enabled,
             reason: Reason::EnvironmentOverride,
         };
     }
-    check(observer, Rule::EnvironmentOverride, false);
+    check(observer, Rule::EnvironmentOverride, false, |_| {
+        format!("no override for environment {:?}", ctx.environment)
+    });
     // The rollout, as `bucket::in_rollout` defines it.
     let threshold = bucket::threshold(spec.percentage);
     let (bucket, inside) = if ctx.user_id.is_empty() {
@@ -200,7 +271,23 @@ fn decide(
         (Some(bucket), bucket < threshold)
     };
     observer.rollout(bucket, threshold);
-    check(observer, Rule::PercentageRollout, true);
+    check(observer, Rule::PercentageRollout, true, |_| {
+        let side = if inside { "inside" } else { "outside" };
+        match bucket {
+            None => format!(
+                "no user id: inside only at 100% (threshold {threshold} of {}): {side}",
+                bucket::BUCKETS
+            ),
+            Some(bucket) if inside => format!(
+                "bucket {bucket} is below the threshold {threshold} ({}%): {side}",
+                spec.percentage
+            ),
+            Some(bucket) => format!(
+                "bucket {bucket} is not below the threshold {threshold} ({}%): {side}",
+                spec.percentage
+            ),
+        }
+    });
     if inside {
         Evaluation::on(Reason::PercentageRollout)
     } else {
@@ -471,8 +558,60 @@ mod tests {
             missing.steps,
             [Step {
                 rule: Rule::FlagExists,
-                decided: true
+                decided: true,
+                detail: "no flag has this name".into(),
             }]
+        );
+    }
+
+    /// Each step says why, in words, with the values it compared.
+    #[test]
+    fn explanations_say_why_each_rule_passed_or_decided() {
+        let flag = flag(on(FlagSpec {
+            percentage: 25.0,
+            environments: vec![ENV.into(), "staging".into()],
+            blacklist: users(&["u8", "u9"]),
+            whitelist: users(&["u7"]),
+            expires_at: Some(now() + TimeDelta::hours(1)),
+            ..FlagSpec::default()
+        }));
+        let ctx = EvalContext {
+            user_id: USER,
+            environment: ENV,
+        };
+        let explained = explain(Some(&flag), &ctx, now());
+        let details: Vec<&str> = explained.steps.iter().map(|s| s.detail.as_str()).collect();
+        let bucket = bucket::bucket(flag.name.as_str(), USER);
+        let side = if bucket < 2500 {
+            format!("bucket {bucket} is below the threshold 2500 (25%): inside")
+        } else {
+            format!("bucket {bucket} is not below the threshold 2500 (25%): outside")
+        };
+        assert_eq!(
+            details,
+            [
+                "the flag exists, at revision 1",
+                "enabled is true",
+                "no start time",
+                "expires at 2024-10-04T01:00:00Z, after 2024-10-04T00:00:00Z",
+                "environment \"production\" is allowed",
+                "user \"user-1\" is not on the blacklist (2 ids)",
+                "user \"user-1\" is not on the whitelist (1 id)",
+                "no override for environment \"production\"",
+                side.as_str(),
+            ]
+        );
+        let refused = explain(
+            Some(&flag),
+            &EvalContext {
+                user_id: "u9",
+                environment: "dev",
+            },
+            now(),
+        );
+        assert_eq!(
+            refused.steps.last().map(|s| s.detail.as_str()),
+            Some("environment \"dev\" is not among the allowed [\"production\", \"staging\"]")
         );
     }
 

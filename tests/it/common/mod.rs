@@ -496,7 +496,7 @@ pub async fn replica(
 ) -> TestApp {
     TestApp::start_with(vexil::Config {
         redis_url: Some(redis_url),
-        redis_channel: channel.to_string(),
+        redis_prefix: channel.to_string(),
         redis_max_connections: 2,
         cache_ttl_secs,
         ..crate::common::config(database_url)
