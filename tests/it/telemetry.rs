@@ -600,3 +600,31 @@ fn collect(
         }
     })
 }
+
+/// A restart on PostgreSQL logs no notices from the migrator's
+/// `CREATE TABLE IF NOT EXISTS` ("already exists, skipping"), and the
+/// store line names the database without its password.
+#[tokio::test]
+async fn a_postgres_restart_logs_no_notices_and_no_password() {
+    let Some(db) =
+        crate::common::TestDatabase::create(crate::common::Backend::Postgres).await
+    else {
+        return;
+    };
+    let url = db.url.replacen("postgres@", "postgres:hunter2@", 1);
+    for run in 0..2 {
+        let mut vexil = Vexil::spawn(&[("DATABASE_URL", &url)]);
+        drop(vexil.client().await);
+        let (status, lines) = vexil.stop().await;
+        assert!(status.success(), "vexil exits cleanly: {status}");
+        assert!(
+            lines.iter().any(|line| line.contains("database=PostgreSQL postgres@")),
+            "{lines:?}"
+        );
+        for line in &lines {
+            assert!(!line.contains("hunter2"), "run {run}: {line}");
+            assert!(!line.contains("already exists"), "run {run}: {line}");
+        }
+    }
+    db.remove().await;
+}
