@@ -7,6 +7,9 @@
 //!
 //! Run: `cargo bench --bench client`
 
+#[path = "support/scratch.rs"]
+mod scratch;
+
 use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -109,12 +112,10 @@ fn cases() -> Vec<(&'static str, pb::Flag, &'static str, &'static str)> {
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = std::env::temp_dir().join(format!("vexil-client-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let scratch = scratch::Scratch::create("client");
     let config = vexil::Config {
         sqlite_synchronous: vexil::config::SqliteSynchronous::Normal,
-        ..vexil::Config::with_database(format!("sqlite://{}/bench.db?mode=rwc", dir.display()))
-            .without_caller_limits()
+        ..vexil::Config::with_database(scratch.sqlite_url("bench.db")).without_caller_limits()
     };
     let listener = runtime
         .block_on(TcpListener::bind("127.0.0.1:0"))
@@ -245,5 +246,4 @@ fn main() {
     );
     criterion.final_summary();
     drop(client);
-    let _ = std::fs::remove_dir_all(&dir);
 }

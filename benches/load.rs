@@ -12,6 +12,9 @@
 //! Run: `cargo bench --bench load` (options after `--`, e.g.
 //! `cargo bench --bench load -- --duration 5 --concurrency 1,16,64`).
 
+#[path = "support/scratch.rs"]
+mod scratch;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -387,12 +390,8 @@ fn micros(outcome: &Outcome, quantile: f64) -> f64 {
 async fn main() {
     let args = Args::parse();
     let scenarios: Vec<Scenario> = args.scenarios.iter().map(|s| Scenario::parse(s)).collect();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let sqlite = std::env::temp_dir().join(format!("vexil-load-{}-{nanos}.db", std::process::id()));
-    let database = format!("sqlite://{}?mode=rwc", sqlite.display());
+    let scratch = scratch::Scratch::create("load");
+    let database = scratch.sqlite_url("vexil.db");
 
     let vexil = start_vexil(args.flags, &database, true).await;
     let ceiling = start_ceiling(args.flags).await;
@@ -452,10 +451,10 @@ async fn main() {
     // fresh servers seeded alike, on databases of their own, driven in
     // turn with the order alternating (off-on, on-off, ...), so drift on a
     // shared machine and being second hit both alike.
-    let metrics_on = start_vexil(args.flags, &sqlite_url(&sqlite, "on"), true).await;
+    let metrics_on = start_vexil(args.flags, &scratch.sqlite_url("on.db"), true).await;
     let metrics_off = start_vexil(
         args.flags,
-        &sqlite_url(&sqlite, "off"),
+        &scratch.sqlite_url("off.db"),
         args.metrics_control,
     )
     .await;
@@ -519,27 +518,7 @@ async fn main() {
     }
     metrics_on.stop().await;
     metrics_off.stop().await;
-    remove_sqlite(&sqlite_path(&sqlite, "on"));
-    remove_sqlite(&sqlite_path(&sqlite, "off"));
 
     vexil.stop().await;
     ceiling.stop().await;
-    remove_sqlite(&sqlite);
-}
-
-/// A database file beside `main`'s, for another server.
-fn sqlite_path(main: &std::path::Path, name: &str) -> std::path::PathBuf {
-    main.with_extension(format!("{name}.db"))
-}
-
-fn sqlite_url(main: &std::path::Path, name: &str) -> String {
-    format!("sqlite://{}?mode=rwc", sqlite_path(main, name).display())
-}
-
-fn remove_sqlite(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.to_path_buf().into_os_string();
-        file.push(suffix);
-        std::fs::remove_file(file).ok();
-    }
 }

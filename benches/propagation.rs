@@ -24,6 +24,8 @@
 mod arrival;
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/scratch.rs"]
+mod scratch;
 
 use std::time::{Duration, Instant};
 
@@ -249,9 +251,9 @@ async fn main() {
         .unwrap_or_default()
         .as_nanos();
     let suffix = format!("{}-{nanos}", std::process::id());
-    let sqlite = std::env::temp_dir().join(format!("vexil-bench-{suffix}.db"));
+    let scratch = scratch::Scratch::create("propagation");
     let database = std::env::var("VEXIL_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", sqlite.display()));
+        .unwrap_or_else(|_| scratch.sqlite_url("vexil.db"));
     let redis_channel = format!("vexil-bench:{suffix}");
 
     let a = start_replica(&database, &redis, &redis_channel).await;
@@ -329,9 +331,4 @@ async fn main() {
     .await;
 
     drop((a, b));
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = sqlite.clone().into_os_string();
-        file.push(suffix);
-        std::fs::remove_file(file).ok();
-    }
 }

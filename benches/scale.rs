@@ -20,6 +20,8 @@
 #[allow(dead_code)]
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/scratch.rs"]
+mod scratch;
 
 use std::time::{Duration, Instant};
 
@@ -57,9 +59,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// A fresh database: a SQLite file, or a new PostgreSQL database.
+/// A fresh database: a SQLite file, or a new PostgreSQL database; removed
+/// when dropped (when the run panics too).
 struct Db {
     url: String,
+    _scratch: Option<scratch::Scratch>,
     admin: Option<(String, String)>,
 }
 
@@ -67,11 +71,10 @@ impl Db {
     async fn create(postgres: Option<&str>, tag: &str) -> Self {
         match postgres {
             None => {
-                let path = std::env::temp_dir()
-                    .join(format!("vexil-scale-{tag}-{}.db", std::process::id()));
-                let _ = std::fs::remove_file(&path);
+                let scratch = scratch::Scratch::create(&format!("scale-{tag}"));
                 Db {
-                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    url: scratch.sqlite_url("vexil.db"),
+                    _scratch: Some(scratch),
                     admin: None,
                 }
             }
@@ -96,31 +99,34 @@ impl Db {
                 };
                 Db {
                     url: format!("{base}/{name}{options}"),
+                    _scratch: None,
                     admin: Some((admin.to_string(), name)),
                 }
             }
         }
     }
+}
 
-    async fn remove(self) {
-        match self.admin {
-            Some((admin, name)) => {
+impl Drop for Db {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.admin.take() else {
+            return;
+        };
+        // Drop cannot await, and a runtime cannot block inside another: a
+        // thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
                 let connection = Database::connect(&admin).await.expect("postgres");
                 let _ = connection
                     .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await;
-            }
-            None => {
-                let path = self
-                    .url
-                    .trim_start_matches("sqlite://")
-                    .trim_end_matches("?mode=rwc")
-                    .to_string();
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                }
-            }
-        }
+            });
+        })
+        .join();
     }
 }
 
@@ -224,7 +230,7 @@ async fn empty_rss(postgres: Option<&str>) -> u64 {
     let (server, _) = start(&db.url).await;
     let rss = server.rss();
     drop(server);
-    db.remove().await;
+    drop(db);
     rss
 }
 
@@ -320,7 +326,7 @@ async fn flag_scaling(
     );
 
     drop(server);
-    db.remove().await;
+    drop(db);
 }
 
 /// The server's RSS after `count` flags were created through CreateFlag
@@ -370,7 +376,7 @@ async fn created_vs_restarted(backend: &str, postgres: Option<&str>, count: usiz
         restarted as f64 / count as f64,
     );
     drop(server);
-    db.remove().await;
+    drop(db);
 }
 
 async fn writes(backend: &str, postgres: Option<&str>, total: usize) {
@@ -424,7 +430,7 @@ async fn writes(backend: &str, postgres: Option<&str>, total: usize) {
         );
     }
     drop(server);
-    db.remove().await;
+    drop(db);
 }
 
 async fn idle_streams(count: usize) {
@@ -463,7 +469,7 @@ async fn idle_streams(count: usize) {
     );
     drop(streams);
     drop(server);
-    db.remove().await;
+    drop(db);
 }
 
 #[tokio::main]

@@ -406,7 +406,8 @@ async fn public_keys_and_jwks_rotation() {
     app.stop().await;
 
     // A JWKS file: keys chosen by kid; a rotated file is picked up.
-    let jwks = std::env::temp_dir().join(format!("{}.json", crate::common::unique("jwks-")));
+    let dir = crate::common::TestDir::create();
+    let jwks = dir.join("jwks.json");
     std::fs::copy(keys_dir().join("jwks-ec.json"), &jwks).expect("jwks");
     let app = TestApp::start_with(vexil::Config {
         jwks_file: Some(jwks.clone()),
@@ -454,7 +455,6 @@ async fn public_keys_and_jwks_rotation() {
     )
     .await;
     app.stop().await;
-    std::fs::remove_file(&jwks).ok();
     db.remove().await;
 }
 

@@ -244,7 +244,9 @@ async fn starts_from_a_bootstrap_file_then_takes_the_servers_state() {
         ..pb::Flag::default()
     })
     .await;
-    let file = std::env::temp_dir().join(format!("{}.json", unique("vexil-bootstrap-")));
+    // The file, its `.tmp` while written, and a corrupt one below.
+    let dir = crate::common::TestDir::create();
+    let file = dir.join("bootstrap.json");
     let writer = Client::builder()
         .endpoints([url(&app)])
         .bootstrap_file(&file, None)
@@ -309,8 +311,6 @@ async fn starts_from_a_bootstrap_file_then_takes_the_servers_state() {
     assert!(!client.is_enabled(&name, "u", ""));
     assert!(matches!(client.status(), Status::Ready { .. }));
     app.stop().await;
-    let _ = std::fs::remove_file(&file);
-    let _ = std::fs::remove_file(&corrupt);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

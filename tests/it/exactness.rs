@@ -112,6 +112,7 @@ async fn doubles_round_trip_bit_for_bit_on_every_path(backend: Backend) {
         return;
     };
     let channel = unique("vexil-test:exact:");
+    let _keys = crate::common::RedisKeys::under(&redis, &channel);
     // Long cache TTLs: B learns of changes only through Redis and the audit log.
     let a = replica(&db.url, redis.clone(), &channel, 3600).await;
     let b = replica(&db.url, redis.clone(), &channel, 3600).await;

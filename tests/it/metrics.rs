@@ -278,6 +278,7 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
         return;
     };
     let channel = unique("vexil-test:changes:");
+    let _keys = crate::common::RedisKeys::under(&redis, &channel);
     let start = async || {
         TestApp::start_with(fast_flush(vexil::Config {
             redis_url: Some(redis.clone()),
@@ -384,6 +385,7 @@ async fn redis_batches_wait_for_redis_and_count_once() {
     };
     let proxy = Proxy::start(&redis).await;
     let channel = unique("vexil-test:");
+    let _keys = crate::common::RedisKeys::under(&redis, &channel);
     let app = TestApp::start_with(fast_flush(vexil::Config {
         redis_url: Some(proxy.url()),
         redis_prefix: channel.clone(),
@@ -452,6 +454,8 @@ async fn installations_with_their_own_prefix_keep_separate_metrics() {
         return;
     };
     let (prefix_a, prefix_b) = (unique("vexil-test-a:"), unique("vexil-test-b:"));
+    let _keys =
+        [&prefix_a, &prefix_b].map(|prefix| crate::common::RedisKeys::under(&redis, prefix));
     let start = async |db: &TestDatabase, prefix: &str| {
         TestApp::start_with(fast_flush(vexil::Config {
             redis_url: Some(redis.clone()),
@@ -547,7 +551,9 @@ async fn sketches_match_redis_exactly() {
         return;
     };
     let client = redis_client(&redis).await;
-    let key = unique("vexil-test:hll:");
+    let prefix = unique("vexil-test:hll:");
+    let _keys = crate::common::RedisKeys::under(&redis, &prefix);
+    let key = format!("{prefix}:sketch");
     let mut sketch = Sketch::default();
     let ids: Vec<String> = (0..20_000).map(|i| format!("user-{i}")).collect();
     for chunk in ids.chunks(1_000) {

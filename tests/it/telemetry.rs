@@ -471,7 +471,7 @@ impl Vexil {
         let address = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port");
-        let database = std::env::temp_dir().join(format!("{}.db", unique("vexil-telemetry-")));
+        let database = std::env::temp_dir().join(format!("{}.db", unique("vexil-test-telemetry-")));
         let mut child = Command::new(env!("CARGO_BIN_EXE_vexil"))
             .env_clear()
             .env("VEXIL_LISTEN", address.to_string())
@@ -606,8 +606,7 @@ fn collect(
 /// store line names the database without its password.
 #[tokio::test]
 async fn a_postgres_restart_logs_no_notices_and_no_password() {
-    let Some(db) =
-        crate::common::TestDatabase::create(crate::common::Backend::Postgres).await
+    let Some(db) = crate::common::TestDatabase::create(crate::common::Backend::Postgres).await
     else {
         return;
     };
@@ -618,7 +617,9 @@ async fn a_postgres_restart_logs_no_notices_and_no_password() {
         let (status, lines) = vexil.stop().await;
         assert!(status.success(), "vexil exits cleanly: {status}");
         assert!(
-            lines.iter().any(|line| line.contains("database=PostgreSQL postgres@")),
+            lines
+                .iter()
+                .any(|line| line.contains("database=PostgreSQL postgres@")),
             "{lines:?}"
         );
         for line in &lines {

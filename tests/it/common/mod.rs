@@ -1,14 +1,18 @@
 //! The test app: a real Vexil server started through `vexil::run` on an
 //! ephemeral port, with its own database, and real gRPC clients.
 //!
-//! Every app gets a fresh database: a new SQLite file, or a new PostgreSQL
-//! database created on the server named by `VEXIL_TEST_DATABASE_URL`.
-//! Without that variable the PostgreSQL variants print a notice and pass,
-//! except under `CI=true`, where they fail.
+//! Every app gets a fresh database: a new SQLite file (in a directory of
+//! its own), or a new PostgreSQL database created on the server named by
+//! `VEXIL_TEST_DATABASE_URL`. Without that variable the PostgreSQL variants
+//! print a notice, are listed in `target/tmp/vexil-skipped.log` and pass,
+//! except under `CI=true`, where they fail. Tests leave nothing behind:
+//! databases, temp directories and Redis keys ([`RedisKeys`]) are removed
+//! when their guards drop, on failure and panic too.
 
 pub mod http;
 pub mod proxy;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,15 +51,44 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A database for one test, removed when the test stops it.
+/// A directory of the test's own under the temp directory, named
+/// `vexil-test-…`, removed with everything in it when dropped: on a failing
+/// or panicking test too.
+pub struct TestDir(PathBuf);
+
+impl TestDir {
+    pub fn create() -> Self {
+        let path = std::env::temp_dir().join(unique("vexil-test-"));
+        std::fs::create_dir_all(&path).expect("create the test directory");
+        Self(path)
+    }
+
+    /// `name` inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// A database for one test, removed by [`Self::remove`] or, when the test
+/// fails or panics before that, when dropped.
 pub struct TestDatabase {
     pub url: String,
-    cleanup: Cleanup,
+    cleanup: Option<Cleanup>,
 }
 
 enum Cleanup {
-    SqliteFile(std::path::PathBuf),
-    PostgresDatabase { admin_url: String, name: String },
+    /// The SQLite file and its `-wal` and `-shm` live in the directory.
+    Sqlite(TestDir),
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl TestDatabase {
@@ -64,10 +97,10 @@ impl TestDatabase {
     pub async fn create(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("{}.db", unique("vexil-test-")));
+                let dir = TestDir::create();
                 Some(Self {
-                    url: format!("sqlite://{}?mode=rwc", path.display()),
-                    cleanup: Cleanup::SqliteFile(path),
+                    url: format!("sqlite://{}?mode=rwc", dir.join("vexil.db").display()),
+                    cleanup: Some(Cleanup::Sqlite(dir)),
                 })
             }
             Backend::Postgres => {
@@ -89,7 +122,7 @@ impl TestDatabase {
                 admin.close().await.ok();
                 Some(Self {
                     url: replace_database(&admin_url, &name),
-                    cleanup: Cleanup::PostgresDatabase { admin_url, name },
+                    cleanup: Some(Cleanup::Postgres { admin_url, name }),
                 })
             }
         }
@@ -102,24 +135,51 @@ impl TestDatabase {
             .expect("connect to the test database")
     }
 
-    pub async fn remove(self) {
-        match self.cleanup {
-            Cleanup::SqliteFile(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    std::fs::remove_file(file).ok();
-                }
+    pub async fn remove(mut self) {
+        match self.cleanup.take() {
+            Some(Cleanup::Postgres { admin_url, name }) => {
+                drop_database(&admin_url, &name).await;
             }
-            Cleanup::PostgresDatabase { admin_url, name } => {
-                let admin = connect_admin(&admin_url).await;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok();
-                admin.close().await.ok();
-            }
+            Some(Cleanup::Sqlite(dir)) => drop(dir),
+            None => {}
         }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(Cleanup::Postgres { admin_url, name }) = self.cleanup.take() {
+            // Drop cannot await, and may run on a runtime's thread (where
+            // another runtime cannot block): a thread and runtime of its own.
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|runtime| runtime.block_on(drop_database(&admin_url, &name)))
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+/// Drops `name` from a fresh connection, ending the sessions still on it
+/// (a server a failed test left running); says so when it cannot.
+async fn drop_database(admin_url: &str, name: &str) {
+    let dropped = match Database::connect(admin_url).await {
+        Ok(admin) => {
+            let outcome = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .map(|_| ());
+            admin.close().await.ok();
+            outcome
+        }
+        Err(err) => Err(err),
+    };
+    if let Err(err) = dropped {
+        let notice = format!("could not drop the test database {name}: {err}\n");
+        std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes()).ok();
     }
 }
 
@@ -133,21 +193,114 @@ pub fn redis_url() -> Option<String> {
     service_url(REDIS_URL_VAR, "tests that need Redis")
 }
 
-fn service_url(var: &str, what: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("{var} must be set when CI=true")
-        }
-        _ => {
-            // Written to the stderr handle itself, which the test harness
-            // does not capture, so the notice shows on a passing run.
-            let notice = format!("skipped: set {var} to run {what}\n");
-            std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes()).ok();
-            None
+/// The Redis keys of one test, `{prefix}:*` (the servers' metrics under
+/// their `redis_prefix`, anything the test writes itself), deleted when
+/// dropped: on a failing or panicking test too. Declare it before the
+/// servers, which write until they stop.
+pub struct RedisKeys {
+    url: String,
+    prefix: String,
+}
+
+impl RedisKeys {
+    pub fn under(url: &str, prefix: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
         }
     }
 }
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        // As for databases: Drop cannot await, so a thread and runtime.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(delete_keys(&url, &prefix)))
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// Deletes every key matching `{prefix}:*` (SCAN and DEL, in one script);
+/// says so when it cannot.
+async fn delete_keys(url: &str, prefix: &str) {
+    const SCRIPT: &str = r"
+local cursor = '0'
+repeat
+  local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = reply[1]
+  for _, key in ipairs(reply[2]) do
+    redis.call('DEL', key)
+  end
+until cursor == '0'
+return 0
+";
+    let escaped: String = prefix
+        .chars()
+        .flat_map(|c| match c {
+            '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let deleted = async {
+        use fred::interfaces::{ClientLike, LuaInterface};
+        let config = fred::prelude::Config::from_url(url)?;
+        let client = fred::clients::Client::new(config, None, None, None);
+        client.init().await?;
+        let outcome = client
+            .eval::<i64, _, _, _>(SCRIPT, Vec::<String>::new(), vec![format!("{escaped}:*")])
+            .await;
+        client.quit().await.ok();
+        outcome
+    };
+    let failure = match tokio::time::timeout(Duration::from_secs(10), deleted).await {
+        Ok(Ok(_)) => return,
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => "no answer within 10 s".to_owned(),
+    };
+    let notice = format!("could not delete the test's Redis keys {prefix}:*: {failure}\n");
+    std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes()).ok();
+}
+
+fn service_url(var: &str, what: &str) -> Option<String> {
+    let url = std::env::var(var).ok().filter(|url| !url.is_empty());
+    if url.is_none() && std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{var} must be set when CI=true");
+    }
+    // The run's skipped tests, one line each (the first reason), in a file
+    // this process starts afresh.
+    type Log = (Option<std::fs::File>, std::collections::HashSet<String>);
+    static SKIPPED: std::sync::LazyLock<std::sync::Mutex<Log>> = std::sync::LazyLock::new(|| {
+        let file = std::fs::File::create(SKIPPED_LOG).ok();
+        std::sync::Mutex::new((file, Default::default()))
+    });
+    let mut skipped = SKIPPED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if url.is_none() {
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        let notice = format!("skipped: {test}: set {var} to run {what}\n");
+        // Written to the stderr handle itself, which the test harness does
+        // not capture, so the notice shows on a passing run.
+        std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes()).ok();
+        let (log, tests) = &mut *skipped;
+        if let Some(log) = log
+            && tests.insert(test)
+        {
+            std::io::Write::write_all(log, notice.as_bytes()).ok();
+        }
+    }
+    url
+}
+
+/// Where the skips of the last run that reached a test needing PostgreSQL
+/// or Redis are listed (`target/tmp/vexil-skipped.log`).
+const SKIPPED_LOG: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/vexil-skipped.log");
 
 async fn connect_admin(url: &str) -> DatabaseConnection {
     Database::connect(url)

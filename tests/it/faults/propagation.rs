@@ -30,6 +30,7 @@ async fn update_on_one_replica_reaches_the_other(backend: Backend) {
         return;
     };
     let channel = unique("vexil-test:changes:");
+    let _keys = crate::common::RedisKeys::under(&redis, &channel);
     // A long cache TTL: only Redis can carry the changes in time.
     let a = replica(&db.url, redis.clone(), &channel, 3600).await;
     let b = replica(&db.url, redis, &channel, 3600).await;
@@ -86,6 +87,7 @@ async fn lost_messages_are_recovered_within_the_cache_ttl(backend: Backend) {
         return;
     };
     let channel = unique("vexil-test:changes:");
+    let _keys = crate::common::RedisKeys::under(&redis, &channel);
     let proxy = Proxy::start(&redis).await;
     let a = replica(&db.url, redis, &channel, 3600).await;
     let b = replica(&db.url, proxy.url(), &channel, 1).await;
@@ -129,6 +131,7 @@ async fn replicas_catch_up_moments_after_redis_returns(backend: Backend) {
         return;
     };
     let channel = unique("vexil-test:changes:");
+    let _keys = crate::common::RedisKeys::under(&redis, &channel);
     let proxy = Proxy::start(&redis).await;
     // Long TTLs: only the bus, or the catch-up on reconnect, can propagate.
     let a = replica(&db.url, redis, &channel, 3600).await;

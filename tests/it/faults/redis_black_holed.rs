@@ -18,6 +18,7 @@ async fn black_holed_bus_is_noticed_and_recovered(backend: Backend) {
         return;
     };
     let channel = unique("vexil-test:black-hole:");
+    let _keys = crate::common::RedisKeys::under(&redis, &channel);
     let proxy = Proxy::start(&redis).await;
     // Long cache TTLs: without the bus, B would stay behind for an hour.
     let a = replica(&db.url, redis, &channel, 3600).await;
