@@ -564,6 +564,23 @@ impl Config {
             jwks_url: self.jwks_url.clone(),
         };
         if keys.is_empty() {
+            // Settings that only mean something with a key are refused, not
+            // ignored: an operator who set them expects tokens to be checked.
+            let needs_a_key = [
+                ("VEXIL_JWT_ISSUER", self.signing.jwt_issuer.is_some()),
+                ("VEXIL_JWT_AUDIENCE", self.signing.jwt_audience.is_some()),
+                (
+                    "VEXIL_AUTH_EVALUATION",
+                    self.auth_evaluation != EvaluationAuth::Open,
+                ),
+            ];
+            if let Some((setting, _)) = needs_a_key.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "{setting} needs a key to check tokens with: set VEXIL_JWT_SECRET \
+                     (or VEXIL_JWT_SECRET_FILE, VEXIL_JWT_PUBLIC_KEY_FILE, VEXIL_JWKS_FILE, \
+                     VEXIL_JWKS_URL)"
+                ));
+            }
             return Ok(None);
         }
         Ok(Some(AuthConfig {

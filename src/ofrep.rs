@@ -277,7 +277,7 @@ fn bad_request(key: Option<&str>, (code, details): (&str, String)) -> Response {
 }
 
 /// One flag's success body. A killed flag answers `false` (variant `off`)
-/// with reason DISABLED: the kill switch's answer is off.
+/// with reason STATIC: the kill switch's answer is off, for everyone.
 fn success(key: &str, resolution: &Resolution) -> Value {
     json!({
         "key": key,

@@ -184,16 +184,22 @@ impl Authenticator {
             validation.set_issuer(&[issuer]);
             required.push("iss");
         }
-        match &self.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                required.push("aud");
-            }
-            None => validation.validate_aud = false,
+        // Without a configured audience, `validate_aud` stays on: a token
+        // minted for some other service (one that names its `aud`) is
+        // refused; tokens without `aud` pass.
+        if let Some(audience) = &self.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
         }
         validation.set_required_spec_claims(&required);
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|err| AuthError::Unauthenticated(rejection(&err).to_string()))?
+            .map_err(|err| match (err.kind(), &self.audience) {
+                (jsonwebtoken::errors::ErrorKind::InvalidAudience, None) => unauthenticated(
+                    "the token names an audience (aud) and VEXIL_JWT_AUDIENCE names none: \
+                     it was minted for another service",
+                ),
+                _ => AuthError::Unauthenticated(rejection(&err).to_string()),
+            })?
             .claims;
         if claims.sub.is_empty() || claims.sub.len() > 256 {
             return Err(unauthenticated("the token's sub must be 1-256 bytes"));
@@ -233,7 +239,13 @@ impl Authenticator {
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Option<HashSet<String>>, AuthError> {
         match claims.get(&self.environments_claim) {
-            None | Some(serde_json::Value::Null) => Ok(None),
+            None => Ok(None),
+            // A null scope is not "every environment": fail closed.
+            Some(serde_json::Value::Null) => Err(AuthError::Unauthenticated(format!(
+                "the token's {} claim is null: list the environments, or leave the claim \
+                 out for a token valid in every environment",
+                self.environments_claim
+            ))),
             Some(serde_json::Value::Array(names)) => names
                 .iter()
                 .map(|name| name.as_str().map(str::to_string))

@@ -22,8 +22,7 @@ use tonic::{Request, Response, Status};
 use super::access::{Gatekeeper, WatchSlot};
 use crate::domain::{ChangeKind, FlagChange};
 use crate::service::openfeature::{
-    Context, ENVIRONMENT_ATTRIBUTE, OpenFeatureReason, Resolution, ResolveError, Resolver,
-    TARGETING_KEY,
+    Context, ENVIRONMENT_ATTRIBUTE, Resolution, ResolveError, Resolver, TARGETING_KEY,
 };
 use crate::service::{WatchEnd, WatchEvent, Watcher};
 
@@ -320,12 +319,6 @@ fn number(value: f64) -> Value {
     }
 }
 
-/// A killed flag's answer carries no value and no variant (flagd's
-/// behaviour: providers return the caller's default with reason DISABLED).
-fn answered(resolution: &Resolution) -> bool {
-    resolution.reason != OpenFeatureReason::Disabled
-}
-
 /// Implements one version's service. `$present` turns an answer that may
 /// be absent into the version's field: v2's fields are optional, v1's
 /// fall back to the type's default.
@@ -346,13 +339,10 @@ macro_rules! flagd_service {
                     .resolve_all(context.as_ref(), selector.as_deref())?
                     .into_iter()
                     .map(|(name, resolution)| {
-                        let answered = answered(&resolution);
                         let flag = $version::AnyFlag {
                             reason: resolution.reason.as_str().to_string(),
-                            variant: $present(answered.then(|| resolution.variant().to_string())),
-                            value: answered.then_some($version::any_flag::Value::BoolValue(
-                                resolution.enabled,
-                            )),
+                            variant: $present(Some(resolution.variant().to_string())),
+                            value: Some($version::any_flag::Value::BoolValue(resolution.enabled)),
                             metadata: Some(metadata(&resolution)),
                         };
                         (name, flag)
@@ -373,11 +363,10 @@ macro_rules! flagd_service {
                 let resolution =
                     self.0
                         .resolve(&flag_key, context.as_ref(), selector.as_deref())?;
-                let answered = answered(&resolution);
                 Ok(Response::new($version::ResolveBooleanResponse {
-                    value: $present(answered.then_some(resolution.enabled)),
+                    value: $present(Some(resolution.enabled)),
                     reason: resolution.reason.as_str().to_string(),
-                    variant: $present(answered.then(|| resolution.variant().to_string())),
+                    variant: $present(Some(resolution.variant().to_string())),
                     metadata: Some(metadata(&resolution)),
                 }))
             }

@@ -55,8 +55,6 @@ pub enum OpenFeatureReason {
     Static,
     /// A user, environment, time or rollout rule decided.
     TargetingMatch,
-    /// The kill switch is off.
-    Disabled,
 }
 
 impl OpenFeatureReason {
@@ -64,7 +62,6 @@ impl OpenFeatureReason {
         match self {
             Self::Static => "STATIC",
             Self::TargetingMatch => "TARGETING_MATCH",
-            Self::Disabled => "DISABLED",
         }
     }
 }
@@ -220,10 +217,14 @@ fn resolve(flag: &Flag, ctx: &Context<'_>, now: DateTime<Utc>) -> Resolution {
         },
         now,
     );
-    let reason = match evaluation.reason {
-        Reason::Disabled => OpenFeatureReason::Disabled,
-        _ if engine::is_static(flag, now) => OpenFeatureReason::Static,
-        _ => OpenFeatureReason::TargetingMatch,
+    // A killed flag is STATIC (off for everyone until it changes), not
+    // OpenFeature's DISABLED, after which providers return the caller's
+    // default: `getBooleanValue("checkout", true)` would stay on after the
+    // kill switch. Vexil's own reason (metadata) still says DISABLED.
+    let reason = if engine::is_static(flag, now) {
+        OpenFeatureReason::Static
+    } else {
+        OpenFeatureReason::TargetingMatch
     };
     let decided_by_user = matches!(
         evaluation.reason,

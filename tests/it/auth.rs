@@ -186,6 +186,12 @@ async fn token_matrix_roles_scopes_and_actor(backend: Backend) {
         }),
     ));
     cases.push((
+        "null environment scope",
+        edited(&|c| {
+            c.insert("environments".into(), Value::Null);
+        }),
+    ));
+    cases.push((
         "missing sub",
         edited(&|c| {
             c.remove("sub");
@@ -524,6 +530,92 @@ async fn evaluation_can_require_a_token_and_watch_ends_when_it_expires() {
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 
     app.stop().await;
+    db.remove().await;
+}
+
+/// With no audience configured, a token minted for another service (it
+/// names an `aud`) is refused; tokens without `aud` are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_for_other_services_are_refused_without_an_audience() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        signing: vexil::config::Signing {
+            jwt_secret: Some(vexil::config::Secret(SECRET.into())),
+            ..Default::default()
+        },
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    let mut flags = app.flags.clone();
+    let read = || pb::ListFlagsRequest::default();
+    let mut foreign = claims("fred", &["admin"]);
+    foreign.insert("aud".into(), "billing-service".into());
+    let status = flags
+        .list_flags(with_token(&signed(&foreign), read()))
+        .await
+        .expect_err("a token for another service");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("audience"), "{status:?}");
+    let mut own = claims("fred", &["admin"]);
+    own.remove("aud");
+    flags
+        .list_flags(with_token(&signed(&own), read()))
+        .await
+        .expect("a token without aud");
+    app.stop().await;
+    db.remove().await;
+}
+
+/// Settings that only mean something with a key refuse to start without
+/// one, naming themselves, instead of being silently ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_need_a_key_refuse_to_start_without_one() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let without_key = || crate::common::config(&db.url);
+    let cases = [
+        (
+            "VEXIL_JWT_ISSUER",
+            vexil::Config {
+                signing: vexil::config::Signing {
+                    jwt_issuer: Some(ISSUER.into()),
+                    ..Default::default()
+                },
+                ..without_key()
+            },
+        ),
+        (
+            "VEXIL_JWT_AUDIENCE",
+            vexil::Config {
+                signing: vexil::config::Signing {
+                    jwt_audience: Some(AUDIENCE.into()),
+                    ..Default::default()
+                },
+                ..without_key()
+            },
+        ),
+        (
+            "VEXIL_AUTH_EVALUATION",
+            vexil::Config {
+                auth_evaluation: vexil::config::EvaluationAuth::Evaluator,
+                ..without_key()
+            },
+        ),
+    ];
+    for (setting, config) in cases {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            vexil::run(config, listener, async {}),
+        )
+        .await
+        .expect("refuses at once");
+        let err = outcome.expect_err(setting);
+        assert!(err.to_string().contains(setting), "{setting}: {err}");
+    }
     db.remove().await;
 }
 

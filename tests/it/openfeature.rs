@@ -94,18 +94,12 @@ async fn flagd_and_ofrep_answer_as_evaluate_does(backend: Backend) {
                     .into_inner();
                 assert_eq!(answer.reason, *kind, "{case}");
                 assert_eq!(metadata_of(&answer.metadata).1, vexil_reason, "{case}");
-                if *kind == "DISABLED" {
-                    // flagd's behaviour: no value, no variant (the caller's default).
-                    assert_eq!(
-                        (answer.value, answer.variant.as_deref()),
-                        (None, None),
-                        "{case}"
-                    );
-                } else {
-                    assert_eq!(answer.value, Some(enabled), "{case}");
-                    let variant = if enabled { "on" } else { "off" };
-                    assert_eq!(answer.variant.as_deref(), Some(variant), "{case}");
-                }
+                // Every answer has its value, a killed flag's too (false):
+                // OpenFeature's providers would replace a missing one, or
+                // one with reason DISABLED, by the caller's default.
+                assert_eq!(answer.value, Some(enabled), "{case}");
+                let variant = if enabled { "on" } else { "off" };
+                assert_eq!(answer.variant.as_deref(), Some(variant), "{case}");
 
                 let old = v1
                     .resolve_boolean(v1::ResolveBooleanRequest {
@@ -161,7 +155,7 @@ async fn flagd_and_ofrep_answer_as_evaluate_does(backend: Backend) {
         let (enabled, _) = app.evaluate(name, "user-1", "staging").await;
         let flag = &all.flags[name];
         assert_eq!(flag.reason, *kind, "{name}");
-        let expected = (*kind != "DISABLED").then_some(v2::any_flag::Value::BoolValue(enabled));
+        let expected = Some(v2::any_flag::Value::BoolValue(enabled));
         assert_eq!(flag.value, expected, "{name}");
         let answer = bulk["flags"]
             .as_array()

@@ -65,12 +65,13 @@ def timestamp(days):
 def create_rule_flags(vexil, language):
     """One flag per rule type, uniquely named for this run. Returns
     {name: expected OpenFeature reason kind} where the kind is STATIC,
-    DISABLED or TARGETING_MATCH."""
+    KILLED (off for everyone: STATIC, with Vexil's reason DISABLED) or
+    TARGETING_MATCH."""
     prefix = f"of-{language}-{uuid.uuid4().hex[:8]}"
     specs = {
         "on": (dict(enabled=True, percentage=100), "STATIC"),
         "off": (dict(enabled=True, percentage=0), "STATIC"),
-        "killed": (dict(enabled=False, percentage=100, whitelist=["user-1"]), "DISABLED"),
+        "killed": (dict(enabled=False, percentage=100, whitelist=["user-1"]), "KILLED"),
         "rollout": (dict(enabled=True, percentage=37.5), "TARGETING_MATCH"),
         "lists": (dict(enabled=True, percentage=50, whitelist=[f"user-{i}" for i in range(10)],
                        blacklist=["user-11", "user-3"]), "TARGETING_MATCH"),

@@ -818,7 +818,8 @@ macro_rules! backend_tests {
 }
 
 /// One flag per evaluation rule, named `{prefix}.{rule}`, with the
-/// OpenFeature reason its answers carry: STATIC, DISABLED or TARGETING_MATCH.
+/// OpenFeature reason its answers carry: STATIC (a killed flag too) or
+/// TARGETING_MATCH.
 pub async fn rule_flags(app: &TestApp, prefix: &str) -> Vec<(String, &'static str)> {
     let on = |suffix: &str, percentage: f64| pb::Flag {
         name: format!("{prefix}.{suffix}"),
@@ -835,7 +836,7 @@ pub async fn rule_flags(app: &TestApp, prefix: &str) -> Vec<(String, &'static st
                 whitelist: vec!["user-1".into()],
                 ..on("killed", 100.0)
             },
-            "DISABLED",
+            "STATIC",
         ),
         (on("rollout", 37.5), "TARGETING_MATCH"),
         (on("fraction", 0.09499999999999999), "TARGETING_MATCH"),
