@@ -226,6 +226,17 @@ pub enum EvaluationAuth {
     Evaluator,
 }
 
+/// Who may Watch when authentication is on. Watch streams whole flag
+/// definitions (lists, metadata, actors), which GetFlag keeps for `reader`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchAuth {
+    /// A token with the `reader` or `evaluator` role (or a larger one).
+    Token,
+    /// Anyone; streams for callers without such a token carry flags without
+    /// their lists, metadata, description and actors.
+    Open,
+}
+
 /// A secret read from the environment, never printed.
 #[derive(Clone)]
 pub struct Secret(pub String);
@@ -411,6 +422,13 @@ pub struct Config {
           default_value_t = EvaluationAuth::Open)]
     pub auth_evaluation: EvaluationAuth,
 
+    /// Who may Watch when authentication is on: `token` (a token with
+    /// `reader` or `evaluator`) or `open` (anyone; tokenless streams carry
+    /// flags without lists, metadata, description or actors).
+    #[arg(long, env = "VEXIL_WATCH_AUTH", value_enum,
+          default_value_t = WatchAuth::Token)]
+    pub watch_auth: WatchAuth,
+
     /// Serve without authentication on a non-loopback address (anyone who
     /// can reach the port can change every flag).
     #[arg(long, env = "VEXIL_INSECURE_NO_AUTH")]
@@ -509,6 +527,7 @@ impl Config {
             jwks_url: None,
             jwt_leeway_secs: 30,
             auth_evaluation: EvaluationAuth::Open,
+            watch_auth: WatchAuth::Token,
             insecure_no_auth: false,
             management_rate: 50,
             management_burst: 100,

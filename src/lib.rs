@@ -536,6 +536,7 @@ fn gatekeeper(config: &Config, listener: &TcpListener) -> Result<Gatekeeper> {
     Ok(Gatekeeper::new(
         auth,
         config.auth_evaluation,
+        config.watch_auth,
         Limits {
             management_rate: config.management_rate,
             management_burst: config.management_burst,

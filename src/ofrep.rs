@@ -348,7 +348,7 @@ async fn evaluate_flags(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let _admitted = match admit(&state, &headers, peer, "OFREP bulk evaluate") {
+    let admitted = match admit(&state, &headers, peer, "OFREP bulk evaluate") {
         Ok(admitted) => admitted,
         Err(status) => return refused(&status),
     };
@@ -362,6 +362,9 @@ async fn evaluate_flags(
         .get("flagConfigEtag")
         .and_then(|etag| etag.trim_matches('"').parse::<u64>().ok())
     {
+        // Not waiting in an in-flight place: a caller naming revisions
+        // could otherwise hold them all.
+        drop(admitted);
         state.watcher.reaches(revision).await;
     }
     let revision = state.watcher.head();

@@ -19,7 +19,7 @@ use tonic::{Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::{AuthError, Authenticator, Principal, Role};
-use crate::config::EvaluationAuth;
+use crate::config::{EvaluationAuth, WatchAuth};
 
 /// Request metadata naming who makes a change when authentication is off.
 const ACTOR_HEADER: &str = "x-actor";
@@ -57,6 +57,7 @@ pub struct Admitted {
 pub struct Gatekeeper {
     auth: Option<Authenticator>,
     evaluation_auth: EvaluationAuth,
+    watch_auth: WatchAuth,
     management: DefaultKeyedRateLimiter<Caller>,
     evaluation: DefaultKeyedRateLimiter<Caller>,
     /// Calls that carry a token, per peer address, counted before the token
@@ -69,6 +70,16 @@ pub struct Gatekeeper {
     /// Open Watch streams per caller, so one caller cannot take them all.
     watchers: Arc<DashMap<Caller, u32, ahash::RandomState>>,
     max_watch_streams_per_caller: u32,
+}
+
+/// What a Watch stream may show of each flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Whole definitions (a caller that may read them).
+    Full,
+    /// Without the lists, metadata, description and actors that GetFlag
+    /// keeps for `reader`.
+    Redacted,
 }
 
 /// A Watch stream's place: among all streams and among its caller's.
@@ -97,6 +108,7 @@ impl Gatekeeper {
     pub fn new(
         auth: Option<Authenticator>,
         evaluation_auth: EvaluationAuth,
+        watch_auth: WatchAuth,
         limits: Limits,
     ) -> Self {
         let quota = |rate: u32, burst: u32| {
@@ -107,6 +119,7 @@ impl Gatekeeper {
         Self {
             auth,
             evaluation_auth,
+            watch_auth,
             management: RateLimiter::keyed(quota(limits.management_rate, limits.management_burst)),
             attempts: RateLimiter::keyed(quota(
                 limits.management_rate.saturating_mul(10),
@@ -189,6 +202,51 @@ impl Gatekeeper {
             "evaluation",
         )?;
         Ok((principal, self.in_flight()?))
+    }
+
+    /// Admits a Watch, which streams whole flag definitions. With
+    /// authentication on it needs a token with `reader` or `evaluator`
+    /// (`VEXIL_WATCH_AUTH=token`, the default); with `open`, a caller
+    /// without one is admitted to a redacted stream. The token's expiry
+    /// ends the stream.
+    pub fn watch<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(Option<Principal>, OwnedSemaphorePermit, Visibility), Status> {
+        const METHOD: &str = "Watch";
+        let Some(auth) = &self.auth else {
+            limit(&self.evaluation, &caller(None, request), "evaluation")?;
+            return Ok((None, self.in_flight()?, Visibility::Full));
+        };
+        let token_required =
+            self.watch_auth == WatchAuth::Token || self.evaluation_auth != EvaluationAuth::Open;
+        // Before verifying: the peer's evaluation budget.
+        limit(&self.evaluation, &caller(None, request), "evaluation")?;
+        if !token_required && request.metadata().get("authorization").is_none() {
+            return Ok((None, self.in_flight()?, Visibility::Redacted));
+        }
+        let principal = self.authenticate(auth, request, METHOD)?;
+        if self.evaluation_auth == EvaluationAuth::Evaluator && !principal.has(Role::Evaluator) {
+            return Err(Status::permission_denied(format!(
+                "{METHOD} needs the evaluator role"
+            )));
+        }
+        let visibility = if principal.has(Role::Reader) || principal.has(Role::Evaluator) {
+            Visibility::Full
+        } else if token_required {
+            tracing::info!(subject = %principal.subject, method = METHOD, "refused: missing role");
+            return Err(Status::permission_denied(format!(
+                "{METHOD} needs the reader or evaluator role"
+            )));
+        } else {
+            Visibility::Redacted
+        };
+        limit(
+            &self.evaluation,
+            &caller(Some(&principal), request),
+            "evaluation",
+        )?;
+        Ok((Some(principal), self.in_flight()?, visibility))
     }
 
     /// A place among the open Watch streams, and among its caller's (the

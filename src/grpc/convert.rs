@@ -292,6 +292,47 @@ pub fn watch_item_to_wire(item: WatchItem) -> std::result::Result<Encoded, Statu
     Ok(Encoded::frame(&pb::WatchResponse { event: Some(event) }))
 }
 
+/// [`watch_item_to_wire`] for a caller that may not read flags: each flag
+/// without its lists, metadata, description and actors. Encoded per stream
+/// (the shared frames hold whole flags).
+pub fn watch_item_to_redacted_wire(item: WatchItem) -> std::result::Result<Encoded, Status> {
+    use pb::watch_response::Event;
+    let redacted = |flag: &Flag| pb::Flag {
+        whitelist: Vec::new(),
+        blacklist: Vec::new(),
+        description: String::new(),
+        metadata: None,
+        created_by: String::new(),
+        updated_by: String::new(),
+        ..flag_to_pb(flag)
+    };
+    let event = match item.map_err(watch_end_to_status)? {
+        WatchEvent::Snapshot {
+            flags,
+            revision,
+            last,
+        } => Event::Snapshot(pb::WatchSnapshot {
+            flags: flags.iter().map(|flag| redacted(flag)).collect(),
+            revision,
+            last,
+        }),
+        WatchEvent::Change(entry) => {
+            let change = &entry.change;
+            Event::Change(pb::FlagChange {
+                revision: change.revision,
+                flag_name: change.flag_name.to_string(),
+                kind: match change.flag {
+                    Some(_) => pb::ChangeKind::Upserted,
+                    None => pb::ChangeKind::Deleted,
+                } as i32,
+                flag: change.flag.as_deref().map(redacted),
+            })
+        }
+        WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat { revision }),
+    };
+    Ok(Encoded::frame(&pb::WatchResponse { event: Some(event) }))
+}
+
 fn encode_change(change: &FlagChange) -> Encoded {
     let message = pb::WatchResponse {
         event: Some(pb::watch_response::Event::Change(pb::FlagChange {

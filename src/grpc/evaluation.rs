@@ -10,8 +10,8 @@ use chrono::Utc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::access::{Gatekeeper, WatchSlot};
-use super::convert::{reason, watch_item_to_wire};
+use super::access::{Gatekeeper, Visibility, WatchSlot};
+use super::convert::{reason, watch_item_to_redacted_wire, watch_item_to_wire};
 use super::evaluation_server::evaluation_service_server::EvaluationService;
 use super::pb;
 use super::watch_route::{Encoded, WatchStream};
@@ -73,18 +73,23 @@ pub fn until(exp: u64) -> Duration {
 impl EvaluationGrpc {
     /// Watch (served by `watch_route`, below tonic's encoder).
     pub async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<WatchStream, Status> {
-        let (principal, in_flight) = self.gate.evaluation(&request, "Watch")?;
+        let (principal, in_flight, visibility) = self.gate.watch(&request)?;
         let slot = self.gate.watch_slot(&request, principal.as_ref())?;
+        // Admitted: the in-flight place is not held while the stream starts.
+        drop(in_flight);
         let pb::WatchRequest {
             flag_names,
             since_revision,
         } = request.into_inner();
         let items = self.watcher.watch(flag_names, since_revision).await?;
-        drop(in_flight);
         let expiry =
             principal.map(|principal| Box::pin(tokio::time::sleep(until(principal.expires_at))));
+        let to_wire = match visibility {
+            Visibility::Full => watch_item_to_wire,
+            Visibility::Redacted => watch_item_to_redacted_wire,
+        };
         Ok(Box::pin(Guarded {
-            inner: items.map(watch_item_to_wire),
+            inner: items.map(to_wire),
             expiry,
             ended: false,
             _slot: slot,

@@ -184,8 +184,18 @@ impl Watcher {
         self.sync.feed().head()
     }
 
-    /// Whether this replica has applied `revision` (waiting a moment for it).
+    /// Whether this replica has applied `revision`, waiting a moment for
+    /// one that another replica announced. A revision beyond anything
+    /// applied or announced is answered at once: a caller naming one (a
+    /// resume far ahead, a made-up ETag) must not hold anything waiting.
     pub async fn reaches(&self, revision: u64) -> bool {
+        let head = self.sync.feed().head();
+        if revision <= head {
+            return true;
+        }
+        if revision > self.sync.announced() {
+            return false;
+        }
         let mut head = self.sync.feed().subscribe();
         tokio::time::timeout(AHEAD_WAIT, head.wait_for(|head| *head >= revision))
             .await

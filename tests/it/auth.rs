@@ -966,3 +966,203 @@ async fn jwks_url_is_fetched_in_the_background_and_rotates() {
     server.task.abort();
     db.remove().await;
 }
+
+async fn watch_as(
+    app: &TestApp,
+    token: Option<&str>,
+    since_revision: Option<u64>,
+) -> Result<tonic::Streaming<pb::WatchResponse>, tonic::Status> {
+    let request = pb::WatchRequest {
+        flag_names: Vec::new(),
+        since_revision,
+    };
+    let request = match token {
+        Some(token) => with_token(token, request),
+        None => Request::new(request),
+    };
+    app.evaluation
+        .clone()
+        .watch(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn listed(name: &str) -> pb::CreateFlagRequest {
+    pb::CreateFlagRequest {
+        flag: Some(pb::Flag {
+            name: name.into(),
+            enabled: true,
+            description: "secret plans".into(),
+            whitelist: vec!["vip-1".into()],
+            blacklist: vec!["banned-1".into()],
+            ..pb::Flag::default()
+        }),
+        reason: "watch test".into(),
+    }
+}
+
+/// With authentication on, Watch (whole flag definitions) needs a token
+/// with `reader` or `evaluator`, as GetFlag needs `reader`, though
+/// evaluation stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_needs_a_token_that_may_read_flags() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(auth_config(&db.url)).await;
+    let admin = signed(&claims("root", &["admin"]));
+    app.flags
+        .clone()
+        .create_flag(with_token(&admin, listed("guarded-watch")))
+        .await
+        .expect("create");
+    let (_, reason) = app.evaluate("guarded-watch", "u", "prod").await;
+    assert_ne!(reason, pb::Reason::FlagNotFound, "evaluation stays open");
+
+    let status = watch_as(&app, None, None).await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let nobody = signed(&claims("nobody", &["unknown-role"]));
+    let status = watch_as(&app, Some(&nobody), None)
+        .await
+        .expect_err("no role");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    for role in ["reader", "evaluator", "editor"] {
+        let token = signed(&claims("watcher", &[role]));
+        let mut stream = watch_as(&app, Some(&token), None).await.expect(role);
+        let (flags, _) = read_snapshot(&mut stream).await;
+        assert_eq!(flags[0].whitelist, ["vip-1"], "{role}: whole definitions");
+        assert_eq!(flags[0].description, "secret plans", "{role}");
+    }
+    app.stop().await;
+    db.remove().await;
+}
+
+/// `VEXIL_WATCH_AUTH=open`: anyone may Watch, but a stream without a token
+/// that may read flags carries no lists, description, metadata or actors,
+/// in its snapshot and in its changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_watch_streams_redact_what_reader_protects() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        watch_auth: vexil::config::WatchAuth::Open,
+        ..auth_config(&db.url)
+    })
+    .await;
+    let admin = signed(&claims("root", &["admin"]));
+    app.flags
+        .clone()
+        .create_flag(with_token(&admin, listed("open-watch")))
+        .await
+        .expect("create");
+    let redacted = |flag: &pb::Flag| {
+        assert!(
+            flag.whitelist.is_empty() && flag.blacklist.is_empty(),
+            "{flag:?}"
+        );
+        assert!(
+            flag.description.is_empty() && flag.metadata.is_none(),
+            "{flag:?}"
+        );
+        assert!(
+            flag.created_by.is_empty() && flag.updated_by.is_empty(),
+            "{flag:?}"
+        );
+        assert!(flag.enabled, "what evaluation needs stays: {flag:?}");
+    };
+    let mut anonymous = watch_as(&app, None, None).await.expect("open watch");
+    let (flags, _) = read_snapshot(&mut anonymous).await;
+    redacted(&flags[0]);
+    let evaluator = signed(&claims("edge", &["evaluator"]));
+    let mut full = watch_as(&app, Some(&evaluator), None)
+        .await
+        .expect("evaluator");
+    let (flags, _) = read_snapshot(&mut full).await;
+    assert_eq!(flags[0].blacklist, ["banned-1"]);
+
+    app.flags
+        .clone()
+        .create_flag(with_token(&admin, listed("open-watch-2")))
+        .await
+        .expect("create");
+    let change = crate::common::next_change(&mut anonymous).await;
+    redacted(change.flag.as_ref().expect("flag"));
+    let change = crate::common::next_change(&mut full).await;
+    assert_eq!(change.flag.expect("flag").whitelist, ["vip-1"]);
+    app.stop().await;
+    db.remove().await;
+}
+
+/// Resumes and refetches naming revisions that were never announced are
+/// answered at once, holding no in-flight place: with the limit at 20, ten
+/// Watch streams resuming far ahead and ten OFREP refetches naming a
+/// far-away ETag, all at once, leave room for the kill switch (each used
+/// to wait a second in its place, taking all 20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_far_ahead_hold_no_in_flight_place() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_openfeature(vexil::Config {
+        max_in_flight: 20,
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    app.create_flag(pb::Flag {
+        name: "kill-me".into(),
+        enabled: true,
+        percentage: 100.0,
+        ..pb::Flag::default()
+    })
+    .await;
+    let ofrep = app.ofrep.expect("ofrep");
+    let mut watches = Vec::new();
+    let mut refetches = Vec::new();
+    for _ in 0..10 {
+        let mut evaluation = app.evaluation.clone();
+        watches.push(tokio::spawn(async move {
+            evaluation
+                .watch(pb::WatchRequest {
+                    flag_names: Vec::new(),
+                    since_revision: Some(1_000_000),
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }));
+        refetches.push(tokio::spawn(async move {
+            crate::common::http::post_json(
+                ofrep,
+                "/ofrep/v1/evaluate/flags?flagConfigEtag=%221000000%22",
+                &json!({ "context": { "targetingKey": "u1" } }),
+            )
+            .await
+            .status
+        }));
+    }
+    // Well inside the second each of them used to wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.flags
+        .clone()
+        .update_flag(Request::new(pb::UpdateFlagRequest {
+            flag: Some(pb::Flag {
+                name: "kill-me".into(),
+                enabled: false,
+                ..pb::Flag::default()
+            }),
+            update_mask: mask(&["enabled"]),
+            reason: "incident".into(),
+            expected_revision: None,
+        }))
+        .await
+        .expect("the kill switch is admitted");
+    for watch in watches {
+        let mut stream = watch.await.expect("task").expect("watch admitted");
+        read_snapshot(&mut stream).await;
+    }
+    for refetch in refetches {
+        assert_eq!(refetch.await.expect("task"), 200);
+    }
+    app.stop().await;
+    db.remove().await;
+}
