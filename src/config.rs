@@ -412,6 +412,13 @@ pub struct Config {
     #[arg(long, env = "VEXIL_JWKS_URL")]
     pub jwks_url: Option<String>,
 
+    /// How long the keys of a JWKS file or URL that turned empty keep
+    /// verifying tokens (e.g. 10m, 0s); a JWKS that fails to load keeps
+    /// its keys.
+    #[arg(long, env = "VEXIL_JWKS_EMPTY_GRACE", default_value = "10m",
+          value_parser = parse_duration)]
+    pub jwks_empty_grace: Duration,
+
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     #[arg(long, env = "VEXIL_JWT_LEEWAY_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=600))]
@@ -526,6 +533,7 @@ impl Config {
             jwks_file: None,
             jwks_url: None,
             jwt_leeway_secs: 30,
+            jwks_empty_grace: Duration::from_secs(600),
             auth_evaluation: EvaluationAuth::Open,
             watch_auth: WatchAuth::Token,
             insecure_no_auth: false,
@@ -581,6 +589,7 @@ impl Config {
             public_key_algorithm: algorithm,
             jwks_file: self.jwks_file.clone(),
             jwks_url: self.jwks_url.clone(),
+            empty_grace: self.jwks_empty_grace,
         };
         if keys.is_empty() {
             // Settings that only mean something with a key are refused, not

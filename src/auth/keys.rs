@@ -4,6 +4,7 @@
 //! accepts only its own algorithm.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,10 @@ pub struct KeyConfig {
     pub jwks_file: Option<PathBuf>,
     /// Fetched in the background (see `remote`).
     pub jwks_url: Option<String>,
+    /// How long the keys of a JWKS that turned empty stay valid: an
+    /// identity provider's brief glitch does not lock everyone out, and
+    /// keys withdrawn on purpose stop verifying soon after.
+    pub empty_grace: Duration,
 }
 
 impl KeyConfig {
@@ -61,6 +66,12 @@ struct State {
     refreshed: Mutex<Instant>,
     /// Asks the fetcher for the JWKS URL again (an unknown kid).
     fetch_wanted: Notify,
+    /// Bumped whenever the keys change: tokens verified before are checked
+    /// again (a removed key stops verifying them).
+    generation: AtomicU64,
+    /// Since when the JWKS file / URL has held no usable key.
+    file_empty_since: Mutex<Option<Instant>>,
+    url_empty_since: Mutex<Option<Instant>>,
 }
 
 impl State {
@@ -71,7 +82,14 @@ impl State {
             .keys
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(all);
+        self.generation.fetch_add(1, Relaxed);
     }
+}
+
+/// Whether keys from a source that now holds none should go: after
+/// the grace period since it was first seen empty.
+fn grace_over(empty_since: &Mutex<Option<Instant>>, grace: Duration) -> bool {
+    lock(empty_since).get_or_insert_with(Instant::now).elapsed() >= grace
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,6 +124,9 @@ impl KeySet {
             keys: RwLock::new(Arc::new(Vec::new())),
             refreshed: Mutex::new(Instant::now()),
             fetch_wanted: Notify::new(),
+            generation: AtomicU64::new(0),
+            file_empty_since: Mutex::new(None),
+            url_empty_since: Mutex::new(None),
         };
         state.publish();
         Ok(Self {
@@ -129,14 +150,21 @@ impl KeySet {
                 let wait = match fetched {
                     Ok(keys) if !keys.is_empty() => {
                         tracing::debug!(keys = keys.len(), "fetched the JWKS");
+                        *lock(&state.url_empty_since) = None;
                         *lock(&state.remote) = keys;
                         state.publish();
                         remote::REFRESH_EVERY
                     }
+                    Ok(_) if grace_over(&state.url_empty_since, state.config.empty_grace) => {
+                        if !lock(&state.remote).is_empty() {
+                            tracing::warn!(grace = ?state.config.empty_grace, "the JWKS URL has held no usable key for the grace period; its previous keys no longer verify tokens");
+                            lock(&state.remote).clear();
+                            state.publish();
+                        }
+                        REFRESH_LIMIT
+                    }
                     Ok(_) => {
-                        tracing::warn!(
-                            "the JWKS URL holds no usable key; keeping the previous keys"
-                        );
+                        tracing::warn!(grace = ?state.config.empty_grace, "the JWKS URL holds no usable key; keeping the previous keys for the grace period");
                         REFRESH_LIMIT
                     }
                     Err(err) => {
@@ -199,6 +227,11 @@ impl KeySet {
             .map(|key| (Selected(key.clone()), key.algorithm)))
     }
 
+    /// Changes whenever the keys do.
+    pub fn generation(&self) -> u64 {
+        self.state.generation.load(Relaxed)
+    }
+
     fn current(&self) -> Arc<Vec<Arc<Key>>> {
         self.state
             .keys
@@ -224,12 +257,22 @@ impl KeySet {
         match load(&state.config) {
             Ok(keys) if !keys.is_empty() => {
                 tracing::info!(keys = keys.len(), "reloaded JWT verification keys");
+                *lock(&state.file_empty_since) = None;
                 *lock(&state.local) = keys;
                 state.publish();
                 true
             }
+            Ok(_) if grace_over(&state.file_empty_since, state.config.empty_grace) => {
+                if lock(&state.local).is_empty() {
+                    return false;
+                }
+                tracing::warn!(grace = ?state.config.empty_grace, "the JWKS file has held no usable key for the grace period; its previous keys no longer verify tokens");
+                lock(&state.local).clear();
+                state.publish();
+                true
+            }
             Ok(_) => {
-                tracing::warn!("the JWKS file holds no usable key; keeping the previous keys");
+                tracing::warn!(grace = ?state.config.empty_grace, "the JWKS file holds no usable key; keeping the previous keys for the grace period");
                 false
             }
             Err(err) => {

@@ -9,6 +9,7 @@
 mod keys;
 mod remote;
 mod token;
+mod verified;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 pub use self::keys::{KeyConfig, KeySet};
 pub use self::token::{DevToken, mint};
+use self::verified::VerifiedTokens;
 use crate::domain::FlagSpec;
 
 /// What a caller may do. `Admin` includes `Editor`, which includes `Reader`.
@@ -127,6 +129,7 @@ pub struct AuthConfig {
 /// Validates bearer tokens.
 pub struct Authenticator {
     keys: KeySet,
+    verified: VerifiedTokens,
     issuer: Option<String>,
     audience: Option<String>,
     leeway_secs: u64,
@@ -148,6 +151,7 @@ impl Authenticator {
     pub fn new(config: AuthConfig) -> Result<Self, String> {
         Ok(Self {
             keys: KeySet::load(config.keys)?,
+            verified: VerifiedTokens::default(),
             issuer: config.issuer,
             audience: config.audience,
             leeway_secs: config.leeway_secs,
@@ -156,20 +160,42 @@ impl Authenticator {
         })
     }
 
-    /// Validates the `authorization` metadata value (`Bearer <jwt>`).
+    /// The principal of an `authorization` value verified before (its
+    /// token not expired, its key set unchanged): no signature check.
+    pub fn cached(&self, authorization: Option<&str>) -> Option<Principal> {
+        let token = bearer(authorization?).ok()?;
+        self.verified.get(
+            token,
+            self.keys.generation(),
+            jsonwebtoken::get_current_timestamp(),
+        )
+    }
+
+    /// Validates the `authorization` metadata value (`Bearer <jwt>`), and
+    /// remembers a valid token for [`Self::cached`].
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
-        let unauthenticated = |why: &str| AuthError::Unauthenticated(why.to_string());
         let Some(value) = authorization else {
-            return Err(unauthenticated(
-                "missing bearer token (metadata `authorization: Bearer <jwt>`)",
+            return Err(AuthError::Unauthenticated(
+                "missing bearer token (metadata `authorization: Bearer <jwt>`)".into(),
             ));
         };
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| unauthenticated("the authorization metadata is not `Bearer <jwt>`"))?;
+        let token = bearer(value)?;
+        let generation = self.keys.generation();
+        let principal = self.verify(token)?;
+        self.verified.insert(token, principal.clone(), generation);
+        Ok(principal)
+    }
+
+    /// Forgets expired tokens and those verified against older keys.
+    pub fn forget_stale_tokens(&self) {
+        self.verified.forget_stale(
+            self.keys.generation(),
+            jsonwebtoken::get_current_timestamp(),
+        );
+    }
+
+    fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let unauthenticated = |why: &str| AuthError::Unauthenticated(why.to_string());
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("the bearer token is not a well-formed JWT"))?;
         let (key, algorithm) = self
@@ -276,6 +302,18 @@ impl Authenticator {
 }
 
 /// A client-safe reason for a rejected token (never the token itself).
+/// The token of a `Bearer <jwt>` value.
+fn bearer(value: &str) -> Result<&str, AuthError> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            AuthError::Unauthenticated("the authorization metadata is not `Bearer <jwt>`".into())
+        })
+}
+
 fn rejection(err: &jsonwebtoken::errors::Error) -> &'static str {
     use jsonwebtoken::errors::ErrorKind;
     match err.kind() {

@@ -60,10 +60,11 @@ pub struct Gatekeeper {
     watch_auth: WatchAuth,
     management: DefaultKeyedRateLimiter<Caller>,
     evaluation: DefaultKeyedRateLimiter<Caller>,
-    /// Calls that carry a token, per peer address, counted before the token
-    /// is verified: a flood of bad tokens costs bounded verification work.
-    /// Ten times a caller's management budget, so NAT'ed callers fit.
-    attempts: DefaultKeyedRateLimiter<Caller>,
+    /// Signature checks per peer address: tokens not verified before
+    /// (valid ones are cached until they expire), counted before checking,
+    /// so a flood of forged tokens costs bounded work. Twice a caller's
+    /// management budget (100/s, bursts of 200, by default).
+    unverified: DefaultKeyedRateLimiter<Caller>,
     in_flight: Arc<Semaphore>,
     watch_streams: Arc<Semaphore>,
     max_watch_streams: usize,
@@ -121,9 +122,9 @@ impl Gatekeeper {
             evaluation_auth,
             watch_auth,
             management: RateLimiter::keyed(quota(limits.management_rate, limits.management_burst)),
-            attempts: RateLimiter::keyed(quota(
-                limits.management_rate.saturating_mul(10),
-                limits.management_burst.saturating_mul(10),
+            unverified: RateLimiter::keyed(quota(
+                limits.management_rate.saturating_mul(2),
+                limits.management_burst.saturating_mul(2),
             )),
             evaluation: RateLimiter::keyed(quota(limits.evaluation_rate, limits.evaluation_burst)),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
@@ -143,14 +144,7 @@ impl Gatekeeper {
     ) -> Result<Admitted, Status> {
         let principal = match &self.auth {
             None => None,
-            Some(auth) => {
-                limit(
-                    &self.attempts,
-                    &caller(None, request),
-                    "authentication attempt",
-                )?;
-                Some(self.authenticate(auth, request, method)?)
-            }
+            Some(auth) => Some(self.authenticate(auth, request, method)?),
         };
         if let Some(principal) = &principal
             && !principal.has(role)
@@ -308,9 +302,12 @@ impl Gatekeeper {
     }
 
     pub fn forget_idle_callers(&self) {
-        for limiter in [&self.management, &self.evaluation, &self.attempts] {
+        for limiter in [&self.management, &self.evaluation, &self.unverified] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
+        }
+        if let Some(auth) = &self.auth {
+            auth.forget_stale_tokens();
         }
     }
 
@@ -324,6 +321,16 @@ impl Gatekeeper {
             .metadata()
             .get("authorization")
             .map(|value| value.to_str().unwrap_or_default());
+        if let Some(principal) = auth.cached(header) {
+            return Ok(principal);
+        }
+        if header.is_some() {
+            limit(
+                &self.unverified,
+                &caller(None, request),
+                "token verification",
+            )?;
+        }
         auth.authenticate(header).map_err(|err| {
             tracing::info!(method, reason = %err, "refused: not authenticated");
             match err {

@@ -460,6 +460,126 @@ async fn public_keys_and_jwks_rotation() {
         },
     )
     .await;
+
+    // A key withdrawn from the file stops verifying the tokens it signed,
+    // though they were verified (and cached) before. A token naming an
+    // unknown kid makes the file be read again.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("nudge".into());
+    let nudge = jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(b"x")).expect("sign");
+    let set: Value =
+        serde_json::from_slice(&std::fs::read(keys_dir().join("jwks-ec-rsa.json")).expect("read"))
+            .expect("jwks");
+    let rsa_only: Vec<Value> = set["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|key| key["kid"] == "rsa-2")
+        .cloned()
+        .collect();
+    std::fs::write(&jwks, json!({ "keys": rsa_only }).to_string()).expect("withdraw ec-1");
+    eventually(
+        Duration::from_secs(30),
+        "the withdrawn key's cached token is refused",
+        async || {
+            let _ = flags
+                .update_flag(with_token(&nudge, update("keyed", 1.0)))
+                .await;
+            flags
+                .update_flag(with_token(&es256, update("keyed", 30.0)))
+                .await
+                .is_err_and(|status| status.code() == Code::Unauthenticated)
+        },
+    )
+    .await;
+    flags
+        .update_flag(with_token(&rotated, update("keyed", 40.0)))
+        .await
+        .expect("the remaining key still verifies");
+    app.stop().await;
+
+    // A JWKS that turns empty keeps its keys for VEXIL_JWKS_EMPTY_GRACE
+    // (here none), then drops them: emptying the file revokes them.
+    std::fs::write(&jwks, json!({ "keys": rsa_only }).to_string()).expect("jwks");
+    let app = TestApp::start_with(vexil::Config {
+        jwks_file: Some(jwks.clone()),
+        jwks_empty_grace: Duration::ZERO,
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    let mut flags = app.flags.clone();
+    flags
+        .update_flag(with_token(&rotated, update("keyed", 50.0)))
+        .await
+        .expect("rsa-2 verifies");
+    std::fs::write(&jwks, r#"{"keys": []}"#).expect("empty the JWKS");
+    eventually(
+        Duration::from_secs(30),
+        "an emptied JWKS's keys are dropped after the grace period",
+        async || {
+            let _ = flags
+                .update_flag(with_token(&nudge, update("keyed", 1.0)))
+                .await;
+            flags
+                .update_flag(with_token(&rotated, update("keyed", 60.0)))
+                .await
+                .is_err_and(|status| status.code() == Code::Unauthenticated)
+        },
+    )
+    .await;
+    app.stop().await;
+    db.remove().await;
+}
+
+/// Forged tokens are throttled per address before their signatures are
+/// checked, so a flood costs bounded work, while a caller whose token was
+/// verified before goes on (its token is cached, not checked again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_token_floods_are_throttled_before_verification() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    // Signature checks: twice the management budget, 10/s in bursts of 10.
+    let app = TestApp::start_with(vexil::Config {
+        management_rate: 5,
+        management_burst: 5,
+        ..auth_config(&db.url)
+    })
+    .await;
+    let mut flags = app.flags.clone();
+    let valid = signed(&claims("root", &["admin"]));
+    flags
+        .list_flags(with_token(&valid, pb::ListFlagsRequest::default()))
+        .await
+        .expect("verified once");
+    let started = std::time::Instant::now();
+    let mut checked = 0;
+    for i in 0..200 {
+        let forged = hs256(
+            &claims(&format!("forger-{i}"), &["admin"]),
+            b"not-the-secret-at-all-0123456789",
+        );
+        let status = flags
+            .list_flags(with_token(&forged, pb::ListFlagsRequest::default()))
+            .await
+            .expect_err("forged");
+        match status.code() {
+            Code::Unauthenticated => checked += 1,
+            Code::ResourceExhausted => {}
+            other => panic!("{other:?}: {status:?}"),
+        }
+    }
+    // The budget's burst plus its rate over the time taken (and one for
+    // the valid token checked above): a bound on the signature checks.
+    let budget = 10 + (started.elapsed().as_secs_f64() * 10.0).ceil() as u32 + 1;
+    assert!(
+        checked <= budget,
+        "{checked} forged tokens checked, budget {budget}"
+    );
+    flags
+        .list_flags(with_token(&valid, pb::ListFlagsRequest::default()))
+        .await
+        .expect("the verified caller goes on");
     app.stop().await;
     db.remove().await;
 }
