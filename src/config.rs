@@ -111,7 +111,8 @@ impl HealthArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Signing {
     /// HS256 shared secret for bearer tokens (at least 32 bytes). Setting any
-    /// key turns authentication on for management calls.
+    /// key turns authentication on for management calls. From the
+    /// environment only: refused on the command line.
     #[arg(long, env = "VEXIL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 
@@ -235,6 +236,45 @@ pub enum WatchAuth {
     /// Anyone; streams for callers without such a token carry flags without
     /// their lists, metadata, description and actors.
     Open,
+}
+
+/// Why the command line may not be used as given: it carries a secret
+/// (the JWT secret, or a database or Redis URL with a password), which
+/// every user of the machine can read in the process list.
+pub fn secret_on_command_line(matches: &clap::ArgMatches) -> Option<String> {
+    use clap::parser::ValueSource;
+    let from_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let ids: Vec<String> = matches.ids().map(|id| id.to_string()).collect();
+    for id in &ids {
+        let refusal = match id.as_str() {
+            "jwt_secret" if from_command_line(id) => {
+                "--jwt-secret: pass the secret in VEXIL_JWT_SECRET or a file \
+                 (VEXIL_JWT_SECRET_FILE), not on the command line, where the \
+                 process list shows it"
+            }
+            "database_url" | "redis_url" if from_command_line(id) => {
+                let has_password = matches
+                    .get_one::<String>(id)
+                    .and_then(|url| url::Url::parse(url).ok())
+                    .is_some_and(|url| url.password().is_some());
+                if !has_password {
+                    continue;
+                }
+                if id == "database_url" {
+                    "--database-url: a URL with a password goes in DATABASE_URL, not on \
+                     the command line, where the process list shows it"
+                } else {
+                    "--redis-url: a URL with a password goes in REDIS_URL, not on the \
+                     command line, where the process list shows it"
+                }
+            }
+            _ => continue,
+        };
+        return Some(refusal.to_owned());
+    }
+    matches
+        .subcommand()
+        .and_then(|(_, sub)| secret_on_command_line(sub))
 }
 
 /// A secret read from the environment, never printed.

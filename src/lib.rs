@@ -183,7 +183,13 @@ pub async fn run(
         ofrep: ofrep_listener,
         metrics: metrics_listener,
     } = listeners.into();
-    let gate = Arc::new(gatekeeper(&config, &listener)?);
+    let served = [
+        Some(&listener),
+        flagd_listener.as_ref(),
+        ofrep_listener.as_ref(),
+        metrics_listener.as_ref(),
+    ];
+    let gate = Arc::new(gatekeeper(&config, served.into_iter().flatten())?);
     tracing::info!(
         database = %FlagStore::describe(&config.database_url),
         "storing flags"
@@ -498,18 +504,29 @@ pub async fn run(
 }
 
 /// The gatekeeper for `config`. Without keys, management is open, which is
-/// allowed only on a loopback address (or with `--insecure-no-auth`).
-fn gatekeeper(config: &Config, listener: &TcpListener) -> Result<Gatekeeper> {
+/// allowed only when every listener is on a loopback address (or with
+/// `--insecure-no-auth`): flagd's API, OFREP and `/metrics` tell what the
+/// flags are, too.
+fn gatekeeper<'a>(
+    config: &Config,
+    listeners: impl Iterator<Item = &'a TcpListener>,
+) -> Result<Gatekeeper> {
     let auth = config
         .auth()
         .map_err(|err| Error::invalid("authentication", err))?
         .map(Authenticator::new)
         .transpose()
         .map_err(|err| Error::invalid("authentication", err))?;
-    let address = listener
-        .local_addr()
-        .map_err(|err| Error::Internal(format!("reading the listen address: {err}")))?;
-    match (&auth, address.ip().is_loopback(), config.insecure_no_auth) {
+    let addresses = listeners
+        .map(TcpListener::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|err| Error::Internal(format!("reading the listen addresses: {err}")))?;
+    let exposed = addresses.iter().find(|address| !address.ip().is_loopback());
+    let address = exposed
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| Error::Internal("no listener".into()))?;
+    match (&auth, exposed.is_none(), config.insecure_no_auth) {
         (Some(_), _, _) => tracing::info!("management calls require a bearer token"),
         (None, true, _) => tracing::warn!(
             %address,

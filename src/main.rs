@@ -7,12 +7,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use vexil::config::{Cli, Command, HealthArgs};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().into_command() {
+    let matches = Cli::command().get_matches();
+    if let Some(refusal) = vexil::config::secret_on_command_line(&matches) {
+        eprintln!("vexil: {refusal}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    match cli.into_command() {
         Command::Serve(config) => logged(&config, serve(*config.clone())).await,
         Command::Migrate(config) => logged(&config, vexil::migrate(&config)).await,
         Command::Token(args) => match vexil::dev_token(&args) {

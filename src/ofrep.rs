@@ -313,9 +313,12 @@ async fn evaluate_flag(
         Ok(admitted) => admitted,
         Err(status) => return refused(&status),
     };
+    // Errors echo the key cut to 128 bytes: a caller's path is not copied
+    // back whole.
+    let shown = crate::engine::echo(&key);
     let body = match parse_body(&body) {
         Ok(body) => body,
-        Err(err) => return bad_request(Some(&key), err),
+        Err(err) => return bad_request(Some(&shown), err),
     };
     match state.resolver.resolve(&key, &body.context(), Utc::now()) {
         Ok(resolution) if resolution.needed_user => (
@@ -331,13 +334,15 @@ async fn evaluate_flag(
         Err(ResolveError::FlagNotFound) => (
             StatusCode::NOT_FOUND,
             axum::Json(json!({
-                "key": key,
+                "key": shown,
                 "errorCode": "FLAG_NOT_FOUND",
-                "errorDetails": format!("no flag named {key:?}"),
+                "errorDetails": format!("no flag named {shown:?}"),
             })),
         )
             .into_response(),
-        Err(ResolveError::InvalidContext(why)) => bad_request(Some(&key), ("INVALID_CONTEXT", why)),
+        Err(ResolveError::InvalidContext(why)) => {
+            bad_request(Some(&shown), ("INVALID_CONTEXT", why))
+        }
     }
 }
 

@@ -110,8 +110,9 @@ impl Flagd {
         match self.resolve(flag_key, context, selector) {
             Err(status) => status,
             Ok(_) => Status::invalid_argument(format!(
-                "TYPE_MISMATCH: flag_key: {flag_key} is a boolean flag, not {asked}; \
-                 resolve it with ResolveBoolean"
+                "TYPE_MISMATCH: flag_key: {} is a boolean flag, not {asked}; \
+                 resolve it with ResolveBoolean",
+                crate::engine::echo(flag_key)
             )),
         }
     }
@@ -276,7 +277,8 @@ fn struct_depth(context: &Struct) -> usize {
 fn resolve_status(flag_key: &str, err: ResolveError) -> Status {
     match err {
         ResolveError::FlagNotFound => Status::not_found(format!(
-            "FLAG_NOT_FOUND: flag_key: no flag named {flag_key:?}"
+            "FLAG_NOT_FOUND: flag_key: no flag named {:?}",
+            crate::engine::echo(flag_key)
         )),
         ResolveError::InvalidContext(why) => {
             Status::invalid_argument(format!("INVALID_CONTEXT: {why}"))

@@ -106,14 +106,13 @@ impl FlagStore {
             return "an unparsable database URL".to_owned();
         };
         if parsed.scheme() == "sqlite" {
-            let path = url
-                .trim_start_matches("sqlite:")
-                .trim_start_matches("//")
-                .split('?')
-                .next()
-                .unwrap_or_default();
-            let path = std::path::absolute(path).unwrap_or_else(|_| path.into());
-            return format!("SQLite file {}", path.display());
+            return match sqlite_path(url) {
+                Some(path) => {
+                    let path = std::path::absolute(&path).unwrap_or(path);
+                    format!("SQLite file {}", path.display())
+                }
+                None => "SQLite in memory".to_owned(),
+            };
         }
         let user = match parsed.username() {
             "" => String::new(),
@@ -128,6 +127,7 @@ impl FlagStore {
     }
 
     pub async fn connect(options: &StoreOptions) -> Result<Self> {
+        create_private_sqlite_file(&options.url)?;
         let reserved = (options.max_connections / 4).max(2);
         let shared = options.max_connections.saturating_sub(reserved).max(1);
         let primary = connect_pool(options, reserved).await?;
@@ -531,6 +531,61 @@ async fn bounded<T>(read: impl Future<Output = Result<T>>) -> Result<T> {
                 "the flag store did not answer in time".into(),
             ))
         })
+}
+
+/// The file of a `sqlite:` URL (`None` for other URLs and in-memory ones).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// Creates a missing SQLite file readable and writable by its owner only
+/// (0600), when the URL lets SQLite create it (`mode=rwc`): it holds every
+/// flag, list and audit entry. SQLite gives the `-wal` and `-shm` files
+/// the database file's permissions. An existing file keeps its own, with a
+/// warning when others may read it.
+fn create_private_sqlite_file(url: &str) -> Result<()> {
+    let Some(path) = sqlite_path(url) else {
+        return Ok(());
+    };
+    if !url.contains("mode=rwc") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Ok(meta) = std::fs::metadata(&path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(
+                        file = %path.display(),
+                        mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                        "the SQLite file is readable by others; chmod 600 it"
+                    );
+                }
+            }
+            Err(err) => {
+                return Err(Error::Unavailable(format!(
+                    "creating the SQLite file {}: {err}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn connect_pool(options: &StoreOptions, connections: u32) -> Result<DatabaseConnection> {

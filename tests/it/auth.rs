@@ -750,6 +750,33 @@ async fn open_management_only_on_loopback() {
     assert!(err.to_string().contains("VEXIL_JWT_SECRET"), "{err}");
     assert!(err.to_string().contains("--insecure-no-auth"), "{err}");
 
+    // Every listener counts: OFREP, flagd's API and /metrics tell what the
+    // flags are too.
+    for exposed in ["ofrep", "flagd", "metrics"] {
+        let wildcard = || async { Some(TcpListener::bind("0.0.0.0:0").await.expect("bind")) };
+        let listeners = vexil::Listeners {
+            grpc: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            flagd: if exposed == "flagd" {
+                wildcard().await
+            } else {
+                None
+            },
+            ofrep: if exposed == "ofrep" {
+                wildcard().await
+            } else {
+                None
+            },
+            metrics: if exposed == "metrics" {
+                wildcard().await
+            } else {
+                None
+            },
+        };
+        let outcome = vexil::run(crate::common::config(&db.url), listeners, async {}).await;
+        let err = outcome.expect_err(exposed);
+        assert!(err.to_string().contains("0.0.0.0"), "{exposed}: {err}");
+    }
+
     let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

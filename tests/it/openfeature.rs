@@ -631,6 +631,31 @@ async fn openfeature_edges_answer_on_protocol() {
         }
     }
 
+    // Errors echo a flag key cut to 128 bytes, not the caller's whole key.
+    let long_key = "k".repeat(4_000);
+    let status = flagd
+        .resolve_boolean(v2::ResolveBooleanRequest {
+            flag_key: long_key.clone(),
+            context: None,
+        })
+        .await
+        .expect_err("no such flag");
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().len() < 300, "{}", status.message().len());
+    let reply = post_json(
+        ofrep,
+        &format!("/ofrep/v1/evaluate/flags/{long_key}"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    let body = reply.json();
+    assert!(
+        body["key"].as_str().is_some_and(|key| key.len() < 140),
+        "{body}"
+    );
+    assert!(body.to_string().len() < 400, "{}", body.to_string().len());
+
     // Over flagd's 256 KiB: RESOURCE_EXHAUSTED, as gRPC's status guide has it.
     let mut oversized = context(Some("u1"), None).expect("context");
     oversized

@@ -629,3 +629,56 @@ async fn a_postgres_restart_logs_no_notices_and_no_password() {
     }
     db.remove().await;
 }
+
+/// The SQLite file the server creates, and its write-ahead log, are for
+/// its owner only: they hold every flag, list and audit entry.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_file_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut vexil = Vexil::spawn(&[]);
+    drop(vexil.client().await);
+    let mode = |suffix: &str| {
+        let mut file = vexil.database.clone().into_os_string();
+        file.push(suffix);
+        std::fs::metadata(&file)
+            .map(|meta| meta.permissions().mode() & 0o777)
+            .unwrap_or_else(|err| panic!("{file:?}: {err}"))
+    };
+    assert_eq!(mode(""), 0o600, "the database file");
+    assert_eq!(mode("-wal"), 0o600, "its write-ahead log");
+    let (status, _) = vexil.stop().await;
+    assert!(status.success());
+}
+
+/// Secrets are refused on the command line, where every user of the
+/// machine reads them in the process list: the JWT secret, and database or
+/// Redis URLs with a password. The environment carries them.
+#[test]
+fn secrets_are_refused_on_the_command_line() {
+    let secret = "a-development-secret-of-32-bytes!";
+    for args in [
+        vec!["--jwt-secret", secret],
+        vec!["serve", "--jwt-secret", secret],
+        vec!["token", "--subject", "alice", "--jwt-secret", secret],
+        vec![
+            "--database-url",
+            "postgres://vexil:hunter2@127.0.0.1:1/vexil",
+        ],
+        vec!["migrate", "--redis-url", "redis://:hunter2@127.0.0.1:1"],
+    ] {
+        let refused = vexil_command(&args, &[]);
+        assert!(!refused.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("process list"), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2") && !stderr.contains(secret),
+            "{stderr}"
+        );
+    }
+    let minted = vexil_command(
+        &["token", "--subject", "alice"],
+        &[("VEXIL_JWT_SECRET", secret)],
+    );
+    assert!(minted.status.success(), "{minted:?}");
+}
