@@ -48,6 +48,9 @@ struct Key {
     kid: Option<String>,
     key: DecodingKey,
     algorithm: Algorithm,
+    /// Where it came from, for the audit actor: `secret`, `public-key`,
+    /// `jwks-file` or `jwks-url`.
+    source: &'static str,
 }
 
 /// The loaded keys; the JWKS parts can be re-read (key rotation).
@@ -100,6 +103,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A key and the one algorithm it accepts.
 pub struct Selected(Arc<Key>);
+
+impl Selected {
+    /// Where the key came from: `secret`, `public-key`, `jwks-file` or
+    /// `jwks-url`.
+    pub fn source(&self) -> &'static str {
+        self.0.source
+    }
+}
 
 impl std::ops::Deref for Selected {
     type Target = DecodingKey;
@@ -227,6 +238,21 @@ impl KeySet {
             .map(|key| (Selected(key.clone()), key.algorithm)))
     }
 
+    /// How many kinds of key source are configured (secret, public key,
+    /// JWKS file, JWKS URL).
+    pub fn source_count(&self) -> usize {
+        let config = &self.state.config;
+        [
+            config.secret.is_some(),
+            config.public_key_file.is_some(),
+            config.jwks_file.is_some(),
+            config.jwks_url.is_some(),
+        ]
+        .into_iter()
+        .filter(|configured| *configured)
+        .count()
+    }
+
     /// Changes whenever the keys do.
     pub fn generation(&self) -> u64 {
         self.state.generation.load(Relaxed)
@@ -295,6 +321,7 @@ fn load(config: &KeyConfig) -> Result<Vec<Arc<Key>>, String> {
             kid: None,
             key: DecodingKey::from_secret(secret),
             algorithm: Algorithm::HS256,
+            source: "secret",
         }));
     }
     if let Some(path) = &config.public_key_file {
@@ -343,6 +370,11 @@ fn parse_jwks(json: &[u8], source: &str) -> Result<Vec<Arc<Key>>, String> {
                 kid: Some(kid),
                 key,
                 algorithm,
+                source: if source == "VEXIL_JWKS_URL" {
+                    "jwks-url"
+                } else {
+                    "jwks-file"
+                },
             })),
             Err(err) => {
                 tracing::warn!(source, %kid, error = %err, "skipping a JWK that cannot verify tokens")
@@ -366,6 +398,7 @@ fn pem_key(pem: &[u8], algorithm: Option<Algorithm>) -> Result<Key, String> {
         kid: None,
         key,
         algorithm: algorithm.unwrap_or(inferred),
+        source: "public-key",
     })
 }
 

@@ -62,7 +62,8 @@ impl fmt::Display for Role {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The token's `sub`: the actor recorded in the audit trail.
+    /// The actor recorded in the audit trail: the token's `sub`, followed
+    /// by its key source (`alice (jwks-url)`) when several are configured.
     pub subject: String,
     pub roles: HashSet<Role>,
     /// Environments the token may change flags in; `None` means all.
@@ -230,8 +231,16 @@ impl Authenticator {
         if claims.sub.is_empty() || claims.sub.len() > 256 {
             return Err(unauthenticated("the token's sub must be 1-256 bytes"));
         }
+        // With several key sources (say the development secret beside an
+        // identity provider's JWKS), the actor names the source, so a token
+        // from one cannot be recorded as a user of the other.
+        let subject = if self.keys.source_count() > 1 {
+            format!("{} ({})", claims.sub, key.source())
+        } else {
+            claims.sub
+        };
         Ok(Principal {
-            subject: claims.sub,
+            subject,
             roles: self.roles(&claims.rest)?,
             environments: self.environments(&claims.rest)?,
             expires_at: claims.exp,

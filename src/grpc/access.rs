@@ -21,6 +21,10 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::auth::{AuthError, Authenticator, Principal, Role};
 use crate::config::{EvaluationAuth, WatchAuth};
 
+/// Management calls in progress at once, in a pool of their own: evaluation
+/// traffic, however heavy, never takes the kill switch's place.
+const MANAGEMENT_IN_FLIGHT: usize = 256;
+
 /// Request metadata naming who makes a change when authentication is off.
 const ACTOR_HEADER: &str = "x-actor";
 const ANONYMOUS: &str = "anonymous";
@@ -65,7 +69,11 @@ pub struct Gatekeeper {
     /// so a flood of forged tokens costs bounded work. Twice a caller's
     /// management budget (100/s, bursts of 200, by default).
     unverified: DefaultKeyedRateLimiter<Caller>,
+    /// Evaluation calls (Evaluate, BulkEvaluate, Watch's start, flagd, OFREP)
+    /// in progress.
     in_flight: Arc<Semaphore>,
+    /// Management calls in progress: a pool evaluation cannot take.
+    management_in_flight: Arc<Semaphore>,
     watch_streams: Arc<Semaphore>,
     max_watch_streams: usize,
     /// Open Watch streams per caller, so one caller cannot take them all.
@@ -128,6 +136,7 @@ impl Gatekeeper {
             )),
             evaluation: RateLimiter::keyed(quota(limits.evaluation_rate, limits.evaluation_burst)),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
+            management_in_flight: Arc::new(Semaphore::new(MANAGEMENT_IN_FLIGHT)),
             watch_streams: Arc::new(Semaphore::new(limits.max_watch_streams as usize)),
             max_watch_streams: limits.max_watch_streams as usize,
             watchers: Arc::new(DashMap::default()),
@@ -156,7 +165,7 @@ impl Gatekeeper {
         }
         let caller = caller(principal.as_ref(), request);
         limit(&self.management, &caller, "management")?;
-        let permit = self.in_flight()?;
+        let permit = acquire(&self.management_in_flight)?;
         let actor = match &principal {
             Some(principal) => principal.subject.clone(),
             None => header_actor(request)?,
@@ -341,13 +350,18 @@ impl Gatekeeper {
     }
 
     fn in_flight(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            overloaded(
-                "the server has too many calls in progress; retry shortly",
-                Duration::from_millis(100),
-            )
-        })
+        acquire(&self.in_flight)
     }
+}
+
+/// A place among the calls in progress, or RESOURCE_EXHAUSTED at once.
+fn acquire(places: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Status> {
+    places.clone().try_acquire_owned().map_err(|_| {
+        overloaded(
+            "the server has too many calls in progress; retry shortly",
+            Duration::from_millis(100),
+        )
+    })
 }
 
 fn caller<T>(principal: Option<&Principal>, request: &Request<T>) -> Caller {
@@ -418,7 +432,32 @@ fn header_actor<T>(request: &Request<T>) -> Result<String, Status> {
 
 #[cfg(test)]
 mod tests {
-    use super::network;
+    use super::*;
+
+    /// Evaluation filling every in-flight place leaves the kill switch its
+    /// own: management calls have a pool evaluation cannot take.
+    #[test]
+    fn evaluation_cannot_take_managements_places() {
+        let limits = Limits {
+            management_rate: 1_000,
+            management_burst: 1_000,
+            evaluation_rate: 1_000,
+            evaluation_burst: 1_000,
+            max_in_flight: 2,
+            max_watch_streams: 10,
+            max_watch_streams_per_caller: 10,
+        };
+        let gate = Gatekeeper::new(None, EvaluationAuth::Open, WatchAuth::Token, limits);
+        let request = Request::new(());
+        let held: Vec<_> = (0..2)
+            .map(|_| gate.evaluation(&request, "Evaluate").expect("a place"))
+            .collect();
+        let refused = gate.evaluation(&request, "Evaluate").expect_err("full");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        let admitted = gate.management(&request, Role::Editor, "UpdateFlag");
+        assert!(admitted.is_ok(), "the kill switch is admitted");
+        drop(held);
+    }
 
     #[test]
     fn ipv6_callers_count_per_64() {

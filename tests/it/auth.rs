@@ -1313,3 +1313,58 @@ async fn revisions_far_ahead_hold_no_in_flight_place() {
     app.stop().await;
     db.remove().await;
 }
+
+/// With several key sources, the audit actor names the source, so the
+/// development secret cannot write entries as an identity provider's user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actor_names_its_key_source_when_there_are_several() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        signing: vexil::config::Signing {
+            jwt_secret: Some(vexil::config::Secret(SECRET.into())),
+            ..Default::default()
+        },
+        jwks_file: Some(keys_dir().join("jwks-ec.json")),
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    let mut c = claims("alice", &["admin"]);
+    c.remove("aud");
+    let from_secret = hs256(&c, SECRET.as_bytes());
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec-1".into());
+    let ec_private = std::fs::read(keys_dir().join("ec-private.pem")).expect("ec key");
+    let from_jwks = jsonwebtoken::encode(
+        &header,
+        &c,
+        &EncodingKey::from_ec_pem(&ec_private).expect("ec key"),
+    )
+    .expect("sign");
+    let mut flags = app.flags.clone();
+    flags
+        .create_flag(with_token(&from_secret, flag_in("sourced", &[])))
+        .await
+        .expect("create with the secret's token");
+    flags
+        .update_flag(with_token(&from_jwks, update("sourced", 5.0)))
+        .await
+        .expect("update with the JWKS token");
+    let trail = flags
+        .get_audit_trail(with_token(
+            &from_jwks,
+            pb::GetAuditTrailRequest {
+                flag_name: "sourced".into(),
+                skip: 0,
+                limit: 10,
+            },
+        ))
+        .await
+        .expect("trail")
+        .into_inner();
+    let actors: Vec<&str> = trail.entries.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors, ["alice (jwks-file)", "alice (secret)"]);
+    app.stop().await;
+    db.remove().await;
+}
