@@ -15,6 +15,7 @@ pub mod domain;
 pub use vexil_engine as engine;
 pub mod error;
 pub mod grpc;
+pub mod http_listener;
 pub mod instruments;
 pub mod metrics;
 pub mod ofrep;
@@ -286,6 +287,7 @@ pub async fn run(
         stopping.clone(),
     );
     let tls = tls_config(&config)?;
+    let http_stopping = stopping.clone();
     let stopped = move || {
         let mut stopping = stopping.clone();
         async move {
@@ -343,28 +345,33 @@ pub async fn run(
         }));
     }
     if let Some(listener) = ofrep_listener {
-        if tls.is_some() {
-            tracing::warn!("OFREP is served over plain HTTP: put a TLS-terminating proxy in front");
-        }
         let router = ofrep::Ofrep::new(
             Resolver::new(cache.clone(), recorder.clone()),
             watcher.clone(),
             gate.clone(),
         )
         .router(&config.ofrep_cors_origins);
-        tracing::info!(address = %local_address(&listener), "serving OFREP");
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped());
+        // OFREP over TLS with the gRPC port's certificate, requiring client
+        // certificates when gRPC does.
+        let https = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                Some(http_listener::tls_acceptor(&http_listener::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: config.tls_client_ca_file.as_deref(),
+                })?)
+            }
+            _ => None,
+        };
+        tracing::info!(
+            address = %local_address(&listener),
+            tls = https.is_some(),
+            "serving OFREP"
+        );
+        let stopping = http_stopping.clone();
         side_servers.push(tokio::spawn(async move {
-            server
-                .await
-                .map_err(|err| Error::Internal(format!("serving OFREP: {err}")))
+            http_listener::serve(listener, router, https, stopping).await;
+            Ok(())
         }));
     }
     if let Some(listener) = metrics_listener {
@@ -378,12 +385,10 @@ pub async fn run(
             bus_connected: bus.connected(),
         });
         tracing::info!(address = %local_address(&listener), "serving Prometheus metrics at /metrics");
-        let server =
-            axum::serve(listener, prometheus::router(registry)).with_graceful_shutdown(stopped());
+        let stopping = http_stopping.clone();
         side_servers.push(tokio::spawn(async move {
-            server
-                .await
-                .map_err(|err| Error::Internal(format!("serving /metrics: {err}")))
+            http_listener::serve(listener, prometheus::router(registry), None, stopping).await;
+            Ok(())
         }));
     }
     let evaluation = EvaluationRoutes::new(

@@ -118,3 +118,144 @@ async fn tls_and_client_certificates() {
     server.task.await.expect("task").expect("served");
     db.remove().await;
 }
+
+/// Sends `GET path` over HTTPS trusting the test CA (with the client
+/// certificate when `identity`); the status, or why there is none.
+async fn https_get(port: u16, path: &str, identity: bool) -> Result<u16, String> {
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(key("tls-ca.pem")).expect("ca") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = if identity {
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(key("tls-client.pem"))
+            .expect("client cert")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("client cert");
+        let client_key = rustls::pki_types::PrivateKeyDer::from_pem_file(key("tls-client-key.pem"))
+            .expect("client key");
+        builder
+            .with_client_auth_cert(certs, client_key)
+            .expect("identity")
+    } else {
+        builder.with_no_client_auth()
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|err| err.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|err| format!("handshake: {err}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|err| err.to_string())?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| format!("request: {err}"))?;
+    Ok(response.status().as_u16())
+}
+
+/// Waits for the peer to close `stream` (EOF or reset), at most `limit`.
+async fn closed_by_peer(mut stream: tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// OFREP is served over TLS with the gRPC port's certificate, and requires
+/// client certificates when gRPC does: a client without one, or in
+/// plaintext, gets no answer. A client that never finishes the handshake,
+/// or never finishes its headers (on `/metrics`, plain HTTP), is cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ofrep_over_tls_and_stalled_clients_cut_off() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
+    let (grpc, ofrep, metrics) = (bind().await, bind().await, bind().await);
+    let port = |listener: &TcpListener| listener.local_addr().expect("address").port();
+    let (ofrep_port, metrics_port) = (port(&ofrep), port(&metrics));
+    let config = vexil::Config {
+        tls_cert_file: Some(key("tls-server.pem")),
+        tls_key_file: Some(key("tls-server-key.pem")),
+        tls_client_ca_file: Some(key("tls-ca.pem")),
+        ..crate::common::config(&db.url)
+    };
+    let listeners = vexil::Listeners {
+        grpc,
+        flagd: None,
+        ofrep: Some(ofrep),
+        metrics: Some(metrics),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(vexil::run(config, listeners, async {
+        stopped.await.ok();
+    }));
+    eventually(
+        Duration::from_secs(30),
+        "OFREP over mutual TLS",
+        async || https_get(ofrep_port, "/ofrep/v1/configuration", true).await == Ok(200),
+    )
+    .await;
+    let anonymous = https_get(ofrep_port, "/ofrep/v1/configuration", false).await;
+    assert!(anonymous.is_err(), "no client certificate: {anonymous:?}");
+    let plaintext = crate::common::http::request(
+        std::net::SocketAddr::from(([127, 0, 0, 1], ofrep_port)),
+        "GET",
+        "/ofrep/v1/configuration",
+        &[],
+        "",
+    );
+    let plaintext = tokio::spawn(plaintext);
+    let answered = tokio::time::timeout(Duration::from_secs(30), plaintext).await;
+    assert!(
+        !matches!(answered, Ok(Ok(ref reply)) if reply.status == 200),
+        "plaintext to the TLS port is not served"
+    );
+
+    // No ClientHello: cut off after the handshake deadline (10 s).
+    let silent = tokio::net::TcpStream::connect(("127.0.0.1", ofrep_port))
+        .await
+        .expect("connect");
+    assert!(
+        closed_by_peer(silent, Duration::from_secs(40)).await,
+        "a silent TLS client is cut off"
+    );
+    // Half a request's headers: cut off after the header deadline (10 s).
+    let mut partial = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut partial, b"GET /metrics HTTP/1.1\r\nhost: x")
+        .await
+        .expect("write");
+    assert!(
+        closed_by_peer(partial, Duration::from_secs(40)).await,
+        "half a request's headers is cut off"
+    );
+    stop.send(()).ok();
+    task.await.expect("task").expect("served");
+    db.remove().await;
+}
