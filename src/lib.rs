@@ -399,14 +399,18 @@ pub async fn run(
         ),
         MAX_EVALUATION_REQUEST_BYTES,
     );
-    let flags = FlagServiceServer::new(FlagServiceGrpc::new(
-        FlagManager::new(store.clone(), sync.clone(), bus.clone()),
-        // ExplainEvaluation is a diagnosis, not a use: not counted.
-        Evaluator::new(cache.clone(), None),
-        metrics.clone(),
+    // Authenticated from the headers before its message is read.
+    let flags = grpc::PreAdmitted::new(
+        FlagServiceServer::new(FlagServiceGrpc::new(
+            FlagManager::new(store.clone(), sync.clone(), bus.clone()),
+            // ExplainEvaluation is a diagnosis, not a use: not counted.
+            Evaluator::new(cache.clone(), None),
+            metrics.clone(),
+            gate.clone(),
+        ))
+        .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES),
         gate.clone(),
-    ))
-    .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES);
+    );
 
     // Streams end before the server waits for them to finish.
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();

@@ -144,6 +144,15 @@ impl Gatekeeper {
         }
     }
 
+    /// Refuses, from its headers alone, a call without a valid token when
+    /// authentication is on (see `pre_admission`).
+    pub fn pre_admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match &self.auth {
+            None => Ok(()),
+            Some(auth) => self.authenticate(auth, request, "management").map(|_| ()),
+        }
+    }
+
     /// Admits a management call needing `role`.
     pub fn management<T>(
         &self,

@@ -9,6 +9,7 @@ mod evaluation;
 pub mod flagd;
 mod flags;
 mod oversize;
+mod pre_admission;
 mod probe;
 mod watch_route;
 
@@ -18,6 +19,7 @@ pub use evaluation::{EvaluationGrpc, until};
 pub use flagd::{Flagd, FlagdV1, FlagdV2};
 pub use flags::FlagServiceGrpc;
 pub use oversize::OversizeLayer;
+pub use pre_admission::PreAdmitted;
 pub use probe::probe;
 pub use watch_route::EvaluationRoutes;
 

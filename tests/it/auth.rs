@@ -1368,3 +1368,55 @@ async fn the_actor_names_its_key_source_when_there_are_several() {
     app.stop().await;
     db.remove().await;
 }
+
+/// A management call without a valid token is refused from its headers,
+/// before its message is read: a caller declaring a 4 MiB CreateFlag and
+/// sending part of it gets UNAUTHENTICATED at once, and the server holds
+/// no partial body for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenless_management_is_refused_before_its_body() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(auth_config(&db.url)).await;
+    let tcp = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    for token in [None, Some("Bearer not.a.token")] {
+        let mut request = http::Request::post(format!(
+            "http://{}/vexil.v1.FlagService/CreateFlag",
+            app.address
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+        if let Some(token) = token {
+            request = request.header("authorization", token);
+        }
+        let (response, mut body) = client
+            .send_request(request.body(()).expect("request"), false)
+            .expect("send");
+        // A 4 MiB message declared, 16 KiB of it sent, the rest never.
+        let mut partial = vec![0u8, 0x00, 0x3f, 0xff, 0xf0];
+        partial.extend(std::iter::repeat_n(0u8, 16 * 1024));
+        body.send_data(bytes::Bytes::from(partial), false)
+            .expect("part of the body");
+        let response = tokio::time::timeout(Duration::from_secs(10), response)
+            .await
+            .expect("answered before the body is complete")
+            .expect("a response");
+        let status = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|code| code.to_str().ok());
+        assert_eq!(
+            status,
+            Some("16"),
+            "UNAUTHENTICATED ({token:?}): {response:?}"
+        );
+    }
+    app.stop().await;
+    db.remove().await;
+}
