@@ -17,6 +17,7 @@ pub mod error;
 pub mod grpc;
 pub mod http_listener;
 pub mod instruments;
+pub mod listener;
 pub mod metrics;
 pub mod ofrep;
 pub mod prometheus;
@@ -24,6 +25,7 @@ pub mod redis_metrics;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,7 +33,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -286,7 +287,21 @@ pub async fn run(
         config.watch_buffer as usize,
         stopping.clone(),
     );
-    let tls = tls_config(&config)?;
+    // TLS for the gRPC ports (HTTP/2 only) and OFREP (HTTP/2 and 1.1).
+    let tls = |alpn: &[&[u8]]| -> Result<Option<tokio_rustls::TlsAcceptor>> {
+        let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
+            return Ok(None);
+        };
+        let files = tls::TlsFiles {
+            cert,
+            key,
+            client_ca: config.tls_client_ca_file.as_deref(),
+        };
+        tls::acceptor(&files, alpn).map(Some)
+    };
+    let grpc_tls = tls(&[b"h2"])?;
+    let https = tls(&[b"h2", b"http/1.1"])?;
+    listener::raise_open_files_limit();
     let http_stopping = stopping.clone();
     let stopped = move || {
         let mut stopping = stopping.clone();
@@ -311,13 +326,7 @@ pub async fn run(
         let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
         tracing::info!(address = %local_address(&listener), "serving flagd's evaluation API");
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls.clone() {
-            builder = builder
-                .tls_config(tls)
-                .map_err(|err| Error::invalid("VEXIL_TLS_CERT_FILE", err.to_string()))?;
-        }
-        let server = builder
+        let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
@@ -334,10 +343,7 @@ pub async fn run(
                 FlagdV2Server::new(FlagdV2(flagd))
                     .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES),
             )
-            .serve_with_incoming_shutdown(
-                batched(TcpIncoming::from(listener).with_nodelay(Some(true))),
-                stopped(),
-            );
+            .serve_with_incoming_shutdown(grpc::incoming(listener, grpc_tls.clone()), stopped());
         side_servers.push(tokio::spawn(async move {
             server
                 .await
@@ -353,16 +359,7 @@ pub async fn run(
         .router(&config.ofrep_cors_origins);
         // OFREP over TLS with the gRPC port's certificate, requiring client
         // certificates when gRPC does.
-        let https = match (&config.tls_cert_file, &config.tls_key_file) {
-            (Some(cert), Some(key)) => {
-                Some(http_listener::tls_acceptor(&http_listener::TlsFiles {
-                    cert,
-                    key,
-                    client_ca: config.tls_client_ca_file.as_deref(),
-                })?)
-            }
-            _ => None,
-        };
+        let https = https.clone();
         tracing::info!(
             address = %local_address(&listener),
             tls = https.is_some(),
@@ -438,20 +435,13 @@ pub async fn run(
 
     tracing::info!(
         address = %local_address(&listener),
-        tls = tls.is_some(),
+        tls = grpc_tls.is_some(),
         "serving gRPC"
     );
-    // NODELAY on accepted connections: without it small answers wait on
-    // Nagle's algorithm and delayed ACKs (~40 ms). The builder's own
-    // `tcp_nodelay` applies only to listeners it binds itself.
-    let incoming = batched(TcpIncoming::from(listener).with_nodelay(Some(true)));
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder
-            .tls_config(tls)
-            .map_err(|err| Error::invalid("VEXIL_TLS_CERT_FILE", err.to_string()))?;
-    }
-    let server = builder
+    // NODELAY, keepalive, caps and TLS with a handshake deadline on accepted
+    // connections (`grpc::incoming`).
+    let incoming = grpc::incoming(listener, grpc_tls);
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
@@ -575,30 +565,6 @@ fn gatekeeper<'a>(
     ))
 }
 
-/// Server TLS from the configured PEM files, with client-certificate
-/// verification when a client CA is given.
-fn tls_config(config: &Config) -> Result<Option<tonic::transport::ServerTlsConfig>> {
-    let (Some(cert_file), Some(key_file)) = (&config.tls_cert_file, &config.tls_key_file) else {
-        return Ok(None);
-    };
-    let read = |setting: &str, path: &std::path::Path| {
-        std::fs::read(path)
-            .map_err(|err| Error::invalid(setting, format!("reading {}: {err}", path.display())))
-    };
-    let identity = tonic::transport::Identity::from_pem(
-        read("VEXIL_TLS_CERT_FILE", cert_file)?,
-        read("VEXIL_TLS_KEY_FILE", key_file)?,
-    );
-    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
-    if let Some(ca_file) = &config.tls_client_ca_file {
-        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
-            "VEXIL_TLS_CLIENT_CA_FILE",
-            ca_file,
-        )?));
-    }
-    Ok(Some(tls))
-}
-
 /// Keeps the rate limiters' memory bounded and picks up rotated keys.
 async fn keep_house(gate: Arc<Gatekeeper>) {
     let mut ticks = tokio::time::interval(HOUSEKEEPING_EVERY);
@@ -642,13 +608,4 @@ fn redis_address(url: &str) -> String {
         ),
         Err(_) => "an unparsable REDIS_URL".to_owned(),
     }
-}
-
-/// Accepted connections whose small writes leave together: a change that
-/// wakes many Watch streams of one connection is sent in a few writes, not
-/// one per stream (`grpc::BatchedWrites`).
-fn batched(
-    incoming: TcpIncoming,
-) -> impl tokio_stream::Stream<Item = std::io::Result<grpc::BatchedWrites<tokio::net::TcpStream>>> {
-    tokio_stream::StreamExt::map(incoming, |accepted| accepted.map(grpc::BatchedWrites::new))
 }

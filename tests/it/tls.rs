@@ -96,6 +96,15 @@ async fn tls_and_client_certificates() {
     .await
     .expect("a plaintext client gets an answer, not a hang");
     assert!(refused.is_err(), "plaintext to the TLS port: {refused:?}");
+
+    // No ClientHello on the gRPC port: cut off after the handshake deadline.
+    let silent = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("connect");
+    assert!(
+        closed_by_peer(silent, Duration::from_secs(40)).await,
+        "a silent TLS client is cut off"
+    );
     server.stop.send(()).ok();
     server.task.await.expect("task").expect("served");
 
@@ -257,5 +266,41 @@ async fn ofrep_over_tls_and_stalled_clients_cut_off() {
     );
     stop.send(()).ok();
     task.await.expect("task").expect("served");
+    db.remove().await;
+}
+
+/// One address may hold at most 512 connections to a port; beyond them a
+/// connection is closed at once, while the ones within keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_address_cap_are_closed() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = crate::common::TestApp::start(&db.url).await;
+    let mut held = Vec::new();
+    for _ in 0..vexil::listener::MAX_CONNECTIONS_PER_ADDRESS {
+        held.push(
+            tokio::net::TcpStream::connect(app.address)
+                .await
+                .expect("connect"),
+        );
+    }
+    let over = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    assert!(
+        closed_by_peer(over, Duration::from_secs(10)).await,
+        "the connection over the cap is closed"
+    );
+    drop(held);
+    eventually(Duration::from_secs(10), "served again", async || {
+        app.flags
+            .clone()
+            .list_flags(pb::ListFlagsRequest::default())
+            .await
+            .is_ok()
+    })
+    .await;
+    app.stop().await;
     db.remove().await;
 }
