@@ -273,31 +273,27 @@ pub fn audit_entry_to_pb(entry: &AuditEntry) -> pb::AuditEntry {
 /// feed is encoded once, the first time any subscriber sends it; every
 /// other subscriber sends the same bytes.
 pub fn watch_item_to_wire(item: WatchItem) -> std::result::Result<Encoded, Status> {
-    use pb::watch_response::Event;
-    let event = match item.map_err(watch_end_to_status)? {
-        WatchEvent::Snapshot {
-            flags,
-            revision,
-            last,
-        } => Event::Snapshot(pb::WatchSnapshot {
-            flags: flags.iter().map(|flag| flag_to_pb(flag)).collect(),
-            revision,
-            last,
-        }),
+    Ok(match item.map_err(watch_end_to_status)? {
         WatchEvent::Change(entry) => {
-            return Ok(Encoded(entry.wire(|change| encode_change(change).0)));
+            Encoded(entry.wire(|change| encode_change(change, flag_to_pb).0))
         }
-        WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat { revision }),
-    };
-    Ok(Encoded::frame(&pb::WatchResponse { event: Some(event) }))
+        event => encode_event(&event, flag_to_pb),
+    })
 }
 
 /// [`watch_item_to_wire`] for a caller that may not read flags: each flag
 /// without its lists, metadata, description and actors. Encoded per stream
 /// (the shared frames hold whole flags).
 pub fn watch_item_to_redacted_wire(item: WatchItem) -> std::result::Result<Encoded, Status> {
-    use pb::watch_response::Event;
-    let redacted = |flag: &Flag| pb::Flag {
+    Ok(match item.map_err(watch_end_to_status)? {
+        WatchEvent::Change(entry) => encode_change(&entry.change, redacted_flag_to_pb),
+        event => encode_event(&event, redacted_flag_to_pb),
+    })
+}
+
+/// A flag without what GetFlag keeps for `reader`.
+fn redacted_flag_to_pb(flag: &Flag) -> pb::Flag {
+    pb::Flag {
         whitelist: Vec::new(),
         blacklist: Vec::new(),
         description: String::new(),
@@ -305,35 +301,31 @@ pub fn watch_item_to_redacted_wire(item: WatchItem) -> std::result::Result<Encod
         created_by: String::new(),
         updated_by: String::new(),
         ..flag_to_pb(flag)
-    };
-    let event = match item.map_err(watch_end_to_status)? {
+    }
+}
+
+/// A snapshot chunk or a heartbeat (changes: [`encode_change`]).
+fn encode_event(event: &WatchEvent, to_pb: fn(&Flag) -> pb::Flag) -> Encoded {
+    use pb::watch_response::Event;
+    let event = match event {
         WatchEvent::Snapshot {
             flags,
             revision,
             last,
         } => Event::Snapshot(pb::WatchSnapshot {
-            flags: flags.iter().map(|flag| redacted(flag)).collect(),
-            revision,
-            last,
+            flags: flags.iter().map(|flag| to_pb(flag)).collect(),
+            revision: *revision,
+            last: *last,
         }),
-        WatchEvent::Change(entry) => {
-            let change = &entry.change;
-            Event::Change(pb::FlagChange {
-                revision: change.revision,
-                flag_name: change.flag_name.to_string(),
-                kind: match change.flag {
-                    Some(_) => pb::ChangeKind::Upserted,
-                    None => pb::ChangeKind::Deleted,
-                } as i32,
-                flag: change.flag.as_deref().map(redacted),
-            })
-        }
-        WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat { revision }),
+        WatchEvent::Change(entry) => return encode_change(&entry.change, to_pb),
+        WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat {
+            revision: *revision,
+        }),
     };
-    Ok(Encoded::frame(&pb::WatchResponse { event: Some(event) }))
+    Encoded::frame(&pb::WatchResponse { event: Some(event) })
 }
 
-fn encode_change(change: &FlagChange) -> Encoded {
+fn encode_change(change: &FlagChange, to_pb: fn(&Flag) -> pb::Flag) -> Encoded {
     let message = pb::WatchResponse {
         event: Some(pb::watch_response::Event::Change(pb::FlagChange {
             revision: change.revision,
@@ -342,7 +334,7 @@ fn encode_change(change: &FlagChange) -> Encoded {
                 Some(_) => pb::ChangeKind::Upserted,
                 None => pb::ChangeKind::Deleted,
             } as i32,
-            flag: change.flag.as_deref().map(flag_to_pb),
+            flag: change.flag.as_deref().map(to_pb),
         })),
     };
     Encoded::frame(&message)
