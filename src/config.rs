@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 
 use std::path::PathBuf;
 
+pub use crate::admission::{EvaluationAuth, WatchAuth};
 use crate::auth::{AuthConfig, KeyConfig, Role};
+pub use crate::store::SqliteSynchronous;
 use crate::store::StoreOptions;
 
 /// Vexil: feature-flag evaluation service over gRPC.
@@ -214,28 +216,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .checked_mul(unit_secs)
         .map(Duration::from_secs)
         .ok_or_else(|| "too long".to_string())
-}
-
-/// Who may evaluate and watch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EvaluationAuth {
-    /// Anyone who can reach the port (as the reference has it).
-    Open,
-    /// Any valid token.
-    Required,
-    /// A token with the `evaluator` (or `admin`) role.
-    Evaluator,
-}
-
-/// Who may Watch when authentication is on. Watch streams whole flag
-/// definitions (lists, metadata, actors), which GetFlag keeps for `reader`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WatchAuth {
-    /// A token with the `reader` or `evaluator` role (or a larger one).
-    Token,
-    /// Anyone; streams for callers without such a token carry flags without
-    /// their lists, metadata, description and actors.
-    Open,
 }
 
 /// Why the command line may not be used as given: it carries a secret
@@ -530,15 +510,6 @@ pub struct Config {
     /// line). RUST_LOG sets the level (`info` by default).
     #[arg(long, env = "VEXIL_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
-}
-
-/// SQLite's `synchronous` setting (WAL mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SqliteSynchronous {
-    /// Sync the WAL on every commit.
-    Full,
-    /// Sync at checkpoints only.
-    Normal,
 }
 
 impl Config {

@@ -1,11 +1,15 @@
 //! Vexil: a feature-flag evaluation service over gRPC.
 //!
-//! Layers, each importing only downward: `grpc` and `ofrep` (wire) →
-//! `service` (use cases) → `engine` (pure evaluation: the `vexil-engine`
-//! crate, shared with `vexil-client`), `cache` (hot flags), `store`
-//! (sea-orm) and `bus` (change announcements). `domain` holds the types
-//! they share (the flag model comes from the engine crate).
+//! Layers, each importing only downward: `grpc`, `ofrep` and `prometheus`
+//! (wire, served through `listener`, `tls` and `http_listener`) →
+//! `admission` (who may call, for every transport) and `service` (use
+//! cases) → `engine` (pure evaluation: the `vexil-engine` crate, shared
+//! with `vexil-client`), `cache` (hot flags), `store` (sea-orm) and `bus`
+//! (change announcements). `domain` holds the types they share (the flag
+//! model comes from the engine crate). `.ci/layering` keeps tonic, axum,
+//! sea_orm and the configuration in their layers.
 
+pub mod admission;
 pub mod auth;
 pub mod bus;
 pub mod cache;
@@ -36,6 +40,7 @@ use tokio::sync::watch;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::admission::{Gatekeeper, Limits};
 use crate::auth::Authenticator;
 use crate::bus::{ChangeBus, RedisBusConfig};
 use crate::cache::FlagCache;
@@ -45,10 +50,7 @@ use crate::grpc::evaluation_server::evaluation_service_server::EvaluationService
 use crate::grpc::flagd::v1::service_server::ServiceServer as FlagdV1Server;
 use crate::grpc::flagd::v2::service_server::ServiceServer as FlagdV2Server;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
-use crate::grpc::{
-    EvaluationGrpc, EvaluationRoutes, FlagServiceGrpc, Flagd, FlagdV1, FlagdV2, Gatekeeper, Limits,
-    pb,
-};
+use crate::grpc::{EvaluationGrpc, EvaluationRoutes, FlagServiceGrpc, Flagd, FlagdV1, FlagdV2, pb};
 use crate::metrics::Recorder;
 use crate::service::openfeature::Resolver;
 use crate::service::{

@@ -30,13 +30,12 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataMap;
-use tonic::transport::server::TcpConnectInfo;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::admission::{Call, Gatekeeper, Refusal, until};
 use crate::auth::Principal;
 use crate::engine::bucket::murmur3_x86_32;
-use crate::grpc::Gatekeeper;
+use crate::error::Error;
 use crate::service::openfeature::{
     Context, ENVIRONMENT_ATTRIBUTE, OpenFeatureReason, Resolution, ResolveError, Resolver,
     TARGETING_KEY,
@@ -181,56 +180,74 @@ fn admit(
     headers: &HeaderMap,
     peer: SocketAddr,
     method: &str,
-) -> Result<(Option<Principal>, OwnedSemaphorePermit), tonic::Status> {
-    state
-        .gate
-        .evaluation(&as_grpc_request(headers, peer), method)
+) -> Result<(Option<Principal>, OwnedSemaphorePermit), Refusal> {
+    state.gate.evaluation(&call_of(headers, peer), method)
 }
 
-/// The request as the gatekeeper reads one: its headers and peer.
-fn as_grpc_request(headers: &HeaderMap, peer: SocketAddr) -> tonic::Request<()> {
-    let mut request = tonic::Request::new(());
-    *request.metadata_mut() = MetadataMap::from_headers(headers.clone());
-    request.extensions_mut().insert(TcpConnectInfo {
-        local_addr: None,
-        remote_addr: Some(peer),
-    });
-    request
+/// What admission reads of an HTTP request: its headers and peer.
+fn call_of(headers: &HeaderMap, peer: SocketAddr) -> Call<'_> {
+    Call {
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .map(|value| value.to_str().unwrap_or_default()),
+        actor: None,
+        peer: Some(peer.ip()),
+    }
 }
 
-/// A refusal as HTTP: 401, 403, or 429 with `Retry-After` (seconds).
-fn refused(status: &tonic::Status) -> Response {
-    let details = json!({ "errorDetails": status.message() });
-    match status.code() {
-        tonic::Code::Unauthenticated => (
+/// A refusal as HTTP: 401, 403, 400, or 429 with `Retry-After` (seconds).
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Unauthenticated(why) => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(details),
+            axum::Json(json!({ "errorCode": "GENERAL", "errorDetails": why })),
         )
             .into_response(),
-        tonic::Code::PermissionDenied => {
-            (StatusCode::FORBIDDEN, axum::Json(details)).into_response()
+        Refusal::PermissionDenied(why) => (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({ "errorCode": "GENERAL", "errorDetails": why })),
+        )
+            .into_response(),
+        Refusal::InvalidArgument { field, message } => {
+            bad_request(None, ("INVALID_CONTEXT", format!("{field}: {message}")))
         }
-        tonic::Code::ResourceExhausted => {
-            let millis: u64 = status
-                .metadata()
-                .get("grpc-retry-pushback-ms")
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse().ok())
-                .unwrap_or(1_000);
-            let seconds = millis.div_ceil(1_000).max(1);
+        Refusal::Overloaded {
+            message,
+            retry_after,
+        } => {
+            let seconds = retry_after.as_millis().div_ceil(1_000).max(1);
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(header::RETRY_AFTER, seconds.to_string())],
-                axum::Json(details),
+                axum::Json(json!({ "errorCode": "GENERAL", "errorDetails": message })),
             )
                 .into_response()
         }
-        tonic::Code::Unavailable => {
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(details)).into_response()
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(details)).into_response(),
     }
+}
+
+/// A failure of the service behind OFREP (the change feed) as HTTP.
+fn failed(err: &Error) -> Response {
+    let status = match err {
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+        Error::NotFound(_)
+        | Error::AlreadyExists(_)
+        | Error::Conflict { .. }
+        | Error::PermissionDenied(_)
+        | Error::FailedPrecondition(_)
+        | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let details = match err {
+        Error::Internal(_) => "internal error".to_owned(),
+        other => other.to_string(),
+    };
+    (
+        status,
+        axum::Json(json!({ "errorCode": "GENERAL", "errorDetails": details })),
+    )
+        .into_response()
 }
 
 /// Every error answer in OFREP's JSON shape (`errorCode`, `errorDetails`),
@@ -311,7 +328,7 @@ async fn evaluate_flag(
 ) -> Response {
     let _admitted = match admit(&state, &headers, peer, "OFREP evaluate") {
         Ok(admitted) => admitted,
-        Err(status) => return refused(&status),
+        Err(refusal) => return refused(refusal),
     };
     // Errors echo the key cut to 128 bytes: a caller's path is not copied
     // back whole.
@@ -355,7 +372,7 @@ async fn evaluate_flags(
 ) -> Response {
     let admitted = match admit(&state, &headers, peer, "OFREP bulk evaluate") {
         Ok(admitted) => admitted,
-        Err(status) => return refused(&status),
+        Err(refusal) => return refused(refusal),
     };
     let body = match parse_body(&body) {
         Ok(body) => body,
@@ -438,21 +455,21 @@ async fn events(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let request = as_grpc_request(&headers, peer);
-    let (principal, in_flight) = match state.gate.evaluation(&request, "OFREP events") {
+    let call = call_of(&headers, peer);
+    let (principal, in_flight) = match state.gate.evaluation(&call, "OFREP events") {
         Ok(admitted) => admitted,
-        Err(status) => return refused(&status),
+        Err(refusal) => return refused(refusal),
     };
-    let slot = match state.gate.watch_slot(&request, principal.as_ref()) {
+    let slot = match state.gate.watch_slot(&call, principal.as_ref()) {
         Ok(slot) => slot,
-        Err(status) => return refused(&status),
+        Err(refusal) => return refused(refusal),
     };
     let changes = match state.watcher.watch_from_now().await {
         Ok(changes) => changes,
-        Err(err) => return refused(&tonic::Status::from(err)),
+        Err(err) => return failed(&err),
     };
     drop(in_flight);
-    let expires_in = principal.map(|principal| crate::grpc::until(principal.expires_at));
+    let expires_in = principal.map(|principal| until(principal.expires_at));
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(16);
     tokio::spawn(async move {
         let _slot = slot;

@@ -4,17 +4,18 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use chrono::Utc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::access::{Gatekeeper, Visibility, WatchSlot};
+use super::access::GrpcAdmission;
 use super::convert::{reason, watch_item_to_redacted_wire, watch_item_to_wire};
 use super::evaluation_server::evaluation_service_server::EvaluationService;
 use super::pb;
 use super::watch_route::{Encoded, WatchStream};
+use crate::admission::{Gatekeeper, Visibility, WatchSlot, until};
 use crate::domain::EvalContext;
 use crate::service::{Evaluator, Watcher};
 
@@ -62,19 +63,11 @@ impl<S: Stream<Item = Result<Encoded, Status>> + Unpin> Stream for Guarded<S> {
     }
 }
 
-/// Time left until `exp` (seconds since the epoch).
-pub fn until(exp: u64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_secs(exp).saturating_sub(now)
-}
-
 impl EvaluationGrpc {
     /// Watch (served by `watch_route`, below tonic's encoder).
     pub async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<WatchStream, Status> {
-        let (principal, in_flight, visibility) = self.gate.watch(&request)?;
-        let slot = self.gate.watch_slot(&request, principal.as_ref())?;
+        let (principal, in_flight, visibility) = self.gate.admit_watch(&request)?;
+        let slot = self.gate.take_watch_slot(&request, principal.as_ref())?;
         // Admitted: the in-flight place is not held while the stream starts.
         drop(in_flight);
         let pb::WatchRequest {
@@ -104,7 +97,7 @@ impl EvaluationService for EvaluationGrpc {
         request: Request<pb::EvaluateRequest>,
     ) -> Result<Response<pb::EvaluateResponse>, Status> {
         let started = Instant::now();
-        let _admitted = self.gate.evaluation(&request, "Evaluate")?;
+        let _admitted = self.gate.admit_evaluation(&request, "Evaluate")?;
         let pb::EvaluateRequest {
             flag_name,
             user_id,
@@ -129,7 +122,7 @@ impl EvaluationService for EvaluationGrpc {
         request: Request<pb::BulkEvaluateRequest>,
     ) -> Result<Response<pb::BulkEvaluateResponse>, Status> {
         let started = Instant::now();
-        let _admitted = self.gate.evaluation(&request, "BulkEvaluate")?;
+        let _admitted = self.gate.admit_evaluation(&request, "BulkEvaluate")?;
         let pb::BulkEvaluateRequest {
             flag_names,
             user_id,

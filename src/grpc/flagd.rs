@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::access::{Gatekeeper, WatchSlot};
+use super::access::GrpcAdmission;
+use crate::admission::{Gatekeeper, WatchSlot};
 use crate::domain::{ChangeKind, FlagChange};
 use crate::service::openfeature::{
     Context, ENVIRONMENT_ATTRIBUTE, Resolution, ResolveError, Resolver, TARGETING_KEY,
@@ -78,7 +79,7 @@ impl Flagd {
     /// Admits the call (the evaluation policy and rate limit) and returns
     /// the selector header, which names the default environment.
     fn admit<T>(&self, request: &Request<T>, method: &str) -> Result<Option<String>, Status> {
-        let _admitted = self.gate.evaluation(request, method)?;
+        let _admitted = self.gate.admit_evaluation(request, method)?;
         Ok(request
             .metadata()
             .get(SELECTOR_HEADER)
@@ -135,12 +136,12 @@ impl Flagd {
         request: &Request<()>,
         event: fn(String, Option<Struct>) -> R,
     ) -> Result<ReceiverStream<Result<R, Status>>, Status> {
-        let (principal, in_flight) = self.gate.evaluation(request, "EventStream")?;
-        let slot = self.gate.watch_slot(request, principal.as_ref())?;
+        let (principal, in_flight) = self.gate.admit_evaluation(request, "EventStream")?;
+        let slot = self.gate.take_watch_slot(request, principal.as_ref())?;
         let changes = self.watcher.watch_from_now().await?;
         drop(in_flight);
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        let expires_in = principal.map(|principal| super::until(principal.expires_at));
+        let expires_in = principal.map(|principal| crate::admission::until(principal.expires_at));
         tokio::spawn(forward_events(changes, tx, event, slot, expires_in));
         Ok(ReceiverStream::new(rx))
     }

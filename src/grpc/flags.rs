@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::access::Gatekeeper;
+use super::access::GrpcAdmission;
 use super::convert::{
     audit_entry_to_pb, explanation_to_pb, flag_from_pb, flag_metrics_to_pb, flag_to_pb,
     group_to_pb, timestamp_from_pb, update_fields,
 };
 use super::pb;
+use crate::admission::Gatekeeper;
 use crate::auth::Role;
 use crate::domain::{Change, EvalContext};
 use crate::error::Error;
@@ -48,7 +49,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::CreateFlagRequest>,
     ) -> Result<Response<pb::Flag>, Status> {
-        let caller = self.gate.management(&request, Role::Editor, "CreateFlag")?;
+        let caller = self
+            .gate
+            .admit_management(&request, Role::Editor, "CreateFlag")?;
         let pb::CreateFlagRequest { flag, reason } = request.into_inner();
         let (name, spec) = flag_from_pb(required("flag", flag)?)?;
         let change = Change {
@@ -66,7 +69,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::GetFlagRequest>,
     ) -> Result<Response<pb::Flag>, Status> {
-        let _caller = self.gate.management(&request, Role::Reader, "GetFlag")?;
+        let _caller = self
+            .gate
+            .admit_management(&request, Role::Reader, "GetFlag")?;
         let pb::GetFlagRequest { name } = request.into_inner();
         let flag = self.manager.get_flag(&name).await?;
         Ok(Response::new(flag_to_pb(&flag)))
@@ -76,7 +81,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::ListFlagsRequest>,
     ) -> Result<Response<pb::ListFlagsResponse>, Status> {
-        let _caller = self.gate.management(&request, Role::Reader, "ListFlags")?;
+        let _caller = self
+            .gate
+            .admit_management(&request, Role::Reader, "ListFlags")?;
         let pb::ListFlagsRequest {
             environment,
             tag,
@@ -112,7 +119,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::UpdateFlagRequest>,
     ) -> Result<Response<pb::Flag>, Status> {
-        let caller = self.gate.management(&request, Role::Editor, "UpdateFlag")?;
+        let caller = self
+            .gate
+            .admit_management(&request, Role::Editor, "UpdateFlag")?;
         let pb::UpdateFlagRequest {
             flag,
             update_mask,
@@ -142,7 +151,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::DeleteFlagRequest>,
     ) -> Result<Response<pb::DeleteFlagResponse>, Status> {
-        let caller = self.gate.management(&request, Role::Editor, "DeleteFlag")?;
+        let caller = self
+            .gate
+            .admit_management(&request, Role::Editor, "DeleteFlag")?;
         let pb::DeleteFlagRequest {
             name,
             reason,
@@ -169,7 +180,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
     ) -> Result<Response<pb::GetAuditTrailResponse>, Status> {
         let _caller = self
             .gate
-            .management(&request, Role::Reader, "GetAuditTrail")?;
+            .admit_management(&request, Role::Reader, "GetAuditTrail")?;
         let pb::GetAuditTrailRequest {
             flag_name,
             skip,
@@ -189,7 +200,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
-        let _caller = self.gate.management(&request, Role::Admin, "CreateGroup")?;
+        let _caller = self
+            .gate
+            .admit_management(&request, Role::Admin, "CreateGroup")?;
         let pb::CreateGroupRequest { group } = request.into_inner();
         let pb::Group {
             name,
@@ -204,7 +217,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        let _caller = self.gate.management(&request, Role::Reader, "ListGroups")?;
+        let _caller = self
+            .gate
+            .admit_management(&request, Role::Reader, "ListGroups")?;
         let pb::ListGroupsRequest {} = request.into_inner();
         let groups = self.manager.list_groups().await?;
         Ok(Response::new(pb::ListGroupsResponse {
@@ -218,7 +233,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
     ) -> Result<Response<pb::ExplainEvaluationResponse>, Status> {
         let _caller = self
             .gate
-            .management(&request, Role::Reader, "ExplainEvaluation")?;
+            .admit_management(&request, Role::Reader, "ExplainEvaluation")?;
         let pb::ExplainEvaluationRequest {
             flag_name,
             user_id,
@@ -245,7 +260,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::GetMetricsRequest>,
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
-        let _caller = self.gate.management(&request, Role::Reader, "GetMetrics")?;
+        let _caller = self
+            .gate
+            .admit_management(&request, Role::Reader, "GetMetrics")?;
         let pb::GetMetricsRequest {
             flag_name,
             hours,
@@ -264,7 +281,7 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
     ) -> Result<Response<pb::ListUnknownFlagsResponse>, Status> {
         let _caller = self
             .gate
-            .management(&request, Role::Reader, "ListUnknownFlags")?;
+            .admit_management(&request, Role::Reader, "ListUnknownFlags")?;
         let pb::ListUnknownFlagsRequest { hours } = request.into_inner();
         let unknown = self.metrics.unknown_flags(hours).await?;
         Ok(Response::new(pb::ListUnknownFlagsResponse {
@@ -282,7 +299,9 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
-        let _caller = self.gate.management(&request, Role::Admin, "DeleteGroup")?;
+        let _caller = self
+            .gate
+            .admit_management(&request, Role::Admin, "DeleteGroup")?;
         let pb::DeleteGroupRequest { name } = request.into_inner();
         self.manager.delete_group(&name).await?;
         Ok(Response::new(pb::DeleteGroupResponse {}))

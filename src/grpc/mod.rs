@@ -14,9 +14,8 @@ mod pre_admission;
 mod probe;
 mod watch_route;
 
-pub use access::{Gatekeeper, Limits};
 pub use batched_writes::BatchedWrites;
-pub use evaluation::{EvaluationGrpc, until};
+pub use evaluation::EvaluationGrpc;
 pub use flagd::{Flagd, FlagdV1, FlagdV2};
 pub use flags::FlagServiceGrpc;
 pub use incoming::{Connection, Incoming, incoming};

@@ -13,7 +13,8 @@ use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
-use super::access::Gatekeeper;
+use super::access::GrpcAdmission;
+use crate::admission::Gatekeeper;
 
 /// Wraps a management service so that it is only called with a valid token
 /// (when authentication is on).
@@ -47,7 +48,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        match self.gate.pre_admit(&headers_and_peer(&request)) {
+        match self.gate.pre_admit_request(&headers_and_peer(&request)) {
             Ok(()) => Admission::Called {
                 future: self.inner.call(request),
             },

@@ -27,7 +27,6 @@ use self::convert::{
     group_from_model, snapshot,
 };
 use self::entities::{audit, flag, group};
-use crate::config::SqliteSynchronous;
 use crate::domain::{
     AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group, limits,
 };
@@ -65,6 +64,15 @@ impl<T> DbResultExt<T> for std::result::Result<T, DbErr> {
     fn db(self) -> Result<T> {
         self.map_err(db_error)
     }
+}
+
+/// SQLite's `synchronous` setting (WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Sync the WAL on every commit.
+    Full,
+    /// Sync at checkpoints only.
+    Normal,
 }
 
 /// How to reach the database.
