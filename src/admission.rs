@@ -139,6 +139,25 @@ pub struct Gatekeeper {
     max_watch_streams_per_caller: u32,
 }
 
+/// What a stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Whole flag definitions (Watch): admitted as [`Gatekeeper::watch`].
+    Definitions,
+    /// Notices that flags changed (flagd's EventStream, OFREP's events):
+    /// admitted as an evaluation.
+    Notices,
+}
+
+/// An admitted stream: its place among the open streams (held for its
+/// life), when its token runs out, and what it may show.
+pub struct AdmittedStream {
+    pub slot: WatchSlot,
+    /// Time left on the token that admitted it; the stream ends then.
+    pub expires_in: Option<Duration>,
+    pub visibility: Visibility,
+}
+
 /// What a Watch stream may show of each flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {
@@ -317,6 +336,31 @@ impl Gatekeeper {
             "evaluation",
         )?;
         Ok((Some(principal), self.in_flight()?, visibility))
+    }
+
+    /// Admits a stream (Watch, flagd's EventStream, OFREP's events): the
+    /// caller, then a stream slot. It keeps no in-flight place: open streams
+    /// are bounded by their slots.
+    pub fn stream(
+        &self,
+        call: &Call<'_>,
+        kind: StreamKind,
+        method: &str,
+    ) -> Result<AdmittedStream, Refusal> {
+        let (principal, in_flight, visibility) = match kind {
+            StreamKind::Definitions => self.watch(call)?,
+            StreamKind::Notices => {
+                let (principal, in_flight) = self.evaluation(call, method)?;
+                (principal, in_flight, Visibility::Full)
+            }
+        };
+        let slot = self.watch_slot(call, principal.as_ref())?;
+        drop(in_flight);
+        Ok(AdmittedStream {
+            slot,
+            expires_in: principal.map(|principal| until(principal.expires_at)),
+            visibility,
+        })
     }
 
     /// A place among the open Watch streams, and among its caller's (the

@@ -32,7 +32,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::admission::{Call, Gatekeeper, Refusal, until};
+use crate::admission::{Call, Gatekeeper, Refusal, StreamKind};
 use crate::auth::Principal;
 use crate::engine::bucket::murmur3_x86_32;
 use crate::error::Error;
@@ -456,20 +456,18 @@ async fn events(
     headers: HeaderMap,
 ) -> Response {
     let call = call_of(&headers, peer);
-    let (principal, in_flight) = match state.gate.evaluation(&call, "OFREP events") {
+    let admitted = match state
+        .gate
+        .stream(&call, StreamKind::Notices, "OFREP events")
+    {
         Ok(admitted) => admitted,
-        Err(refusal) => return refused(refusal),
-    };
-    let slot = match state.gate.watch_slot(&call, principal.as_ref()) {
-        Ok(slot) => slot,
         Err(refusal) => return refused(refusal),
     };
     let changes = match state.watcher.watch_from_now().await {
         Ok(changes) => changes,
         Err(err) => return failed(&err),
     };
-    drop(in_flight);
-    let expires_in = principal.map(|principal| until(principal.expires_at));
+    let (slot, expires_in) = (admitted.slot, admitted.expires_in);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(16);
     tokio::spawn(async move {
         let _slot = slot;

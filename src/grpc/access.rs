@@ -9,7 +9,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::admission::{Admitted, Call, Gatekeeper, Refusal, Visibility, WatchSlot};
+use crate::admission::{Admitted, AdmittedStream, Call, Gatekeeper, Refusal, StreamKind};
 use crate::auth::{Principal, Role};
 
 /// What admission reads of a gRPC request.
@@ -65,15 +65,12 @@ pub trait GrpcAdmission {
         request: &Request<T>,
         method: &str,
     ) -> Result<(Option<Principal>, OwnedSemaphorePermit), Status>;
-    fn admit_watch<T>(
+    fn admit_stream<T>(
         &self,
         request: &Request<T>,
-    ) -> Result<(Option<Principal>, OwnedSemaphorePermit, Visibility), Status>;
-    fn take_watch_slot<T>(
-        &self,
-        request: &Request<T>,
-        principal: Option<&Principal>,
-    ) -> Result<WatchSlot, Status>;
+        kind: StreamKind,
+        method: &str,
+    ) -> Result<AdmittedStream, Status>;
     fn pre_admit_request<T>(&self, request: &Request<T>) -> Result<(), Status>;
 }
 
@@ -97,19 +94,13 @@ impl GrpcAdmission for Gatekeeper {
             .map_err(refusal_to_status)
     }
 
-    fn admit_watch<T>(
+    fn admit_stream<T>(
         &self,
         request: &Request<T>,
-    ) -> Result<(Option<Principal>, OwnedSemaphorePermit, Visibility), Status> {
-        self.watch(&call_of(request)).map_err(refusal_to_status)
-    }
-
-    fn take_watch_slot<T>(
-        &self,
-        request: &Request<T>,
-        principal: Option<&Principal>,
-    ) -> Result<WatchSlot, Status> {
-        self.watch_slot(&call_of(request), principal)
+        kind: StreamKind,
+        method: &str,
+    ) -> Result<AdmittedStream, Status> {
+        self.stream(&call_of(request), kind, method)
             .map_err(refusal_to_status)
     }
 

@@ -15,7 +15,7 @@ use super::convert::{reason, watch_item_to_redacted_wire, watch_item_to_wire};
 use super::evaluation_server::evaluation_service_server::EvaluationService;
 use super::pb;
 use super::watch_route::{Encoded, WatchStream};
-use crate::admission::{Gatekeeper, Visibility, WatchSlot, until};
+use crate::admission::{Gatekeeper, StreamKind, Visibility, WatchSlot};
 use crate::domain::EvalContext;
 use crate::service::{Evaluator, Watcher};
 
@@ -66,18 +66,18 @@ impl<S: Stream<Item = Result<Encoded, Status>> + Unpin> Stream for Guarded<S> {
 impl EvaluationGrpc {
     /// Watch (served by `watch_route`, below tonic's encoder).
     pub async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<WatchStream, Status> {
-        let (principal, in_flight, visibility) = self.gate.admit_watch(&request)?;
-        let slot = self.gate.take_watch_slot(&request, principal.as_ref())?;
-        // Admitted: the in-flight place is not held while the stream starts.
-        drop(in_flight);
+        let admitted = self
+            .gate
+            .admit_stream(&request, StreamKind::Definitions, "Watch")?;
         let pb::WatchRequest {
             flag_names,
             since_revision,
         } = request.into_inner();
         let items = self.watcher.watch(flag_names, since_revision).await?;
-        let expiry =
-            principal.map(|principal| Box::pin(tokio::time::sleep(until(principal.expires_at))));
-        let to_wire = match visibility {
+        let expiry = admitted
+            .expires_in
+            .map(|left| Box::pin(tokio::time::sleep(left)));
+        let to_wire = match admitted.visibility {
             Visibility::Full => watch_item_to_wire,
             Visibility::Redacted => watch_item_to_redacted_wire,
         };
@@ -85,7 +85,7 @@ impl EvaluationGrpc {
             inner: items.map(to_wire),
             expiry,
             ended: false,
-            _slot: slot,
+            _slot: admitted.slot,
         }))
     }
 }

@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::access::GrpcAdmission;
-use crate::admission::{Gatekeeper, WatchSlot};
+use crate::admission::{Gatekeeper, StreamKind, WatchSlot};
 use crate::domain::{ChangeKind, FlagChange};
 use crate::service::openfeature::{
     Context, ENVIRONMENT_ATTRIBUTE, Resolution, ResolveError, Resolver, TARGETING_KEY,
@@ -136,13 +136,18 @@ impl Flagd {
         request: &Request<()>,
         event: fn(String, Option<Struct>) -> R,
     ) -> Result<ReceiverStream<Result<R, Status>>, Status> {
-        let (principal, in_flight) = self.gate.admit_evaluation(request, "EventStream")?;
-        let slot = self.gate.take_watch_slot(request, principal.as_ref())?;
+        let admitted = self
+            .gate
+            .admit_stream(request, StreamKind::Notices, "EventStream")?;
         let changes = self.watcher.watch_from_now().await?;
-        drop(in_flight);
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        let expires_in = principal.map(|principal| crate::admission::until(principal.expires_at));
-        tokio::spawn(forward_events(changes, tx, event, slot, expires_in));
+        tokio::spawn(forward_events(
+            changes,
+            tx,
+            event,
+            admitted.slot,
+            admitted.expires_in,
+        ));
         Ok(ReceiverStream::new(rx))
     }
 }
