@@ -298,7 +298,7 @@ impl Gatekeeper {
     /// (`VEXIL_WATCH_AUTH=token`, the default); with `open`, a caller
     /// without one is admitted to a redacted stream. The token's expiry
     /// ends the stream.
-    pub fn watch(
+    fn watch(
         &self,
         call: &Call<'_>,
     ) -> Result<(Option<Principal>, OwnedSemaphorePermit, Visibility), Refusal> {
@@ -365,7 +365,7 @@ impl Gatekeeper {
 
     /// A place among the open Watch streams, and among its caller's (the
     /// token's subject, else the peer IP), held for the stream's life.
-    pub fn watch_slot(
+    fn watch_slot(
         &self,
         call: &Call<'_>,
         principal: Option<&Principal>,

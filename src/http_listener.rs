@@ -42,27 +42,43 @@ pub async fn serve(
         let tls = tls.clone();
         let stopping = stopping.clone();
         tokio::spawn(async move {
-            let _admitted = accepted.admitted;
+            let _place = accepted.place;
             serve_connection(accepted.tcp, service, tls, stopping).await;
         });
     }
 }
 
-async fn serve_connection<S>(
-    tcp: TcpStream,
-    service: S,
-    tls: Option<TlsAcceptor>,
-    stopping: watch::Receiver<bool>,
-) where
+/// A router as one connection serves it (with the peer's `ConnectInfo`).
+trait HttpService:
+    tower_service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
     S: tower_service::Service<
             http::Request<hyper::body::Incoming>,
             Response = axum::response::Response,
             Error = std::convert::Infallible,
+            Future: Send + 'static,
         > + Clone
         + Send
-        + 'static,
-    S::Future: Send + 'static,
+        + 'static
 {
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    service: impl HttpService,
+    tls: Option<TlsAcceptor>,
+    stopping: watch::Receiver<bool>,
+) {
     match tls {
         None => http(TokioIo::new(tcp), service, stopping).await,
         Some(acceptor) => {
@@ -76,17 +92,9 @@ async fn serve_connection<S>(
     }
 }
 
-async fn http<I, S>(io: I, service: S, mut stopping: watch::Receiver<bool>)
+async fn http<I>(io: I, service: impl HttpService, mut stopping: watch::Receiver<bool>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: tower_service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

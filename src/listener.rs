@@ -34,21 +34,21 @@ pub struct Acceptor {
 }
 
 /// An accepted connection and its places among the open ones, released
-/// when `admitted` is dropped (keep it as long as the connection).
+/// when `place` is dropped (keep it as long as the connection).
 pub struct Accepted {
     pub tcp: TcpStream,
     pub peer: SocketAddr,
-    pub admitted: Admitted,
+    pub place: Place,
 }
 
 /// A connection's places: among all and among its address's.
-pub struct Admitted {
+pub struct Place {
     _place: OwnedSemaphorePermit,
     per_address: Counts,
     address: IpAddr,
 }
 
-impl Drop for Admitted {
+impl Drop for Place {
     fn drop(&mut self) {
         self.per_address.remove_if_mut(&self.address, |_, open| {
             *open = open.saturating_sub(1);
@@ -83,22 +83,18 @@ impl Acceptor {
                     continue;
                 }
             };
-            let Some(admitted) = self.admit(peer.ip()) else {
+            let Some(place) = self.admit(peer.ip()) else {
                 // Dropped, so closed at once: over a cap.
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
             let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
-            return Accepted {
-                tcp,
-                peer,
-                admitted,
-            };
+            return Accepted { tcp, peer, place };
         }
     }
 
-    fn admit(&self, address: IpAddr) -> Option<Admitted> {
+    fn admit(&self, address: IpAddr) -> Option<Place> {
         let place = self.connections.clone().try_acquire_owned().ok()?;
         {
             let mut open = self.per_address.entry(address).or_insert(0);
@@ -107,7 +103,7 @@ impl Acceptor {
             }
             *open += 1;
         }
-        Some(Admitted {
+        Some(Place {
             _place: place,
             per_address: self.per_address.clone(),
             address,

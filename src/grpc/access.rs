@@ -12,14 +12,15 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::admission::{Admitted, AdmittedStream, Call, Gatekeeper, Refusal, StreamKind};
 use crate::auth::{Principal, Role};
 
-/// What admission reads of a gRPC request.
-pub fn call_of<T>(request: &Request<T>) -> Call<'_> {
-    let metadata = request.metadata();
+/// What admission reads of a gRPC request (the actor header only for
+/// management, the one place it names anybody).
+fn call_of<T>(request: &Request<T>) -> Call<'_> {
     Call {
-        authorization: metadata
+        authorization: request
+            .metadata()
             .get("authorization")
             .map(|value| value.to_str().unwrap_or_default()),
-        actor: metadata.get("x-actor").map(|value| value.as_bytes()),
+        actor: None,
         peer: request.remote_addr().map(|peer| peer.ip()),
     }
 }
@@ -71,7 +72,6 @@ pub trait GrpcAdmission {
         kind: StreamKind,
         method: &str,
     ) -> Result<AdmittedStream, Status>;
-    fn pre_admit_request<T>(&self, request: &Request<T>) -> Result<(), Status>;
 }
 
 impl GrpcAdmission for Gatekeeper {
@@ -81,7 +81,14 @@ impl GrpcAdmission for Gatekeeper {
         role: Role,
         method: &str,
     ) -> Result<Admitted, Status> {
-        self.management(&call_of(request), role, method)
+        let call = Call {
+            actor: request
+                .metadata()
+                .get("x-actor")
+                .map(|value| value.as_bytes()),
+            ..call_of(request)
+        };
+        self.management(&call, role, method)
             .map_err(refusal_to_status)
     }
 
@@ -102,9 +109,5 @@ impl GrpcAdmission for Gatekeeper {
     ) -> Result<AdmittedStream, Status> {
         self.stream(&call_of(request), kind, method)
             .map_err(refusal_to_status)
-    }
-
-    fn pre_admit_request<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        self.pre_admit(&call_of(request)).map_err(refusal_to_status)
     }
 }

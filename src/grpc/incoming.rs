@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use super::batched_writes::BatchedWrites;
-use crate::listener::{Acceptor, Admitted, HANDSHAKE_TIMEOUT};
+use crate::listener::{Acceptor, HANDSHAKE_TIMEOUT, Place};
 
 /// Connections ready for tonic, in the order they became ready.
 pub type Incoming = ReceiverStream<io::Result<Connection>>;
@@ -34,12 +34,12 @@ pub fn incoming(listener: TcpListener, tls: Option<TlsAcceptor>) -> Incoming {
                 () = ready.closed() => return,
             };
             let io = BatchedWrites::new(accepted.tcp);
-            let admitted = accepted.admitted;
+            let place = accepted.place;
             match &tls {
                 None => {
                     let connection = Connection {
                         io: Io::Plain(io),
-                        _admitted: admitted,
+                        _place: place,
                     };
                     if ready.send(Ok(connection)).await.is_err() {
                         return;
@@ -54,7 +54,7 @@ pub fn incoming(listener: TcpListener, tls: Option<TlsAcceptor>) -> Incoming {
                         {
                             let connection = Connection {
                                 io: Io::Tls(Box::new(stream)),
-                                _admitted: admitted,
+                                _place: place,
                             };
                             let _ = ready.send(Ok(connection)).await;
                         }
@@ -69,7 +69,7 @@ pub fn incoming(listener: TcpListener, tls: Option<TlsAcceptor>) -> Incoming {
 /// One accepted connection, holding its places among the open ones.
 pub struct Connection {
     io: Io,
-    _admitted: Admitted,
+    _place: Place,
 }
 
 enum Io {

@@ -9,12 +9,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::TcpConnectInfo;
 
-use super::access::GrpcAdmission;
-use crate::admission::Gatekeeper;
+use super::access::refusal_to_status;
+use crate::admission::{Call, Gatekeeper};
 
 /// Wraps a management service so that it is only called with a valid token
 /// (when authentication is on).
@@ -48,29 +47,32 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        match self.gate.pre_admit_request(&headers_and_peer(&request)) {
+        match self.gate.pre_admit(&call_of(&request)) {
             Ok(()) => Admission::Called {
                 future: self.inner.call(request),
             },
-            Err(status) => Admission::Refused {
-                response: Some(status.into_http()),
+            Err(refusal) => Admission::Refused {
+                response: Some(refusal_to_status(refusal).into_http()),
             },
         }
     }
 }
 
-/// What the gatekeeper reads of a request: its metadata and its peer.
-fn headers_and_peer<B>(request: &http::Request<B>) -> tonic::Request<()> {
-    let mut probe = tonic::Request::new(());
-    *probe.metadata_mut() = MetadataMap::from_headers(request.headers().clone());
-    let extensions = request.extensions();
-    if let Some(info) = extensions.get::<TcpConnectInfo>() {
-        probe.extensions_mut().insert(info.clone());
+/// What admission reads of a request, straight from its HTTP parts: the
+/// `authorization` header and the peer `grpc::incoming` recorded.
+fn call_of<B>(request: &http::Request<B>) -> Call<'_> {
+    Call {
+        authorization: request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|value| value.to_str().unwrap_or_default()),
+        actor: None,
+        peer: request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr)
+            .map(|peer| peer.ip()),
     }
-    if let Some(info) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
-        probe.extensions_mut().insert(info.clone());
-    }
-    probe
 }
 
 pin_project_lite::pin_project! {
