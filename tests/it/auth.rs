@@ -1420,3 +1420,38 @@ async fn tokenless_management_is_refused_before_its_body() {
     app.stop().await;
     db.remove().await;
 }
+
+/// Without authentication, `x-actor` names who changes a flag; a value
+/// that is not printable ASCII is refused, naming the header, and changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unprintable_actor_is_refused_by_name() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let mut request = Request::new(flag_in("acted", &[]));
+    request.metadata_mut().insert(
+        "x-actor",
+        tonic::metadata::MetadataValue::try_from(&[0xc3u8, 0xa9][..]).expect("opaque bytes"),
+    );
+    let status = app
+        .flags
+        .clone()
+        .create_flag(request)
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("x-actor"), "{status:?}");
+    let missing = app
+        .flags
+        .clone()
+        .get_flag(pb::GetFlagRequest {
+            name: "acted".into(),
+        })
+        .await
+        .expect_err("nothing created");
+    assert_eq!(missing.code(), Code::NotFound);
+    app.stop().await;
+    db.remove().await;
+}
