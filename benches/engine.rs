@@ -309,6 +309,7 @@ fn bench_metrics(c: &mut Criterion) {
                     latency_ns: None,
                     at,
                 }),
+                || false,
             )
         })
     });
@@ -325,6 +326,7 @@ fn bench_metrics(c: &mut Criterion) {
                     latency_ns: None,
                     at,
                 }),
+                || false,
             )
         })
     });

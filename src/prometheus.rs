@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::cache::FlagCache;
 use crate::instruments::instruments;
+use crate::engine::Reason;
 use crate::metrics::{LATENCY_BOUNDS_NS, REASONS, Recorder};
 use crate::service::{CacheSync, Metrics};
 
@@ -34,6 +35,9 @@ use crate::service::{CacheSync, Metrics};
 /// series per reason.
 pub const MAX_FLAG_LABELS: usize = 200;
 pub const OTHER_FLAGS: &str = "__other__";
+/// The `feature_flag_key` of evaluations of names that are not flags
+/// (callers choose them: they get no label of their own).
+pub const UNKNOWN_FLAGS: &str = "__unknown__";
 
 /// What a replica's `/metrics` reads at scrape time.
 pub struct Sources {
@@ -98,8 +102,8 @@ impl Collector for Sources {
         single(
             &mut encoder,
             "vexil_metrics_unknown_flags_dropped",
-            "Evaluations of unknown names not recorded: over 1,000 distinct unknown names",
-            ConstCounter::new(recorder.unknown_overflow()),
+            "Unknown flag names no longer tracked: pushed out of the 1,000 kept by more frequent ones, or aged out",
+            ConstCounter::new(recorder.unknown_pushed_out()),
         )?;
         let totals = recorder.totals();
         let mut by_label: std::collections::BTreeMap<(String, usize, bool), u64> =
@@ -117,6 +121,13 @@ impl Collector for Sources {
                     }
                 }
             }
+        }
+        if totals.unknown > 0 {
+            let not_found = REASONS
+                .iter()
+                .position(|reason| *reason == Reason::FlagNotFound)
+                .unwrap_or_default();
+            by_label.insert((UNKNOWN_FLAGS.to_string(), not_found, false), totals.unknown);
         }
         let mut family = encoder.encode_descriptor(
             "feature_flag_evaluations",

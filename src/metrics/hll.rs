@@ -145,8 +145,14 @@ impl std::fmt::Debug for Sketch {
 
 impl Sketch {
     pub fn add(&mut self, element: &[u8]) {
-        let (index, rank) = position(element);
-        self.registers[index] = self.registers[index].max(rank);
+        self.add_at(position(element));
+    }
+
+    /// Adds an element by its [`position`].
+    pub fn add_at(&mut self, (index, rank): (usize, u8)) {
+        if let Some(register) = self.registers.get_mut(index) {
+            *register = (*register).max(rank);
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -5,6 +5,15 @@
 //! evaluation takes no lock, allocates nothing and inserts into no map
 //! except the first time a flag (or an environment of it) is evaluated.
 //!
+//! Callers choose environment strings and flag names, so what is kept is
+//! bounded whatever they send: an environment is counted on its own when
+//! its flag names it, or within a global budget of other (flag,
+//! environment) pairs ([`MAX_UNNAMED_PAIRS`]), and as [`OTHER_ENVIRONMENTS`]
+//! after that; distinct users are kept exactly for the first few users of
+//! an hour and in a 16 KiB sketch only past them; names that are not flags
+//! are tracked as heavy hitters ([`MAX_UNKNOWN_FLAGS`] of the most asked
+//! for, with no environments or users) and age out.
+//!
 //! A buffer holds one hour's cumulative figures on this replica. The
 //! flusher writes them as they are (not as deltas), so a write that is
 //! retried, or that committed while its reply was lost, counts once. When a
@@ -12,7 +21,7 @@
 //! (the store was down for an hour), they are kept aside, bounded.
 
 use std::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed,
+    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed,
     Ordering::Release,
 };
 use std::sync::{Arc, Mutex, OnceLock};
@@ -43,16 +52,26 @@ pub const REASONS: [Reason; 10] = [
 ];
 /// Environments a flag keeps in inline slots; more go to a map.
 const INLINE_ENVIRONMENTS: usize = 8;
-/// Distinct environments counted per flag (callers choose the strings);
-/// evaluations in further ones count together under [`OTHER_ENVIRONMENTS`].
-pub const MAX_ENVIRONMENTS: usize = 64;
+/// (flag, environment) pairs counted on their own per replica where the
+/// flag does not name the environment (callers choose the strings);
+/// evaluations in further ones count under [`OTHER_ENVIRONMENTS`]. The
+/// environments a flag names (`environments`, override keys) are always
+/// counted on their own: their number is bounded by the flag's definition.
+pub const MAX_UNNAMED_PAIRS: usize = 4_096;
+/// Of those, at most this many per flag.
+pub const MAX_UNNAMED_PER_FLAG: usize = 64;
 pub const OTHER_ENVIRONMENTS: &str = "__other__";
-/// Distinct unknown flag names counted per replica (the typo detector);
-/// later ones are not recorded.
+/// Unknown flag names tracked per replica (the typo detector): the most
+/// asked for, by a Space-Saving count, so a flood of one-off names cannot
+/// push out a typo that code asks for often.
 pub const MAX_UNKNOWN_FLAGS: usize = 1_000;
 /// Distinct-user sketches (16 KiB each) per replica; flag hours past it
-/// count evaluations but not users.
+/// count evaluations but users only up to [`EARLY_USERS`].
 pub const MAX_USER_SKETCHES: usize = 4_096;
+/// Users an hour keeps exactly (as their sketch positions) before it takes
+/// a sketch: most (flag, environment) hours see few users, and a caller
+/// inventing environments makes many such hours.
+const EARLY_USERS: usize = 8;
 /// Evaluations of a flag × environment × hour timed before sampling
 /// starts (one in `service::evaluate::TIMED_EVERY` after).
 pub const ALWAYS_TIMED: u64 = 16;
@@ -171,6 +190,10 @@ struct HourBuffer {
     /// The unix hour it accumulates; -1 before its first use.
     hour: AtomicI64,
     counters: Counters,
+    /// Sketch positions of the hour's first users, packed (0: free); a
+    /// sketch is taken when they are full. `None` in `users`: they were
+    /// full and no sketch was left (the hour's users are unknown).
+    early: [AtomicU32; EARLY_USERS],
     users: OnceLock<Option<AtomicSketch>>,
     /// A user raised a register of `users` since the flusher last took it:
     /// unchanged sketches are not written again.
@@ -186,6 +209,7 @@ impl Default for HourBuffer {
         Self {
             hour: AtomicI64::new(-1),
             counters: Counters::default(),
+            early: Default::default(),
             users: OnceLock::new(),
             users_changed: AtomicBool::new(false),
             written: AtomicU64::new(0),
@@ -206,12 +230,56 @@ impl HourBuffer {
     /// Its figures, distinct users included.
     fn figures(&self) -> HourFigures {
         HourFigures {
-            users: self
-                .users
-                .get()
-                .and_then(Option::as_ref)
-                .map(AtomicSketch::snapshot),
+            users: self.users(),
             ..self.counts()
+        }
+    }
+
+    /// Its distinct users: none when it has seen none, or more than
+    /// [`EARLY_USERS`] with no sketch to hold them.
+    fn users(&self) -> Option<Sketch> {
+        let mut early = self
+            .early
+            .iter()
+            .map(|slot| slot.load(Relaxed))
+            .filter(|&packed| packed != 0)
+            .peekable();
+        let mut users = match self.users.get() {
+            Some(Some(sketch)) => sketch.snapshot(),
+            Some(None) => return None,
+            None if early.peek().is_none() => return None,
+            None => Sketch::default(),
+        };
+        // A sketch holds the early users too (copied when it was taken);
+        // adding them again covers one that raced with the copy.
+        for packed in early {
+            users.add_at(unpack(packed));
+        }
+        Some(users)
+    }
+
+    /// Adds a user while the hour has no sketch: to the early slots, or to
+    /// a sketch taken now that they are full. True when that changed the
+    /// hour's users.
+    fn add_early(&self, user: (usize, u8), recorder: &Recorder) -> bool {
+        let packed = pack(user);
+        for slot in &self.early {
+            match slot.compare_exchange(0, packed, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(held) if held == packed => return false,
+                Err(_) => {}
+            }
+        }
+        match self.users.get_or_init(|| recorder.new_sketch()) {
+            Some(sketch) => {
+                for packed in self.early.iter().map(|slot| slot.load(Relaxed)) {
+                    if packed != 0 {
+                        sketch.add_at(unpack(packed));
+                    }
+                }
+                sketch.add_at(user)
+            }
+            None => false,
         }
     }
 
@@ -242,6 +310,9 @@ impl HourBuffer {
         }
         c.latency_sum_ns.store(0, Relaxed);
         c.timed.store(0, Relaxed);
+        for slot in &self.early {
+            slot.store(0, Relaxed);
+        }
         if let Some(Some(users)) = self.users.get() {
             users.clear();
         }
@@ -249,6 +320,17 @@ impl HourBuffer {
         self.written.store(0, Relaxed);
         self.finished.store(false, Relaxed);
     }
+}
+
+/// A user's sketch position in one word (index below 2^14, rank below
+/// 2^6), never 0.
+fn pack((index, rank): (usize, u8)) -> u32 {
+    ((index as u32) << 8 | u32::from(rank)) + 1
+}
+
+fn unpack(packed: u32) -> (usize, u8) {
+    let packed = packed.wrapping_sub(1);
+    ((packed >> 8) as usize, (packed & 0xff) as u8)
 }
 
 /// One environment of a flag.
@@ -283,11 +365,17 @@ impl EnvironmentStats {
 /// A flag's counters (or an unknown name's).
 pub struct FlagStats {
     name: Arc<str>,
-    /// Order of first evaluation on this replica (labels `/metrics` gives
-    /// a name of its own).
-    ordinal: usize,
+    /// Order of first evaluation as a flag on this replica (`/metrics`
+    /// gives the first ones a label of their own); unset for a name only
+    /// ever evaluated while it was not a flag.
+    ordinal: OnceLock<usize>,
+    /// Filled in order, under `admitting`.
     inline: [OnceLock<Arc<EnvironmentStats>>; INLINE_ENVIRONMENTS],
     more: OnceLock<DashMap<Arc<str>, Arc<EnvironmentStats>, ahash::RandomState>>,
+    /// Serialises adding an environment (rare) and its budget.
+    admitting: Mutex<()>,
+    /// Environments counted on their own that the flag does not name.
+    unnamed: AtomicUsize,
     /// Unix seconds of the latest evaluation (0: never on this replica).
     last_evaluated: AtomicI64,
     /// `last_evaluated` when it was last written.
@@ -295,12 +383,14 @@ pub struct FlagStats {
 }
 
 impl FlagStats {
-    fn new(name: &str, ordinal: usize) -> Self {
+    fn new(name: &str) -> Self {
         Self {
             name: name.into(),
-            ordinal,
+            ordinal: OnceLock::new(),
             inline: Default::default(),
             more: OnceLock::new(),
+            admitting: Mutex::new(()),
+            unnamed: AtomicUsize::new(0),
             last_evaluated: AtomicI64::new(0),
             last_written: AtomicI64::new(0),
         }
@@ -315,47 +405,91 @@ impl FlagStats {
         Some(self.last_evaluated.load(Relaxed)).filter(|&at| at > 0)
     }
 
+    /// The counters `environment` is counted in: its own, created at its
+    /// first evaluation if `named` (the flag names it) or within the
+    /// budgets, else [`OTHER_ENVIRONMENTS`].
     #[inline(always)]
-    fn record(&self, recorder: &Recorder, observation: &Observation<'_>) {
-        recorder
-            .prepare(
-                self,
-                observation.environment,
-                observation.user_id,
-                observation.at,
-            )
-            .record(
-                observation.reason,
-                observation.enabled,
-                observation.latency_ns,
-            );
+    fn environment(
+        &self,
+        recorder: &Recorder,
+        environment: &str,
+        named: impl FnOnce() -> bool,
+    ) -> Environment<'_> {
+        if let Some(found) = self.find(environment) {
+            return found;
+        }
+        let named = named();
+        if !named
+            && !self.may_add_unnamed(recorder)
+            && let Some(other) = self.find(OTHER_ENVIRONMENTS)
+        {
+            return other;
+        }
+        self.admit(recorder, environment, named)
     }
 
-    /// The counters of `environment` (created at its first evaluation).
     #[inline(always)]
-    fn environment(&self, environment: &str) -> Environment<'_> {
-        if let Some(stats) = self
-            .inline
-            .iter()
-            .map(|slot| slot.get_or_init(|| Arc::new(EnvironmentStats::new(environment))))
-            .find(|stats| &*stats.environment == environment)
-        {
-            return Environment::Inline(stats);
+    fn find(&self, environment: &str) -> Option<Environment<'_>> {
+        for slot in &self.inline {
+            match slot.get() {
+                Some(stats) if &*stats.environment == environment => {
+                    return Some(Environment::Inline(stats));
+                }
+                Some(_) => {}
+                // Slots fill in order, and the map only once they are full.
+                None => return None,
+            }
         }
-        let more = self.more.get_or_init(Default::default);
-        if let Some(stats) = more.get(environment) {
-            return Environment::Shared(stats.clone());
+        self.more
+            .get()?
+            .get(environment)
+            .map(|stats| Environment::Shared(stats.clone()))
+    }
+
+    fn may_add_unnamed(&self, recorder: &Recorder) -> bool {
+        self.unnamed.load(Relaxed) < MAX_UNNAMED_PER_FLAG
+            && recorder.unnamed_pairs.load(Relaxed) < MAX_UNNAMED_PAIRS
+    }
+
+    /// Adds `environment`'s counters (or [`OTHER_ENVIRONMENTS`]'s).
+    #[cold]
+    fn admit(&self, recorder: &Recorder, environment: &str, named: bool) -> Environment<'_> {
+        let _admitting = self
+            .admitting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = self.find(environment) {
+            return found;
         }
-        let environment = if more.len() + INLINE_ENVIRONMENTS < MAX_ENVIRONMENTS {
+        let counted = if named || self.take_unnamed(recorder) {
             environment
+        } else if let Some(other) = self.find(OTHER_ENVIRONMENTS) {
+            return other;
         } else {
             OTHER_ENVIRONMENTS
         };
-        Environment::Shared(
-            more.entry(environment.into())
-                .or_insert_with(|| Arc::new(EnvironmentStats::new(environment)))
-                .clone(),
-        )
+        let stats = Arc::new(EnvironmentStats::new(counted));
+        if let Some(slot) = self.inline.iter().find(|slot| slot.get().is_none()) {
+            return Environment::Inline(slot.get_or_init(|| stats));
+        }
+        let more = self.more.get_or_init(Default::default);
+        Environment::Shared(more.entry(counted.into()).or_insert(stats).clone())
+    }
+
+    /// Takes a place for an environment the flag does not name (under
+    /// `admitting`).
+    fn take_unnamed(&self, recorder: &Recorder) -> bool {
+        let taken = self.unnamed.load(Relaxed) < MAX_UNNAMED_PER_FLAG
+            && recorder
+                .unnamed_pairs
+                .fetch_update(Relaxed, Relaxed, |pairs| {
+                    (pairs < MAX_UNNAMED_PAIRS).then_some(pairs + 1)
+                })
+                .is_ok();
+        if taken {
+            self.unnamed.fetch_add(1, Relaxed);
+        }
+        taken
     }
 
     fn environments(&self) -> Vec<Arc<EnvironmentStats>> {
@@ -431,13 +565,15 @@ impl Prepared<'_> {
             c.timed.fetch_add(1, Relaxed);
         }
         if let Some(user) = self.user {
-            let users = buffer.users.get_or_init(|| self.recorder.new_sketch());
-            if let Some(users) = users
-                && match self.seen.filter(|_| !rolled) {
+            let changed = match buffer.users.get() {
+                Some(Some(users)) => match self.seen.filter(|_| !rolled) {
                     Some(seen) => users.add_seen(user, seen),
                     None => users.add_at(user),
-                }
-            {
+                },
+                Some(None) => false,
+                None => buffer.add_early(user, self.recorder),
+            };
+            if changed {
                 buffer.users_changed.store(true, Relaxed);
             }
         }
@@ -451,8 +587,10 @@ impl Prepared<'_> {
 /// Running totals (see [`Recorder::totals`]).
 #[derive(Debug, Default)]
 pub struct Totals {
-    /// Name, ordinal, evaluations by reason as `[disabled, enabled]`.
+    /// Flags' names, ordinals, evaluations by reason as `[disabled, enabled]`.
     pub flags: Vec<(Arc<str>, usize, [[u64; 2]; 10])>,
+    /// Evaluations of names that were not flags.
+    pub unknown: u64,
     /// Evaluation time over every name (only its latency fields are set).
     pub latency: HourFigures,
 }
@@ -475,18 +613,44 @@ struct Written {
     users: bool,
 }
 
+/// An unknown name tracked.
+struct UnknownName {
+    /// How often it was asked for (an overestimate by at most what the
+    /// name it pushed out had), halved every hour.
+    hits: AtomicU64,
+    stats: Arc<FlagStats>,
+}
+
+/// The unknown names found with the fewest hits at the last scan: pushed
+/// out first, so a flood of new names costs one scan per this many, not
+/// one each (counts only grow between scans, so they stay the least).
+#[derive(Default)]
+struct Least {
+    hits: u64,
+    names: Vec<Arc<str>>,
+}
+
 /// Every flag's counters on this replica.
 #[derive(Default)]
 pub struct Recorder {
     /// Every name evaluated, flag or not (a name can be both over time:
     /// one set of counters per name, so one row per name and hour).
     flags: DashMap<Arc<str>, Arc<FlagStats>, ahash::RandomState>,
-    /// Names evaluated while they were not flags, with their counters.
-    unknown: DashMap<Arc<str>, Arc<FlagStats>, ahash::RandomState>,
-    /// Evaluations of unknown names past [`MAX_UNKNOWN_FLAGS`].
-    unknown_overflow: AtomicU64,
-    /// Names created so far (the next one's ordinal).
+    /// The unknown names tracked (their counters are in `flags`), with a
+    /// Space-Saving estimate of how often each was asked for.
+    unknown: DashMap<Arc<str>, UnknownName, ahash::RandomState>,
+    /// Serialises adding (and pushing out) unknown names.
+    unknown_admission: Mutex<Least>,
+    /// Unknown names pushed out by more frequent ones, or aged out.
+    unknown_pushed_out: AtomicU64,
+    /// Evaluations of names that were not flags, since start.
+    unknown_evaluations: AtomicU64,
+    /// The unix hour unknown names' counts were last halved.
+    unknown_aged: AtomicI64,
+    /// Flags given an ordinal so far (the next one's).
     names: AtomicUsize,
+    /// Pairs counted on their own that their flag does not name.
+    unnamed_pairs: AtomicUsize,
     sketches: AtomicUsize,
     set_aside: Mutex<Vec<HourRecord>>,
     /// Figures lost because the set-aside was full.
@@ -500,19 +664,44 @@ impl Recorder {
 
     /// The counters of an existing flag (created at its first evaluation).
     pub fn flag(&self, name: &str) -> Arc<FlagStats> {
+        let stats = self.stats(name);
+        stats.ordinal.get_or_init(|| self.names.fetch_add(1, Relaxed));
+        stats
+    }
+
+    /// The counters of a name, flag or not.
+    fn stats(&self, name: &str) -> Arc<FlagStats> {
         if let Some(stats) = self.flags.get(name) {
             return stats.clone();
         }
         self.flags
             .entry(name.into())
-            .or_insert_with(|| Arc::new(FlagStats::new(name, self.names.fetch_add(1, Relaxed))))
+            .or_insert_with(|| Arc::new(FlagStats::new(name)))
             .clone()
     }
 
-    /// Records an evaluation of a flag.
+    /// Records an evaluation of a flag; `named` tells whether the flag
+    /// names the observation's environment (asked only the first time an
+    /// environment is seen).
     #[inline(always)]
-    pub fn record(&self, stats: &FlagStats, observation: &Observation<'_>) {
-        stats.record(self, observation);
+    pub fn record(
+        &self,
+        stats: &FlagStats,
+        observation: &Observation<'_>,
+        named: impl FnOnce() -> bool,
+    ) {
+        self.prepare(
+            stats,
+            observation.environment,
+            observation.user_id,
+            observation.at,
+            named,
+        )
+        .record(
+            observation.reason,
+            observation.enabled,
+            observation.latency_ns,
+        );
     }
 
     /// Finds where an evaluation of `stats` will be counted, before the
@@ -526,8 +715,9 @@ impl Recorder {
         environment: &str,
         user_id: &str,
         at: i64,
+        named: impl FnOnce() -> bool,
     ) -> Prepared<'a> {
-        let environment = stats.environment(environment);
+        let environment = stats.environment(self, environment, named);
         let user = (!user_id.is_empty()).then(|| position(user_id.as_bytes()));
         let mut seen = None;
         if let Some((index, _)) = user {
@@ -551,28 +741,158 @@ impl Recorder {
         }
     }
 
-    /// Records an evaluation of a name that is not a flag.
+    /// Records an evaluation of a name that is not a flag: how often, per
+    /// hour, without its environment, user or time.
     pub fn record_unknown(&self, name: &str, observation: &Observation<'_>) {
-        // Counted under the map's read guard: no reference count touched.
-        if let Some(stats) = self.unknown.get(name) {
-            stats.record(self, observation);
-            return;
+        self.unknown_evaluations.fetch_add(1, Relaxed);
+        let observation = Observation {
+            environment: OTHER_ENVIRONMENTS,
+            user_id: "",
+            latency_ns: None,
+            ..*observation
+        };
+        for _ in 0..2 {
+            // Counted under the map's read guard: a name is not forgotten
+            // (its counters set aside) while an evaluation is counted in them.
+            if let Some(tracked) = self.unknown.get(name) {
+                tracked.hits.fetch_add(1, Relaxed);
+                self.record(&tracked.stats, &observation, || true);
+                return;
+            }
+            self.track_unknown(name);
         }
-        if self.unknown.len() >= MAX_UNKNOWN_FLAGS {
-            self.unknown_overflow.fetch_add(1, Relaxed);
-            return;
-        }
-        let stats = self
-            .unknown
-            .entry(name.into())
-            .or_insert_with(|| self.flag(name))
-            .clone();
-        stats.record(self, observation);
     }
 
-    /// Evaluations of unknown names that were not recorded (past the cap).
-    pub fn unknown_overflow(&self) -> u64 {
-        self.unknown_overflow.load(Relaxed)
+    /// Starts tracking an unknown name, pushing out the least asked-for
+    /// one when full (Space-Saving: the newcomer inherits its count, so a
+    /// name asked for often is never pushed out by one-off names).
+    #[cold]
+    fn track_unknown(&self, name: &str) {
+        let mut least = self
+            .unknown_admission
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.unknown.contains_key(name) {
+            return;
+        }
+        let mut inherited = 0;
+        if self.unknown.len() >= MAX_UNKNOWN_FLAGS
+            && let Some((victim, hits)) = self.least_asked_for(&mut least)
+        {
+            self.forget_unknown(&victim);
+            inherited = hits;
+        }
+        // The first evaluation is counted by the caller.
+        self.unknown.insert(
+            name.into(),
+            UnknownName {
+                hits: AtomicU64::new(inherited),
+                stats: self.stats(name),
+            },
+        );
+    }
+
+    /// The tracked unknown name with the fewest hits, and its hits.
+    fn least_asked_for(&self, least: &mut Least) -> Option<(Arc<str>, u64)> {
+        for _ in 0..3 {
+            while let Some(name) = least.names.pop() {
+                let hits = self.unknown.get(&name).map(|entry| entry.hits.load(Relaxed));
+                if hits == Some(least.hits) {
+                    return Some((name, least.hits));
+                }
+            }
+            least.names.clear();
+            least.hits = u64::MAX;
+            for entry in self.unknown.iter() {
+                let hits = entry.value().hits.load(Relaxed);
+                if hits < least.hits {
+                    least.hits = hits;
+                    least.names.clear();
+                }
+                if hits == least.hits {
+                    least.names.push(entry.key().clone());
+                }
+            }
+        }
+        // Counts kept rising under the scans: any of the last ones will do.
+        let name = least.names.pop()?;
+        Some((name, least.hits))
+    }
+
+    /// Drops the counters of a name no longer tracked (unless it is a flag
+    /// now), setting aside what they hold that is not written yet.
+    fn forget_unknown(&self, name: &str) {
+        // Waits for evaluations being counted under a read guard.
+        drop(self.unknown.remove(name));
+        self.unknown_pushed_out.fetch_add(1, Relaxed);
+        let Some((_, stats)) = self.flags.remove_if(name, |_, stats| {
+            Arc::strong_count(stats) == 1 && stats.ordinal.get().is_none()
+        }) else {
+            return;
+        };
+        for environment in stats.environments() {
+            let _reading = environment.lock();
+            for buffer in &environment.hours {
+                let hour = buffer.hour.load(Relaxed);
+                if hour >= 0
+                    && !buffer.finished.load(Relaxed)
+                    && buffer.evaluations() != buffer.written.load(Relaxed)
+                {
+                    self.set_aside(HourRecord {
+                        flag: stats.name.clone(),
+                        environment: environment.environment.clone(),
+                        hour,
+                        figures: buffer.counts(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Once an hour, halves every unknown name's count and forgets those
+    /// that reach zero, so names no longer asked for age out.
+    fn age_unknown(&self, hour: i64) {
+        let aged = self.unknown_aged.swap(hour, Relaxed);
+        if aged == hour || aged == 0 {
+            return;
+        }
+        let mut least = self
+            .unknown_admission
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Halved counts: the last scan's least are not the least any more.
+        *least = Least::default();
+        let mut gone = Vec::new();
+        for entry in self.unknown.iter() {
+            let hits = &entry.value().hits;
+            let before = hits
+                .fetch_update(Relaxed, Relaxed, |n| Some(n / 2))
+                .unwrap_or_else(|n| n);
+            if before / 2 == 0 {
+                gone.push(entry.key().clone());
+            }
+        }
+        for name in gone {
+            self.forget_unknown(&name);
+        }
+    }
+
+    /// Unknown names pushed out of the [`MAX_UNKNOWN_FLAGS`] tracked, or
+    /// aged out.
+    pub fn unknown_pushed_out(&self) -> u64 {
+        self.unknown_pushed_out.load(Relaxed)
+    }
+
+    fn set_aside(&self, record: HourRecord) {
+        let mut set_aside = self
+            .set_aside
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if set_aside.len() < MAX_SET_ASIDE {
+            set_aside.push(record);
+        } else {
+            self.dropped.fetch_add(1, Relaxed);
+        }
     }
 
     /// Hour figures lost because the flusher fell too far behind.
@@ -613,20 +933,12 @@ impl Recorder {
             && !buffer.finished.load(Relaxed)
             && buffer.evaluations() != buffer.written.load(Relaxed)
         {
-            let mut set_aside = self
-                .set_aside
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if set_aside.len() < MAX_SET_ASIDE {
-                set_aside.push(HourRecord {
-                    flag: flag.name.clone(),
-                    environment: environment.environment.clone(),
-                    hour: previous,
-                    figures: buffer.figures(),
-                });
-            } else {
-                self.dropped.fetch_add(1, Relaxed);
-            }
+            self.set_aside(HourRecord {
+                flag: flag.name.clone(),
+                environment: environment.environment.clone(),
+                hour: previous,
+                figures: buffer.figures(),
+            });
         }
         if previous >= 0 {
             let figures = buffer.counts();
@@ -645,6 +957,7 @@ impl Recorder {
     /// figures. `now` is unix seconds.
     pub fn collect(&self, now: i64) -> Collected {
         let current = now.div_euclid(3600);
+        self.age_unknown(current);
         let mut collected = Collected {
             records: std::mem::take(
                 &mut *self
@@ -733,19 +1046,11 @@ impl Recorder {
                 buffer.users_changed.store(true, Relaxed);
             }
         }
-        let mut set_aside = self
-            .set_aside
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let pending = collected.written.len();
-        // Records past `pending`'s count come from the set-aside itself.
+        // The records before the buffers' come from the set-aside itself.
         let set_aside_records = collected.records.len() - pending;
         for record in collected.records.into_iter().take(set_aside_records) {
-            if set_aside.len() < MAX_SET_ASIDE {
-                set_aside.push(record);
-            } else {
-                self.dropped.fetch_add(1, Relaxed);
-            }
+            self.set_aside(record);
         }
     }
 
@@ -773,13 +1078,20 @@ impl Recorder {
         records
     }
 
-    /// Running totals since start, per name (with its ordinal) and in all:
-    /// evaluations by reason and outcome per name, and the evaluation-time
-    /// histogram over every name.
+    /// Running totals since start, per flag (with its ordinal) and in all:
+    /// evaluations by reason and outcome per flag, of unknown names, and
+    /// the evaluation-time histogram over every flag.
     pub fn totals(&self) -> Totals {
-        let mut totals = Totals::default();
+        let mut totals = Totals {
+            unknown: self.unknown_evaluations.load(Relaxed),
+            ..Totals::default()
+        };
         for entry in self.flags.iter() {
             let flag = entry.value();
+            // Names never evaluated as flags have no series of their own.
+            let Some(&ordinal) = flag.ordinal.get() else {
+                continue;
+            };
             let mut outcomes = [[0u64; 2]; 10];
             for environment in flag.environments() {
                 // Under the roll lock: an hour moves from its buffer to
@@ -802,9 +1114,9 @@ impl Recorder {
                 figures.outcomes = [[0; 2]; 10];
                 totals.latency.add(&figures);
             }
-            totals
-                .flags
-                .push((flag.name.clone(), flag.ordinal, outcomes));
+            // Evaluated while it was not a flag: counted in `unknown`.
+            outcomes[reason_index(Reason::FlagNotFound)] = [0, 0];
+            totals.flags.push((flag.name.clone(), ordinal, outcomes));
         }
         totals
     }
@@ -846,20 +1158,20 @@ mod tests {
         let recorder = Recorder::new();
         let stats = recorder.flag("f");
         let at = 1_000 * HOUR;
-        recorder.record(&stats, &observation("u1", at));
+        recorder.record(&stats, &observation("u1", at), || false);
         let (users, collected) = users_collected(&recorder, at);
         assert!(users, "a new sketch");
         recorder.confirm(collected);
 
         // The same user: counts change, the sketch does not.
-        recorder.record(&stats, &observation("u1", at));
+        recorder.record(&stats, &observation("u1", at), || false);
         let (users, collected) = users_collected(&recorder, at);
         assert!(!users, "unchanged");
         assert_eq!(collected.records[0].figures.evaluations(), 2);
         recorder.confirm(collected);
 
         // A failed write of a changed sketch sends it again.
-        recorder.record(&stats, &observation("u2", at));
+        recorder.record(&stats, &observation("u2", at), || false);
         let (users, collected) = users_collected(&recorder, at);
         assert!(users, "a new user");
         recorder.retry_later(collected);
@@ -872,10 +1184,10 @@ mod tests {
         let recorder = Recorder::new();
         let stats = recorder.flag("f");
         let at = 1_000 * HOUR;
-        recorder.record(&stats, &observation("u1", at));
-        recorder.record(&stats, &observation("u1", at + HOUR));
+        recorder.record(&stats, &observation("u1", at), || false);
+        recorder.record(&stats, &observation("u1", at + HOUR), || false);
         // Two hours later: the first hour's buffer is reused.
-        recorder.record(&stats, &observation("u1", at + 2 * HOUR));
+        recorder.record(&stats, &observation("u1", at + 2 * HOUR), || false);
         let totals = recorder.totals();
         let (_, _, outcomes) = &totals.flags[0];
         assert_eq!(outcomes[reason_index(Reason::PercentageRollout)], [0, 3]);
@@ -884,5 +1196,120 @@ mod tests {
         let mut hours: Vec<_> = collected.records.iter().map(|r| r.hour).collect();
         hours.sort();
         assert_eq!(hours, vec![1_000, 1_001, 1_002]);
+    }
+
+    fn observation_in<'a>(environment: &'a str, user_id: &'a str, at: i64) -> Observation<'a> {
+        Observation {
+            environment,
+            ..observation(user_id, at)
+        }
+    }
+
+    fn environments_of(recorder: &Recorder, name: &str) -> Vec<String> {
+        let mut environments: Vec<String> = recorder
+            .flags
+            .get(name)
+            .map(|stats| stats.environments())
+            .unwrap_or_default()
+            .iter()
+            .map(|stats| stats.environment.to_string())
+            .collect();
+        environments.sort();
+        environments
+    }
+
+    #[test]
+    fn environments_a_flag_does_not_name_share_one_budget() {
+        let recorder = Recorder::new();
+        let at = 1_000 * HOUR;
+        let flags: Vec<_> = (0..MAX_UNNAMED_PAIRS / MAX_UNNAMED_PER_FLAG + 2)
+            .map(|i| recorder.flag(&format!("f{i}")))
+            .collect();
+        for (i, stats) in flags.iter().enumerate() {
+            for env in 0..MAX_UNNAMED_PER_FLAG + 5 {
+                let environment = format!("junk-{i}-{env}");
+                recorder.record(stats, &observation_in(&environment, "u1", at), || false);
+            }
+        }
+        assert_eq!(recorder.unnamed_pairs.load(Relaxed), MAX_UNNAMED_PAIRS);
+        let first = environments_of(&recorder, "f0");
+        assert_eq!(first.len(), MAX_UNNAMED_PER_FLAG + 1, "its own, then __other__");
+        assert!(first.contains(&OTHER_ENVIRONMENTS.to_string()));
+        // Past the global budget, only __other__ and what a flag names.
+        let last = flags.last().expect("flags");
+        recorder.record(last, &observation_in("production", "u1", at), || true);
+        assert_eq!(
+            environments_of(&recorder, last.name()),
+            vec![OTHER_ENVIRONMENTS.to_string(), "production".to_string()]
+        );
+        let figures = recorder.live(last.name(), 1_000, 1_000);
+        let other = figures
+            .iter()
+            .find(|record| &*record.environment == OTHER_ENVIRONMENTS)
+            .expect("__other__");
+        assert_eq!(other.figures.evaluations(), MAX_UNNAMED_PER_FLAG as u64 + 5);
+    }
+
+    #[test]
+    fn a_few_users_take_no_sketch_and_count_exactly() {
+        let recorder = Recorder::new();
+        let stats = recorder.flag("f");
+        let at = 1_000 * HOUR;
+        let users: Vec<String> = (0..EARLY_USERS).map(|i| format!("user-{i}")).collect();
+        for user in users.iter().chain(users.iter()) {
+            recorder.record(&stats, &observation(user, at), || true);
+        }
+        assert_eq!(recorder.sketches.load(Relaxed), 0, "no sketch yet");
+        let live = recorder.live("f", 1_000, 1_000);
+        let counted = live[0].figures.users.as_ref().expect("users").count();
+        assert_eq!(counted, EARLY_USERS as u64);
+        recorder.record(&stats, &observation("one-more", at), || true);
+        assert_eq!(recorder.sketches.load(Relaxed), 1, "a sketch past them");
+        let live = recorder.live("f", 1_000, 1_000);
+        let counted = live[0].figures.users.as_ref().expect("users").count();
+        assert_eq!(counted, EARLY_USERS as u64 + 1);
+    }
+
+    #[test]
+    fn one_off_unknown_names_do_not_push_out_a_frequent_typo() {
+        let recorder = Recorder::new();
+        let at = 1_000 * HOUR;
+        for _ in 0..100 {
+            recorder.record_unknown("chekout_v2", &observation("u1", at));
+        }
+        for i in 0..10 * MAX_UNKNOWN_FLAGS {
+            recorder.record_unknown(&format!("junk-{i}"), &observation("u1", at));
+        }
+        let names = recorder.unknown_names();
+        assert_eq!(names.len(), MAX_UNKNOWN_FLAGS);
+        assert!(names.iter().any(|name| &**name == "chekout_v2"));
+        // Pushed-out names keep no counters; their figures wait to be written.
+        assert_eq!(recorder.flags.len(), MAX_UNKNOWN_FLAGS);
+        assert_eq!(
+            recorder.unknown_pushed_out(),
+            (9 * MAX_UNKNOWN_FLAGS + 1) as u64
+        );
+        // Unknown names: no environment, no users, no series of their own.
+        assert_eq!(environments_of(&recorder, "chekout_v2"), vec![OTHER_ENVIRONMENTS]);
+        let live = recorder.live("chekout_v2", 1_000, 1_000);
+        assert!(live[0].figures.users.is_none());
+        let totals = recorder.totals();
+        assert!(totals.flags.is_empty());
+        assert_eq!(totals.unknown, (100 + 10 * MAX_UNKNOWN_FLAGS) as u64);
+    }
+
+    #[test]
+    fn unknown_names_no_longer_asked_for_age_out() {
+        let recorder = Recorder::new();
+        let at = 1_000 * HOUR;
+        recorder.record_unknown("once", &observation("u1", at));
+        for _ in 0..4 {
+            recorder.record_unknown("often", &observation("u1", at));
+        }
+        recorder.confirm(recorder.collect(at));
+        // An hour later the counts halve: "once" goes, "often" stays.
+        recorder.confirm(recorder.collect(at + HOUR));
+        let names = recorder.unknown_names();
+        assert_eq!(names, vec![Arc::<str>::from("often")]);
     }
 }

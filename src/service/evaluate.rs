@@ -88,7 +88,7 @@ impl Evaluator {
                 };
                 if let Some(metrics) = &self.metrics {
                     let observation = observe(ctx, &result, started, now);
-                    record(metrics, flag.name.as_str(), Some(slot), &observation);
+                    record(metrics, flag.name.as_str(), Some((flag, slot)), &observation);
                 }
                 results.push((flag.name.to_string(), result));
             });
@@ -133,7 +133,13 @@ impl Evaluator {
             };
             // Found before the engine runs (see `Recorder::prepare`).
             let stats = slot.get_or_init(|| metrics.flag(flag_name));
-            let counting = metrics.prepare(stats, ctx.environment, ctx.user_id, now.timestamp());
+            let counting = metrics.prepare(
+                stats,
+                ctx.environment,
+                ctx.user_id,
+                now.timestamp(),
+                || flag.spec.names_environment(ctx.environment),
+            );
             let started = started.or_else(|| counting.among_first().then(Instant::now));
             let result = FlagResult {
                 evaluation: engine::evaluate(Some(flag), ctx, now),
@@ -170,13 +176,15 @@ fn observe<'a>(
 pub(crate) fn record(
     metrics: &Recorder,
     flag_name: &str,
-    slot: Option<&StatsSlot>,
+    entry: Option<(&engine::Flag, &StatsSlot)>,
     observation: &Observation<'_>,
 ) {
-    match slot {
-        Some(slot) => {
+    match entry {
+        Some((flag, slot)) => {
             let stats = slot.get_or_init(|| metrics.flag(flag_name));
-            metrics.record(stats, observation);
+            metrics.record(stats, observation, || {
+                flag.spec.names_environment(observation.environment)
+            });
         }
         None => metrics.record_unknown(flag_name, observation),
     }

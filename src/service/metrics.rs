@@ -16,7 +16,7 @@ use crate::domain::{limits, validate_name};
 use crate::error::{Error, Result};
 use crate::metrics::{HourRecord, Recorder, Report};
 use crate::redis_metrics::RedisMetrics;
-use crate::store::FlagStore;
+use crate::store::{FlagStore, METRIC_ROWS_PER_WRITE};
 
 /// Default and largest GetMetrics range, in hours.
 pub const DEFAULT_HOURS: u32 = 24;
@@ -106,19 +106,31 @@ impl Metrics {
             self.write_redis(&[]).await;
             return Ok(());
         }
-        let records = Arc::new(latest_per_row(&collected.records));
-        let last_evaluated = Arc::new(collected.last_evaluated.clone());
-        let store = self.store.clone();
-        let replica = self.replica.clone();
-        let written = {
-            let records = records.clone();
-            to_completion(TRANSACTION_TIMEOUT, async move {
-                store
-                    .write_metrics(&replica, &records, &last_evaluated)
-                    .await
+        let records = latest_per_row(&collected.records);
+        let batches = records
+            .chunks(METRIC_ROWS_PER_WRITE)
+            .map(|rows| (rows.to_vec(), Vec::new()))
+            .chain(
+                collected
+                    .last_evaluated
+                    .chunks(METRIC_ROWS_PER_WRITE)
+                    .map(|times| (Vec::new(), times.to_vec())),
+            );
+        let mut written = Ok(());
+        // A batch per transaction: on SQLite flag writes take turns with
+        // them. A failure keeps everything for the next flush; batches
+        // already written are written again then (rows are cumulative).
+        for (rows, times) in batches {
+            let store = self.store.clone();
+            let replica = self.replica.clone();
+            written = to_completion(TRANSACTION_TIMEOUT, async move {
+                store.write_metrics(&replica, &rows, &times).await
             })
-            .await
-        };
+            .await;
+            if written.is_err() {
+                break;
+            }
+        }
         if let Err(err) = written {
             self.flush_failures.fetch_add(1, Relaxed);
             self.recorder.retry_later(collected);

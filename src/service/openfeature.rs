@@ -151,7 +151,7 @@ impl Resolver {
                 latency_ns: started.map(elapsed_ns),
                 at: now.timestamp(),
             };
-            record(metrics, flag_key, entry.map(|(_, slot)| slot), &observation);
+            record(metrics, flag_key, entry, &observation);
             resolution.ok_or(ResolveError::FlagNotFound)
         })
     }
@@ -177,7 +177,7 @@ impl Resolver {
                     latency_ns: started.map(elapsed_ns),
                     at: now.timestamp(),
                 };
-                record(metrics, flag.name.as_str(), Some(slot), &observation);
+                record(metrics, flag.name.as_str(), Some((flag, slot)), &observation);
             }
             resolved.push((flag.name.to_string(), resolution));
         });

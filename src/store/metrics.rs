@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
+};
 
 use super::entities::{evaluation, last_evaluation};
 use super::{DbResultExt, FlagStore, bounded};
@@ -18,6 +21,12 @@ use crate::metrics::{HourFigures, HourRecord, LATENCY_BUCKETS, REASONS};
 
 /// Rows per INSERT statement (well under SQLite's bound on parameters).
 const ROWS_PER_STATEMENT: usize = 200;
+/// Rows a flush writes per transaction ([`FlagStore::write_metrics`]'s
+/// callers split larger flushes): on SQLite a flag write waits for at most
+/// one such transaction.
+pub const METRIC_ROWS_PER_WRITE: usize = 500;
+/// Rows deleted per statement past retention, for the same reason.
+const ROWS_PER_DELETE: u64 = 1_000;
 
 /// One replica's figures for a flag, environment and hour.
 #[derive(Debug, Clone)]
@@ -117,7 +126,9 @@ fn from_model(model: evaluation::Model) -> Result<StoredHour> {
 
 impl FlagStore {
     /// Writes this replica's hour figures and latest evaluation times, in
-    /// one transaction.
+    /// one transaction (keep it to [`METRIC_ROWS_PER_WRITE`] rows). On
+    /// PostgreSQL it takes neither the flag writers' lock nor their pool:
+    /// metrics never delay a flag write.
     pub async fn write_metrics(
         &self,
         replica: &str,
@@ -138,10 +149,15 @@ impl FlagStore {
                 })
             })
             .collect::<Vec<_>>();
-        // SQLite has one writer: queue behind this replica's flag writes
-        // rather than fail to upgrade a lock.
-        let _serialized = self.write_lock.lock().await;
-        let txn = self.primary.begin().await.db()?;
+        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
+        // SQLite has one writer: take turns with this replica's flag writes
+        // (the lock is fair) rather than fail to upgrade a lock.
+        let _serialized = match postgres {
+            true => None,
+            false => Some(self.write_lock.lock().await),
+        };
+        let pool = if postgres { &self.db } else { &self.primary };
+        let txn = pool.begin().await.db()?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             evaluation::Entity::insert_many(chunk.to_vec())
                 .on_conflict(
@@ -282,15 +298,36 @@ impl FlagStore {
         .await
     }
 
-    /// Deletes hourly figures of hours before the unix hour `before`.
+    /// Deletes hourly figures of hours before the unix hour `before`, a
+    /// bounded number of rows at a time.
     pub async fn delete_metrics_before(&self, before: i64) -> Result<u64> {
         let before = hour_start(before)?;
-        let _serialized = self.write_lock.lock().await;
-        let deleted = evaluation::Entity::delete_many()
-            .filter(evaluation::Column::Hour.lt(before))
-            .exec(&self.primary)
-            .await
-            .db()?;
-        Ok(deleted.rows_affected)
+        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
+        let pool = if postgres { &self.db } else { &self.primary };
+        let mut deleted = 0;
+        loop {
+            let _serialized = match postgres {
+                true => None,
+                false => Some(self.write_lock.lock().await),
+            };
+            let ids: Vec<i64> = evaluation::Entity::find()
+                .select_only()
+                .column(evaluation::Column::Id)
+                .filter(evaluation::Column::Hour.lt(before))
+                .limit(ROWS_PER_DELETE)
+                .into_tuple()
+                .all(pool)
+                .await
+                .db()?;
+            if ids.is_empty() {
+                return Ok(deleted);
+            }
+            deleted += evaluation::Entity::delete_many()
+                .filter(evaluation::Column::Id.is_in(ids))
+                .exec(pool)
+                .await
+                .db()?
+                .rows_affected;
+        }
     }
 }

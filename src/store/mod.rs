@@ -6,7 +6,7 @@ mod convert;
 mod entities;
 mod metrics;
 
-pub use metrics::{StoredHour, UnknownCount};
+pub use metrics::{METRIC_ROWS_PER_WRITE, StoredHour, UnknownCount};
 
 use std::time::Duration;
 

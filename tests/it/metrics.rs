@@ -23,7 +23,8 @@ crate::backend_tests!(
     odd_environments_do_not_block_flushes,
     unchanged_users_keep_their_stored_sketch,
     unknown_names_add_this_replicas_older_hours,
-    a_few_evaluations_have_latency_percentiles
+    a_few_evaluations_have_latency_percentiles,
+    invented_names_cannot_crowd_out_real_ones
 );
 
 const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
@@ -803,7 +804,8 @@ async fn old_hours_are_deleted(backend: Backend) {
 
 /// Callers choose environment strings: one PostgreSQL cannot store (NUL)
 /// and a hundred distinct ones do not stop the flushes, and a flag keeps 64
-/// environments of its own (the rest together under `__other__`).
+/// environments it does not name of its own (the rest together under
+/// `__other__`).
 async fn odd_environments_do_not_block_flushes(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else {
         return;
@@ -877,6 +879,78 @@ async fn unknown_names_add_this_replicas_older_hours(backend: Backend) {
         }]
     );
     conn.close().await.ok();
+    app.stop().await;
+    db.remove().await;
+}
+
+/// Issue 19, item 1, scaled down: a caller inventing environments and flag
+/// names first cannot take the places real ones need. An environment the
+/// flag names is counted on its own after 100 invented ones; a typo code
+/// asks for often is listed after a thousand one-off names before and
+/// after it; and `/metrics` labels real flags, not invented names.
+async fn invented_names_cannot_crowd_out_real_ones(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app =
+        TestApp::start_prometheus(fast_flush(crate::common::config(&db.url))).await;
+    let prefix = unique("metrics-crowd-");
+    let named = format!("{prefix}.named");
+    app.create_flag(pb::Flag {
+        name: named.clone(),
+        enabled: true,
+        percentage: 100.0,
+        environments: vec!["production".into()],
+        ..pb::Flag::default()
+    })
+    .await;
+    for i in 0..100 {
+        app.evaluate(&named, "user-1", &format!("invented-{i}")).await;
+    }
+    for _ in 0..3 {
+        app.evaluate(&named, "user-1", "production").await;
+    }
+    let junk = |round: usize| -> Vec<String> {
+        (0..1000).map(|i| format!("{prefix}.junk-{round}-{i}")).collect()
+    };
+    let bulk = async |names: Vec<String>| {
+        app.evaluation
+            .clone()
+            .bulk_evaluate(pb::BulkEvaluateRequest {
+                flag_names: names,
+                user_id: "user-1".into(),
+                environment: "production".into(),
+            })
+            .await
+            .expect("bulk evaluate");
+    };
+    bulk(junk(0)).await;
+    let typo = format!("{prefix}.chekout");
+    bulk(vec![typo.clone(); 50]).await;
+    bulk(junk(1)).await;
+
+    let production = metrics(&app, &named, Some("production")).await;
+    assert_eq!(production.totals.unwrap_or_default().evaluations, 3);
+    let listed = app
+        .flags
+        .clone()
+        .list_unknown_flags(pb::ListUnknownFlagsRequest { hours: 2 })
+        .await
+        .expect("list unknown")
+        .into_inner();
+    assert!(
+        listed
+            .flags
+            .iter()
+            .any(|flag| flag.name == typo && flag.evaluations == 50),
+        "the typo is listed with its 50 evaluations"
+    );
+    let address = app.prometheus.expect("a /metrics listener");
+    let reply = crate::common::http::request(address, "GET", "/metrics", &[], "").await;
+    let text = String::from_utf8(reply.body.to_vec()).expect("utf-8");
+    assert!(text.contains(&format!("feature_flag_key=\"{named}\"")));
+    assert!(!text.contains(".junk-"), "invented names get no label");
+    assert!(text.contains("feature_flag_key=\"__unknown__\""));
     app.stop().await;
     db.remove().await;
 }

@@ -229,6 +229,13 @@ impl FlagField {
 }
 
 impl FlagSpec {
+    /// Whether the flag names `environment` (in `environments` or as an
+    /// override): metrics count such environments on their own.
+    pub fn names_environment(&self, environment: &str) -> bool {
+        self.environments.iter().any(|named| named == environment)
+            || self.environment_overrides.contains_key(environment)
+    }
+
     /// Copies the named fields from `source` into `self`, leaving the rest.
     pub fn merge(&mut self, mut source: FlagSpec, fields: &[FlagField]) {
         for field in fields {
