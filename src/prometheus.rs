@@ -24,8 +24,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::cache::FlagCache;
-use crate::instruments::instruments;
 use crate::engine::Reason;
+use crate::instruments::instruments;
 use crate::metrics::{LATENCY_BOUNDS_NS, REASONS, Recorder};
 use crate::service::{CacheSync, Metrics};
 
@@ -127,7 +127,10 @@ impl Collector for Sources {
                 .iter()
                 .position(|reason| *reason == Reason::FlagNotFound)
                 .unwrap_or_default();
-            by_label.insert((UNKNOWN_FLAGS.to_string(), not_found, false), totals.unknown);
+            by_label.insert(
+                (UNKNOWN_FLAGS.to_string(), not_found, false),
+                totals.unknown,
+            );
         }
         let mut family = encoder.encode_descriptor(
             "feature_flag_evaluations",

@@ -665,7 +665,9 @@ impl Recorder {
     /// The counters of an existing flag (created at its first evaluation).
     pub fn flag(&self, name: &str) -> Arc<FlagStats> {
         let stats = self.stats(name);
-        stats.ordinal.get_or_init(|| self.names.fetch_add(1, Relaxed));
+        stats
+            .ordinal
+            .get_or_init(|| self.names.fetch_add(1, Relaxed));
         stats
     }
 
@@ -796,7 +798,10 @@ impl Recorder {
     fn least_asked_for(&self, least: &mut Least) -> Option<(Arc<str>, u64)> {
         for _ in 0..3 {
             while let Some(name) = least.names.pop() {
-                let hits = self.unknown.get(&name).map(|entry| entry.hits.load(Relaxed));
+                let hits = self
+                    .unknown
+                    .get(&name)
+                    .map(|entry| entry.hits.load(Relaxed));
                 if hits == Some(least.hits) {
                     return Some((name, least.hits));
                 }
@@ -1233,7 +1238,11 @@ mod tests {
         }
         assert_eq!(recorder.unnamed_pairs.load(Relaxed), MAX_UNNAMED_PAIRS);
         let first = environments_of(&recorder, "f0");
-        assert_eq!(first.len(), MAX_UNNAMED_PER_FLAG + 1, "its own, then __other__");
+        assert_eq!(
+            first.len(),
+            MAX_UNNAMED_PER_FLAG + 1,
+            "its own, then __other__"
+        );
         assert!(first.contains(&OTHER_ENVIRONMENTS.to_string()));
         // Past the global budget, only __other__ and what a flag names.
         let last = flags.last().expect("flags");
@@ -1290,7 +1299,10 @@ mod tests {
             (9 * MAX_UNKNOWN_FLAGS + 1) as u64
         );
         // Unknown names: no environment, no users, no series of their own.
-        assert_eq!(environments_of(&recorder, "chekout_v2"), vec![OTHER_ENVIRONMENTS]);
+        assert_eq!(
+            environments_of(&recorder, "chekout_v2"),
+            vec![OTHER_ENVIRONMENTS]
+        );
         let live = recorder.live("chekout_v2", 1_000, 1_000);
         assert!(live[0].figures.users.is_none());
         let totals = recorder.totals();

@@ -88,7 +88,12 @@ impl Evaluator {
                 };
                 if let Some(metrics) = &self.metrics {
                     let observation = observe(ctx, &result, started, now);
-                    record(metrics, flag.name.as_str(), Some((flag, slot)), &observation);
+                    record(
+                        metrics,
+                        flag.name.as_str(),
+                        Some((flag, slot)),
+                        &observation,
+                    );
                 }
                 results.push((flag.name.to_string(), result));
             });
@@ -133,13 +138,10 @@ impl Evaluator {
             };
             // Found before the engine runs (see `Recorder::prepare`).
             let stats = slot.get_or_init(|| metrics.flag(flag_name));
-            let counting = metrics.prepare(
-                stats,
-                ctx.environment,
-                ctx.user_id,
-                now.timestamp(),
-                || flag.spec.names_environment(ctx.environment),
-            );
+            let counting =
+                metrics.prepare(stats, ctx.environment, ctx.user_id, now.timestamp(), || {
+                    flag.spec.names_environment(ctx.environment)
+                });
             let started = started.or_else(|| counting.among_first().then(Instant::now));
             let result = FlagResult {
                 evaluation: engine::evaluate(Some(flag), ctx, now),

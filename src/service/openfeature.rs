@@ -177,7 +177,12 @@ impl Resolver {
                     latency_ns: started.map(elapsed_ns),
                     at: now.timestamp(),
                 };
-                record(metrics, flag.name.as_str(), Some((flag, slot)), &observation);
+                record(
+                    metrics,
+                    flag.name.as_str(),
+                    Some((flag, slot)),
+                    &observation,
+                );
             }
             resolved.push((flag.name.to_string(), resolution));
         });

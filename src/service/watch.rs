@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ahash::AHashSet;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_stream::Stream as _;
 use tokio_stream::wrappers::WatchStream;
@@ -45,8 +45,17 @@ const SNAPSHOT_CHUNK: usize = 100;
 /// Changes taken from the feed per step.
 const FEED_BATCH: usize = 256;
 
-/// Changes read from the store per query when replaying.
+/// Changes read from the store per query when replaying, and the bytes of
+/// flags (as `wire_size`) after which a query stops early.
 const REPLAY_BATCH: u64 = 100;
+const REPLAY_BATCH_BYTES: usize = 512 * 1024;
+
+/// Replayed changes are decoded per stream, not shared: a stream queues at
+/// most this many batches of them, and all streams together at most
+/// [`REPLAY_BYTES`]; a replay that would go past that takes a snapshot
+/// instead, which shares the hot cache's flags.
+const REPLAY_BATCHES_PER_STREAM: usize = 2;
+const REPLAY_BYTES: usize = 4 * limits::FLAG_BYTES;
 
 /// Store replays running at once on a replica: the pool serves writes and
 /// API reads too.
@@ -105,6 +114,7 @@ pub struct Watcher {
     buffer: usize,
     stop: watch::Receiver<bool>,
     replays: Arc<Semaphore>,
+    replay_bytes: Arc<Semaphore>,
 }
 
 impl Watcher {
@@ -122,6 +132,7 @@ impl Watcher {
             buffer: buffer.max(1),
             stop,
             replays: Arc::new(Semaphore::new(MAX_REPLAYS)),
+            replay_bytes: Arc::new(Semaphore::new(REPLAY_BYTES)),
         }
     }
 
@@ -167,6 +178,8 @@ impl Watcher {
             buffer: self.buffer,
             stop: self.stop.clone(),
             replays: self.replays.clone(),
+            replay_bytes: self.replay_bytes.clone(),
+            own_batches: Arc::new(Semaphore::new(REPLAY_BATCHES_PER_STREAM)),
         };
         tokio::spawn(stream.run(start));
         rx
@@ -219,6 +232,11 @@ impl Filter {
 /// What the catch-up task hands the subscription.
 enum Step {
     Item(WatchItem),
+    /// A replayed change, with the budget its batch holds until read.
+    Replayed {
+        item: WatchItem,
+        _budget: Arc<ReplayBudget>,
+    },
     /// The stream is at the head of the feed after `position`: the
     /// subscription reads on from there itself.
     Live {
@@ -255,7 +273,9 @@ impl tokio_stream::Stream for Subscription {
         loop {
             match &mut this.phase {
                 Phase::CatchingUp(steps) => match std::task::ready!(steps.poll_recv(cx)) {
-                    Some(Step::Item(item)) => return Poll::Ready(Some(item)),
+                    Some(Step::Item(item) | Step::Replayed { item, .. }) => {
+                        return Poll::Ready(Some(item));
+                    }
                     Some(Step::Live { position }) => {
                         this.phase = Phase::Live(Box::new(Live::new(&this.watcher, position)));
                     }
@@ -397,6 +417,14 @@ struct Stream {
     buffer: usize,
     stop: watch::Receiver<bool>,
     replays: Arc<Semaphore>,
+    replay_bytes: Arc<Semaphore>,
+    own_batches: Arc<Semaphore>,
+}
+
+/// A replayed batch's share of the stream's and every stream's budget.
+struct ReplayBudget {
+    _own: OwnedSemaphorePermit,
+    _shared: OwnedSemaphorePermit,
 }
 
 /// How a replay from the store went.
@@ -492,12 +520,38 @@ impl Stream {
     /// within the feed again.
     async fn replay(&mut self, position: &mut u64) -> Replay {
         loop {
+            // Room for a batch in this stream's queue first: a batch is not
+            // read, and held, for a reader that is not reading.
+            let own = match self.room_for_a_batch(*position).await {
+                Ok(own) => own,
+                Err(replay) => return replay,
+            };
             // The permit covers the query only: a slow reader must not keep
             // other streams from the store.
             let Some(changes) = self.read_store(*position).await else {
                 return Replay::CannotServe;
             };
-            let complete = (changes.len() as u64) < REPLAY_BATCH;
+            let read_bytes: usize = changes
+                .iter()
+                .filter_map(|change| change.flag.as_ref())
+                .map(|flag| flag.wire_size())
+                .sum();
+            let complete = (changes.len() as u64) < REPLAY_BATCH && read_bytes < REPLAY_BATCH_BYTES;
+            let queued_bytes: usize = changes
+                .iter()
+                .filter(|change| self.filter.matches(change.flag_name.as_str()))
+                .filter_map(|change| change.flag.as_ref())
+                .map(|flag| flag.wire_size())
+                .sum();
+            let permits = u32::try_from(queued_bytes.min(REPLAY_BYTES)).unwrap_or(u32::MAX);
+            // Every stream's budget is not waited for: past it, a snapshot.
+            let Ok(shared) = self.replay_bytes.clone().try_acquire_many_owned(permits) else {
+                return Replay::CannotServe;
+            };
+            let budget = Arc::new(ReplayBudget {
+                _own: own,
+                _shared: shared,
+            });
             for change in changes {
                 if change.revision > self.sync.feed().head() {
                     // The store is ahead of this replica: what follows comes
@@ -513,7 +567,10 @@ impl Stream {
                 if self.filter.matches(change.flag_name.as_str())
                     && !self
                         .send_waiting(
-                            Step::Item(Ok(WatchEvent::Change(Arc::new(FeedEntry::new(change))))),
+                            Step::Replayed {
+                                item: Ok(WatchEvent::Change(Arc::new(FeedEntry::new(change)))),
+                                _budget: budget.clone(),
+                            },
                             Some(*position),
                         )
                         .await
@@ -532,6 +589,26 @@ impl Stream {
         }
     }
 
+    /// A place for one more replayed batch in the stream's queue, waiting
+    /// for its reader as [`Self::send_waiting`] does.
+    async fn room_for_a_batch(
+        &mut self,
+        position: u64,
+    ) -> std::result::Result<OwnedSemaphorePermit, Replay> {
+        let resume_after = Some(position);
+        tokio::select! {
+            permit = self.own_batches.clone().acquire_owned() => permit.map_err(|_| Replay::Ended),
+            _ = tokio::time::sleep(STALL_TIMEOUT) => {
+                self.end(WatchEnd::TooSlow { buffer: self.buffer, resume_after });
+                Err(Replay::Ended)
+            }
+            _ = self.stop.changed() => {
+                self.end(WatchEnd::ShuttingDown { resume_after });
+                Err(Replay::Ended)
+            }
+        }
+    }
+
     /// One batch of changes after `position` from the store, waiting at most
     /// `REPLAY_QUEUE_TIMEOUT` for a turn; `None` when there is none or the
     /// store fails.
@@ -543,7 +620,7 @@ impl Stream {
         };
         self.sync
             .store()
-            .replay_after(position, REPLAY_BATCH)
+            .replay_after(position, REPLAY_BATCH, REPLAY_BATCH_BYTES)
             .await
             .ok()
     }

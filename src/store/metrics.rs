@@ -9,8 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 
 use super::entities::{evaluation, last_evaluation};

@@ -219,9 +219,45 @@ impl FlagStore {
         bounded(changes_after(&self.primary, revision, limit)).await
     }
 
-    /// [`Self::changes_after`] for Watch replays, on the shared connections.
-    pub async fn replay_after(&self, revision: u64, limit: u64) -> Result<Vec<FlagChange>> {
-        bounded(changes_after(&self.db, revision, limit)).await
+    /// Changes after `revision` for Watch replays, on the shared
+    /// connections: up to `limit` of them, stopping after the one that
+    /// takes their flags past `max_bytes` (as `wire_size`). Rows are decoded
+    /// as they arrive, so a history of large flags is never all in memory.
+    pub async fn replay_after(
+        &self,
+        revision: u64,
+        limit: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<FlagChange>> {
+        use tokio_stream::StreamExt as _;
+        bounded(async {
+            let mut rows = audit::Entity::find()
+                .select_only()
+                .columns([
+                    audit::Column::Revision,
+                    audit::Column::FlagName,
+                    audit::Column::After,
+                ])
+                .filter(audit::Column::Revision.gt(from_revision(revision)?))
+                .order_by_asc(audit::Column::Revision)
+                .limit(limit)
+                .into_tuple::<(i64, String, Option<serde_json::Value>)>()
+                .stream(&self.db)
+                .await
+                .db()?;
+            let mut changes = Vec::new();
+            let mut bytes = 0;
+            while bytes < max_bytes
+                && let Some(row) = rows.next().await
+            {
+                let (revision, flag_name, after) = row.db()?;
+                let change = change_from_row(revision, flag_name, after)?;
+                bytes += change.flag.as_ref().map_or(0, |flag| flag.wire_size());
+                changes.push(change);
+            }
+            Ok(changes)
+        })
+        .await
     }
 
     /// The last assigned global revision.

@@ -892,8 +892,7 @@ async fn invented_names_cannot_crowd_out_real_ones(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else {
         return;
     };
-    let app =
-        TestApp::start_prometheus(fast_flush(crate::common::config(&db.url))).await;
+    let app = TestApp::start_prometheus(fast_flush(crate::common::config(&db.url))).await;
     let prefix = unique("metrics-crowd-");
     let named = format!("{prefix}.named");
     app.create_flag(pb::Flag {
@@ -905,13 +904,16 @@ async fn invented_names_cannot_crowd_out_real_ones(backend: Backend) {
     })
     .await;
     for i in 0..100 {
-        app.evaluate(&named, "user-1", &format!("invented-{i}")).await;
+        app.evaluate(&named, "user-1", &format!("invented-{i}"))
+            .await;
     }
     for _ in 0..3 {
         app.evaluate(&named, "user-1", "production").await;
     }
     let junk = |round: usize| -> Vec<String> {
-        (0..1000).map(|i| format!("{prefix}.junk-{round}-{i}")).collect()
+        (0..1000)
+            .map(|i| format!("{prefix}.junk-{round}-{i}"))
+            .collect()
     };
     let bulk = async |names: Vec<String>| {
         app.evaluation

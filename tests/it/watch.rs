@@ -18,6 +18,7 @@ crate::backend_tests!(
     thousand_subscribers_receive_every_change_in_order,
     shutdown_ends_streams_with_unavailable,
     a_stream_the_feed_left_behind_catches_up_from_the_store,
+    stalled_resumes_over_large_flags_share_a_bounded_replay_budget,
 );
 
 fn flag(name: &str) -> pb::Flag {
@@ -324,6 +325,66 @@ async fn a_stream_the_feed_left_behind_catches_up_from_the_store(backend: Backen
     let live = app.set_percentage("churned", 5.0).await;
     assert_eq!(next_change(&mut paused).await.revision, live.revision);
 
+    app.stop().await;
+    db.remove().await;
+}
+
+/// Issue 19, item 3, scaled down: resuming streams that never read cannot
+/// make the server decode and queue a history of large flags for each of
+/// them. Replayed changes are copies per stream, so they share a budget
+/// (4 MiB); once stalled streams hold it, a resume gets a snapshot (the
+/// cache's own flags) instead, and replays again once they are gone.
+async fn stalled_resumes_over_large_flags_share_a_bounded_replay_budget(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        watch_feed: 1,
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    // ~450 KiB each: a replay batch holds one or two of them.
+    let first = app.create_flag(flag("large.0")).await;
+    for i in 1..12 {
+        app.create_flag(pb::Flag {
+            whitelist: (0..10_000)
+                .map(|id| format!("user-{i}-{id:06}-padded-to-forty-bytes"))
+                .collect(),
+            ..flag(&format!("large.{i}"))
+        })
+        .await;
+    }
+    let resume = async || {
+        app.watch_with_small_windows_from(Some(first.revision))
+            .await
+    };
+    let mut stalled = Vec::new();
+    let mut snapshot_instead = false;
+    for _ in 0..12 {
+        stalled.push(resume().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut probe = app.watch(&[], Some(first.revision)).await;
+        if matches!(
+            next_event(&mut probe).await,
+            pb::watch_response::Event::Snapshot(_)
+        ) {
+            snapshot_instead = true;
+            break;
+        }
+    }
+    assert!(
+        snapshot_instead,
+        "stalled replays hold the budget: a snapshot instead"
+    );
+    drop(stalled);
+    crate::common::eventually(Duration::from_secs(10), "replays again", async || {
+        let mut probe = app.watch(&[], Some(first.revision)).await;
+        matches!(
+            next_event(&mut probe).await,
+            pb::watch_response::Event::Change(_)
+        )
+    })
+    .await;
     app.stop().await;
     db.remove().await;
 }

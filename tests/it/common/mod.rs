@@ -572,13 +572,24 @@ impl TestApp {
     /// HTTP/2 windows: a subscriber that stops reading fills them after a
     /// few large changes (see `churn_descriptions`).
     pub async fn watch_with_small_windows(&self) -> tonic::Streaming<pb::WatchResponse> {
+        self.watch_with_small_windows_from(None).await
+    }
+
+    /// [`Self::watch_with_small_windows`], resuming after `since_revision`.
+    pub async fn watch_with_small_windows_from(
+        &self,
+        since_revision: Option<u64>,
+    ) -> tonic::Streaming<pb::WatchResponse> {
         let channel = Channel::from_shared(format!("http://{}", self.address))
             .expect("endpoint")
             .initial_stream_window_size(65_535)
             .initial_connection_window_size(65_535)
             .connect_lazy();
         EvaluationServiceClient::new(channel)
-            .watch(pb::WatchRequest::default())
+            .watch(pb::WatchRequest {
+                flag_names: Vec::new(),
+                since_revision,
+            })
             .await
             .expect("watch")
             .into_inner()
