@@ -311,6 +311,8 @@ pub async fn run(
             let _ = stopping.wait_for(|stop| *stop).await;
         }
     };
+    // Request bodies being read, shared by both gRPC listeners.
+    let bodies = grpc::BodyBudget::new(grpc::BODY_BYTES, grpc::BODY_BYTES_PER_ADDRESS);
     let mut side_servers = Vec::new();
     if let Some(listener) = flagd_listener {
         let flagd = Flagd::new(
@@ -334,6 +336,7 @@ pub async fn run(
             .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
             .layer(telemetry::grpc_tracing())
             .layer(grpc::OversizeLayer)
+            .layer(grpc::BodyBudgetLayer::new(bodies.clone(), &[]))
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -449,6 +452,11 @@ pub async fn run(
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .layer(telemetry::grpc_tracing())
         .layer(grpc::OversizeLayer)
+        // FlagService authenticates from the headers before reading.
+        .layer(grpc::BodyBudgetLayer::new(
+            bodies,
+            &["/vexil.v1.FlagService/"],
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -3,6 +3,7 @@
 
 mod access;
 mod batched_writes;
+mod body_budget;
 pub mod codec;
 mod convert;
 mod evaluation;
@@ -15,6 +16,7 @@ mod probe;
 mod watch_route;
 
 pub use batched_writes::BatchedWrites;
+pub use body_budget::{BODY_BYTES, BODY_BYTES_PER_ADDRESS, BodyBudget, BodyBudgetLayer};
 pub use evaluation::EvaluationGrpc;
 pub use flagd::{Flagd, FlagdV1, FlagdV2};
 pub use flags::FlagServiceGrpc;

@@ -105,13 +105,12 @@ impl AtomicSketch {
     }
 
     pub fn snapshot(&self) -> Sketch {
-        Sketch {
-            registers: self
-                .registers
+        Sketch::dense(
+            self.registers
                 .iter()
                 .map(|r| r.load(Ordering::Relaxed))
                 .collect(),
-        }
+        )
     }
 
     pub fn clear(&self) {
@@ -121,19 +120,39 @@ impl AtomicSketch {
     }
 }
 
-/// A plain sketch: merged, stored and counted.
-#[derive(Clone, PartialEq, Eq)]
+/// Registers a sparse sketch holds before it turns dense (768 bytes).
+const SPARSE_MAX: usize = 256;
+
+/// A plain sketch: merged, stored and counted. Sparse (its non-zero
+/// registers, by index) while few are set, so the figures of a flush with
+/// thousands of hours of a few users each do not cost 16 KiB an hour.
+#[derive(Clone)]
 pub struct Sketch {
-    registers: Box<[u8]>,
+    registers: Registers,
+}
+
+#[derive(Clone)]
+enum Registers {
+    /// Non-zero registers, sorted by index.
+    Sparse(Vec<(u16, u8)>),
+    Dense(Box<[u8]>),
 }
 
 impl Default for Sketch {
     fn default() -> Self {
         Self {
-            registers: vec![0; REGISTERS].into_boxed_slice(),
+            registers: Registers::Sparse(Vec::new()),
         }
     }
 }
+
+impl PartialEq for Sketch {
+    fn eq(&self, other: &Self) -> bool {
+        self.set().eq(other.set())
+    }
+}
+
+impl Eq for Sketch {}
 
 impl std::fmt::Debug for Sketch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,24 +163,86 @@ impl std::fmt::Debug for Sketch {
 }
 
 impl Sketch {
+    fn dense(registers: Box<[u8]>) -> Self {
+        Self {
+            registers: Registers::Dense(registers),
+        }
+    }
+
+    /// Its non-zero registers, by index.
+    fn set(&self) -> Box<dyn Iterator<Item = (usize, u8)> + '_> {
+        match &self.registers {
+            Registers::Sparse(pairs) => Box::new(
+                pairs
+                    .iter()
+                    .map(|&(index, value)| (usize::from(index), value)),
+            ),
+            Registers::Dense(registers) => Box::new(
+                registers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, value)| **value != 0)
+                    .map(|(index, &value)| (index, value)),
+            ),
+        }
+    }
+
+    fn make_dense(&mut self) -> &mut [u8] {
+        if let Registers::Sparse(pairs) = &self.registers {
+            let mut registers = vec![0u8; REGISTERS].into_boxed_slice();
+            for &(index, value) in pairs {
+                registers[usize::from(index)] = value;
+            }
+            self.registers = Registers::Dense(registers);
+        }
+        match &mut self.registers {
+            Registers::Dense(registers) => registers,
+            Registers::Sparse(_) => unreachable!("made dense above"),
+        }
+    }
+
     pub fn add(&mut self, element: &[u8]) {
         self.add_at(position(element));
     }
 
     /// Adds an element by its [`position`].
     pub fn add_at(&mut self, (index, rank): (usize, u8)) {
-        if let Some(register) = self.registers.get_mut(index) {
-            *register = (*register).max(rank);
+        if index >= REGISTERS || rank == 0 {
+            return;
         }
+        if let Registers::Sparse(pairs) = &mut self.registers {
+            let key = index as u16;
+            match pairs.binary_search_by_key(&key, |&(i, _)| i) {
+                Ok(at) => pairs[at].1 = pairs[at].1.max(rank),
+                Err(_) if pairs.len() >= SPARSE_MAX => {
+                    let registers = self.make_dense();
+                    registers[index] = registers[index].max(rank);
+                }
+                Err(at) => pairs.insert(at, (key, rank)),
+            }
+            return;
+        }
+        let registers = self.make_dense();
+        registers[index] = registers[index].max(rank);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.registers.iter().all(|&r| r == 0)
+        self.set().next().is_none()
     }
 
     pub fn merge(&mut self, other: &Sketch) {
-        for (mine, theirs) in self.registers.iter_mut().zip(other.registers.iter()) {
-            *mine = (*mine).max(*theirs);
+        match &other.registers {
+            Registers::Sparse(pairs) => {
+                for &(index, value) in pairs {
+                    self.add_at((usize::from(index), value));
+                }
+            }
+            Registers::Dense(theirs) => {
+                let mine = self.make_dense();
+                for (mine, theirs) in mine.iter_mut().zip(theirs.iter()) {
+                    *mine = (*mine).max(*theirs);
+                }
+            }
         }
     }
 
@@ -170,9 +251,12 @@ impl Sketch {
     pub fn count(&self) -> u64 {
         let m = REGISTERS as f64;
         let mut histogram = [0u32; Q as usize + 2];
-        for &r in self.registers.iter() {
-            histogram[r as usize] += 1;
+        let mut set = 0u32;
+        for (_, r) in self.set() {
+            histogram[usize::from(r).min(Q as usize + 1)] += 1;
+            set += 1;
         }
+        histogram[0] = REGISTERS as u32 - set;
         let mut z = m * tau((m - f64::from(histogram[Q as usize + 1])) / m);
         for j in (1..=Q as usize).rev() {
             z += f64::from(histogram[j]);
@@ -191,7 +275,7 @@ impl Sketch {
         // out[4] = 0: dense encoding. out[8..16]: cached cardinality, invalid.
         out[15] = 0x80;
         let registers = &mut out[HEADER..];
-        for (index, &value) in self.registers.iter().enumerate() {
+        for (index, value) in self.set() {
             let bit = index * 6;
             let (byte, shift) = (bit / 8, bit % 8);
             let value = u16::from(value) << shift;
@@ -206,21 +290,23 @@ impl Sketch {
     /// A compact encoding for storage: sparse (index, value) pairs while
     /// that is shorter, else one byte per register.
     pub fn encode(&self) -> Vec<u8> {
-        let used = self.registers.iter().filter(|&&r| r != 0).count();
+        let used = self.set().count();
         if used * 3 < REGISTERS {
             let mut out = Vec::with_capacity(1 + used * 3);
             out.push(b'S');
-            for (index, &value) in self.registers.iter().enumerate() {
-                if value != 0 {
-                    out.extend_from_slice(&(index as u16).to_le_bytes());
-                    out.push(value);
-                }
+            for (index, value) in self.set() {
+                out.extend_from_slice(&(index as u16).to_le_bytes());
+                out.push(value);
             }
             out
         } else {
             let mut out = Vec::with_capacity(1 + REGISTERS);
             out.push(b'D');
-            out.extend_from_slice(&self.registers);
+            let mut registers = vec![0u8; REGISTERS];
+            for (index, value) in self.set() {
+                registers[index] = value;
+            }
+            out.extend_from_slice(&registers);
             out
         }
     }
@@ -236,14 +322,14 @@ impl Sketch {
                     if index >= REGISTERS || value > Q as u8 + 1 {
                         return None;
                     }
-                    sketch.registers[index] = value;
+                    sketch.add_at((index, value));
                 }
             }
             (b'D', registers) if registers.len() == REGISTERS => {
                 if registers.iter().any(|&r| r > Q as u8 + 1) {
                     return None;
                 }
-                sketch.registers.copy_from_slice(registers);
+                sketch = Sketch::dense(registers.into());
             }
             _ => return None,
         }
@@ -330,6 +416,17 @@ mod tests {
             assert_eq!(decoded, sketch);
         }
         assert!(Sketch::decode(b"Sxx").is_none());
+        // Sparse and dense forms of the same registers are the same sketch.
+        let mut few = Sketch::default();
+        let mut dense = Sketch::dense(vec![0; REGISTERS].into());
+        for i in 0..50 {
+            few.add(format!("y{i}").as_bytes());
+            dense.add(format!("y{i}").as_bytes());
+        }
+        assert_eq!(few, dense);
+        assert_eq!(few.count(), dense.count());
+        assert_eq!(few.to_redis_dense(), dense.to_redis_dense());
+        assert_eq!(few.encode(), dense.encode());
         assert!(Sketch::decode(b"").is_none());
     }
 }

@@ -419,3 +419,75 @@ async fn hostile_requests_get_clean_statuses_and_change_nothing(backend: Backend
     app.stop().await;
     db.remove().await;
 }
+
+/// Issue 19, item 4, scaled down: callers without a token cannot make the
+/// server hold partial request bodies. Twenty Evaluate calls from one
+/// address each declare 200 KiB and send 150 KiB: past 2 MiB per address
+/// they are refused with RESOURCE_EXHAUSTED at once, and the rest end with
+/// DEADLINE_EXCEEDED when their body has not arrived within 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_bodies_are_bounded_per_address_and_in_time() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let tcp = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let mut client = client.clone().ready().await.expect("ready");
+        let request = http::Request::post(format!(
+            "http://{}/vexil.v1.EvaluationService/Evaluate",
+            app.address
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+        let (response, mut body) = client.send_request(request, false).expect("send");
+        let mut partial = vec![0u8, 0x00, 0x03, 0x20, 0x00];
+        partial.extend(std::iter::repeat_n(0u8, 150 * 1024));
+        body.send_data(bytes::Bytes::from(partial), false)
+            .expect("part of the body");
+        calls.push(tokio::spawn(async move {
+            let _open = body;
+            let response = response.await.expect("a response");
+            let in_headers = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|code| code.to_str().ok())
+                .map(str::to_owned);
+            match in_headers {
+                Some(code) => code,
+                None => {
+                    let mut rest = response.into_body();
+                    while rest.data().await.is_some() {}
+                    let trailers = rest.trailers().await.expect("trailers").unwrap_or_default();
+                    trailers
+                        .get("grpc-status")
+                        .and_then(|code| code.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                }
+            }
+        }));
+    }
+    let mut codes = Vec::new();
+    for call in calls {
+        let code = tokio::time::timeout(std::time::Duration::from_secs(20), call)
+            .await
+            .expect("every call answered before its body is complete")
+            .expect("call");
+        codes.push(code);
+    }
+    let exhausted = codes.iter().filter(|code| *code == "8").count();
+    let late = codes.iter().filter(|code| *code == "4").count();
+    assert!(exhausted >= 6, "refused past 2 MiB: {codes:?}");
+    assert_eq!(exhausted + late, 20, "{codes:?}");
+    assert!(app.evaluate("after", "u1", "prod").await.1 == pb::Reason::FlagNotFound);
+    app.stop().await;
+    db.remove().await;
+}
