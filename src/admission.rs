@@ -230,6 +230,23 @@ impl Gatekeeper {
         }
     }
 
+    /// Refuses, from its headers alone, an evaluation call that needs a
+    /// token (`VEXIL_AUTH_EVALUATION`, or `VEXIL_WATCH_AUTH` for a Watch when
+    /// `definitions`) and has no valid one. Roles, scopes and limits are
+    /// still checked when the call is admitted.
+    pub fn pre_admit_evaluation(&self, call: &Call<'_>, definitions: bool) -> Result<(), Refusal> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        let token_required = self.evaluation_auth != EvaluationAuth::Open
+            || (definitions && self.watch_auth == WatchAuth::Token);
+        if !token_required {
+            return Ok(());
+        }
+        let method = if definitions { "Watch" } else { "evaluation" };
+        self.authenticate(auth, call, method).map(|_| ())
+    }
+
     /// Admits a management call needing `role`.
     pub fn management(
         &self,

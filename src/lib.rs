@@ -340,14 +340,16 @@ pub async fn run(
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(
+            .add_service(grpc::PreAdmitted::evaluation(
                 FlagdV1Server::new(FlagdV1(flagd.clone()))
                     .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES),
-            )
-            .add_service(
+                gate.clone(),
+            ))
+            .add_service(grpc::PreAdmitted::evaluation(
                 FlagdV2Server::new(FlagdV2(flagd))
                     .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES),
-            )
+                gate.clone(),
+            ))
             .serve_with_incoming_shutdown(grpc::incoming(listener, grpc_tls.clone()), stopped());
         side_servers.push(tokio::spawn(async move {
             server
@@ -393,16 +395,19 @@ pub async fn run(
             Ok(())
         }));
     }
-    let evaluation = EvaluationRoutes::new(
-        EvaluationGrpc::new(
-            Evaluator::new(cache.clone(), recorder.clone()),
-            watcher,
-            gate.clone(),
+    let evaluation = grpc::PreAdmitted::evaluation(
+        EvaluationRoutes::new(
+            EvaluationGrpc::new(
+                Evaluator::new(cache.clone(), recorder.clone()),
+                watcher,
+                gate.clone(),
+            ),
+            MAX_EVALUATION_REQUEST_BYTES,
         ),
-        MAX_EVALUATION_REQUEST_BYTES,
+        gate.clone(),
     );
     // Authenticated from the headers before its message is read.
-    let flags = grpc::PreAdmitted::new(
+    let flags = grpc::PreAdmitted::management(
         FlagServiceServer::new(FlagServiceGrpc::new(
             FlagManager::new(store.clone(), sync.clone(), bus.clone()),
             // ExplainEvaluation is a diagnosis, not a use: not counted.

@@ -1,8 +1,10 @@
-//! Management calls are authenticated from their headers, before tonic
-//! reads their message (up to 4 MiB): a caller without a valid token is
-//! refused at once and cannot make the server hold partial bodies. The
-//! handlers still admit each call as before (role, scope, rate limit); the
-//! token is cached by then, so it is verified once.
+//! Calls are authenticated from their headers, before tonic reads their
+//! message: management calls (up to 4 MiB) always when authentication is
+//! on, evaluation calls and Watch when their settings require a token. A
+//! caller without a valid token is refused at once and cannot make the
+//! server hold partial bodies. The handlers still admit each call as before
+//! (role, scope, rate limit); the token is cached by then, so it is
+//! verified once.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -15,17 +17,39 @@ use tonic::transport::server::TcpConnectInfo;
 use super::access::refusal_to_status;
 use crate::admission::{Call, Gatekeeper};
 
-/// Wraps a management service so that it is only called with a valid token
-/// (when authentication is on).
+/// Wraps a service so that it is only called with a valid token when its
+/// calls need one.
 #[derive(Clone)]
 pub struct PreAdmitted<S> {
     inner: S,
     gate: Arc<Gatekeeper>,
+    class: Class,
+}
+
+#[derive(Clone, Copy)]
+enum Class {
+    Management,
+    Evaluation,
 }
 
 impl<S> PreAdmitted<S> {
-    pub fn new(inner: S, gate: Arc<Gatekeeper>) -> Self {
-        Self { inner, gate }
+    /// A management service: a token whenever authentication is on.
+    pub fn management(inner: S, gate: Arc<Gatekeeper>) -> Self {
+        Self {
+            inner,
+            gate,
+            class: Class::Management,
+        }
+    }
+
+    /// An evaluation service (Vexil's or flagd's): a token when
+    /// `VEXIL_AUTH_EVALUATION` asks for one, or for Watch `VEXIL_WATCH_AUTH`.
+    pub fn evaluation(inner: S, gate: Arc<Gatekeeper>) -> Self {
+        Self {
+            inner,
+            gate,
+            class: Class::Evaluation,
+        }
     }
 }
 
@@ -47,7 +71,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        match self.gate.pre_admit(&call_of(&request)) {
+        let call = call_of(&request);
+        let admitted = match self.class {
+            Class::Management => self.gate.pre_admit(&call),
+            Class::Evaluation => self
+                .gate
+                .pre_admit_evaluation(&call, request.uri().path().ends_with("/Watch")),
+        };
+        match admitted {
             Ok(()) => Admission::Called {
                 future: self.inner.call(request),
             },

@@ -1379,46 +1379,91 @@ async fn tokenless_management_is_refused_before_its_body() {
         return;
     };
     let app = TestApp::start_with(auth_config(&db.url)).await;
+    for token in [None, Some("Bearer not.a.token")] {
+        // A 4 MiB message declared, 16 KiB of it sent, the rest never.
+        let status =
+            status_before_the_body(&app, "/vexil.v1.FlagService/CreateFlag", token, 0x3f_fff0)
+                .await;
+        assert_eq!(status.as_deref(), Some("16"), "UNAUTHENTICATED ({token:?})");
+    }
+    app.stop().await;
+    db.remove().await;
+}
+
+/// The same for evaluation calls when a token is required
+/// (`VEXIL_AUTH_EVALUATION=required`), and for Watch whenever it needs one
+/// (`VEXIL_WATCH_AUTH=token`, the default), evaluation open or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenless_evaluation_is_refused_before_its_body_when_a_token_is_required() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    for (evaluation, paths) in [
+        (
+            vexil::config::EvaluationAuth::Required,
+            &[
+                "/vexil.v1.EvaluationService/Evaluate",
+                "/vexil.v1.EvaluationService/BulkEvaluate",
+                "/vexil.v1.EvaluationService/Watch",
+            ][..],
+        ),
+        (
+            vexil::config::EvaluationAuth::Open,
+            &["/vexil.v1.EvaluationService/Watch"][..],
+        ),
+    ] {
+        let app = TestApp::start_with(vexil::Config {
+            auth_evaluation: evaluation,
+            ..auth_config(&db.url)
+        })
+        .await;
+        for path in paths {
+            let status = status_before_the_body(&app, path, None, 0x03_fff0).await;
+            assert_eq!(status.as_deref(), Some("16"), "UNAUTHENTICATED: {path}");
+        }
+        app.stop().await;
+    }
+    db.remove().await;
+}
+
+/// Opens a call to `path` that declares a `declared`-byte message and sends
+/// 16 KiB of it, and returns the grpc-status of the answer, which must come
+/// within 10 s (before the body is complete).
+async fn status_before_the_body(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    declared: u32,
+) -> Option<String> {
     let tcp = tokio::net::TcpStream::connect(app.address)
         .await
         .expect("connect");
     let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
     tokio::spawn(connection);
     let mut client = client.ready().await.expect("ready");
-    for token in [None, Some("Bearer not.a.token")] {
-        let mut request = http::Request::post(format!(
-            "http://{}/vexil.v1.FlagService/CreateFlag",
-            app.address
-        ))
+    let mut request = http::Request::post(format!("http://{}{path}", app.address))
         .header("content-type", "application/grpc")
         .header("te", "trailers");
-        if let Some(token) = token {
-            request = request.header("authorization", token);
-        }
-        let (response, mut body) = client
-            .send_request(request.body(()).expect("request"), false)
-            .expect("send");
-        // A 4 MiB message declared, 16 KiB of it sent, the rest never.
-        let mut partial = vec![0u8, 0x00, 0x3f, 0xff, 0xf0];
-        partial.extend(std::iter::repeat_n(0u8, 16 * 1024));
-        body.send_data(bytes::Bytes::from(partial), false)
-            .expect("part of the body");
-        let response = tokio::time::timeout(Duration::from_secs(10), response)
-            .await
-            .expect("answered before the body is complete")
-            .expect("a response");
-        let status = response
-            .headers()
-            .get("grpc-status")
-            .and_then(|code| code.to_str().ok());
-        assert_eq!(
-            status,
-            Some("16"),
-            "UNAUTHENTICATED ({token:?}): {response:?}"
-        );
+    if let Some(token) = token {
+        request = request.header("authorization", token);
     }
-    app.stop().await;
-    db.remove().await;
+    let (response, mut body) = client
+        .send_request(request.body(()).expect("request"), false)
+        .expect("send");
+    let mut partial = vec![0u8];
+    partial.extend_from_slice(&declared.to_be_bytes());
+    partial.extend(std::iter::repeat_n(0u8, 16 * 1024));
+    body.send_data(bytes::Bytes::from(partial), false)
+        .expect("part of the body");
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("answered before the body is complete")
+        .expect("a response");
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|code| code.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Without authentication, `x-actor` names who changes a flag; a value
