@@ -37,8 +37,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::admission::{Gatekeeper, Limits};
 use crate::auth::Authenticator;
@@ -50,7 +52,7 @@ use crate::grpc::evaluation_server::evaluation_service_server::EvaluationService
 use crate::grpc::flagd::v1::service_server::ServiceServer as FlagdV1Server;
 use crate::grpc::flagd::v2::service_server::ServiceServer as FlagdV2Server;
 use crate::grpc::pb::flag_service_server::FlagServiceServer;
-use crate::grpc::{EvaluationGrpc, EvaluationRoutes, FlagServiceGrpc, Flagd, FlagdV1, FlagdV2, pb};
+use crate::grpc::{EvaluationGrpc, FlagServiceGrpc, FlagdV1, FlagdV2};
 use crate::metrics::Recorder;
 use crate::service::openfeature::Resolver;
 use crate::service::{
@@ -58,19 +60,6 @@ use crate::service::{
 };
 use crate::store::FlagStore;
 
-/// Largest management request accepted: a flag of the largest size allowed
-/// (`limits::FLAG_BYTES`) with room to spare; what gRPC clients accept by
-/// default too.
-const MAX_MANAGEMENT_REQUEST_BYTES: usize = 4 * 1024 * 1024;
-/// Largest evaluation or Watch request: 1,000 flag names of 128 characters,
-/// a user id and an environment, with room to spare.
-const MAX_EVALUATION_REQUEST_BYTES: usize = 256 * 1024;
-/// HTTP/2 keepalive: ping idle connections so half-open ones (dead Watch
-/// clients) are freed.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent HTTP/2 streams per connection.
-const MAX_CONCURRENT_STREAMS: u32 = 4096;
 /// Most bytes of flags (as `Flag::wire_size`) the change feed keeps for
 /// Watch streams that resume or fall behind; `VEXIL_WATCH_FEED` bounds
 /// the number of changes.
@@ -78,9 +67,6 @@ const FEED_BYTES: usize = 64 * 1024 * 1024;
 /// How long shutdown waits for the cache's catch-up to stop and the
 /// database connections to close (a half-open connection must not hold it).
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
-/// How long shutdown waits for open connections (a Watch client that stopped
-/// reading cannot take its final status) before closing them.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often idle callers are dropped from the rate limiters, and key files
 /// re-read (a rotated JWKS).
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
@@ -160,6 +146,19 @@ impl Listeners {
     }
 }
 
+impl Listeners {
+    fn all(&self) -> impl Iterator<Item = &TcpListener> {
+        [
+            Some(&self.grpc),
+            self.flagd.as_ref(),
+            self.ofrep.as_ref(),
+            self.metrics.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 impl From<TcpListener> for Listeners {
     fn from(grpc: TcpListener) -> Self {
         Self {
@@ -174,347 +173,355 @@ impl From<TcpListener> for Listeners {
 /// Runs the service until `shutdown` completes: migrates the database,
 /// loads every flag into the hot cache, keeps it in step with the store and
 /// the other replicas, and serves gRPC with health and reflection (and
-/// flagd's API and OFREP when given listeners). On shutdown, Watch streams
-/// end with UNAVAILABLE so clients move on.
+/// flagd's API, OFREP and `/metrics` when given listeners). On shutdown,
+/// Watch streams end with UNAVAILABLE so clients move on.
 pub async fn run(
     config: Config,
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let Listeners {
-        grpc: listener,
-        flagd: flagd_listener,
-        ofrep: ofrep_listener,
-        metrics: metrics_listener,
-    } = listeners.into();
-    let served = [
-        Some(&listener),
-        flagd_listener.as_ref(),
-        ofrep_listener.as_ref(),
-        metrics_listener.as_ref(),
-    ];
-    let gate = Arc::new(gatekeeper(&config, served.into_iter().flatten())?);
-    tracing::info!(
-        database = %FlagStore::describe(&config.database_url),
-        "storing flags"
-    );
-    let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
-    if !config.no_migrate {
-        store.migrate().await?;
-    }
-    let cache = Arc::new(FlagCache::new());
-    let feed = FeedLimits {
-        changes: config.watch_feed as usize,
-        bytes: FEED_BYTES,
-    };
-    let sync = Arc::new(CacheSync::start(store.clone(), cache.clone(), feed).await?);
-    let revision = sync.applied().await;
-    tracing::info!(flags = cache.len(), revision, "flags loaded");
-
-    let bus = Arc::new(match &config.redis_url {
-        Some(url) => ChangeBus::redis(RedisBusConfig {
-            url: url.clone(),
-            pool_size: config.redis_max_connections as usize,
-            channel: config.redis_channel(),
-        })?,
-        None => ChangeBus::in_process(),
-    });
-    match &config.redis_url {
-        Some(url) => tracing::info!(
-            redis = %redis_address(url),
-            channel = %config.redis_channel(),
-            "announcing changes through Redis"
-        ),
-        None => tracing::info!("announcing changes in process (one replica; REDIS_URL unset)"),
-    }
-
-    // Counters only when metrics are on; reads (GetMetrics) either way.
-    let recorder = config.enable_metrics.then(|| Arc::new(Recorder::new()));
-    match &recorder {
-        Some(_) => tracing::info!(
-            flush_interval = ?config.metrics_flush_interval,
-            redis = config.redis_url.is_some(),
-            "counting evaluations"
-        ),
-        None => tracing::info!("evaluation metrics are off (FF_ENABLE_METRICS=false)"),
-    }
-    let metrics = Arc::new(Metrics::new(
-        recorder.clone().unwrap_or_default(),
-        store.clone(),
-        cache.clone(),
-        config.redis_url.as_deref(),
-        MetricsOptions {
-            flush_interval: config.metrics_flush_interval,
-            retention_days: config.metrics_retention_days,
-            redis_prefix: config.redis_prefix.clone(),
-        },
-    )?);
-    // Stopped after the servers, so the final flush counts every answer.
-    let (stop_flushing, flushing_stopped) = watch::channel(false);
-    let flushing = recorder
-        .is_some()
-        .then(|| tokio::spawn(metrics.clone().run(flushing_stopped)));
-
-    let (stop, stopping) = watch::channel(false);
-    let syncing = tokio::spawn(service::keep_in_sync(
-        sync.clone(),
-        bus.clone(),
-        config.cache_ttl(),
-        stopping.clone(),
-    ));
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<EvaluationServiceServer<EvaluationGrpc>>()
-        .await;
-    health
-        .set_serving::<FlagServiceServer<FlagServiceGrpc>>()
-        .await;
-    let reporting = tokio::spawn(report_bus_health(health.clone(), bus.connected()));
-    let housekeeping = tokio::spawn(keep_house(gate.clone()));
-    let fetching_keys = gate.key_fetcher().map(tokio::spawn);
-
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_error = |err| Error::Internal(format!("building reflection: {err}"));
-    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
-    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
-
-    let watcher = Watcher::new(
-        sync.clone(),
-        config.watch_heartbeat(),
-        config.watch_buffer as usize,
-        stopping.clone(),
-    );
-    // TLS for the gRPC ports (HTTP/2 only) and OFREP (HTTP/2 and 1.1).
-    let tls = |alpn: &[&[u8]]| -> Result<Option<tokio_rustls::TlsAcceptor>> {
-        let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
-            return Ok(None);
-        };
-        let files = tls::TlsFiles {
-            cert,
-            key,
-            client_ca: config.tls_client_ca_file.as_deref(),
-        };
-        tls::acceptor(&files, alpn).map(Some)
-    };
-    let grpc_tls = tls(&[b"h2"])?;
-    let https = tls(&[b"h2", b"http/1.1"])?;
+    let listeners = listeners.into();
+    let gate = Arc::new(gatekeeper(&config, listeners.all())?);
+    let app = App::start(&config, gate).await?;
+    let (grpc_tls, https) = tls_acceptors(&config)?;
     listener::raise_open_files_limit();
-    let http_stopping = stopping.clone();
-    let stopped = move || {
-        let mut stopping = stopping.clone();
+    let shared = grpc::Shared {
+        gate: app.gate.clone(),
+        watcher: app.watcher.clone(),
+        health: app.health_service.clone(),
+        tls: grpc_tls,
+        bodies: grpc::BodyBudget::new(grpc::BODY_BYTES, grpc::BODY_BYTES_PER_ADDRESS),
+    };
+    let mut side_servers = Vec::new();
+    if let Some(listener) = listeners.flagd {
+        side_servers.push(serve_flagd(&app, shared.clone(), listener).await);
+    }
+    if let Some(listener) = listeners.ofrep {
+        side_servers.push(serve_ofrep(
+            &app,
+            &config.ofrep_cors_origins,
+            https,
+            listener,
+        ));
+    }
+    if let Some(listener) = listeners.metrics {
+        side_servers.push(serve_metrics(&app, listener));
+    }
+    tracing::info!(
+        address = %local_address(&listeners.grpc),
+        tls = shared.tls.is_some(),
+        "serving gRPC"
+    );
+    let served = grpc::serve_vexil(
+        listeners.grpc,
+        shared,
+        app.vexil_services(),
+        app.stopping(shutdown),
+    )
+    .await;
+    app.stop.send_replace(true);
+    stop_side_servers(side_servers).await;
+    app.stop().await;
+    served
+}
+
+/// What every listener serves from, and the tasks that keep it current.
+struct App {
+    gate: Arc<Gatekeeper>,
+    store: Arc<FlagStore>,
+    cache: Arc<FlagCache>,
+    sync: Arc<CacheSync>,
+    bus: Arc<ChangeBus>,
+    recorder: Option<Arc<Recorder>>,
+    metrics: Arc<Metrics>,
+    watcher: Watcher,
+    health: HealthReporter,
+    health_service: HealthServer<HealthService>,
+    /// Turns true at shutdown: streams end and the side listeners stop.
+    stop: watch::Sender<bool>,
+    /// Stops the metrics flush, after the servers (its final flush counts
+    /// every answer).
+    stop_flushing: watch::Sender<bool>,
+    flushing: Option<JoinHandle<()>>,
+    syncing: JoinHandle<()>,
+    /// Aborted at shutdown.
+    helpers: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    async fn start(config: &Config, gate: Arc<Gatekeeper>) -> Result<Self> {
+        tracing::info!(
+            database = %FlagStore::describe(&config.database_url),
+            "storing flags"
+        );
+        let store = Arc::new(FlagStore::connect(&config.store_options()).await?);
+        if !config.no_migrate {
+            store.migrate().await?;
+        }
+        let cache = Arc::new(FlagCache::new());
+        let feed = FeedLimits {
+            changes: config.watch_feed as usize,
+            bytes: FEED_BYTES,
+        };
+        let sync = Arc::new(CacheSync::start(store.clone(), cache.clone(), feed).await?);
+        let revision = sync.applied().await;
+        tracing::info!(flags = cache.len(), revision, "flags loaded");
+        let bus = Arc::new(change_bus(config)?);
+
+        // Counters only when metrics are on; reads (GetMetrics) either way.
+        let recorder = config.enable_metrics.then(|| Arc::new(Recorder::new()));
+        match &recorder {
+            Some(_) => tracing::info!(
+                flush_interval = ?config.metrics_flush_interval,
+                redis = config.redis_url.is_some(),
+                "counting evaluations"
+            ),
+            None => tracing::info!("evaluation metrics are off (FF_ENABLE_METRICS=false)"),
+        }
+        let metrics = Arc::new(Metrics::new(
+            recorder.clone().unwrap_or_default(),
+            store.clone(),
+            cache.clone(),
+            config.redis_url.as_deref(),
+            MetricsOptions {
+                flush_interval: config.metrics_flush_interval,
+                retention_days: config.metrics_retention_days,
+                redis_prefix: config.redis_prefix.clone(),
+            },
+        )?);
+        let (stop_flushing, flushing_stopped) = watch::channel(false);
+        let flushing = recorder
+            .is_some()
+            .then(|| tokio::spawn(metrics.clone().run(flushing_stopped)));
+
+        let (stop, stopping) = watch::channel(false);
+        let syncing = tokio::spawn(service::keep_in_sync(
+            sync.clone(),
+            bus.clone(),
+            config.cache_ttl(),
+            stopping.clone(),
+        ));
+        let health = HealthReporter::new();
+        let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
+        health
+            .set_serving::<EvaluationServiceServer<EvaluationGrpc>>()
+            .await;
+        health
+            .set_serving::<FlagServiceServer<FlagServiceGrpc>>()
+            .await;
+        let mut helpers = vec![
+            tokio::spawn(report_bus_health(health.clone(), bus.connected())),
+            tokio::spawn(keep_house(gate.clone())),
+        ];
+        helpers.extend(gate.key_fetcher().map(tokio::spawn));
+        let watcher = Watcher::new(
+            sync.clone(),
+            config.watch_heartbeat(),
+            config.watch_buffer as usize,
+            stopping,
+        );
+        Ok(Self {
+            gate,
+            store,
+            cache,
+            sync,
+            bus,
+            recorder,
+            metrics,
+            watcher,
+            health,
+            health_service,
+            stop,
+            stop_flushing,
+            flushing,
+            syncing,
+            helpers,
+        })
+    }
+
+    fn vexil_services(&self) -> grpc::VexilServices {
+        grpc::VexilServices {
+            evaluator: Evaluator::new(self.cache.clone(), self.recorder.clone()),
+            explainer: Evaluator::new(self.cache.clone(), None),
+            manager: FlagManager::new(self.store.clone(), self.sync.clone(), self.bus.clone()),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    fn resolver(&self) -> Resolver {
+        Resolver::new(self.cache.clone(), self.recorder.clone())
+    }
+
+    /// Completes once the side listeners and streams should stop.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stop.subscribe();
         async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         }
-    };
-    // Request bodies being read, shared by both gRPC listeners.
-    let bodies = grpc::BodyBudget::new(grpc::BODY_BYTES, grpc::BODY_BYTES_PER_ADDRESS);
-    let mut side_servers = Vec::new();
-    if let Some(listener) = flagd_listener {
-        let flagd = Flagd::new(
-            Resolver::new(cache.clone(), recorder.clone()),
-            watcher.clone(),
-            gate.clone(),
-        );
-        health.set_serving::<FlagdV1Server<FlagdV1>>().await;
-        health.set_serving::<FlagdV2Server<FlagdV2>>().await;
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(grpc::flagd::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
-        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
-        tracing::info!(address = %local_address(&listener), "serving flagd's evaluation API");
-        let server = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
-            .layer(telemetry::grpc_tracing())
-            .layer(grpc::OversizeLayer)
-            .layer(grpc::BodyBudgetLayer::new(bodies.clone(), &[]))
-            .add_service(health_service.clone())
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(grpc::PreAdmitted::evaluation(
-                FlagdV1Server::new(FlagdV1(flagd.clone()))
-                    .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES),
-                gate.clone(),
-            ))
-            .add_service(grpc::PreAdmitted::evaluation(
-                FlagdV2Server::new(FlagdV2(flagd))
-                    .max_decoding_message_size(MAX_EVALUATION_REQUEST_BYTES),
-                gate.clone(),
-            ))
-            .serve_with_incoming_shutdown(grpc::incoming(listener, grpc_tls.clone()), stopped());
-        side_servers.push(tokio::spawn(async move {
-            server
+    }
+
+    /// `shutdown`, then what comes before the gRPC port drains: load
+    /// balancers are told to stop sending work, and streams end.
+    fn stopping(
+        &self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> impl Future<Output = ()> + Send {
+        let health = self.health.clone();
+        let stop = self.stop.clone();
+        async move {
+            shutdown.await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            health
+                .set_not_serving::<EvaluationServiceServer<EvaluationGrpc>>()
+                .await;
+            health
+                .set_not_serving::<FlagServiceServer<FlagServiceGrpc>>()
+                .await;
+            stop.send_replace(true);
+        }
+    }
+
+    /// After the servers: the final metrics flush, the catch-up, the bus
+    /// and the store, each within [`SHUTDOWN_DRAIN`].
+    async fn stop(self) {
+        self.stop_flushing.send_replace(true);
+        if let Some(flushing) = self.flushing {
+            let abort = flushing.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_DRAIN, flushing)
                 .await
-                .map_err(|err| Error::Internal(format!("serving flagd: {err}")))
-        }));
-    }
-    if let Some(listener) = ofrep_listener {
-        let router = ofrep::Ofrep::new(
-            Resolver::new(cache.clone(), recorder.clone()),
-            watcher.clone(),
-            gate.clone(),
-        )
-        .router(&config.ofrep_cors_origins);
-        // OFREP over TLS with the gRPC port's certificate, requiring client
-        // certificates when gRPC does.
-        let https = https.clone();
-        tracing::info!(
-            address = %local_address(&listener),
-            tls = https.is_some(),
-            "serving OFREP"
-        );
-        let stopping = http_stopping.clone();
-        side_servers.push(tokio::spawn(async move {
-            http_listener::serve(listener, router, https, stopping).await;
-            Ok(())
-        }));
-    }
-    if let Some(listener) = metrics_listener {
-        let gate = gate.clone();
-        let registry = prometheus::registry(prometheus::Sources {
-            cache: cache.clone(),
-            sync: sync.clone(),
-            recorder: recorder.clone(),
-            metrics: metrics.clone(),
-            watch_streams: Arc::new(move || gate.open_watch_streams()),
-            bus_connected: bus.connected(),
-        });
-        tracing::info!(address = %local_address(&listener), "serving Prometheus metrics at /metrics");
-        let stopping = http_stopping.clone();
-        side_servers.push(tokio::spawn(async move {
-            http_listener::serve(listener, prometheus::router(registry), None, stopping).await;
-            Ok(())
-        }));
-    }
-    let evaluation = grpc::PreAdmitted::evaluation(
-        EvaluationRoutes::new(
-            EvaluationGrpc::new(
-                Evaluator::new(cache.clone(), recorder.clone()),
-                watcher,
-                gate.clone(),
-            ),
-            MAX_EVALUATION_REQUEST_BYTES,
-        ),
-        gate.clone(),
-    );
-    // Authenticated from the headers before its message is read.
-    let flags = grpc::PreAdmitted::management(
-        FlagServiceServer::new(FlagServiceGrpc::new(
-            FlagManager::new(store.clone(), sync.clone(), bus.clone()),
-            // ExplainEvaluation is a diagnosis, not a use: not counted.
-            Evaluator::new(cache.clone(), None),
-            metrics.clone(),
-            gate.clone(),
-        ))
-        .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES),
-        gate.clone(),
-    );
-
-    // Streams end before the server waits for them to finish.
-    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        // Load balancers stop sending work; streams end; then the server drains.
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        health
-            .set_not_serving::<EvaluationServiceServer<EvaluationGrpc>>()
-            .await;
-        health
-            .set_not_serving::<FlagServiceServer<FlagServiceGrpc>>()
-            .await;
-        stop.send_replace(true);
-        let _ = signalled.send(());
-    };
-    let grace_expired = async move {
-        match on_signal.await {
-            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
-            Err(_) => std::future::pending().await,
+                .is_err()
+            {
+                tracing::warn!("the final metrics flush did not finish in time; abandoning it");
+                abort.abort();
+            }
         }
-    };
-
-    tracing::info!(
-        address = %local_address(&listener),
-        tls = grpc_tls.is_some(),
-        "serving gRPC"
-    );
-    // NODELAY, keepalive, caps and TLS with a handshake deadline on accepted
-    // connections (`grpc::incoming`).
-    let incoming = grpc::incoming(listener, grpc_tls);
-    let server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
-        .layer(telemetry::grpc_tracing())
-        .layer(grpc::OversizeLayer)
-        // FlagService authenticates from the headers before reading.
-        .layer(grpc::BodyBudgetLayer::new(
-            bodies,
-            &["/vexil.v1.FlagService/"],
-        ))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(evaluation)
-        .add_service(flags)
-        .serve_with_incoming_shutdown(incoming, shutdown);
-    let served = tokio::select! {
-        served = server => served,
-        () = grace_expired => {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace period; closing them");
-            Ok(())
+        drop(self.metrics);
+        let catch_up = self.syncing.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_DRAIN, self.syncing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the cache's catch-up did not stop in time; abandoning it");
+            catch_up.abort();
         }
-    };
+        for helper in self.helpers {
+            helper.abort();
+        }
+        self.bus.close().await;
+        drop((self.sync, self.watcher, self.gate, self.cache));
+        if let Ok(store) = Arc::try_unwrap(self.store) {
+            store.close().await;
+        }
+        tracing::info!("stopped");
+    }
+}
 
+/// Redis pub/sub when `REDIS_URL` is set, else the in-process bus.
+fn change_bus(config: &Config) -> Result<ChangeBus> {
+    match &config.redis_url {
+        Some(url) => {
+            tracing::info!(
+                redis = %redis_address(url),
+                channel = %config.redis_channel(),
+                "announcing changes through Redis"
+            );
+            ChangeBus::redis(RedisBusConfig {
+                url: url.clone(),
+                pool_size: config.redis_max_connections as usize,
+                channel: config.redis_channel(),
+            })
+        }
+        None => {
+            tracing::info!("announcing changes in process (one replica; REDIS_URL unset)");
+            Ok(ChangeBus::in_process())
+        }
+    }
+}
+
+/// TLS for the gRPC ports (HTTP/2 only) and OFREP (HTTP/2 and 1.1), when
+/// a certificate is configured; client certificates when a CA is.
+fn tls_acceptors(
+    config: &Config,
+) -> Result<(
+    Option<tokio_rustls::TlsAcceptor>,
+    Option<tokio_rustls::TlsAcceptor>,
+)> {
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Ok((None, None));
+    };
+    let files = tls::TlsFiles {
+        cert,
+        key,
+        client_ca: config.tls_client_ca_file.as_deref(),
+    };
+    Ok((
+        Some(tls::acceptor(&files, &[b"h2"])?),
+        Some(tls::acceptor(&files, &[b"h2", b"http/1.1"])?),
+    ))
+}
+
+type SideServer = JoinHandle<Result<()>>;
+
+async fn serve_flagd(app: &App, shared: grpc::Shared, listener: TcpListener) -> SideServer {
+    app.health.set_serving::<FlagdV1Server<FlagdV1>>().await;
+    app.health.set_serving::<FlagdV2Server<FlagdV2>>().await;
+    tracing::info!(address = %local_address(&listener), "serving flagd's evaluation API");
+    tokio::spawn(grpc::serve_flagd(
+        listener,
+        shared,
+        app.resolver(),
+        app.stopped(),
+    ))
+}
+
+fn serve_ofrep(
+    app: &App,
+    cors_origins: &[String],
+    https: Option<tokio_rustls::TlsAcceptor>,
+    listener: TcpListener,
+) -> SideServer {
+    let router = ofrep::Ofrep::new(app.resolver(), app.watcher.clone(), app.gate.clone())
+        .router(cors_origins);
+    // OFREP over TLS with the gRPC port's certificate, requiring client
+    // certificates when gRPC does.
+    tracing::info!(address = %local_address(&listener), tls = https.is_some(), "serving OFREP");
+    let stopping = app.stop.subscribe();
+    tokio::spawn(async move {
+        http_listener::serve(listener, router, https, stopping).await;
+        Ok(())
+    })
+}
+
+fn serve_metrics(app: &App, listener: TcpListener) -> SideServer {
+    let gate = app.gate.clone();
+    let registry = prometheus::registry(prometheus::Sources {
+        cache: app.cache.clone(),
+        sync: app.sync.clone(),
+        recorder: app.recorder.clone(),
+        metrics: app.metrics.clone(),
+        watch_streams: Arc::new(move || gate.open_watch_streams()),
+        bus_connected: app.bus.connected(),
+    });
+    tracing::info!(address = %local_address(&listener), "serving Prometheus metrics at /metrics");
+    let stopping = app.stop.subscribe();
+    tokio::spawn(async move {
+        http_listener::serve(listener, prometheus::router(registry), None, stopping).await;
+        Ok(())
+    })
+}
+
+/// Waits up to [`grpc::SHUTDOWN_GRACE`] for each side server to stop.
+async fn stop_side_servers(side_servers: Vec<SideServer>) {
     for side in side_servers {
         let abort = side.abort_handle();
-        match tokio::time::timeout(SHUTDOWN_GRACE, side).await {
+        match tokio::time::timeout(grpc::SHUTDOWN_GRACE, side).await {
             Ok(Ok(Err(err))) => tracing::warn!(error = %err, "a side server failed"),
             Ok(_) => {}
             Err(_) => abort.abort(),
         }
     }
-
-    stop_flushing.send_replace(true);
-    if let Some(flushing) = flushing {
-        let abort = flushing.abort_handle();
-        if tokio::time::timeout(SHUTDOWN_DRAIN, flushing)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the final metrics flush did not finish in time; abandoning it");
-            abort.abort();
-        }
-    }
-    drop(metrics);
-
-    let catch_up = syncing.abort_handle();
-    if tokio::time::timeout(SHUTDOWN_DRAIN, syncing).await.is_err() {
-        tracing::warn!("the cache's catch-up did not stop in time; abandoning it");
-        catch_up.abort();
-    }
-    reporting.abort();
-    housekeeping.abort();
-    if let Some(fetching) = fetching_keys {
-        fetching.abort();
-    }
-    bus.close().await;
-    drop(sync);
-    if let Ok(store) = Arc::try_unwrap(store) {
-        store.close().await;
-    }
-    tracing::info!("stopped");
-    served.map_err(|err| Error::Internal(format!("serving gRPC: {err}")))
 }
 
 /// The gatekeeper for `config`. Without keys, management is open, which is
