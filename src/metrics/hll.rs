@@ -104,7 +104,20 @@ impl AtomicSketch {
                 .is_some_and(|register| register.fetch_max(rank, Ordering::Relaxed) < rank)
     }
 
+    /// Its registers now: sparse when few are set (a flush copies many).
     pub fn snapshot(&self) -> Sketch {
+        let set = self
+            .registers
+            .iter()
+            .filter(|r| r.load(Ordering::Relaxed) != 0)
+            .count();
+        if set <= SPARSE_MAX {
+            let mut sketch = Sketch::default();
+            for (index, register) in self.registers.iter().enumerate() {
+                sketch.add_at((index, register.load(Ordering::Relaxed)));
+            }
+            return sketch;
+        }
         Sketch::dense(
             self.registers
                 .iter()

@@ -336,6 +336,9 @@ fn unpack(packed: u32) -> (usize, u8) {
 /// One environment of a flag.
 struct EnvironmentStats {
     environment: Arc<str>,
+    /// Whether it counts distinct users: not [`OTHER_ENVIRONMENTS`], where
+    /// they mean nothing (and would take a sketch per flag).
+    counts_users: bool,
     hours: [HourBuffer; 2],
     /// Everything counted in hours whose buffers were reused since: with
     /// the buffers, the running totals `/metrics` reports.
@@ -349,6 +352,7 @@ impl EnvironmentStats {
     fn new(environment: &str) -> Self {
         Self {
             environment: environment.into(),
+            counts_users: environment != OTHER_ENVIRONMENTS,
             hours: Default::default(),
             retired: Mutex::new(HourFigures::default()),
             roll: Mutex::new(()),
@@ -720,7 +724,8 @@ impl Recorder {
         named: impl FnOnce() -> bool,
     ) -> Prepared<'a> {
         let environment = stats.environment(self, environment, named);
-        let user = (!user_id.is_empty()).then(|| position(user_id.as_bytes()));
+        let user =
+            (environment.counts_users && !user_id.is_empty()).then(|| position(user_id.as_bytes()));
         let mut seen = None;
         if let Some((index, _)) = user {
             let hour = at.div_euclid(3600);

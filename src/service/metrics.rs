@@ -308,11 +308,13 @@ fn hour_range(hours: u32) -> Result<(i64, i64)> {
 /// One record per row (flag, environment, hour): figures set aside for an
 /// hour are older than the same hour's buffer, which comes later.
 fn latest_per_row(records: &[HourRecord]) -> Vec<HourRecord> {
-    let mut rows: HashMap<(&str, &str, i64), &HourRecord> = HashMap::new();
-    for record in records {
-        rows.insert((&record.flag, &record.environment, record.hour), record);
+    let mut rows: HashMap<(&str, &str, i64), usize> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        rows.insert((&record.flag, &record.environment, record.hour), i);
     }
-    rows.into_values().cloned().collect()
+    let mut latest: Vec<usize> = rows.into_values().collect();
+    latest.sort_unstable();
+    latest.into_iter().map(|i| records[i].clone()).collect()
 }
 
 /// A process-unique id: host-independent, random enough that two replicas

@@ -39,8 +39,11 @@ use crate::domain::{Flag, FlagChange, limits, validate_name};
 use crate::error::{Error, Result};
 
 /// Most flags per snapshot message; a message also stops before the flag
-/// that would take it past `limits::MESSAGE_BYTES`.
+/// that would take it past `SNAPSHOT_CHUNK_BYTES` (it always holds one).
+/// Kept small: a message is encoded for its stream alone, and one waits
+/// encoded per stream whose reader stalls.
 const SNAPSHOT_CHUNK: usize = 100;
+const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Changes taken from the feed per step.
 const FEED_BATCH: usize = 256;
@@ -493,7 +496,7 @@ impl Stream {
             while let Some(flag) = matching.peek() {
                 let size = flag.wire_size();
                 if chunk.len() == SNAPSHOT_CHUNK
-                    || (!chunk.is_empty() && bytes + size > limits::MESSAGE_BYTES)
+                    || (!chunk.is_empty() && bytes + size > SNAPSHOT_CHUNK_BYTES)
                 {
                     break;
                 }
