@@ -272,7 +272,7 @@ async fn update_timings(channel: &Channel, count: usize) -> Vec<Duration> {
         admin
             .update_flag(pb::UpdateFlagRequest {
                 flag: Some(pb::Flag {
-                    name: "kill-switch".into(),
+                    name: "kill-switch00000".into(),
                     enabled: i % 2 == 0,
                     ..Default::default()
                 }),

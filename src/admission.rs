@@ -288,6 +288,18 @@ impl Gatekeeper {
         call: &Call<'_>,
         method: &str,
     ) -> Result<(Option<Principal>, OwnedSemaphorePermit), Refusal> {
+        let principal = self.evaluation_caller(call, method)?;
+        Ok((principal, self.evaluation_place()?))
+    }
+
+    /// Who an evaluation call is (a token when `VEXIL_AUTH_EVALUATION`
+    /// asks for one), within the rate limits: the part of
+    /// [`Self::evaluation`] that needs only the headers.
+    pub fn evaluation_caller(
+        &self,
+        call: &Call<'_>,
+        method: &str,
+    ) -> Result<Option<Principal>, Refusal> {
         let principal = match (&self.auth, self.evaluation_auth) {
             (None, _) | (Some(_), EvaluationAuth::Open) => None,
             (Some(auth), mode) => {
@@ -307,7 +319,13 @@ impl Gatekeeper {
             &caller(principal.as_ref(), call),
             "evaluation",
         )?;
-        Ok((principal, self.in_flight()?))
+        Ok(principal)
+    }
+
+    /// An evaluation's place among the calls in progress: taken once its
+    /// message is decoded, so no call holds one while its body arrives.
+    pub fn evaluation_place(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.in_flight()
     }
 
     /// Admits a Watch, which streams whole flag definitions. With

@@ -9,6 +9,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::pre_admission::PreAdmittedCaller;
 use crate::admission::{Admitted, AdmittedStream, Call, Gatekeeper, Refusal, StreamKind};
 use crate::auth::{Principal, Role};
 
@@ -99,6 +100,11 @@ impl GrpcAdmission for Gatekeeper {
         request: &Request<T>,
         method: &str,
     ) -> Result<(Option<Principal>, OwnedSemaphorePermit), Status> {
+        // Admitted from its headers already: only its in-flight place now.
+        if let Some(PreAdmittedCaller(principal)) = request.extensions().get() {
+            let place = self.evaluation_place().map_err(refusal_to_status)?;
+            return Ok((principal.clone(), place));
+        }
         self.evaluation(&call_of(request), method)
             .map_err(refusal_to_status)
     }

@@ -1,10 +1,13 @@
-//! Calls are authenticated from their headers, before tonic reads their
-//! message: management calls (up to 4 MiB) always when authentication is
-//! on, evaluation calls and Watch when their settings require a token. A
-//! caller without a valid token is refused at once and cannot make the
-//! server hold partial bodies. The handlers still admit each call as before
-//! (role, scope, rate limit); the token is cached by then, so it is
-//! verified once.
+//! Calls are admitted from their headers, before tonic reads their
+//! message. Management calls (up to 4 MiB) are authenticated whenever
+//! authentication is on; evaluation calls are authenticated when their
+//! settings require a token and rate-limited per caller, their caller
+//! handed to the handler, which takes an in-flight place once the message
+//! is decoded; streams (Watch, flagd's EventStream) are authenticated when
+//! they need a token. A caller without a valid token, or over its rate, is
+//! refused at once and cannot make the server hold partial bodies. The
+//! handlers still check roles and scopes; tokens are cached by then, so
+//! each is verified once.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -16,6 +19,7 @@ use tonic::transport::server::TcpConnectInfo;
 
 use super::access::refusal_to_status;
 use crate::admission::{Call, Gatekeeper};
+use crate::auth::Principal;
 
 /// Wraps a service so that it is only called with a valid token when its
 /// calls need one.
@@ -72,22 +76,41 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let call = call_of(&request);
-        let admitted = match self.class {
-            Class::Management => self.gate.pre_admit(&call),
-            Class::Evaluation => self
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+        let admitted = match (self.class, method) {
+            (Class::Management, _) => self.gate.pre_admit(&call).map(|()| None),
+            (Class::Evaluation, "Watch") => {
+                self.gate.pre_admit_evaluation(&call, true).map(|()| None)
+            }
+            (Class::Evaluation, "EventStream") => {
+                self.gate.pre_admit_evaluation(&call, false).map(|()| None)
+            }
+            (Class::Evaluation, method) => self
                 .gate
-                .pre_admit_evaluation(&call, request.uri().path().ends_with("/Watch")),
+                .evaluation_caller(&call, method)
+                .map(|principal| Some(PreAdmittedCaller(principal))),
         };
+        let mut request = request;
         match admitted {
-            Ok(()) => Admission::Called {
-                future: self.inner.call(request),
-            },
+            Ok(caller) => {
+                if let Some(caller) = caller {
+                    request.extensions_mut().insert(caller);
+                }
+                Admission::Called {
+                    future: self.inner.call(request),
+                }
+            }
             Err(refusal) => Admission::Refused {
                 response: Some(refusal_to_status(refusal).into_http()),
             },
         }
     }
 }
+
+/// An evaluation call's caller, admitted from its headers: the handler
+/// takes only an in-flight place ([`super::access::GrpcAdmission`]).
+#[derive(Clone)]
+pub struct PreAdmittedCaller(pub Option<Principal>);
 
 /// What admission reads of a request, straight from its HTTP parts: the
 /// `authorization` header and the peer `grpc::incoming` recorded.

@@ -58,7 +58,7 @@ const REPLAY_BATCH_BYTES: usize = 512 * 1024;
 /// [`REPLAY_BYTES`]; a replay that would go past that takes a snapshot
 /// instead, which shares the hot cache's flags.
 const REPLAY_BATCHES_PER_STREAM: usize = 2;
-const REPLAY_BYTES: usize = 4 * limits::FLAG_BYTES;
+const REPLAY_BYTES: usize = 2 * limits::FLAG_BYTES;
 
 /// Store replays running at once on a replica: the pool serves writes and
 /// API reads too.
@@ -430,6 +430,18 @@ struct ReplayBudget {
     _shared: OwnedSemaphorePermit,
 }
 
+/// Rows per replay query: as many of the largest flag there is as fit in
+/// [`REPLAY_BATCH_BYTES`], since a driver reads a query's rows ahead of
+/// their use (SQLite's up to 50) and a history holds versions of them.
+fn replay_rows(cache: &crate::cache::FlagCache) -> u64 {
+    let mut largest = 1;
+    cache.scan(|flag| {
+        largest = largest.max(flag.wire_size());
+        true
+    });
+    (REPLAY_BATCH_BYTES / largest).clamp(1, REPLAY_BATCH as usize) as u64
+}
+
 /// How a replay from the store went.
 enum Replay {
     /// The stream's position is within the feed again.
@@ -522,6 +534,7 @@ impl Stream {
     /// Sends the store's changes after `position` until the position is
     /// within the feed again.
     async fn replay(&mut self, position: &mut u64) -> Replay {
+        let rows = replay_rows(self.sync.cache());
         loop {
             // Room for a batch in this stream's queue first: a batch is not
             // read, and held, for a reader that is not reading.
@@ -531,7 +544,7 @@ impl Stream {
             };
             // The permit covers the query only: a slow reader must not keep
             // other streams from the store.
-            let Some(changes) = self.read_store(*position).await else {
+            let Some(changes) = self.read_store(*position, rows).await else {
                 return Replay::CannotServe;
             };
             let read_bytes: usize = changes
@@ -539,7 +552,7 @@ impl Stream {
                 .filter_map(|change| change.flag.as_ref())
                 .map(|flag| flag.wire_size())
                 .sum();
-            let complete = (changes.len() as u64) < REPLAY_BATCH && read_bytes < REPLAY_BATCH_BYTES;
+            let complete = (changes.len() as u64) < rows && read_bytes < REPLAY_BATCH_BYTES;
             let queued_bytes: usize = changes
                 .iter()
                 .filter(|change| self.filter.matches(change.flag_name.as_str()))
@@ -615,7 +628,7 @@ impl Stream {
     /// One batch of changes after `position` from the store, waiting at most
     /// `REPLAY_QUEUE_TIMEOUT` for a turn; `None` when there is none or the
     /// store fails.
-    async fn read_store(&self, position: u64) -> Option<Vec<FlagChange>> {
+    async fn read_store(&self, position: u64, rows: u64) -> Option<Vec<FlagChange>> {
         let permit =
             tokio::time::timeout(REPLAY_QUEUE_TIMEOUT, self.replays.clone().acquire_owned());
         let Ok(Ok(_permit)) = permit.await else {
@@ -623,7 +636,7 @@ impl Stream {
         };
         self.sync
             .store()
-            .replay_after(position, REPLAY_BATCH, REPLAY_BATCH_BYTES)
+            .replay_after(position, rows, REPLAY_BATCH_BYTES)
             .await
             .ok()
     }

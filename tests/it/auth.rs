@@ -1426,6 +1426,40 @@ async fn tokenless_evaluation_is_refused_before_its_body_when_a_token_is_require
     db.remove().await;
 }
 
+/// Evaluation's rate limit is applied from the headers too: a caller over
+/// its rate is refused before its message is read, not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_over_its_rate_is_refused_before_its_body() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        evaluation_rate: 1,
+        evaluation_burst: 1,
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    for path in [
+        "/vexil.v1.EvaluationService/Evaluate",
+        "/vexil.v1.EvaluationService/BulkEvaluate",
+    ] {
+        // Takes what the rate has refilled (answered or refused).
+        let _ = app
+            .evaluation
+            .clone()
+            .evaluate(pb::EvaluateRequest {
+                flag_name: "any".into(),
+                user_id: "u1".into(),
+                environment: "prod".into(),
+            })
+            .await;
+        let status = status_before_the_body(&app, path, None, 0x03_fff0).await;
+        assert_eq!(status.as_deref(), Some("8"), "RESOURCE_EXHAUSTED: {path}");
+    }
+    app.stop().await;
+    db.remove().await;
+}
+
 /// Opens a call to `path` that declares a `declared`-byte message and sends
 /// 16 KiB of it, and returns the grpc-status of the answer, which must come
 /// within 10 s (before the body is complete).
