@@ -342,7 +342,8 @@ struct EnvironmentStats {
     hours: [HourBuffer; 2],
     /// Everything counted in hours whose buffers were reused since: with
     /// the buffers, the running totals `/metrics` reports.
-    retired: Mutex<HourFigures>,
+    /// Boxed once needed: most pairs never reuse a buffer while they matter.
+    retired: Mutex<Option<Box<HourFigures>>>,
     /// Serialises reusing a buffer for a new hour (rare) with the flusher's
     /// final read of it.
     roll: Mutex<()>,
@@ -354,7 +355,7 @@ impl EnvironmentStats {
             environment: environment.into(),
             counts_users: environment != OTHER_ENVIRONMENTS,
             hours: Default::default(),
-            retired: Mutex::new(HourFigures::default()),
+            retired: Mutex::new(None),
             roll: Mutex::new(()),
         }
     }
@@ -956,6 +957,7 @@ impl Recorder {
                 .retired
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get_or_insert_default()
                 .add(&figures);
         }
         buffer.clear();
@@ -1111,7 +1113,9 @@ impl Recorder {
                     .retired
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .clone();
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_default();
                 for buffer in &environment.hours {
                     if buffer.hour.load(Relaxed) >= 0 {
                         figures.add(&buffer.counts());
