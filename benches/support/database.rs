@@ -27,7 +27,11 @@ impl Db {
                 }
             }
             Some(admin) => {
-                let name = format!("vexil_scale_{tag}_{}", std::process::id());
+                let name = format!(
+                    "vexil_scale_{}_{}",
+                    tag.replace('-', "_"),
+                    std::process::id()
+                );
                 let connection = Database::connect(admin).await.expect("postgres");
                 connection
                     .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))

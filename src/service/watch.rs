@@ -430,16 +430,18 @@ struct ReplayBudget {
     _shared: OwnedSemaphorePermit,
 }
 
-/// Rows per replay query: as many of the largest flag there is as fit in
-/// [`REPLAY_BATCH_BYTES`], since a driver reads a query's rows ahead of
-/// their use (SQLite's up to 50) and a history holds versions of them.
-fn replay_rows(cache: &crate::cache::FlagCache) -> u64 {
+/// Rows per replay query, and the bytes a batch is budgeted for: as many
+/// of the largest flag there is as fit in [`REPLAY_BATCH_BYTES`] (at least
+/// one), since a driver reads a query's rows ahead of their use (SQLite's
+/// up to 50) and a history holds versions of the flags there are.
+fn replay_batch(cache: &crate::cache::FlagCache) -> (u64, usize) {
     let mut largest = 1;
     cache.scan(|flag| {
         largest = largest.max(flag.wire_size());
         true
     });
-    (REPLAY_BATCH_BYTES / largest).clamp(1, REPLAY_BATCH as usize) as u64
+    let rows = (REPLAY_BATCH_BYTES / largest).clamp(1, REPLAY_BATCH as usize);
+    (rows as u64, REPLAY_BATCH_BYTES.max(largest))
 }
 
 /// How a replay from the store went.
@@ -534,13 +536,19 @@ impl Stream {
     /// Sends the store's changes after `position` until the position is
     /// within the feed again.
     async fn replay(&mut self, position: &mut u64) -> Replay {
-        let rows = replay_rows(self.sync.cache());
+        let (rows, batch_bytes) = replay_batch(self.sync.cache());
+        let permits = u32::try_from(batch_bytes.min(REPLAY_BYTES)).unwrap_or(u32::MAX);
         loop {
             // Room for a batch in this stream's queue first: a batch is not
             // read, and held, for a reader that is not reading.
             let own = match self.room_for_a_batch(*position).await {
                 Ok(own) => own,
                 Err(replay) => return replay,
+            };
+            // Then in every stream's budget, not waited for: past it, a
+            // snapshot, with nothing read.
+            let Ok(shared) = self.replay_bytes.clone().try_acquire_many_owned(permits) else {
+                return Replay::CannotServe;
             };
             // The permit covers the query only: a slow reader must not keep
             // other streams from the store.
@@ -553,17 +561,6 @@ impl Stream {
                 .map(|flag| flag.wire_size())
                 .sum();
             let complete = (changes.len() as u64) < rows && read_bytes < REPLAY_BATCH_BYTES;
-            let queued_bytes: usize = changes
-                .iter()
-                .filter(|change| self.filter.matches(change.flag_name.as_str()))
-                .filter_map(|change| change.flag.as_ref())
-                .map(|flag| flag.wire_size())
-                .sum();
-            let permits = u32::try_from(queued_bytes.min(REPLAY_BYTES)).unwrap_or(u32::MAX);
-            // Every stream's budget is not waited for: past it, a snapshot.
-            let Ok(shared) = self.replay_bytes.clone().try_acquire_many_owned(permits) else {
-                return Replay::CannotServe;
-            };
             let budget = Arc::new(ReplayBudget {
                 _own: own,
                 _shared: shared,
