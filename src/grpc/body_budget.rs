@@ -25,7 +25,7 @@ use tonic::transport::server::TcpConnectInfo;
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of bodies being read, per peer address, for calls whose caller is
 /// not known yet.
-pub const BODY_BYTES_PER_ADDRESS: usize = 2 * 1024 * 1024;
+pub const BODY_BYTES_PER_ADDRESS: usize = 1024 * 1024;
 /// The same across the process.
 pub const BODY_BYTES: usize = 64 * 1024 * 1024;
 
