@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
@@ -62,6 +62,9 @@ struct Held {
 
 impl Held {
     fn take(&mut self, bytes: usize) -> Result<(), Status> {
+        if bytes == 0 {
+            return Ok(());
+        }
         let refused = || {
             Status::resource_exhausted("too many request bytes are being received; retry shortly")
         };
@@ -110,12 +113,18 @@ impl Drop for Held {
 
 pin_project_lite::pin_project! {
     /// A request body under [`BODY_TIMEOUT`] and, when `held` is set, the
-    /// byte budget.
+    /// byte budget. Both apply once the body waits for more: one that is
+    /// all there when first read (most calls) costs no timer and no lock.
     pub struct Bounded {
         #[pin]
         inner: Body,
+        // When the call started; `None`: no deadline.
+        started: Option<Instant>,
         deadline: Option<Pin<Box<Sleep>>>,
         held: Option<Held>,
+        // Bytes read before the body first waited.
+        seen: usize,
+        waited: bool,
     }
 }
 
@@ -134,12 +143,29 @@ impl http_body::Body for Bounded {
                 Some(Err(err)) => return Poll::Ready(Some(Err(err))),
                 None => return Poll::Ready(None),
             };
-            if let (Some(held), Some(data)) = (this.held.as_mut(), frame.data_ref())
-                && let Err(refused) = held.take(data.len())
+            if let Some(data) = frame.data_ref() {
+                match this.held.as_mut().filter(|_| *this.waited) {
+                    Some(held) => {
+                        if let Err(refused) = held.take(data.len()) {
+                            return Poll::Ready(Some(Err(refused)));
+                        }
+                    }
+                    None => *this.seen += data.len(),
+                }
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if !*this.waited {
+            // From now on the body is held while the rest arrives.
+            *this.waited = true;
+            if let Some(held) = this.held.as_mut()
+                && let Err(refused) = held.take(*this.seen)
             {
                 return Poll::Ready(Some(Err(refused)));
             }
-            return Poll::Ready(Some(Ok(frame)));
+            *this.deadline = this
+                .started
+                .map(|started| Box::pin(tokio::time::sleep_until(started + BODY_TIMEOUT)));
         }
         match this.deadline {
             Some(deadline) => ready!(deadline.as_mut().poll(cx)),
@@ -229,8 +255,11 @@ where
         let request = request.map(|inner| {
             Body::new(Bounded {
                 inner,
-                deadline: timed.then(|| Box::pin(tokio::time::sleep(BODY_TIMEOUT))),
+                started: timed.then(Instant::now),
+                deadline: None,
                 held,
+                seen: 0,
+                waited: false,
             })
         });
         self.inner.call(request)
