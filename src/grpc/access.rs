@@ -9,7 +9,6 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::pre_admission::PreAdmittedCaller;
 use crate::admission::{Admitted, AdmittedStream, Call, Gatekeeper, Refusal, StreamKind};
 use crate::auth::{Principal, Role};
 
@@ -25,6 +24,11 @@ fn call_of<T>(request: &Request<T>) -> Call<'_> {
         peer: request.remote_addr().map(|peer| peer.ip()),
     }
 }
+
+/// An evaluation call's caller, admitted from its headers (see
+/// `pre_admission`): the handler takes only an in-flight place.
+#[derive(Clone)]
+pub struct PreAdmittedCaller(pub Option<Principal>);
 
 /// A refusal as a gRPC status.
 // The one mapping of these errors to this wire: every variant named.

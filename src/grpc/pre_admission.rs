@@ -17,9 +17,8 @@ use std::task::{Context, Poll};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
 
-use super::access::refusal_to_status;
+use super::access::{PreAdmittedCaller, refusal_to_status};
 use crate::admission::{Call, Gatekeeper};
-use crate::auth::Principal;
 
 /// Wraps a service so that it is only called with a valid token when its
 /// calls need one.
@@ -106,11 +105,6 @@ where
         }
     }
 }
-
-/// An evaluation call's caller, admitted from its headers: the handler
-/// takes only an in-flight place ([`super::access::GrpcAdmission`]).
-#[derive(Clone)]
-pub struct PreAdmittedCaller(pub Option<Principal>);
 
 /// What admission reads of a request, straight from its HTTP parts: the
 /// `authorization` header and the peer `grpc::incoming` recorded.
