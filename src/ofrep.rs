@@ -44,6 +44,8 @@ use crate::service::{WatchEvent, Watcher};
 
 /// Largest request body: a context with room to spare.
 const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long an admitted request's body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The shortest polling interval providers are told to use.
 const MIN_POLLING_INTERVAL_MS: u64 = 1_000;
 /// SSE comment lines keep idle connections (and proxies) open.
@@ -329,16 +331,45 @@ fn needs_targeting_key(key: &str) -> Value {
     })
 }
 
+/// An admitted request's body: read only once the caller is admitted,
+/// at most `MAX_BODY_BYTES`, within `BODY_TIMEOUT` (a caller cannot hold
+/// partial bodies open).
+async fn read_body(body: axum::body::Body) -> Result<Bytes, Response> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) => {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            Err(match too_large {
+                true => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+                false => (StatusCode::BAD_REQUEST, "the body could not be read").into_response(),
+            })
+        }
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+            .into_response()),
+    }
+}
+
 async fn evaluate_flag(
     State(state): State<Arc<Ofrep>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(key): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let _admitted = match admit(&state, &headers, peer, "OFREP evaluate") {
         Ok(admitted) => admitted,
         Err(refusal) => return refused(refusal),
+    };
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     // Errors echo the key cut to 128 bytes: a caller's path is not copied
     // back whole.
@@ -378,11 +409,15 @@ async fn evaluate_flags(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let admitted = match admit(&state, &headers, peer, "OFREP bulk evaluate") {
         Ok(admitted) => admitted,
         Err(refusal) => return refused(refusal),
+    };
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let body = match parse_body(&body) {
         Ok(body) => body,

@@ -1,8 +1,9 @@
 //! The gRPC ports' connections (Vexil's and flagd's): accepted through
 //! [`crate::listener`] (caps, keepalive, accept backoff), each TLS
-//! handshake in a task of its own with a deadline (tonic's TLS has none,
-//! and does them one at a time), small writes batched below TLS
-//! ([`BatchedWrites`]).
+//! handshake, or on plaintext the HTTP/2 connection preface, awaited in a
+//! task of its own with a deadline (tonic's TLS has none, and does them one
+//! at a time; hyper waits for a preface forever), small writes batched
+//! below TLS ([`BatchedWrites`]).
 
 use std::io;
 use std::pin::Pin;
@@ -33,20 +34,27 @@ pub fn incoming(listener: TcpListener, tls: Option<TlsAcceptor>) -> Incoming {
                 accepted = acceptor.accept() => accepted,
                 () = ready.closed() => return,
             };
-            let io = BatchedWrites::new(accepted.tcp);
             let place = accepted.place;
+            let tcp = accepted.tcp;
             match &tls {
                 None => {
-                    let connection = Connection {
-                        io: Io::Plain(io),
-                        _place: place,
-                    };
-                    if ready.send(Ok(connection)).await.is_err() {
-                        return;
-                    }
+                    let ready = ready.clone();
+                    tokio::spawn(async move {
+                        // A connection that never says it speaks HTTP/2: dropped.
+                        if let Ok(true) =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, preface_arrives(&tcp)).await
+                        {
+                            let connection = Connection {
+                                io: Io::Plain(BatchedWrites::new(tcp)),
+                                _place: place,
+                            };
+                            let _ = ready.send(Ok(connection)).await;
+                        }
+                    });
                 }
                 Some(tls) => {
                     let (tls, ready) = (tls.clone(), ready.clone());
+                    let io = BatchedWrites::new(tcp);
                     tokio::spawn(async move {
                         // A failed or abandoned handshake: dropped.
                         if let Ok(Ok(stream)) =
@@ -64,6 +72,22 @@ pub fn incoming(listener: TcpListener, tls: Option<TlsAcceptor>) -> Incoming {
         }
     });
     ReceiverStream::new(incoming)
+}
+
+/// Whether the client's HTTP/2 connection preface (24 bytes) has arrived;
+/// false when it closed first. Peeks, so tonic still reads it.
+async fn preface_arrives(tcp: &TcpStream) -> bool {
+    const PREFACE: usize = 24;
+    let mut preface = [0u8; PREFACE];
+    loop {
+        match tcp.peek(&mut preface).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) if read >= PREFACE => return true,
+            // Part of it: peek returns at once while data waits, so wait a
+            // moment for the rest rather than spin.
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
 }
 
 /// One accepted connection, holding its places among the open ones.

@@ -449,6 +449,16 @@ async fn openfeature_edges_apply_authentication_and_rate_limits() {
     let anonymous = http::request(ofrep, "POST", path, &[], body).await;
     assert_eq!(anonymous.status, 401);
     assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
+    // Refused before its body: a caller without a token cannot hold one open.
+    let partial = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{{\"context\""
+    );
+    assert!(
+        answer_starts(ofrep, &partial)
+            .await
+            .starts_with("HTTP/1.1 401"),
+        "401 before the body is complete"
+    );
     let reader = format!(
         "Bearer {}",
         crate::auth::signed(&crate::auth::claims("reader", &["reader"]))
@@ -675,6 +685,22 @@ async fn openfeature_edges_answer_on_protocol() {
 
 /// Writes `request` as it is and reads the whole answer (the connection
 /// closes after it).
+/// The first bytes the server answers to `request` (which may leave its
+/// body incomplete), within 5 s.
+async fn answer_starts(address: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer before the body is complete")
+        .expect("read");
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}
+
 async fn raw_http(address: SocketAddr, request: String) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address)

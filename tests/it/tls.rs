@@ -304,3 +304,33 @@ async fn connections_beyond_the_per_address_cap_are_closed() {
     app.stop().await;
     db.remove().await;
 }
+
+/// A plaintext gRPC connection must send HTTP/2's connection preface within
+/// 10 s: one that sends part of it and stalls is closed (hyper alone would
+/// wait forever, holding a place among the connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_connection_that_never_completes_its_preface_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let app = crate::common::TestApp::start(&db.url).await;
+    let mut stalled = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(b"PRI * HTTP")
+        .await
+        .expect("part of the preface");
+    assert!(
+        closed_by_peer(stalled, Duration::from_secs(15)).await,
+        "closed after the preface deadline"
+    );
+    app.flags
+        .clone()
+        .list_flags(pb::ListFlagsRequest::default())
+        .await
+        .expect("a complete client is served");
+    app.stop().await;
+    db.remove().await;
+}
