@@ -140,11 +140,22 @@ impl Watcher {
     }
 
     /// Opens a stream of the named flags (all when empty), resuming after
-    /// `since_revision` when given.
+    /// `since_revision` when given. A resumed stream sends a heartbeat as
+    /// soon as it is at the head, so its client knows at once that it is
+    /// current (rather than at the first heartbeat, ~15 s later).
     pub async fn watch(
         &self,
         flag_names: Vec<String>,
         since_revision: Option<u64>,
+    ) -> Result<Subscription> {
+        self.open(flag_names, since_revision, true).await
+    }
+
+    async fn open(
+        &self,
+        flag_names: Vec<String>,
+        since_revision: Option<u64>,
+        acknowledge: bool,
     ) -> Result<Subscription> {
         if flag_names.len() > limits::BULK_FLAGS {
             return Err(Error::invalid(
@@ -162,7 +173,7 @@ impl Watcher {
             Some(since) if self.reaches(since).await => Start::Resume(since),
             _ => Start::Snapshot,
         };
-        let catching_up = self.catch_up(filter.clone(), start);
+        let catching_up = self.catch_up(filter.clone(), start, acknowledge);
         Ok(Subscription {
             watcher: self.clone(),
             filter,
@@ -171,7 +182,12 @@ impl Watcher {
     }
 
     /// Starts the task that brings a stream to the head of the feed.
-    fn catch_up(&self, filter: Arc<Filter>, start: Start) -> mpsc::Receiver<Step> {
+    fn catch_up(
+        &self,
+        filter: Arc<Filter>,
+        start: Start,
+        acknowledge: bool,
+    ) -> mpsc::Receiver<Step> {
         // One slot beyond the buffer is kept for the item that ends the stream.
         let (tx, rx) = mpsc::channel(self.buffer + 1);
         let stream = Stream {
@@ -183,6 +199,7 @@ impl Watcher {
             replays: self.replays.clone(),
             replay_bytes: self.replay_bytes.clone(),
             own_batches: Arc::new(Semaphore::new(REPLAY_BATCHES_PER_STREAM)),
+            acknowledge,
         };
         tokio::spawn(stream.run(start));
         rx
@@ -192,7 +209,7 @@ impl Watcher {
     /// so far: no snapshot first (though one may come later, see above).
     pub async fn watch_from_now(&self) -> Result<Subscription> {
         let head = self.sync.feed().head();
-        self.watch(Vec::new(), Some(head)).await
+        self.open(Vec::new(), Some(head), false).await
     }
 
     /// The last revision this replica applied.
@@ -295,9 +312,11 @@ impl tokio_stream::Stream for Subscription {
                     // or dropped it while the consumer was away): catch up
                     // again, from the store or with a snapshot.
                     Poll::Ready(Next::BehindFeed(position)) => {
-                        let steps = this
-                            .watcher
-                            .catch_up(this.filter.clone(), Start::Resume(position));
+                        let steps = this.watcher.catch_up(
+                            this.filter.clone(),
+                            Start::Resume(position),
+                            false,
+                        );
                         this.phase = Phase::CatchingUp(steps);
                     }
                     Poll::Pending => return Poll::Pending,
@@ -422,6 +441,8 @@ struct Stream {
     replays: Arc<Semaphore>,
     replay_bytes: Arc<Semaphore>,
     own_batches: Arc<Semaphore>,
+    /// Send a heartbeat on reaching the head after a resume.
+    acknowledge: bool,
 }
 
 /// A replayed batch's share of the stream's and every stream's budget.
@@ -456,6 +477,7 @@ enum Replay {
 
 impl Stream {
     async fn run(mut self, start: Start) {
+        let resumed = matches!(start, Start::Resume(_));
         let mut position = match start {
             Start::Snapshot => match self.send_snapshot().await {
                 Some(revision) => revision,
@@ -479,6 +501,17 @@ impl Stream {
                 },
             };
             if changes.is_empty() {
+                if self.acknowledge
+                    && resumed
+                    && !self
+                        .send_waiting(
+                            Step::Item(Ok(WatchEvent::Heartbeat { revision: position })),
+                            Some(position),
+                        )
+                        .await
+                {
+                    return;
+                }
                 // At the head: the subscription reads on by itself.
                 self.send_waiting(Step::Live { position }, Some(position))
                     .await;

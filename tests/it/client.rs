@@ -203,6 +203,37 @@ async fn a_restart_mid_stream_loses_and_repeats_nothing() {
     app.stop().await;
 }
 
+/// After a quiet reconnect (nothing changed meanwhile) the client is Ready
+/// as soon as the resumed stream is confirmed, not at the server's first
+/// heartbeat (15 s by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_reconnect_is_ready_at_once() {
+    let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
+    let config = crate::common::config(&db.url);
+    let app = TestApp::start_with(config.clone()).await;
+    let address = app.address;
+    let client = Client::builder()
+        .endpoints([format!("http://{address}")])
+        .backoff(Duration::from_millis(100), Duration::from_millis(200))
+        .build()
+        .connect()
+        .await
+        .expect("connect");
+    app.stop().await;
+    eventually(Duration::from_secs(10), "the client notices", async || {
+        !matches!(client.status(), Status::Ready { .. })
+    })
+    .await;
+    let app = TestApp::start_at(config, address).await;
+    eventually(
+        Duration::from_secs(5),
+        "ready again without a heartbeat",
+        async || matches!(client.status(), Status::Ready { .. }),
+    )
+    .await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_over_to_the_next_endpoint() {
     let db = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
@@ -331,6 +362,32 @@ async fn connecting_to_nothing_names_the_endpoint_and_the_cause() {
     let message = err.to_string();
     assert!(message.contains(&address.to_string()), "{message}");
     assert!(message.contains("connect"), "{message}");
+}
+
+/// A zero `bootstrap_every` is refused by name when connecting (it used to
+/// panic inside the client's background task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_bootstrap_interval_is_refused_by_name() {
+    let err = Client::builder()
+        .endpoints(["http://127.0.0.1:1"])
+        .bootstrap_file(
+            std::env::temp_dir().join(unique("vexil-test-never-written-")),
+            None,
+        )
+        .bootstrap_every(Duration::ZERO)
+        .build()
+        .connect()
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(
+        err,
+        vexil_client::ConnectError::InvalidSetting {
+            setting: "bootstrap_every",
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("bootstrap_every"), "{err}");
 }
 
 fn classic_page(user: &str) -> &'static str {

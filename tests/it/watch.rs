@@ -160,6 +160,23 @@ async fn resume_receives_exactly_the_missed_changes(backend: Backend) {
     let live = app.set_percentage("resumed", 7.0).await;
     assert_eq!(next_change(&mut resumed).await.revision, live.revision);
 
+    // A resume at the head is acknowledged at once with a heartbeat at its
+    // revision (not at the next one, 15 s later), so the client knows it
+    // is current.
+    let mut current = app.watch(&[], Some(live.revision)).await;
+    let first = tokio::time::timeout(Duration::from_secs(2), current.message())
+        .await
+        .expect("acknowledged within 2 s")
+        .expect("a message")
+        .expect("open")
+        .event;
+    assert_eq!(
+        first,
+        Some(pb::watch_response::Event::Heartbeat(pb::WatchHeartbeat {
+            revision: live.revision
+        }))
+    );
+
     // A resume point ahead of the store cannot be served: a snapshot instead.
     let mut ahead = app.watch(&[], Some(live.revision + 1000)).await;
     let (flags, revision) = read_snapshot(&mut ahead).await;

@@ -86,6 +86,12 @@ pub enum ClientEvent {
 pub enum ConnectError {
     #[error("no endpoint configured")]
     NoEndpoints,
+    /// A setting the client cannot work with, named.
+    #[error("{setting} {why}")]
+    InvalidSetting {
+        setting: &'static str,
+        why: &'static str,
+    },
     #[error("no complete snapshot within {timeout:?}; last error: {last_error}")]
     Timeout {
         timeout: Duration,
@@ -202,6 +208,12 @@ impl Connector {
         let settings = self.settings;
         if settings.endpoints.is_empty() {
             return Err(ConnectError::NoEndpoints);
+        }
+        if settings.bootstrap.is_some() && settings.bootstrap_every.is_zero() {
+            return Err(ConnectError::InvalidSetting {
+                setting: "bootstrap_every",
+                why: "must be longer than zero",
+            });
         }
         let (status, mut status_changes) = watch::channel(Status::Connecting { last_error: None });
         let (events, _) = broadcast::channel(1024);
