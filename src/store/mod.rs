@@ -18,7 +18,8 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectOptions,
     ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, IntoActiveModel, IsolationLevel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    QuerySelect, SelectGetableTuple, Selector, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -231,17 +232,7 @@ impl FlagStore {
     ) -> Result<Vec<FlagChange>> {
         use tokio_stream::StreamExt as _;
         bounded(async {
-            let mut rows = audit::Entity::find()
-                .select_only()
-                .columns([
-                    audit::Column::Revision,
-                    audit::Column::FlagName,
-                    audit::Column::After,
-                ])
-                .filter(audit::Column::Revision.gt(from_revision(revision)?))
-                .order_by_asc(audit::Column::Revision)
-                .limit(limit)
-                .into_tuple::<(i64, String, Option<serde_json::Value>)>()
+            let mut rows = change_rows_after(revision, limit)?
                 .stream(&self.db)
                 .await
                 .db()?;
@@ -538,14 +529,13 @@ impl FlagStore {
     }
 }
 
-/// Up to `limit` changes after `revision`, in revision order.
-async fn changes_after(
-    db: &DatabaseConnection,
-    revision: u64,
-    limit: u64,
-) -> Result<Vec<FlagChange>> {
-    // Only what a change needs: not the `before` snapshots.
-    audit::Entity::find()
+/// A change as stored: revision, flag name, the flag after it.
+type ChangeRow = (i64, String, Option<serde_json::Value>);
+
+/// The query for up to `limit` changes after `revision`, in revision
+/// order: only what a change needs, not the `before` snapshots.
+fn change_rows_after(revision: u64, limit: u64) -> Result<Selector<SelectGetableTuple<ChangeRow>>> {
+    Ok(audit::Entity::find()
         .select_only()
         .columns([
             audit::Column::Revision,
@@ -555,7 +545,16 @@ async fn changes_after(
         .filter(audit::Column::Revision.gt(from_revision(revision)?))
         .order_by_asc(audit::Column::Revision)
         .limit(limit)
-        .into_tuple::<(i64, String, Option<serde_json::Value>)>()
+        .into_tuple::<ChangeRow>())
+}
+
+/// Up to `limit` changes after `revision`, in revision order.
+async fn changes_after(
+    db: &DatabaseConnection,
+    revision: u64,
+    limit: u64,
+) -> Result<Vec<FlagChange>> {
+    change_rows_after(revision, limit)?
         .all(db)
         .await
         .db()?
