@@ -15,6 +15,7 @@
 //! resolved at its first evaluation, so recording one costs no map lookup.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use dashmap::DashMap;
@@ -47,6 +48,9 @@ pub type StatsSlot = OnceLock<Arc<FlagStats>>;
 pub struct FlagCache {
     entries: DashMap<FlagName, Entry, ahash::RandomState>,
     ordered: RwLock<BTreeMap<FlagName, Listed>>,
+    /// The largest `wire_size` of a flag stored since the last full
+    /// replacement (not lowered by later changes: an upper bound).
+    largest: AtomicUsize,
 }
 
 /// The ordered index's value: the flag and its counters slot.
@@ -120,9 +124,15 @@ impl FlagCache {
             }
         };
         if let Some(stats) = stored {
+            self.largest.fetch_max(flag.wire_size(), Ordering::Relaxed);
             self.write_ordered()
                 .insert(flag.name.clone(), (flag, stats));
         }
+    }
+
+    /// An upper bound of the largest flag's `wire_size`, without a scan.
+    pub fn largest_wire_size(&self) -> usize {
+        self.largest.load(Ordering::Relaxed)
     }
 
     /// Removes a flag deleted at `revision`, unless the cache holds a newer state.
@@ -155,6 +165,13 @@ impl FlagCache {
             .into_iter()
             .map(|flag| (flag.name.clone(), (Arc::new(flag), Arc::default())))
             .collect();
+        // Before the entries change: an upsert meanwhile raises it after.
+        let largest = ordered
+            .values()
+            .map(|(flag, _)| flag.wire_size())
+            .max()
+            .unwrap_or_default();
+        self.largest.store(largest, Ordering::Relaxed);
         self.entries.retain(|name, _| ordered.contains_key(name));
         for (flag, stats) in ordered.values_mut() {
             match self.entries.entry(flag.name.clone()) {
@@ -229,5 +246,20 @@ mod tests {
         cache.replace_all(vec![flag("kept", 4, true)]);
         let names: Vec<String> = cache.all().iter().map(|f| f.name.to_string()).collect();
         assert_eq!(names, vec!["kept"]);
+    }
+
+    #[test]
+    fn the_largest_flag_is_known_without_a_scan() {
+        let cache = FlagCache::new();
+        let small = flag("small", 1, true);
+        let mut large = flag("large", 2, true);
+        large.spec.description = "x".repeat(4000);
+        cache.upsert(Arc::new(small.clone()));
+        assert_eq!(cache.largest_wire_size(), small.wire_size());
+        cache.upsert(Arc::new(large.clone()));
+        assert_eq!(cache.largest_wire_size(), large.wire_size());
+        // A full replacement is authoritative.
+        cache.replace_all(vec![small.clone()]);
+        assert_eq!(cache.largest_wire_size(), small.wire_size());
     }
 }

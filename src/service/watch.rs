@@ -456,11 +456,7 @@ struct ReplayBudget {
 /// one), since a driver reads a query's rows ahead of their use (SQLite's
 /// up to 50) and a history holds versions of the flags there are.
 fn replay_batch(cache: &crate::cache::FlagCache) -> (u64, usize) {
-    let mut largest = 1;
-    cache.scan(|flag| {
-        largest = largest.max(flag.wire_size());
-        true
-    });
+    let largest = cache.largest_wire_size().max(1);
     let rows = (REPLAY_BATCH_BYTES / largest).clamp(1, REPLAY_BATCH as usize);
     (rows as u64, REPLAY_BATCH_BYTES.max(largest))
 }
