@@ -349,7 +349,7 @@ async fn a_stream_the_feed_left_behind_catches_up_from_the_store(backend: Backen
 /// Issue 19, item 3, scaled down: resuming streams that never read cannot
 /// make the server decode and queue a history of large flags for each of
 /// them. Replayed changes are copies per stream, so they share a budget
-/// (4 MiB); once stalled streams hold it, a resume gets a snapshot (the
+/// (2 MiB); once stalled streams hold it, a resume gets a snapshot (the
 /// cache's own flags) instead, and replays again once they are gone.
 async fn stalled_resumes_over_large_flags_share_a_bounded_replay_budget(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else {
@@ -360,7 +360,7 @@ async fn stalled_resumes_over_large_flags_share_a_bounded_replay_budget(backend:
         ..crate::common::config(&db.url)
     })
     .await;
-    // ~450 KiB each: a replay batch holds one or two of them.
+    // ~450 KiB each: a replay batch holds one of them.
     let first = app.create_flag(flag("large.0")).await;
     for i in 1..12 {
         app.create_flag(pb::Flag {
