@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use vexil::cache::FlagCache;
-use vexil::domain::{EvalContext, Flag, FlagName, FlagSpec};
+use vexil::domain::{EvalContext, Flag, FlagName, FlagSpec, Stamp};
 use vexil::engine::{Reason, bucket, evaluate};
 use vexil::metrics::{Observation, Recorder};
 use vexil::service::Evaluator;
@@ -28,15 +28,17 @@ fn now() -> DateTime<Utc> {
 }
 
 fn flag(name: &str, spec: FlagSpec) -> Flag {
-    Flag {
-        name: FlagName::parse("name", name).expect("valid name"),
+    Flag::new(
+        FlagName::parse("name", name).expect("valid name"),
         spec,
-        revision: 1,
-        created_at: now(),
-        updated_at: now(),
-        created_by: "bench".into(),
-        updated_by: "bench".into(),
-    }
+        Stamp {
+            revision: 1,
+            created_at: now(),
+            updated_at: now(),
+            created_by: "bench".into(),
+            updated_by: "bench".into(),
+        },
+    )
 }
 
 fn ids(prefix: &str) -> vexil::domain::UserSet {
@@ -158,19 +160,13 @@ fn allocations_per_call(calls: usize, mut f: impl FnMut()) -> f64 {
 fn report_allocations() {
     println!("heap allocations per call:");
     for case in cases() {
-        let ctx = EvalContext {
-            user_id: &case.user,
-            environment: case.environment,
-        };
+        let ctx = EvalContext::bare(&case.user, case.environment);
         let per_call = allocations_per_call(10_000, || {
             black_box(evaluate(black_box(case.flag.as_ref()), &ctx, now()));
         });
         println!("  engine::evaluate {:<22} {per_call:.2}", case.name);
     }
-    let ctx = EvalContext {
-        user_id: "user-1",
-        environment: "production",
-    };
+    let ctx = EvalContext::bare("user-1", "production");
     let (evaluator, names) = bulk_setup(1);
     let per_call = allocations_per_call(10_000, || {
         black_box(evaluator.evaluate(&names[0], &ctx, now()).expect("valid"));
@@ -192,10 +188,7 @@ fn report_allocations() {
 fn bench_rules(c: &mut Criterion) {
     let mut group = c.benchmark_group("evaluate");
     for case in cases() {
-        let ctx = EvalContext {
-            user_id: &case.user,
-            environment: case.environment,
-        };
+        let ctx = EvalContext::bare(&case.user, case.environment);
         group.bench_function(case.name, |b| {
             b.iter(|| evaluate(black_box(case.flag.as_ref()), black_box(&ctx), now()))
         });
@@ -205,10 +198,7 @@ fn bench_rules(c: &mut Criterion) {
 
 fn bench_bulk(c: &mut Criterion) {
     let mut group = c.benchmark_group("bulk_evaluate");
-    let ctx = EvalContext {
-        user_id: "user-1",
-        environment: "production",
-    };
+    let ctx = EvalContext::bare("user-1", "production");
     for count in [10, 100, 1000] {
         let (evaluator, names) = bulk_setup(count);
         group.throughput(Throughput::Elements(count as u64));
@@ -260,10 +250,7 @@ fn bench_bulk_realistic(c: &mut Criterion) {
                 (input, users[call % users.len()].clone())
             },
             |(input, user)| {
-                let ctx = EvalContext {
-                    user_id: &user,
-                    environment: "production",
-                };
+                let ctx = EvalContext::bare(&user, "production");
                 evaluator.bulk_evaluate(input, &ctx, now())
             },
             BatchSize::SmallInput,
@@ -347,10 +334,7 @@ fn bench_metrics(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 i = i.wrapping_add(1);
-                let ctx = EvalContext {
-                    user_id: &users[i % users.len()],
-                    environment: "production",
-                };
+                let ctx = EvalContext::bare(&users[i % users.len()], "production");
                 evaluator.evaluate(black_box("bench.metrics"), &ctx, now())
             })
         });

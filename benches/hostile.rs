@@ -101,6 +101,7 @@ async fn bulk_evaluate_all(channel: &Channel, environment: &str, user: &str) {
             flag_names: Vec::new(),
             user_id: user.into(),
             environment: environment.into(),
+            context: None,
         })
         .await
         .expect("bulk evaluate");

@@ -196,7 +196,10 @@ impl EvaluationService for Ceiling {
                     enabled: answer.is_some_and(|a| a.enabled),
                     reason: answer.map_or(1, |a| a.reason),
                     revision: answer.map_or(0, |a| a.revision),
+                    variant: answer.map(|a| a.variant.clone()).unwrap_or_default(),
+                    value: answer.and_then(|a| a.value.clone()),
                     flag_name: name,
+                    ..pb::FlagEvaluation::default()
                 }
             })
             .collect();
@@ -224,6 +227,12 @@ async fn start_ceiling(flags: usize) -> Server {
                 reason: pb::Reason::PercentageRollout as i32,
                 revision: i as u64 + 1,
                 evaluation_time_ms: 0.001,
+                // The same answer Vexil gives: the variant and its value.
+                variant: if i % 2 == 0 { "on" } else { "off" }.to_string(),
+                value: Some(pb::TypedValue {
+                    value: Some(pb::typed_value::Value::BoolValue(i % 2 == 0)),
+                }),
+                ..pb::EvaluateResponse::default()
             };
             (name, answer)
         })
@@ -305,6 +314,7 @@ async fn worker(
                         flag_name,
                         user_id,
                         environment: "production".into(),
+                        context: None,
                     })
                     .await
                     .expect("evaluate")
@@ -319,6 +329,7 @@ async fn worker(
                         flag_names,
                         user_id,
                         environment: "production".into(),
+                        context: None,
                     })
                     .await
                     .expect("bulk evaluate")

@@ -238,6 +238,7 @@ async fn flag_scaling(
                 flag_name: format!("flag-{:06}", flags / 3),
                 user_id: "user-42".into(),
                 environment: "prod".into(),
+                context: None,
             })
             .await
             .expect("evaluate");

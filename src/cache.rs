@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as Slot;
 
-use crate::domain::{Flag, FlagName};
+use crate::domain::{Catalog, Flag, FlagName, Segment};
 use crate::metrics::FlagStats;
 
 struct Entry {
@@ -76,6 +76,15 @@ impl FlagCache {
             .map(|entry| (entry.flag.as_ref(), entry.stats.as_ref())))
     }
 
+    /// The named flag and its counters slot, shared: the shard's lock is
+    /// released before the caller evaluates, so prerequisites can be read
+    /// from this same map (a shard's lock is not reentrant).
+    pub fn entry(&self, name: &str) -> Option<(Arc<Flag>, Arc<StatsSlot>)> {
+        self.entries
+            .get(name)
+            .map(|entry| (entry.flag.clone(), entry.stats.clone()))
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Flag>> {
         self.entries.get(name).map(|entry| entry.flag.clone())
     }
@@ -100,7 +109,7 @@ impl FlagCache {
 
     /// Runs `visit` over every flag in name order with its counters slot,
     /// under the index's read lock (keep it short and synchronous).
-    pub fn scan_entries(&self, mut visit: impl FnMut(&Flag, &StatsSlot)) {
+    pub fn scan_entries(&self, mut visit: impl FnMut(&Arc<Flag>, &StatsSlot)) {
         for (flag, stats) in self.read_ordered().values() {
             visit(flag, stats);
         }
@@ -197,26 +206,40 @@ impl FlagCache {
     }
 }
 
+/// The flags prerequisites name are this cache's.
+impl Catalog for FlagCache {
+    fn flag(&self, name: &str) -> Option<Arc<Flag>> {
+        self.get(name)
+    }
+
+    fn segment(&self, _: &str) -> Option<Arc<Segment>> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::DateTime;
 
     use super::*;
     use crate::domain::FlagSpec;
+    use crate::domain::Stamp;
 
     fn flag(name: &str, revision: u64, enabled: bool) -> Flag {
-        Flag {
-            name: FlagName::parse("name", name).unwrap(),
-            spec: FlagSpec {
+        Flag::new(
+            FlagName::parse("name", name).unwrap(),
+            FlagSpec {
                 enabled,
                 ..FlagSpec::default()
             },
-            revision,
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
-            created_by: String::new(),
-            updated_by: String::new(),
-        }
+            Stamp {
+                revision,
+                created_at: DateTime::UNIX_EPOCH,
+                updated_at: DateTime::UNIX_EPOCH,
+                created_by: String::new(),
+                updated_by: String::new(),
+            },
+        )
     }
 
     #[test]
@@ -224,7 +247,7 @@ mod tests {
         let cache = FlagCache::new();
         cache.upsert(Arc::new(flag("a", 5, true)));
         cache.upsert(Arc::new(flag("a", 3, false)));
-        assert!(cache.get("a").unwrap().spec.enabled);
+        assert!(cache.get("a").unwrap().spec().enabled);
     }
 
     #[test]
@@ -252,8 +275,10 @@ mod tests {
     fn the_largest_flag_is_known_without_a_scan() {
         let cache = FlagCache::new();
         let small = flag("small", 1, true);
-        let mut large = flag("large", 2, true);
-        large.spec.description = "x".repeat(4000);
+        let large = flag("large", 2, true);
+        let mut spec = large.spec().clone();
+        spec.description = "x".repeat(4000);
+        let large = Flag::new(large.name.clone(), spec, large.stamp());
         cache.upsert(Arc::new(small.clone()));
         assert_eq!(cache.largest_wire_size(), small.wire_size());
         cache.upsert(Arc::new(large.clone()));

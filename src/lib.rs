@@ -349,7 +349,7 @@ impl App {
     }
 
     fn resolver(&self) -> Resolver {
-        Resolver::new(self.cache.clone(), self.recorder.clone())
+        Resolver::new(Evaluator::new(self.cache.clone(), self.recorder.clone()))
     }
 
     /// Completes once the side listeners and streams should stop.

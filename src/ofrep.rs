@@ -6,8 +6,15 @@
 //!
 //! - `POST /ofrep/v1/evaluate/flags/{key}`: one flag.
 //! - `POST /ofrep/v1/evaluate/flags`: every flag, with an `ETag` (the
-//!   revision and a hash of the context and the answers) and `304` on `If-None-Match`; the
+//!   revision and a hash of the answers) and `304` on `If-None-Match`; the
 //!   answer names the change stream below (ADR-0008).
+//!
+//! Values keep their type: integers are written bare, floats always with a
+//! fraction or exponent (`3.0`), since OFREP carries no type and providers
+//! tell them apart by how the number is written. A flag serving no value
+//! here is answered without `value` (reason DEFAULT), so providers use the
+//! code default. Answers are written straight to bytes, and the bulk
+//! answer's tag hashes those bytes (no second serialization).
 //! - `GET /ofrep/v1/events`: server-sent `refetchEvaluation` events, one per
 //!   change, from the same ordered feed as Watch.
 //! - `GET /ofrep/v1/configuration`: what the provider may do.
@@ -34,11 +41,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::admission::{Call, Gatekeeper, Refusal, StreamKind};
 use crate::auth::Principal;
-use crate::engine::bucket::murmur3_x86_32;
+use crate::engine::bucket::Murmur3;
 use crate::error::Error;
 use crate::service::openfeature::{
     Context, ENVIRONMENT_ATTRIBUTE, OpenFeatureReason, Resolution, ResolveError, Resolver,
-    TARGETING_KEY,
+    TARGETING_KEY, Typed,
 };
 use crate::service::{WatchEvent, Watcher};
 
@@ -118,6 +125,8 @@ struct Body {
     targeting_key: Option<String>,
     environment: String,
     depth: usize,
+    /// The whole context, for targeting rules.
+    context: Map<String, Value>,
 }
 
 fn parse_body(body: &[u8]) -> Result<Body, (&'static str, String)> {
@@ -127,6 +136,7 @@ fn parse_body(body: &[u8]) -> Result<Body, (&'static str, String)> {
             targeting_key: None,
             environment: String::new(),
             depth: 0,
+            context: Map::new(),
         });
     }
     let value: Value = serde_json::from_slice(body)
@@ -134,21 +144,22 @@ fn parse_body(body: &[u8]) -> Result<Body, (&'static str, String)> {
     let Value::Object(mut body) = value else {
         return Err(("PARSE_ERROR", "the body must be a JSON object".into()));
     };
-    let mut context = match body.remove("context") {
+    let context = match body.remove("context") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(context)) => context,
         Some(_) => return Err(invalid("context must be an object".into())),
     };
     let depth = object_depth(&context);
-    let mut text = |name: &str| match context.remove(name) {
+    let text = |name: &str| match context.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
         Some(_) => Err(invalid(format!("context.{name} must be a string"))),
     };
     Ok(Body {
         targeting_key: text(TARGETING_KEY)?.filter(|key| !key.is_empty()),
         environment: text(ENVIRONMENT_ATTRIBUTE)?.unwrap_or_default(),
         depth,
+        context,
     })
 }
 
@@ -171,6 +182,7 @@ impl Body {
             targeting_key: self.targeting_key.as_deref(),
             environment: &self.environment,
             depth: self.depth,
+            attributes: &self.context,
         }
     }
 }
@@ -305,19 +317,69 @@ fn bad_request(key: Option<&str>, (code, details): (&str, String)) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
-/// One flag's success body. A killed flag answers `false` (variant `off`)
-/// with reason STATIC: the kill switch's answer is off, for everyone.
-fn success(key: &str, resolution: &Resolution) -> Value {
-    json!({
-        "key": key,
-        "value": resolution.enabled,
-        "reason": resolution.reason.as_str(),
-        "variant": resolution.variant(),
-        "metadata": {
-            "revision": resolution.revision,
-            "vexilReason": resolution.vexil_reason.name(),
-        },
-    })
+/// Writes one flag's success body. A killed boolean flag answers `false`
+/// (variant `off`) with reason STATIC: the kill switch's answer is off, for
+/// everyone. `cacheable` is added for single-flag answers.
+fn write_success(out: &mut Vec<u8>, key: &str, resolution: &Resolution, cacheable: Option<bool>) {
+    out.extend_from_slice(b"{\"key\":");
+    erased::Json::write(&key, out);
+    out.extend_from_slice(b",\"reason\":\"");
+    out.extend_from_slice(resolution.reason.as_str().as_bytes());
+    out.push(b'"');
+    if let Some(variant) = resolution.variant() {
+        out.extend_from_slice(b",\"variant\":");
+        erased::Json::write(&variant.name.as_str(), out);
+        out.extend_from_slice(b",\"value\":");
+        match resolution.value() {
+            Some(Typed::Bool(b)) => erased::Json::write(&b, out),
+            Some(Typed::String(s)) => erased::Json::write(&s, out),
+            Some(Typed::Int(n)) => erased::Json::write(&n, out),
+            Some(Typed::Float(n)) => erased::Json::write(&n, out),
+            Some(Typed::Object(object)) => erased::Json::write(object, out),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.extend_from_slice(b",\"metadata\":{\"revision\":");
+    out.extend_from_slice(resolution.revision().to_string().as_bytes());
+    out.extend_from_slice(b",\"vexilReason\":\"");
+    out.extend_from_slice(resolution.vexil_reason().name().as_bytes());
+    out.extend_from_slice(b"\"}");
+    if let Some(cacheable) = cacheable {
+        out.extend_from_slice(if cacheable {
+            b",\"cacheable\":true"
+        } else {
+            b",\"cacheable\":false"
+        });
+    }
+    out.push(b'}');
+}
+
+/// Serializing a value into a byte buffer.
+mod erased {
+    pub trait Json {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+
+    impl<T: serde::Serialize + ?Sized> Json for T {
+        fn write(&self, out: &mut Vec<u8>) {
+            // A Vec never fails as a writer, and these values (strings,
+            // numbers checked finite at write time, JSON objects) always
+            // serialize.
+            let _ = serde_json::to_writer(&mut *out, self);
+        }
+    }
+}
+
+/// A JSON answer from bytes already written.
+fn json_response(bytes: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
 }
 
 /// The failure for an answer that needed the user id when none was given.
@@ -385,9 +447,10 @@ async fn evaluate_flag(
         )
             .into_response(),
         Ok(resolution) => {
-            let mut answer = success(&key, &resolution);
-            answer["cacheable"] = json!(resolution.reason == OpenFeatureReason::Static);
-            axum::Json(answer).into_response()
+            let mut answer = Vec::with_capacity(256);
+            let cacheable = resolution.reason == OpenFeatureReason::Static;
+            write_success(&mut answer, &key, &resolution, Some(cacheable));
+            json_response(answer)
         }
         Err(ResolveError::FlagNotFound) => (
             StatusCode::NOT_FOUND,
@@ -400,6 +463,10 @@ async fn evaluate_flag(
             .into_response(),
         Err(ResolveError::InvalidContext(why)) => {
             bad_request(Some(&shown), ("INVALID_CONTEXT", why))
+        }
+        // Single-flag answers are not typed by the request.
+        Err(err @ ResolveError::TypeMismatch { .. }) => {
+            bad_request(Some(&shown), ("TYPE_MISMATCH", err.to_string()))
         }
     }
 }
@@ -419,7 +486,8 @@ async fn evaluate_flags(
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    let body = match parse_body(&body) {
+    let raw = body;
+    let body = match parse_body(&raw) {
         Ok(body) => body,
         Err(err) => return bad_request(None, err),
     };
@@ -439,21 +507,23 @@ async fn evaluate_flags(
         Ok(resolved) => resolved,
         Err(err) => return bad_request(None, ("INVALID_CONTEXT", err.to_string())),
     };
-    let flags: Vec<Value> = resolved
-        .iter()
-        .map(|(key, resolution)| {
-            if resolution.needed_user {
-                needs_targeting_key(key)
-            } else {
-                success(key, resolution)
-            }
-        })
-        .collect();
-    let flags = Value::Array(flags);
-    // The context and the answers: another context, or a time rule that
-    // came due, is another tag even at the same revision.
-    let tagged = json!([body.targeting_key, body.environment, flags]);
-    let etag = format!("\"{revision}-{}\"", digest(tagged.to_string().as_bytes()));
+    let mut flags = Vec::with_capacity(64 + resolved.len() * 160);
+    flags.push(b'[');
+    for (i, (key, resolution)) in resolved.iter().enumerate() {
+        if i > 0 {
+            flags.push(b',');
+        }
+        if resolution.needed_user {
+            erased::Json::write(&needs_targeting_key(key), &mut flags);
+        } else {
+            write_success(&mut flags, key, resolution, None);
+        }
+    }
+    flags.push(b']');
+    // The request's context (as sent) and the answers (as written): another
+    // context, or a time rule that came due, is another tag even at one
+    // revision.
+    let etag = format!("\"{revision}-{}\"", digest(&[&raw[..], &flags[..]]));
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -463,21 +533,31 @@ async fn evaluate_flags(
     if unchanged {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let answer = json!({
-        "flags": flags,
-        "metadata": { "revision": revision },
-        "eventStreams": [{ "type": "sse", "endpoint": { "requestUri": EVENTS_PATH } }],
-    });
-    ([(header::ETAG, etag)], axum::Json(answer)).into_response()
+    let mut answer = Vec::with_capacity(flags.len() + 160);
+    answer.extend_from_slice(b"{\"flags\":");
+    answer.extend_from_slice(&flags);
+    answer.extend_from_slice(format!(
+        ",\"metadata\":{{\"revision\":{revision}}},\"eventStreams\":[{{\"type\":\"sse\",\"endpoint\":{{\"requestUri\":\"{EVENTS_PATH}\"}}}}]}}"
+    ).as_bytes());
+    let mut response = json_response(answer);
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }
 
-/// 64 bits of the answers, the same in every replica and version.
-fn digest(bytes: &[u8]) -> String {
-    format!(
-        "{:08x}{:08x}",
-        murmur3_x86_32(bytes, 0),
-        murmur3_x86_32(bytes, 0x9e37_79b9)
-    )
+/// 64 bits of `parts` (each length-prefixed), the same in every replica
+/// and version.
+fn digest(parts: &[&[u8]]) -> String {
+    let hash = |seed| {
+        let mut hasher = Murmur3::new(seed);
+        for part in parts {
+            hasher.write(&(part.len() as u64).to_le_bytes());
+            hasher.write(part);
+        }
+        hasher.finish()
+    };
+    format!("{:08x}{:08x}", hash(0), hash(0x9e37_79b9))
 }
 
 async fn configuration() -> Response {
@@ -487,7 +567,9 @@ async fn configuration() -> Response {
             "cacheInvalidation": {
                 "polling": { "enabled": true, "minPollingIntervalMs": MIN_POLLING_INTERVAL_MS },
             },
-            "flagEvaluation": { "supportedTypes": ["boolean"] },
+            "flagEvaluation": {
+                "supportedTypes": ["boolean", "string", "integer", "float", "object"]
+            },
         },
     }))
     .into_response()

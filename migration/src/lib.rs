@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_tables;
 mod m20261125_000002_immutable_audit;
 mod m20261126_000003_evaluation_metrics;
+mod m20261206_000004_typed_flags;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261125_000002_immutable_audit::Migration),
             Box::new(m20261126_000003_evaluation_metrics::Migration),
+            Box::new(m20261206_000004_typed_flags::Migration),
         ]
     }
 }

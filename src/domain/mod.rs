@@ -11,6 +11,8 @@ pub use audit::{AuditAction, AuditEntry, Change};
 pub use change::{ChangeKind, FlagChange};
 pub use group::Group;
 pub use vexil_engine::{
-    EvalContext, Evaluation, Flag, FlagField, FlagName, FlagSpec, Metadata, Reason, UserSet,
-    ValidationError, echo, limits, validate_name, validate_text,
+    Attributes, Catalog, Clause, ClauseValue, EvalContext, Evaluation, Flag, FlagField, FlagName,
+    FlagSpec, FlagType, Metadata, NoAttributes, NoCatalog, Operator, Prerequisite, Reason, Segment,
+    Serve, Split, Stamp, Target, TargetingRule, UserSet, ValidationError, Value, Variant,
+    WeightedVariant, echo, limits, validate_name, validate_text,
 };

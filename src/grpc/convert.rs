@@ -5,18 +5,19 @@
 use crate::metrics::{HourFigures, LATENCY_BOUNDS_NS, REASONS};
 use crate::service::FlagMetrics;
 use chrono::{DateTime, Utc};
-use prost_types::{Struct, Timestamp, Value, value::Kind};
+use prost_types::Timestamp;
 use tonic::Status;
+use vexil_proto::convert as wire;
+use vexil_proto::google::protobuf::Struct;
 
 use super::pb;
 use super::watch_route::Encoded;
 use crate::domain::{
-    AuditAction, AuditEntry, Flag, FlagChange, FlagField, FlagSpec, Group, Metadata, Reason,
-    UserSet, echo, limits,
+    AuditAction, AuditEntry, Flag, FlagChange, FlagField, FlagSpec, Group, Reason, echo,
 };
 use crate::engine::{Explanation, Rule};
 use crate::error::{Error, Result};
-use crate::service::{WatchEnd, WatchEvent, WatchItem};
+use crate::service::{FlagResult, WatchEnd, WatchEvent, WatchItem};
 
 /// Longest status message sent: status messages travel in a header, and
 /// clients refuse headers over 8-16 KiB. Inputs echoed in messages are
@@ -56,18 +57,7 @@ fn status_of(err: Error) -> Status {
 }
 
 pub fn reason(reason: Reason) -> pb::Reason {
-    match reason {
-        Reason::FlagNotFound => pb::Reason::FlagNotFound,
-        Reason::Disabled => pb::Reason::Disabled,
-        Reason::NotStarted => pb::Reason::NotStarted,
-        Reason::Expired => pb::Reason::Expired,
-        Reason::EnvironmentNotAllowed => pb::Reason::EnvironmentNotAllowed,
-        Reason::Blacklisted => pb::Reason::Blacklisted,
-        Reason::Whitelisted => pb::Reason::Whitelisted,
-        Reason::EnvironmentOverride => pb::Reason::EnvironmentOverride,
-        Reason::PercentageRollout => pb::Reason::PercentageRollout,
-        Reason::OutsideRollout => pb::Reason::OutsideRollout,
-    }
+    wire::reason_to_pb(reason)
 }
 
 fn audit_action(action: AuditAction) -> pb::AuditAction {
@@ -78,159 +68,16 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
     }
 }
 
-pub fn timestamp_to_pb(time: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use vexil_proto::convert::{flag_to_pb, timestamp_to_pb, value_to_pb};
 
-/// The range `google.protobuf.Timestamp` allows: 0001-01-01 to 9999-12-31.
-const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
-
-/// A timestamp at the microsecond precision both stores keep, so limits
-/// (starts_at before expires_at) are checked on the value that is stored.
 pub fn timestamp_from_pb(field: &str, ts: Timestamp) -> Result<DateTime<Utc>> {
-    let valid = TIMESTAMP_SECONDS.contains(&ts.seconds) && (0..1_000_000_000).contains(&ts.nanos);
-    let nanos = u32::try_from(ts.nanos).unwrap_or_default();
-    DateTime::from_timestamp(ts.seconds, nanos - nanos % 1_000)
-        .filter(|_| valid)
-        .ok_or_else(|| Error::invalid(field, "must be a valid timestamp between years 1 and 9999"))
+    Ok(wire::timestamp_from_pb(field, ts)?)
 }
 
-fn metadata_from_pb(field: &str, value: Struct) -> Result<Metadata> {
-    value
-        .fields
-        .into_iter()
-        .map(|(key, value)| Ok((key, json_from_pb(field, value)?)))
-        .collect()
-}
-
-fn json_from_pb(field: &str, value: Value) -> Result<serde_json::Value> {
-    use serde_json::Value as Json;
-    Ok(match value.kind {
-        None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::BoolValue(b)) => Json::Bool(b),
-        // -0 becomes 0: not every store keeps the sign of zero, and every
-        // path must give back the value stored, bit for bit.
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n + 0.0)
-            .map(Json::Number)
-            .ok_or_else(|| Error::invalid(field, "numbers must be finite"))?,
-        Some(Kind::StringValue(s)) => Json::String(s),
-        Some(Kind::ListValue(list)) => Json::Array(
-            list.values
-                .into_iter()
-                .map(|v| json_from_pb(field, v))
-                .collect::<Result<_>>()?,
-        ),
-        Some(Kind::StructValue(s)) => Json::Object(metadata_from_pb(field, s)?),
-    })
-}
-
-fn metadata_to_pb(metadata: &Metadata) -> Struct {
-    Struct {
-        fields: metadata
-            .iter()
-            .map(|(key, value)| (key.clone(), json_to_pb(value)))
-            .collect(),
-    }
-}
-
-fn json_to_pb(value: &serde_json::Value) -> Value {
-    use serde_json::Value as Json;
-    let kind = match value {
-        Json::Null => Kind::NullValue(0),
-        Json::Bool(b) => Kind::BoolValue(*b),
-        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.iter().map(json_to_pb).collect(),
-        }),
-        Json::Object(map) => Kind::StructValue(metadata_to_pb(map)),
-    };
-    Value { kind: Some(kind) }
-}
-
-/// Splits an incoming flag into its name and spec. Output-only fields are
-/// ignored. Checks only what the conversion needs; limits are the domain's.
+/// Splits an incoming flag into its name and spec (`vexil-proto`'s
+/// conversion).
 pub fn flag_from_pb(flag: pb::Flag) -> Result<(String, FlagSpec)> {
-    let pb::Flag {
-        name,
-        description,
-        enabled,
-        percentage,
-        whitelist,
-        blacklist,
-        environments,
-        environment_overrides,
-        starts_at,
-        expires_at,
-        tags,
-        metadata,
-        group,
-        revision: _,
-        created_at: _,
-        updated_at: _,
-        created_by: _,
-        updated_by: _,
-    } = flag;
-    if environment_overrides.len() > limits::ENVIRONMENTS {
-        return Err(Error::invalid(
-            "flag.environment_overrides",
-            format!("must hold at most {} entries", limits::ENVIRONMENTS),
-        ));
-    }
-    let spec = FlagSpec {
-        description,
-        enabled,
-        // -0 becomes 0 (SQLite stores it as 0), so every path agrees bit for bit.
-        percentage: percentage + 0.0,
-        whitelist: UserSet::parse("flag.whitelist", whitelist)?,
-        blacklist: UserSet::parse("flag.blacklist", blacklist)?,
-        environments,
-        environment_overrides: environment_overrides.into_iter().collect(),
-        starts_at: starts_at
-            .map(|ts| timestamp_from_pb("flag.starts_at", ts))
-            .transpose()?,
-        expires_at: expires_at
-            .map(|ts| timestamp_from_pb("flag.expires_at", ts))
-            .transpose()?,
-        tags,
-        metadata: metadata
-            .map(|m| metadata_from_pb("flag.metadata", m))
-            .transpose()?
-            .unwrap_or_default(),
-        group: Some(group).filter(|group| !group.is_empty()),
-    };
-    Ok((name, spec))
-}
-
-pub fn flag_to_pb(flag: &Flag) -> pb::Flag {
-    let spec = &flag.spec;
-    pb::Flag {
-        name: flag.name.to_string(),
-        description: spec.description.clone(),
-        enabled: spec.enabled,
-        percentage: spec.percentage,
-        whitelist: spec.whitelist.iter().map(str::to_owned).collect(),
-        blacklist: spec.blacklist.iter().map(str::to_owned).collect(),
-        environments: spec.environments.clone(),
-        environment_overrides: spec
-            .environment_overrides
-            .iter()
-            .map(|(env, on)| (env.clone(), *on))
-            .collect(),
-        starts_at: spec.starts_at.map(timestamp_to_pb),
-        expires_at: spec.expires_at.map(timestamp_to_pb),
-        tags: spec.tags.clone(),
-        metadata: Some(metadata_to_pb(&spec.metadata)),
-        group: spec.group.clone().unwrap_or_default(),
-        revision: flag.revision,
-        created_at: Some(timestamp_to_pb(flag.created_at)),
-        updated_at: Some(timestamp_to_pb(flag.updated_at)),
-        created_by: flag.created_by.clone(),
-        updated_by: flag.updated_by.clone(),
-    }
+    Ok(wire::flag_from_pb(flag)?)
 }
 
 /// The update mask's paths as fields; `*` means all. Unknown paths are rejected.
@@ -362,10 +209,49 @@ fn watch_end_to_status(end: WatchEnd) -> Status {
     }
 }
 
+/// A request's context, checked against its limits (absent: empty).
+pub fn context_of(context: Option<Struct>) -> Result<Struct> {
+    let context = context.unwrap_or_default();
+    vexil_proto::context::validate("context", &context)?;
+    Ok(context)
+}
+
+/// What an answer says beyond on/off and the reason.
+pub struct Answer {
+    pub variant: String,
+    pub value: Option<pb::TypedValue>,
+    pub flag_type: i32,
+    pub rule_index: Option<u32>,
+    pub rule_id: String,
+    pub failed_prerequisite: String,
+}
+
+pub fn answer_to_pb(result: &FlagResult) -> Answer {
+    let variant = result.variant();
+    let evaluation = &result.evaluation;
+    let spec = result.flag.as_deref().map(Flag::spec);
+    Answer {
+        variant: variant.map(|v| v.name.clone()).unwrap_or_default(),
+        value: variant.map(|v| value_to_pb(&v.value)),
+        flag_type: wire::flag_type_to_pb(result.flag_type()) as i32,
+        rule_index: evaluation.rule.map(u32::from),
+        rule_id: evaluation
+            .rule
+            .and_then(|index| spec?.rules.get(usize::from(index)))
+            .map(|rule| rule.id.clone())
+            .unwrap_or_default(),
+        failed_prerequisite: evaluation
+            .prerequisite
+            .and_then(|index| spec?.prerequisites.get(usize::from(index)))
+            .map(|prerequisite| prerequisite.flag.clone())
+            .unwrap_or_default(),
+    }
+}
+
 pub fn explanation_to_pb(
     flag_name: String,
     explanation: &Explanation,
-    revision: u64,
+    flag: Option<&Flag>,
 ) -> pb::ExplainEvaluationResponse {
     let rule = |rule: Rule| match rule {
         Rule::FlagExists => pb::EvaluationRule::FlagExists,
@@ -373,16 +259,30 @@ pub fn explanation_to_pb(
         Rule::StartsAt => pb::EvaluationRule::StartsAt,
         Rule::ExpiresAt => pb::EvaluationRule::ExpiresAt,
         Rule::Environments => pb::EvaluationRule::Environments,
+        Rule::Prerequisites => pb::EvaluationRule::Prerequisites,
         Rule::Blacklist => pb::EvaluationRule::Blacklist,
         Rule::Whitelist => pb::EvaluationRule::Whitelist,
+        Rule::Targets => pb::EvaluationRule::Targets,
         Rule::EnvironmentOverride => pb::EvaluationRule::EnvironmentOverride,
+        Rule::TargetingRules => pb::EvaluationRule::TargetingRules,
         Rule::PercentageRollout => pb::EvaluationRule::PercentageRollout,
+        Rule::Fallthrough => pb::EvaluationRule::Fallthrough,
+    };
+    let evaluation = &explanation.evaluation;
+    let variant = flag
+        .zip(evaluation.variant)
+        .and_then(|(flag, index)| flag.variant(index));
+    let variant_name = |index: Option<u16>| {
+        flag.zip(index)
+            .and_then(|(flag, index)| flag.variant(index))
+            .map(|variant| variant.name.clone())
+            .unwrap_or_default()
     };
     pb::ExplainEvaluationResponse {
         flag_name,
-        enabled: explanation.evaluation.enabled,
-        reason: reason(explanation.evaluation.reason) as i32,
-        revision,
+        enabled: evaluation.enabled,
+        reason: reason(evaluation.reason) as i32,
+        revision: flag.map_or(0, |flag| flag.revision),
         steps: explanation
             .steps
             .iter()
@@ -394,6 +294,36 @@ pub fn explanation_to_pb(
             .collect(),
         bucket: explanation.bucket,
         threshold: explanation.threshold,
+        variant: variant.map(|v| v.name.clone()).unwrap_or_default(),
+        value: variant.map(|v| value_to_pb(&v.value)),
+        rule_index: evaluation.rule.map(u32::from),
+        clauses: explanation
+            .clauses
+            .iter()
+            .map(|check| pb::ClauseCheck {
+                rule_index: u32::from(check.rule),
+                clause_index: u32::from(check.clause),
+                attribute: check.attribute.clone(),
+                seen: check.seen.clone(),
+                matched: check.matched,
+            })
+            .collect(),
+        split: explanation.split.as_ref().map(|split| pb::SplitCheck {
+            bucket: split.bucket,
+            ranges: split
+                .ends
+                .iter()
+                .scan(0, |start, (end, variant)| {
+                    let range = pb::SplitRange {
+                        variant: variant_name(*variant),
+                        start: *start,
+                        end: *end,
+                    };
+                    *start = *end;
+                    Some(range)
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -474,6 +404,7 @@ pub fn flag_metrics_to_pb(flag_name: String, metrics: &FlagMetrics) -> pb::GetMe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vexil_proto::google::protobuf::{ListValue, Value, value::Kind};
 
     fn invalid_field(err: Error) -> String {
         let status = Status::from(err);
@@ -541,7 +472,10 @@ mod tests {
             update_fields(mask(&["percentage", "enabled"])).unwrap(),
             vec![FlagField::Percentage, FlagField::Enabled]
         );
-        assert_eq!(update_fields(mask(&["*"])).unwrap().len(), 12);
+        assert_eq!(
+            update_fields(mask(&["*"])).unwrap().len(),
+            FlagField::ALL.len()
+        );
         assert_eq!(
             invalid_field(update_fields(mask(&["name"])).unwrap_err()),
             "update_mask"
@@ -556,7 +490,7 @@ mod tests {
     fn metadata_round_trips() {
         let json = serde_json::json!({"a": 1.5, "b": [true, null, "s"], "c": {"d": 2.0}});
         let metadata = json.as_object().unwrap().clone();
-        let back = metadata_from_pb("m", metadata_to_pb(&metadata)).unwrap();
+        let back = wire::struct_from_pb("m", wire::struct_to_pb(&metadata)).unwrap();
         assert_eq!(back, metadata);
     }
 
@@ -601,7 +535,7 @@ mod tests {
             leaf.prop_recursive(24, 64, 4, |inner| {
                 prop_oneof![
                     prop::collection::vec(inner.clone(), 0..4)
-                        .prop_map(|values| Kind::ListValue(prost_types::ListValue { values })),
+                        .prop_map(|values| Kind::ListValue(ListValue { values })),
                     prop::collection::btree_map(text(), inner, 0..4)
                         .prop_map(|fields| Kind::StructValue(Struct { fields })),
                 ]
@@ -637,11 +571,119 @@ mod tests {
                         .prop_map(|fields| Struct { fields })
                 ),
                 group in text(),
+                typed in typed(),
             ) -> pb::Flag {
                 pb::Flag {
                     name, description, enabled, percentage, whitelist, blacklist,
                     environments, environment_overrides, starts_at, expires_at, tags,
-                    metadata, group, ..pb::Flag::default()
+                    metadata, group, ..typed
+                }
+            }
+        }
+
+        fn typed_value() -> impl Strategy<Value = Option<pb::TypedValue>> {
+            use pb::typed_value::Value as V;
+            prop::option::of(
+                prop_oneof![
+                    any::<bool>().prop_map(V::BoolValue),
+                    text().prop_map(V::StringValue),
+                    any::<i64>().prop_map(V::IntValue),
+                    number().prop_map(V::FloatValue),
+                    prop::collection::btree_map(text(), value(), 0..3)
+                        .prop_map(|fields| V::ObjectValue(Struct { fields })),
+                ]
+                .prop_map(|value| pb::TypedValue { value: Some(value) }),
+            )
+        }
+
+        fn serve() -> impl Strategy<Value = Option<pb::Serve>> {
+            use pb::serve::Kind as K;
+            let names = prop_oneof![Just("a".to_string()), Just("on".to_string()), text()];
+            prop::option::of(
+                prop_oneof![
+                    names.clone().prop_map(K::Variant),
+                    (
+                        prop::collection::vec(
+                            (names, prop_oneof![any::<u32>(), 0..10_001u32]).prop_map(
+                                |(variant, weight)| pb::WeightedVariant { variant, weight }
+                            ),
+                            0..4
+                        ),
+                        text(),
+                        prop::option::of(text()),
+                    )
+                        .prop_map(|(weights, bucket_by, salt)| K::Split(
+                            pb::Split {
+                                weights,
+                                bucket_by,
+                                salt
+                            }
+                        )),
+                ]
+                .prop_map(|kind| pb::Serve { kind: Some(kind) }),
+            )
+        }
+
+        fn clause() -> impl Strategy<Value = pb::Clause> {
+            use pb::clause_value::Value as V;
+            let value = prop::option::of(prop_oneof![
+                text().prop_map(V::StringValue),
+                number().prop_map(V::NumberValue),
+                any::<bool>().prop_map(V::BoolValue),
+                Just(V::StringValue("1.2.3".into())),
+                Just(V::StringValue("2026-01-01T00:00:00Z".into())),
+                Just(V::StringValue("(a+)+$".into())),
+            ])
+            .prop_map(|value| pb::ClauseValue { value });
+            (
+                text(),
+                -1..20i32,
+                prop::collection::vec(value, 0..4),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(attribute, op, values, negate, case_insensitive)| {
+                    pb::Clause {
+                        attribute,
+                        op,
+                        values,
+                        negate,
+                        case_insensitive,
+                    }
+                })
+        }
+
+        prop_compose! {
+            fn typed()(
+                r#type in -1..6i32,
+                variants in prop::collection::vec(
+                    (prop_oneof![Just("a".to_string()), text()], typed_value())
+                        .prop_map(|(name, value)| pb::Variant { name, value, description: String::new() }),
+                    0..4,
+                ),
+                off_variant in prop::option::of(prop_oneof![Just("a".to_string()), text()]),
+                targets in prop::collection::vec(
+                    (text(), prop::collection::vec(text(), 0..3))
+                        .prop_map(|(variant, user_ids)| pb::Target { variant, user_ids }),
+                    0..3,
+                ),
+                rules in prop::collection::vec(
+                    (text(), prop::collection::vec(clause(), 0..4), serve())
+                        .prop_map(|(id, clauses, serve)| pb::TargetingRule {
+                            id, clauses, serve, description: String::new(),
+                        }),
+                    0..3,
+                ),
+                fallthrough in serve(),
+                prerequisites in prop::collection::vec(
+                    (text(), prop::collection::vec(text(), 0..2))
+                        .prop_map(|(flag, variants)| pb::Prerequisite { flag, variants }),
+                    0..3,
+                ),
+            ) -> pb::Flag {
+                pb::Flag {
+                    r#type, variants, off_variant, targets, rules, fallthrough, prerequisites,
+                    ..pb::Flag::default()
                 }
             }
         }
@@ -673,15 +715,17 @@ mod tests {
                             Err(err) => names_a_flag_field(err.into()),
                             // What is accepted converts back to itself.
                             Ok(()) => {
-                                let back = flag_to_pb(&Flag {
-                                    name: FlagName::parse("n", "n").expect("name"),
-                                    spec: spec.clone(),
-                                    revision: 1,
-                                    created_at: DateTime::UNIX_EPOCH,
-                                    updated_at: DateTime::UNIX_EPOCH,
-                                    created_by: String::new(),
-                                    updated_by: String::new(),
-                                });
+                                let back = flag_to_pb(&Flag::new(
+                                    FlagName::parse("n", "n").expect("name"),
+                                    spec.clone(),
+                                    crate::domain::Stamp {
+                                        revision: 1,
+                                        created_at: DateTime::UNIX_EPOCH,
+                                        updated_at: DateTime::UNIX_EPOCH,
+                                        created_by: String::new(),
+                                        updated_by: String::new(),
+                                    },
+                                ));
                                 let (_, again) = flag_from_pb(back).expect("reconverts");
                                 prop_assert_eq!(again, spec);
                             }

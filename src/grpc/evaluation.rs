@@ -11,12 +11,14 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::access::GrpcAdmission;
-use super::convert::{reason, watch_item_to_redacted_wire, watch_item_to_wire};
+use super::convert::{
+    answer_to_pb, context_of, reason, watch_item_to_redacted_wire, watch_item_to_wire,
+};
 use super::evaluation_server::evaluation_service_server::EvaluationService;
 use super::pb;
 use super::watch_route::{Encoded, WatchStream};
 use crate::admission::{Gatekeeper, StreamKind, Visibility, WatchSlot};
-use crate::domain::EvalContext;
+use crate::domain::{EvalContext, NoCatalog};
 use crate::service::{Evaluator, Watcher};
 
 pub struct EvaluationGrpc {
@@ -102,18 +104,29 @@ impl EvaluationService for EvaluationGrpc {
             flag_name,
             user_id,
             environment,
+            context,
         } = request.into_inner();
+        let context = context_of(context)?;
         let ctx = EvalContext {
             user_id: &user_id,
             environment: &environment,
+            attributes: &context,
+            catalog: &NoCatalog,
         };
         let result = self.evaluator.evaluate(&flag_name, &ctx, Utc::now())?;
+        let answer = answer_to_pb(&result);
         Ok(Response::new(pb::EvaluateResponse {
             flag_name,
             enabled: result.evaluation.enabled,
             reason: reason(result.evaluation.reason) as i32,
             revision: result.revision,
             evaluation_time_ms: started.elapsed().as_secs_f64() * 1e3,
+            variant: answer.variant,
+            value: answer.value,
+            r#type: answer.flag_type,
+            rule_index: answer.rule_index,
+            rule_id: answer.rule_id,
+            failed_prerequisite: answer.failed_prerequisite,
         }))
     }
 
@@ -127,20 +140,33 @@ impl EvaluationService for EvaluationGrpc {
             flag_names,
             user_id,
             environment,
+            context,
         } = request.into_inner();
+        let context = context_of(context)?;
         let ctx = EvalContext {
             user_id: &user_id,
             environment: &environment,
+            attributes: &context,
+            catalog: &NoCatalog,
         };
         let results = self
             .evaluator
             .bulk_evaluate(flag_names, &ctx, Utc::now())?
             .into_iter()
-            .map(|(flag_name, result)| pb::FlagEvaluation {
-                flag_name,
-                enabled: result.evaluation.enabled,
-                reason: reason(result.evaluation.reason) as i32,
-                revision: result.revision,
+            .map(|(flag_name, result)| {
+                let answer = answer_to_pb(&result);
+                pb::FlagEvaluation {
+                    flag_name,
+                    enabled: result.evaluation.enabled,
+                    reason: reason(result.evaluation.reason) as i32,
+                    revision: result.revision,
+                    variant: answer.variant,
+                    value: answer.value,
+                    r#type: answer.flag_type,
+                    rule_index: answer.rule_index,
+                    rule_id: answer.rule_id,
+                    failed_prerequisite: answer.failed_prerequisite,
+                }
             })
             .collect();
         Ok(Response::new(pb::BulkEvaluateResponse {

@@ -1,11 +1,15 @@
 //! flagd's evaluation services, `flagd.evaluation.v1` and `.v2`, so that
 //! OpenFeature's flagd providers (RPC mode) evaluate Vexil flags unmodified.
 //!
-//! Every answer is Vexil's, from `service::openfeature`. Flags are boolean:
-//! ResolveBoolean answers; the other typed resolves of an existing flag are
-//! INVALID_ARGUMENT (flagd's TYPE_MISMATCH); an unknown flag is NOT_FOUND.
-//! The environment is the context's `environment` attribute, else the
-//! `flagd-selector` header, else none. EventStream announces
+//! Every answer is Vexil's, from `service::openfeature`, with the request's
+//! context used for targeting. Each typed resolve answers flags of its type
+//! (ResolveInt also integral floats within ±2^53, ResolveFloat also ints);
+//! any other type is INVALID_ARGUMENT (flagd's TYPE_MISMATCH); an unknown
+//! flag is NOT_FOUND. A flag serving no value here (a typed flag without an
+//! off variant, when off) answers v2 without a value and v1 with
+//! NOT_FOUND, so providers use the code default. The environment is the
+//! context's `environment` attribute, else the `flagd-selector` header,
+//! else none. EventStream announces
 //! `provider_ready`, then a `configuration_change` per change from the same
 //! ordered feed as Watch, and `keep_alive` every 20 s.
 
@@ -13,17 +17,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use prost_types::value::Kind;
-use prost_types::{Struct, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use vexil_proto::convert::struct_to_pb;
+use vexil_proto::google::protobuf::value::Kind;
+use vexil_proto::google::protobuf::{Struct, Value};
 
 use super::access::GrpcAdmission;
 use crate::admission::{Gatekeeper, StreamKind, WatchSlot};
 use crate::domain::{ChangeKind, FlagChange};
+use crate::domain::{FlagType, NoAttributes};
 use crate::service::openfeature::{
-    Context, ENVIRONMENT_ATTRIBUTE, Resolution, ResolveError, Resolver, TARGETING_KEY,
+    Context, ENVIRONMENT_ATTRIBUTE, Resolution, ResolveError, Resolver, TARGETING_KEY, Typed,
 };
 use crate::service::{WatchEnd, WatchEvent, Watcher};
 
@@ -99,23 +105,21 @@ impl Flagd {
             .map_err(|err| resolve_status(flag_key, err))
     }
 
-    /// What a non-boolean resolve answers: the flag's absence first, as
-    /// flagd does, else a type mismatch.
-    fn mismatch(
+    /// Resolves `flag_key` as `asked`: its resolution and value (`None`:
+    /// no value here).
+    fn resolve_as(
         &self,
         flag_key: &str,
         context: Option<&Struct>,
         selector: Option<&str>,
-        asked: &str,
-    ) -> Status {
-        match self.resolve(flag_key, context, selector) {
-            Err(status) => status,
-            Ok(_) => Status::invalid_argument(format!(
-                "TYPE_MISMATCH: flag_key: {} is a boolean flag, not {asked}; \
-                 resolve it with ResolveBoolean",
-                crate::engine::echo(flag_key)
-            )),
-        }
+        asked: FlagType,
+    ) -> Result<(Resolution, Option<Owned>), Status> {
+        let resolution = self.resolve(flag_key, context, selector)?;
+        let value = resolution
+            .value_as(asked)
+            .map_err(|err| resolve_status(flag_key, err))?
+            .map(Owned::from);
+        Ok((resolution, value))
     }
 
     fn resolve_all(
@@ -244,6 +248,10 @@ fn context_of<'a>(
     context: Option<&'a Struct>,
     selector: Option<&'a str>,
 ) -> Result<Context<'a>, Status> {
+    if let Some(context) = context {
+        vexil_proto::context::validate("context", context)
+            .map_err(|err| Status::invalid_argument(format!("INVALID_CONTEXT: {err}")))?;
+    }
     let attribute = |name: &str| -> Result<Option<&'a str>, Status> {
         match context
             .and_then(|context| context.fields.get(name))
@@ -262,6 +270,10 @@ fn context_of<'a>(
             .or(selector)
             .unwrap_or_default(),
         depth: context.map_or(0, struct_depth),
+        attributes: match context {
+            Some(context) => context,
+            None => &NoAttributes,
+        },
     })
 }
 
@@ -291,14 +303,60 @@ fn resolve_status(flag_key: &str, err: ResolveError) -> Status {
         ResolveError::InvalidContext(why) => {
             Status::invalid_argument(format!("INVALID_CONTEXT: {why}"))
         }
+        err @ ResolveError::TypeMismatch { .. } => Status::invalid_argument(format!(
+            "TYPE_MISMATCH: flag_key: {}: {err}",
+            crate::engine::echo(flag_key)
+        )),
     }
+}
+
+/// A value taken out of a resolution, as flagd's messages hold it.
+enum Owned {
+    Bool(bool),
+    String(String),
+    Int(i64),
+    Float(f64),
+    Object(Struct),
+}
+
+impl From<Typed<'_>> for Owned {
+    fn from(value: Typed<'_>) -> Self {
+        match value {
+            Typed::Bool(b) => Self::Bool(b),
+            Typed::String(s) => Self::String(s.to_string()),
+            Typed::Int(n) => Self::Int(n),
+            Typed::Float(n) => Self::Float(n),
+            Typed::Object(object) => Self::Object(struct_to_pb(object)),
+        }
+    }
+}
+
+macro_rules! owned_as {
+    ($name:ident, $variant:ident, $type:ty) => {
+        fn $name(value: Option<Owned>) -> Option<$type> {
+            match value {
+                Some(Owned::$variant(value)) => Some(value),
+                _ => None,
+            }
+        }
+    };
+}
+owned_as!(as_bool, Bool, bool);
+owned_as!(as_string, String, String);
+owned_as!(as_int, Int, i64);
+owned_as!(as_float, Float, f64);
+owned_as!(as_object, Object, Struct);
+
+/// The variant's name, when a value is served.
+fn variant_name(resolution: &Resolution) -> Option<String> {
+    resolution.variant().map(|variant| variant.name.clone())
 }
 
 /// The answer's metadata: the flag's revision and Vexil's own reason.
 fn metadata(resolution: &Resolution) -> Struct {
     fields([
-        ("revision", number(resolution.revision as f64)),
-        ("vexilReason", string(resolution.vexil_reason.name())),
+        ("revision", number(resolution.revision() as f64)),
+        ("vexilReason", string(resolution.vexil_reason().name())),
     ])
 }
 
@@ -342,20 +400,30 @@ macro_rules! flagd_service {
                 &self,
                 request: Request<$version::ResolveAllRequest>,
             ) -> Result<Response<$version::ResolveAllResponse>, Status> {
+                use $version::any_flag::Value as Any;
                 let selector = self.0.admit(&request, "ResolveAll")?;
                 let context = request.into_inner().context;
                 let flags = self
                     .0
                     .resolve_all(context.as_ref(), selector.as_deref())?
                     .into_iter()
-                    .map(|(name, resolution)| {
+                    .filter_map(|(name, resolution)| {
+                        let value = resolution.value().map(|value| match Owned::from(value) {
+                            Owned::Bool(b) => Any::BoolValue(b),
+                            Owned::String(s) => Any::StringValue(s),
+                            Owned::Int(n) => Any::DoubleValue(n as f64),
+                            Owned::Float(n) => Any::DoubleValue(n),
+                            Owned::Object(object) => Any::ObjectValue(object),
+                        });
+                        // v1 leaves out flags serving no value here.
+                        $present(value.as_ref().map(|_| ())).ok()?;
                         let flag = $version::AnyFlag {
                             reason: resolution.reason.as_str().to_string(),
-                            variant: $present(Some(resolution.variant().to_string())),
-                            value: Some($version::any_flag::Value::BoolValue(resolution.enabled)),
+                            variant: $present(variant_name(&resolution)).ok()?,
+                            value,
                             metadata: Some(metadata(&resolution)),
                         };
-                        (name, flag)
+                        Some((name, flag))
                     })
                     .collect();
                 Ok(Response::new($version::ResolveAllResponse {
@@ -370,13 +438,16 @@ macro_rules! flagd_service {
             ) -> Result<Response<$version::ResolveBooleanResponse>, Status> {
                 let selector = self.0.admit(&request, "ResolveBoolean")?;
                 let $version::ResolveBooleanRequest { flag_key, context } = request.into_inner();
-                let resolution =
-                    self.0
-                        .resolve(&flag_key, context.as_ref(), selector.as_deref())?;
+                let (resolution, value) = self.0.resolve_as(
+                    &flag_key,
+                    context.as_ref(),
+                    selector.as_deref(),
+                    FlagType::Boolean,
+                )?;
                 Ok(Response::new($version::ResolveBooleanResponse {
-                    value: $present(Some(resolution.enabled)),
+                    value: $present(as_bool(value))?,
                     reason: resolution.reason.as_str().to_string(),
-                    variant: $present(Some(resolution.variant().to_string())),
+                    variant: $present(variant_name(&resolution))?,
                     metadata: Some(metadata(&resolution)),
                 }))
             }
@@ -387,9 +458,18 @@ macro_rules! flagd_service {
             ) -> Result<Response<$version::ResolveStringResponse>, Status> {
                 let selector = self.0.admit(&request, "ResolveString")?;
                 let $version::ResolveStringRequest { flag_key, context } = request.into_inner();
-                Err(self
-                    .0
-                    .mismatch(&flag_key, context.as_ref(), selector.as_deref(), "string"))
+                let (resolution, value) = self.0.resolve_as(
+                    &flag_key,
+                    context.as_ref(),
+                    selector.as_deref(),
+                    FlagType::String,
+                )?;
+                Ok(Response::new($version::ResolveStringResponse {
+                    value: $present(as_string(value))?,
+                    reason: resolution.reason.as_str().to_string(),
+                    variant: $present(variant_name(&resolution))?,
+                    metadata: Some(metadata(&resolution)),
+                }))
             }
 
             async fn resolve_float(
@@ -398,9 +478,18 @@ macro_rules! flagd_service {
             ) -> Result<Response<$version::ResolveFloatResponse>, Status> {
                 let selector = self.0.admit(&request, "ResolveFloat")?;
                 let $version::ResolveFloatRequest { flag_key, context } = request.into_inner();
-                Err(self
-                    .0
-                    .mismatch(&flag_key, context.as_ref(), selector.as_deref(), "float"))
+                let (resolution, value) = self.0.resolve_as(
+                    &flag_key,
+                    context.as_ref(),
+                    selector.as_deref(),
+                    FlagType::Float,
+                )?;
+                Ok(Response::new($version::ResolveFloatResponse {
+                    value: $present(as_float(value))?,
+                    reason: resolution.reason.as_str().to_string(),
+                    variant: $present(variant_name(&resolution))?,
+                    metadata: Some(metadata(&resolution)),
+                }))
             }
 
             async fn resolve_int(
@@ -409,9 +498,18 @@ macro_rules! flagd_service {
             ) -> Result<Response<$version::ResolveIntResponse>, Status> {
                 let selector = self.0.admit(&request, "ResolveInt")?;
                 let $version::ResolveIntRequest { flag_key, context } = request.into_inner();
-                Err(self
-                    .0
-                    .mismatch(&flag_key, context.as_ref(), selector.as_deref(), "int"))
+                let (resolution, value) = self.0.resolve_as(
+                    &flag_key,
+                    context.as_ref(),
+                    selector.as_deref(),
+                    FlagType::Int,
+                )?;
+                Ok(Response::new($version::ResolveIntResponse {
+                    value: $present(as_int(value))?,
+                    reason: resolution.reason.as_str().to_string(),
+                    variant: $present(variant_name(&resolution))?,
+                    metadata: Some(metadata(&resolution)),
+                }))
             }
 
             async fn resolve_object(
@@ -420,9 +518,20 @@ macro_rules! flagd_service {
             ) -> Result<Response<$version::ResolveObjectResponse>, Status> {
                 let selector = self.0.admit(&request, "ResolveObject")?;
                 let $version::ResolveObjectRequest { flag_key, context } = request.into_inner();
-                Err(self
-                    .0
-                    .mismatch(&flag_key, context.as_ref(), selector.as_deref(), "object"))
+                let (resolution, value) = self.0.resolve_as(
+                    &flag_key,
+                    context.as_ref(),
+                    selector.as_deref(),
+                    FlagType::Object,
+                )?;
+                let value = as_object(value);
+                $present(value.as_ref().map(|_| ()))?;
+                Ok(Response::new($version::ResolveObjectResponse {
+                    value,
+                    reason: resolution.reason.as_str().to_string(),
+                    variant: $present(variant_name(&resolution))?,
+                    metadata: Some(metadata(&resolution)),
+                }))
             }
 
             async fn event_stream(
@@ -444,15 +553,21 @@ macro_rules! flagd_service {
     };
 }
 
-/// v1's fields are plain: an absent answer is the type's default.
-fn or_default<T: Default>(answer: Option<T>) -> T {
-    answer.unwrap_or_default()
+/// v1's fields are plain: a flag serving no value here cannot be answered
+/// (NOT_FOUND, so providers use the code default).
+fn required<T>(answer: Option<T>) -> Result<T, Status> {
+    answer.ok_or_else(|| {
+        Status::not_found(
+            "FLAG_NOT_FOUND: the flag serves no value for this context (it has no off variant); \
+             use the code default",
+        )
+    })
 }
 
 /// v2's fields are optional: an absent answer is left out.
-fn optional<T>(answer: Option<T>) -> Option<T> {
-    answer
+fn optional<T>(answer: Option<T>) -> Result<Option<T>, Status> {
+    Ok(answer)
 }
 
-flagd_service!(FlagdV1, v1, or_default);
+flagd_service!(FlagdV1, v1, required);
 flagd_service!(FlagdV2, v2, optional);

@@ -6,13 +6,13 @@ use tonic::{Request, Response, Status};
 
 use super::access::GrpcAdmission;
 use super::convert::{
-    audit_entry_to_pb, explanation_to_pb, flag_from_pb, flag_metrics_to_pb, flag_to_pb,
+    audit_entry_to_pb, context_of, explanation_to_pb, flag_from_pb, flag_metrics_to_pb, flag_to_pb,
     group_to_pb, timestamp_from_pb, update_fields,
 };
 use super::pb;
 use crate::admission::Gatekeeper;
 use crate::auth::Role;
-use crate::domain::{Change, EvalContext};
+use crate::domain::{Change, EvalContext, NoCatalog};
 use crate::error::Error;
 use crate::service::{Evaluator, FlagFilter, FlagManager, Metrics, Page};
 
@@ -239,20 +239,24 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
             user_id,
             environment,
             at,
+            context,
         } = request.into_inner();
         let now = match at {
             Some(at) => timestamp_from_pb("at", at)?,
             None => chrono::Utc::now(),
         };
+        let context = context_of(context)?;
         let ctx = EvalContext {
             user_id: &user_id,
             environment: &environment,
+            attributes: &context,
+            catalog: &NoCatalog,
         };
-        let (explanation, revision) = self.evaluator.explain(&flag_name, &ctx, now)?;
+        let (explanation, flag) = self.evaluator.explain(&flag_name, &ctx, now)?;
         Ok(Response::new(explanation_to_pb(
             flag_name,
             &explanation,
-            revision,
+            flag.as_deref(),
         )))
     }
 

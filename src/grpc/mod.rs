@@ -35,12 +35,10 @@ pub mod evaluation_server {
     include!(concat!(env!("OUT_DIR"), "/vexil.v1.EvaluationService.rs"));
 }
 
-/// Generated protobuf types, servers and clients for `vexil.v1`.
+/// `vexil.v1`: the messages and clients (`vexil-proto`'s) and the
+/// servers generated here.
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
+    pub use vexil_proto::v1::*;
     tonic::include_proto!("vexil.v1");
-
-    /// Encoded descriptors of the protos, served by reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/vexil_descriptor.bin"));
 }

@@ -38,18 +38,7 @@ pub const LATENCY_BOUNDS_NS: [u64; 11] = [
 ];
 pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_NS.len() + 1;
 /// Every reason, in the order of the counters.
-pub const REASONS: [Reason; 10] = [
-    Reason::FlagNotFound,
-    Reason::Disabled,
-    Reason::NotStarted,
-    Reason::Expired,
-    Reason::EnvironmentNotAllowed,
-    Reason::Blacklisted,
-    Reason::Whitelisted,
-    Reason::EnvironmentOverride,
-    Reason::PercentageRollout,
-    Reason::OutsideRollout,
-];
+pub const REASONS: [Reason; 15] = Reason::ALL;
 /// Environments a flag keeps in inline slots; more go to a map.
 const INLINE_ENVIRONMENTS: usize = 8;
 /// (flag, environment) pairs counted on their own per replica where the
@@ -90,6 +79,11 @@ fn reason_index(reason: Reason) -> usize {
         Reason::EnvironmentOverride => 7,
         Reason::PercentageRollout => 8,
         Reason::OutsideRollout => 9,
+        Reason::PrerequisiteFailed => 10,
+        Reason::TargetMatch => 11,
+        Reason::RuleMatch => 12,
+        Reason::Split => 13,
+        Reason::Default => 14,
     }
 }
 
@@ -119,7 +113,7 @@ pub struct Observation<'a> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HourFigures {
     /// Evaluations by reason, as `[disabled, enabled]`.
-    pub outcomes: [[u64; 2]; 10],
+    pub outcomes: [[u64; 2]; REASONS.len()],
     pub latency: [u64; LATENCY_BUCKETS],
     pub latency_sum_ns: u64,
     /// Distinct users: absent when no sketch was available, and in a
@@ -178,7 +172,7 @@ pub struct HourRecord {
 
 #[derive(Default)]
 struct Counters {
-    outcomes: [[AtomicU64; 2]; 10],
+    outcomes: [[AtomicU64; 2]; REASONS.len()],
     latency: [AtomicU64; LATENCY_BUCKETS],
     latency_sum_ns: AtomicU64,
     /// Timed evaluations: the first [`ALWAYS_TIMED`] of an hour are all
@@ -593,7 +587,7 @@ impl Prepared<'_> {
 #[derive(Debug, Default)]
 pub struct Totals {
     /// Flags' names, ordinals, evaluations by reason as `[disabled, enabled]`.
-    pub flags: Vec<(Arc<str>, usize, [[u64; 2]; 10])>,
+    pub flags: Vec<(Arc<str>, usize, [[u64; 2]; REASONS.len()])>,
     /// Evaluations of names that were not flags.
     pub unknown: u64,
     /// Evaluation time over every name (only its latency fields are set).
@@ -1104,7 +1098,7 @@ impl Recorder {
             let Some(&ordinal) = flag.ordinal.get() else {
                 continue;
             };
-            let mut outcomes = [[0u64; 2]; 10];
+            let mut outcomes = [[0u64; 2]; REASONS.len()];
             for environment in flag.environments() {
                 // Under the roll lock: an hour moves from its buffer to
                 // `retired` all at once, so counters never go down.
@@ -1125,7 +1119,7 @@ impl Recorder {
                     sum[0] = sum[0].saturating_add(counted[0]);
                     sum[1] = sum[1].saturating_add(counted[1]);
                 }
-                figures.outcomes = [[0; 2]; 10];
+                figures.outcomes = [[0; 2]; REASONS.len()];
                 totals.latency.add(&figures);
             }
             // Evaluated while it was not a flag: counted in `unknown`.

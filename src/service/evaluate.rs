@@ -7,17 +7,45 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::cache::{FlagCache, StatsSlot};
-use crate::domain::{EvalContext, Evaluation, limits, validate_name};
+use crate::domain::{EvalContext, Evaluation, Flag, FlagType, Variant, limits, validate_name};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::metrics::{Observation, Recorder};
 
 /// One flag's answer and the revision of the flag state it came from
-/// (0 when the flag does not exist).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (0 when the flag does not exist), and the flag itself (shared, not
+/// copied): the variant served, the rule that decided and a failed
+/// prerequisite are read from it at the edge.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlagResult {
     pub evaluation: Evaluation,
     pub revision: u64,
+    pub flag: Option<Arc<Flag>>,
+}
+
+impl FlagResult {
+    fn of(flag: Option<&Arc<Flag>>, evaluation: Evaluation) -> Self {
+        Self {
+            evaluation,
+            revision: flag.map_or(0, |flag| flag.revision),
+            flag: flag.cloned(),
+        }
+    }
+
+    /// The variant served, if any (a boolean flag's `on` or `off`).
+    pub fn variant(&self) -> Option<&Variant> {
+        let index = self.evaluation.variant?;
+        match &self.flag {
+            Some(flag) => flag.variant(index),
+            None => engine::boolean_variants().get(usize::from(index)),
+        }
+    }
+
+    pub fn flag_type(&self) -> FlagType {
+        self.flag
+            .as_ref()
+            .map_or(FlagType::Boolean, |flag| flag.flag_type())
+    }
 }
 
 #[derive(Clone)]
@@ -32,6 +60,15 @@ impl Evaluator {
         Self { cache, metrics }
     }
 
+    /// `ctx` with this replica's flags (and segments) as its catalog:
+    /// callers say who asks; prerequisites and segments are read here.
+    fn bind<'a>(&'a self, ctx: &EvalContext<'a>) -> EvalContext<'a> {
+        EvalContext {
+            catalog: self.cache.as_ref(),
+            ..*ctx
+        }
+    }
+
     /// Evaluates one flag. A well-formed unknown name is not an error.
     pub fn evaluate(
         &self,
@@ -41,25 +78,22 @@ impl Evaluator {
     ) -> Result<FlagResult> {
         validate_context(ctx)?;
         validate_name("flag_name", flag_name)?;
-        Ok(self.evaluate_valid(flag_name, ctx, now))
+        Ok(self.evaluate_valid(flag_name, &self.bind(ctx), now))
     }
 
     /// Evaluates one flag and explains how (the same cache and engine as
-    /// [`Self::evaluate`]); also returns the flag's revision.
+    /// [`Self::evaluate`]); also returns the flag, if it exists.
     pub fn explain(
         &self,
         flag_name: &str,
         ctx: &EvalContext<'_>,
         now: DateTime<Utc>,
-    ) -> Result<(engine::Explanation, u64)> {
+    ) -> Result<(engine::Explanation, Option<Arc<Flag>>)> {
         validate_context(ctx)?;
         validate_name("flag_name", flag_name)?;
-        Ok(self.cache.with_flag(flag_name, |flag| {
-            (
-                engine::explain(flag, ctx, now),
-                flag.map_or(0, |flag| flag.revision),
-            )
-        }))
+        let flag = self.cache.get(flag_name);
+        let explanation = engine::explain(flag.as_deref(), &self.bind(ctx), now);
+        Ok((explanation, flag))
     }
 
     /// Evaluates the named flags, in order; every flag (by name) when
@@ -71,6 +105,7 @@ impl Evaluator {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, FlagResult)>> {
         validate_context(ctx)?;
+        let ctx = &self.bind(ctx);
         if flag_names.len() > limits::BULK_FLAGS {
             return Err(Error::invalid(
                 "flag_names",
@@ -79,13 +114,12 @@ impl Evaluator {
         }
         if flag_names.is_empty() {
             let mut results = Vec::with_capacity(self.cache.len());
+            // Under the name index's lock, not a shard's: prerequisites
+            // are read from the shards.
             self.cache.scan_entries(|flag, slot| {
                 let started = self.metrics.is_some() && timed();
                 let started = started.then(Instant::now);
-                let result = FlagResult {
-                    evaluation: engine::evaluate(Some(flag), ctx, now),
-                    revision: flag.revision,
-                };
+                let result = FlagResult::of(Some(flag), engine::evaluate(Some(flag), ctx, now));
                 if let Some(metrics) = &self.metrics {
                     let observation = observe(ctx, &result, started, now);
                     record(
@@ -113,47 +147,41 @@ impl Evaluator {
             .collect())
     }
 
+    /// Evaluates a flag for a bound context. The flag is taken out of the
+    /// cache first (its shard's lock released), since prerequisites are
+    /// read from the same cache.
     fn evaluate_valid(
         &self,
         flag_name: &str,
         ctx: &EvalContext<'_>,
         now: DateTime<Utc>,
     ) -> FlagResult {
+        let entry = self.cache.entry(flag_name);
         let Some(metrics) = &self.metrics else {
-            return self.cache.with_flag(flag_name, |flag| FlagResult {
-                evaluation: engine::evaluate(flag, ctx, now),
-                revision: flag.map_or(0, |flag| flag.revision),
-            });
+            let flag = entry.map(|(flag, _)| flag);
+            return FlagResult::of(flag.as_ref(), engine::evaluate(flag.as_deref(), ctx, now));
         };
         let started = timed().then(Instant::now);
-        self.cache.with_entry(flag_name, |entry| {
-            let Some((flag, slot)) = entry else {
-                let result = FlagResult {
-                    evaluation: engine::evaluate(None, ctx, now),
-                    revision: 0,
-                };
-                let observation = observe(ctx, &result, started, now);
-                metrics.record_unknown(flag_name, &observation);
-                return result;
-            };
-            // Found before the engine runs (see `Recorder::prepare`).
-            let stats = slot.get_or_init(|| metrics.flag(flag_name));
-            let counting =
-                metrics.prepare(stats, ctx.environment, ctx.user_id, now.timestamp(), || {
-                    flag.spec.names_environment(ctx.environment)
-                });
-            let started = started.or_else(|| counting.among_first().then(Instant::now));
-            let result = FlagResult {
-                evaluation: engine::evaluate(Some(flag), ctx, now),
-                revision: flag.revision,
-            };
-            counting.record(
-                result.evaluation.reason,
-                result.evaluation.enabled,
-                started.map(elapsed_ns),
-            );
-            result
-        })
+        let Some((flag, slot)) = entry else {
+            let result = FlagResult::of(None, engine::evaluate(None, ctx, now));
+            let observation = observe(ctx, &result, started, now);
+            metrics.record_unknown(flag_name, &observation);
+            return result;
+        };
+        // Found before the engine runs (see `Recorder::prepare`).
+        let stats = slot.get_or_init(|| metrics.flag(flag_name));
+        let counting =
+            metrics.prepare(stats, ctx.environment, ctx.user_id, now.timestamp(), || {
+                flag.spec().names_environment(ctx.environment)
+            });
+        let started = started.or_else(|| counting.among_first().then(Instant::now));
+        let result = FlagResult::of(Some(&flag), engine::evaluate(Some(&flag), ctx, now));
+        counting.record(
+            result.evaluation.reason,
+            result.evaluation.enabled,
+            started.map(elapsed_ns),
+        );
+        result
     }
 }
 
@@ -185,7 +213,7 @@ pub(crate) fn record(
         Some((flag, slot)) => {
             let stats = slot.get_or_init(|| metrics.flag(flag_name));
             metrics.record(stats, observation, || {
-                flag.spec.names_environment(observation.environment)
+                flag.spec().names_environment(observation.environment)
             });
         }
         None => metrics.record_unknown(flag_name, observation),

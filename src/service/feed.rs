@@ -151,19 +151,22 @@ mod tests {
     use chrono::DateTime;
 
     use super::*;
+    use crate::domain::Stamp;
     use crate::domain::{Flag, FlagName, FlagSpec};
 
     fn change(revision: u64) -> Arc<FeedEntry> {
         let name = FlagName::parse("name", "f").unwrap();
-        Arc::new(FeedEntry::new(FlagChange::upserted(Arc::new(Flag {
+        Arc::new(FeedEntry::new(FlagChange::upserted(Arc::new(Flag::new(
             name,
-            spec: FlagSpec::default(),
-            revision,
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
-            created_by: String::new(),
-            updated_by: String::new(),
-        }))))
+            FlagSpec::default(),
+            Stamp {
+                revision,
+                created_at: DateTime::UNIX_EPOCH,
+                updated_at: DateTime::UNIX_EPOCH,
+                created_by: String::new(),
+                updated_by: String::new(),
+            },
+        )))))
     }
 
     fn revisions(changes: Vec<Arc<FeedEntry>>) -> Vec<u64> {

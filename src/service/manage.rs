@@ -54,7 +54,7 @@ pub struct FlagFilter {
 
 impl FlagFilter {
     fn matches(&self, flag: &Flag) -> bool {
-        let spec = &flag.spec;
+        let spec = flag.spec();
         self.environment
             .as_ref()
             .is_none_or(|env| spec.environments.is_empty() || spec.environments.contains(env))
@@ -185,8 +185,8 @@ impl FlagManager {
             let flag = this
                 .store
                 .update_flag(&name, expected_revision, &change, |current| {
-                    check_scope(caller.as_ref(), &current.spec)?;
-                    let mut spec = current.spec.clone();
+                    check_scope(caller.as_ref(), current.spec())?;
+                    let mut spec = current.spec().clone();
                     spec.merge(values, &fields);
                     spec.validate("flag")?;
                     check_scope(caller.as_ref(), &spec)?;
@@ -217,7 +217,7 @@ impl FlagManager {
             let revision = this
                 .store
                 .delete_flag(flag_name.as_str(), expected_revision, &change, |current| {
-                    check_scope(caller.as_ref(), &current.spec)
+                    check_scope(caller.as_ref(), current.spec())
                 })
                 .await?;
             tracing::info!(flag = %flag_name, revision, actor = %change.actor, "flag deleted");

@@ -3,33 +3,28 @@
 //! and the engine's answer with an OpenFeature reason. Every answer comes
 //! from the hot cache and the engine, exactly as Evaluate gives it.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use chrono::{DateTime, Utc};
 
-use super::evaluate::{elapsed_ns, record, timed};
-use crate::cache::FlagCache;
-use crate::domain::{EvalContext, Flag, Reason, limits, validate_name};
+use super::evaluate::{Evaluator, FlagResult};
+use crate::domain::{
+    Attributes, EvalContext, FlagType, Metadata, NoCatalog, Reason, Value, Variant, limits,
+    validate_name,
+};
 use crate::engine;
-use crate::metrics::{Observation, Recorder};
 
 /// The context attribute holding the user id (OpenFeature's).
 pub const TARGETING_KEY: &str = "targetingKey";
 /// The context attribute naming the Vexil environment.
 pub const ENVIRONMENT_ATTRIBUTE: &str = "environment";
 
-/// The two boolean variants.
-pub const VARIANT_ON: &str = "on";
-pub const VARIANT_OFF: &str = "off";
-
 /// How deeply an evaluation context's objects and lists may nest (the
 /// context itself is level 1), over flagd's gRPC and OFREP alike: about what
 /// the protobuf decoder's recursion limit lets through as a `Struct`.
 pub const MAX_CONTEXT_DEPTH: usize = 32;
 
-/// Who and where, from an OpenFeature evaluation context.
-#[derive(Debug, Clone, Copy, Default)]
+/// Who and where, from an OpenFeature evaluation context, and the context
+/// itself for targeting rules.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// `None` when the context has no targeting key, or an empty one.
     pub targeting_key: Option<&'a str>,
@@ -37,6 +32,8 @@ pub struct Context<'a> {
     pub environment: &'a str,
     /// How deeply the context's objects and lists nest (1 for a flat one).
     pub depth: usize,
+    /// The context's attributes, read in place by targeting rules.
+    pub attributes: &'a dyn Attributes,
 }
 
 /// The refusal of a context nested deeper than [`MAX_CONTEXT_DEPTH`].
@@ -53,8 +50,12 @@ pub enum OpenFeatureReason {
     /// The answer is the same for every user, environment and later moment
     /// until the flag changes; providers cache it per flag key.
     Static,
-    /// A user, environment, time or rollout rule decided.
+    /// A user, environment, time, rule or rollout decided.
     TargetingMatch,
+    /// The fallthrough's split placed the user.
+    Split,
+    /// The fallthrough decided (or served no value).
+    Default,
 }
 
 impl OpenFeatureReason {
@@ -62,31 +63,78 @@ impl OpenFeatureReason {
         match self {
             Self::Static => "STATIC",
             Self::TargetingMatch => "TARGETING_MATCH",
+            Self::Split => "SPLIT",
+            Self::Default => "DEFAULT",
         }
     }
 }
 
-/// One flag's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One flag's answer: Vexil's own, with OpenFeature's reason.
+#[derive(Debug, Clone)]
 pub struct Resolution {
-    pub enabled: bool,
+    pub result: FlagResult,
     pub reason: OpenFeatureReason,
-    /// Vexil's own reason, for the answer's metadata.
-    pub vexil_reason: Reason,
-    /// The flag's revision.
-    pub revision: u64,
     /// The answer depended on the user id and the context gave none: it is
     /// the anonymous user's (empty user id) answer.
     pub needed_user: bool,
 }
 
+/// A resolution's value as the caller asked for it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Typed<'a> {
+    Bool(bool),
+    String(&'a str),
+    Int(i64),
+    Float(f64),
+    Object(&'a Metadata),
+}
+
 impl Resolution {
-    pub fn variant(&self) -> &'static str {
-        if self.enabled {
-            VARIANT_ON
-        } else {
-            VARIANT_OFF
-        }
+    pub fn vexil_reason(&self) -> Reason {
+        self.result.evaluation.reason
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.result.revision
+    }
+
+    /// The variant served; `None`: no value (the caller's default).
+    pub fn variant(&self) -> Option<&Variant> {
+        self.result.variant()
+    }
+
+    /// The value served, as stored.
+    pub fn value(&self) -> Option<Typed<'_>> {
+        self.variant().map(|variant| match &variant.value {
+            Value::Bool(b) => Typed::Bool(*b),
+            Value::String(s) => Typed::String(s),
+            Value::Int(n) => Typed::Int(*n),
+            Value::Float(n) => Typed::Float(*n),
+            Value::Object(object) => Typed::Object(object),
+        })
+    }
+
+    /// The value as `asked` (OpenFeature's numeric rules: an int resolves
+    /// as a float; a float that is integral and within ±2^53 as an int).
+    /// `Ok(None)`: the flag serves no value here.
+    pub fn value_as(&self, asked: FlagType) -> Result<Option<Typed<'_>>, ResolveError> {
+        /// Integers a double holds exactly.
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        let flag_type = self.result.flag_type();
+        let value = self.value();
+        let converted = match (asked, value) {
+            (_, None) if asked == flag_type => return Ok(None),
+            (FlagType::Float, None) if flag_type == FlagType::Int => return Ok(None),
+            (FlagType::Int, Some(Typed::Float(n))) if n.fract() == 0.0 && n.abs() <= EXACT => {
+                Some(Typed::Int(n as i64))
+            }
+            (FlagType::Float, Some(Typed::Int(n))) => Some(Typed::Float(n as f64)),
+            (asked, Some(value)) if asked == flag_type => Some(value),
+            _ => None,
+        };
+        converted
+            .map(Some)
+            .ok_or(ResolveError::TypeMismatch { flag_type, asked })
     }
 }
 
@@ -97,6 +145,11 @@ pub enum ResolveError {
     /// The context is unusable; the message names the attribute
     /// (`context.targetingKey …`).
     InvalidContext(String),
+    /// The flag's values are not of the type asked for.
+    TypeMismatch {
+        flag_type: FlagType,
+        asked: FlagType,
+    },
 }
 
 impl std::fmt::Display for ResolveError {
@@ -104,20 +157,26 @@ impl std::fmt::Display for ResolveError {
         match self {
             Self::FlagNotFound => f.write_str("flag not found"),
             Self::InvalidContext(why) => f.write_str(why),
+            Self::TypeMismatch { flag_type, asked } => write!(
+                f,
+                "the flag is of type {}, not {}",
+                flag_type.name(),
+                asked.name()
+            ),
         }
     }
 }
 
+/// Resolves through the [`Evaluator`]: the same cache, engine and
+/// counting as Evaluate.
 #[derive(Clone)]
 pub struct Resolver {
-    cache: Arc<FlagCache>,
-    metrics: Option<Arc<Recorder>>,
+    evaluator: Evaluator,
 }
 
 impl Resolver {
-    /// Resolves from `cache`, counting into `metrics` when given.
-    pub fn new(cache: Arc<FlagCache>, metrics: Option<Arc<Recorder>>) -> Self {
-        Self { cache, metrics }
+    pub fn new(evaluator: Evaluator) -> Self {
+        Self { evaluator }
     }
 
     /// Resolves one flag. A key that is not a valid flag name names no flag.
@@ -131,29 +190,11 @@ impl Resolver {
         if validate_name("flag_key", flag_key).is_err() {
             return Err(ResolveError::FlagNotFound);
         }
-        let Some(metrics) = &self.metrics else {
-            return self.cache.with_flag(flag_key, |flag| {
-                flag.map(|flag| resolve(flag, ctx, now))
-                    .ok_or(ResolveError::FlagNotFound)
-            });
-        };
-        let started = timed().then(Instant::now);
-        self.cache.with_entry(flag_key, |entry| {
-            let resolution = entry.map(|(flag, _)| resolve(flag, ctx, now));
-            let (reason, enabled) = resolution.map_or((Reason::FlagNotFound, false), |r| {
-                (r.vexil_reason, r.enabled)
-            });
-            let observation = Observation {
-                environment: ctx.environment,
-                user_id: ctx.targeting_key.unwrap_or_default(),
-                reason,
-                enabled,
-                latency_ns: started.map(elapsed_ns),
-                at: now.timestamp(),
-            };
-            record(metrics, flag_key, entry, &observation);
-            resolution.ok_or(ResolveError::FlagNotFound)
-        })
+        let result = self
+            .evaluator
+            .evaluate(flag_key, &eval_context(ctx), now)
+            .map_err(|err| ResolveError::InvalidContext(err.to_string()))?;
+        resolution(result, ctx, now).ok_or(ResolveError::FlagNotFound)
     }
 
     /// Resolves every flag, in name order.
@@ -163,30 +204,23 @@ impl Resolver {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, Resolution)>, ResolveError> {
         check(ctx)?;
-        let mut resolved = Vec::with_capacity(self.cache.len());
-        self.cache.scan_entries(|flag, slot| {
-            let started = self.metrics.is_some() && timed();
-            let started = started.then(Instant::now);
-            let resolution = resolve(flag, ctx, now);
-            if let Some(metrics) = &self.metrics {
-                let observation = Observation {
-                    environment: ctx.environment,
-                    user_id: ctx.targeting_key.unwrap_or_default(),
-                    reason: resolution.vexil_reason,
-                    enabled: resolution.enabled,
-                    latency_ns: started.map(elapsed_ns),
-                    at: now.timestamp(),
-                };
-                record(
-                    metrics,
-                    flag.name.as_str(),
-                    Some((flag, slot)),
-                    &observation,
-                );
-            }
-            resolved.push((flag.name.to_string(), resolution));
-        });
-        Ok(resolved)
+        let results = self
+            .evaluator
+            .bulk_evaluate(Vec::new(), &eval_context(ctx), now)
+            .map_err(|err| ResolveError::InvalidContext(err.to_string()))?;
+        Ok(results
+            .into_iter()
+            .filter_map(|(name, result)| Some((name, resolution(result, ctx, now)?)))
+            .collect())
+    }
+}
+
+fn eval_context<'a>(ctx: &Context<'a>) -> EvalContext<'a> {
+    EvalContext {
+        user_id: ctx.targeting_key.unwrap_or_default(),
+        environment: ctx.environment,
+        attributes: ctx.attributes,
+        catalog: &NoCatalog,
     }
 }
 
@@ -212,16 +246,9 @@ fn check(ctx: &Context<'_>) -> Result<(), ResolveError> {
     Ok(())
 }
 
-fn resolve(flag: &Flag, ctx: &Context<'_>, now: DateTime<Utc>) -> Resolution {
-    let user_id = ctx.targeting_key.unwrap_or_default();
-    let evaluation = engine::evaluate(
-        Some(flag),
-        &EvalContext {
-            user_id,
-            environment: ctx.environment,
-        },
-        now,
-    );
+/// OpenFeature's view of an evaluation; `None` when the flag does not exist.
+fn resolution(result: FlagResult, ctx: &Context<'_>, now: DateTime<Utc>) -> Option<Resolution> {
+    let flag = result.flag.as_deref()?;
     // A killed flag is STATIC (off for everyone until it changes), not
     // OpenFeature's DISABLED, after which providers return the caller's
     // default: `getBooleanValue("checkout", true)` would stay on after the
@@ -229,22 +256,24 @@ fn resolve(flag: &Flag, ctx: &Context<'_>, now: DateTime<Utc>) -> Resolution {
     let reason = if engine::is_static(flag, now) {
         OpenFeatureReason::Static
     } else {
-        OpenFeatureReason::TargetingMatch
+        match result.evaluation.reason {
+            Reason::Split => OpenFeatureReason::Split,
+            Reason::Default => OpenFeatureReason::Default,
+            _ => OpenFeatureReason::TargetingMatch,
+        }
     };
     let decided_by_user = matches!(
-        evaluation.reason,
+        result.evaluation.reason,
         Reason::Whitelisted
             | Reason::Blacklisted
             | Reason::PercentageRollout
             | Reason::OutsideRollout
     );
-    Resolution {
-        enabled: evaluation.enabled,
-        reason,
-        vexil_reason: evaluation.reason,
-        revision: flag.revision,
+    Some(Resolution {
         needed_user: ctx.targeting_key.is_none()
             && decided_by_user
             && reason == OpenFeatureReason::TargetingMatch,
-    }
+        reason,
+        result,
+    })
 }

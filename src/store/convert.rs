@@ -2,13 +2,16 @@
 //! classification of database errors into the service's [`Error`].
 
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::entities::{audit, flag, group};
 use std::sync::Arc;
 
-use crate::domain::{AuditAction, AuditEntry, Flag, FlagChange, FlagName, FlagSpec, Group};
+use crate::domain::{
+    AuditAction, AuditEntry, Flag, FlagChange, FlagName, FlagSpec, FlagType, Group, Prerequisite,
+    Serve, Stamp, Target, TargetingRule, Variant,
+};
 use crate::error::Error;
 use crate::instruments::instruments;
 
@@ -80,6 +83,61 @@ fn unavailable_code(code: &str) -> bool {
         )
 }
 
+/// A flag's type, variants and targeting, stored in one JSON column.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct Targeting {
+    #[serde(rename = "type")]
+    flag_type: FlagType,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    variants: Vec<Variant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    off_variant: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    targets: Vec<Target>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rules: Vec<TargetingRule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallthrough: Option<Serve>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    prerequisites: Vec<Prerequisite>,
+}
+
+impl Targeting {
+    /// `None` for a plain boolean flag (the column stays NULL).
+    fn of(spec: &FlagSpec) -> Option<Self> {
+        let plain = spec.flag_type == FlagType::Boolean
+            && spec.variants.is_empty()
+            && spec.off_variant.is_none()
+            && spec.targets.is_empty()
+            && spec.rules.is_empty()
+            && spec.fallthrough.is_none()
+            && spec.prerequisites.is_empty();
+        (!plain).then(|| Self {
+            flag_type: spec.flag_type,
+            variants: spec.variants.clone(),
+            off_variant: spec.off_variant.clone(),
+            targets: spec.targets.clone(),
+            rules: spec.rules.clone(),
+            fallthrough: spec.fallthrough.clone(),
+            prerequisites: spec.prerequisites.clone(),
+        })
+    }
+
+    fn into_spec(self) -> FlagSpec {
+        FlagSpec {
+            flag_type: self.flag_type,
+            variants: self.variants,
+            off_variant: self.off_variant,
+            targets: self.targets,
+            rules: self.rules,
+            fallthrough: self.fallthrough,
+            prerequisites: self.prerequisites,
+            ..FlagSpec::default()
+        }
+    }
+}
+
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {
     serde_json::to_value(value).map_err(|err| Error::Internal(format!("encoding json: {err}")))
 }
@@ -98,7 +156,7 @@ pub(super) fn from_revision(revision: u64) -> Result<i64, Error> {
 }
 
 pub(super) fn flag_to_model(flag: &Flag) -> Result<flag::Model, Error> {
-    let spec = &flag.spec;
+    let spec = flag.spec();
     Ok(flag::Model {
         name: flag.name.to_string(),
         description: spec.description.clone(),
@@ -113,6 +171,7 @@ pub(super) fn flag_to_model(flag: &Flag) -> Result<flag::Model, Error> {
         tags: to_json(&spec.tags)?,
         metadata: serde_json::Value::Object(spec.metadata.clone()),
         group_name: spec.group.clone(),
+        targeting: Targeting::of(spec).map(|t| to_json(&t)).transpose()?,
         revision: from_revision(flag.revision)?,
         created_at: flag.created_at,
         updated_at: flag.updated_at,
@@ -124,9 +183,9 @@ pub(super) fn flag_to_model(flag: &Flag) -> Result<flag::Model, Error> {
 pub(super) fn flag_from_model(model: flag::Model) -> Result<Flag, Error> {
     let name = FlagName::parse("name", model.name)
         .map_err(|err| Error::Internal(format!("stored flag name is invalid: {}", err.message)))?;
-    Ok(Flag {
+    Ok(Flag::new(
         name,
-        spec: FlagSpec {
+        FlagSpec {
             description: model.description,
             enabled: model.enabled,
             percentage: model.percentage,
@@ -139,13 +198,21 @@ pub(super) fn flag_from_model(model: flag::Model) -> Result<Flag, Error> {
             tags: from_json("tags", model.tags)?,
             metadata: from_json("metadata", model.metadata)?,
             group: model.group_name,
+            ..model
+                .targeting
+                .map(|t| from_json::<Targeting>("targeting", t))
+                .transpose()?
+                .unwrap_or_default()
+                .into_spec()
         },
-        revision: to_revision(model.revision),
-        created_at: model.created_at,
-        updated_at: model.updated_at,
-        created_by: model.created_by,
-        updated_by: model.updated_by,
-    })
+        Stamp {
+            revision: to_revision(model.revision),
+            created_at: model.created_at,
+            updated_at: model.updated_at,
+            created_by: model.created_by,
+            updated_by: model.updated_by,
+        },
+    ))
 }
 
 pub(super) fn snapshot(flag: Option<&Flag>) -> Result<Option<serde_json::Value>, Error> {

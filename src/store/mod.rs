@@ -29,7 +29,7 @@ use self::convert::{
 };
 use self::entities::{audit, flag, group};
 use crate::domain::{
-    AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group, limits,
+    AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group, Stamp, limits,
 };
 use crate::error::{Error, Result};
 
@@ -284,15 +284,17 @@ impl FlagStore {
         }
         ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
         let now = now();
-        let flag = Flag {
+        let flag = Flag::new(
             name,
-            spec: at_stored_precision(spec),
-            revision: write.revision,
-            created_at: now,
-            updated_at: now,
-            created_by: change.actor.clone(),
-            updated_by: change.actor.clone(),
-        };
+            at_stored_precision(spec),
+            Stamp {
+                revision: write.revision,
+                created_at: now,
+                updated_at: now,
+                created_by: change.actor.clone(),
+                updated_by: change.actor.clone(),
+            },
+        );
         flag::Entity::insert(flag_to_model(&flag)?.into_active_model().reset_all())
             .exec_without_returning(&write.txn)
             .await
@@ -320,13 +322,16 @@ impl FlagStore {
         check_revision(expected_revision, current.revision)?;
         let spec = apply(&current)?;
         ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
-        let updated = Flag {
-            spec: at_stored_precision(spec),
-            revision: write.revision,
-            updated_at: now(),
-            updated_by: change.actor.clone(),
-            ..current.clone()
-        };
+        let updated = Flag::new(
+            current.name.clone(),
+            at_stored_precision(spec),
+            Stamp {
+                revision: write.revision,
+                updated_at: now(),
+                updated_by: change.actor.clone(),
+                ..current.stamp()
+            },
+        );
         flag::Entity::update(flag_to_model(&updated)?.into_active_model().reset_all())
             .exec(&write.txn)
             .await

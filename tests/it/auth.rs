@@ -604,6 +604,7 @@ async fn evaluation_can_require_a_token_and_watch_ends_when_it_expires() {
         flag_name: "private".into(),
         user_id: "u".into(),
         environment: String::new(),
+        context: None,
     };
     let mut evaluation = app.evaluation.clone();
     refused(
@@ -856,6 +857,7 @@ async fn one_callers_flood_does_not_starve_another() {
                 flag_name: "contested".into(),
                 user_id: "u".into(),
                 environment: String::new(),
+                context: None,
             })
             .await;
         if let Err(status) = answer {
@@ -1451,6 +1453,7 @@ async fn evaluation_over_its_rate_is_refused_before_its_body() {
                 flag_name: "any".into(),
                 user_id: "u1".into(),
                 environment: "prod".into(),
+                context: None,
             })
             .await;
         let status = status_before_the_body(&app, path, None, 0x03_fff0).await;

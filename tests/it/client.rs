@@ -73,6 +73,7 @@ async fn local_answers_equal_the_servers(backend: Backend) {
                     flag_names: names.clone(),
                     user_id: user.clone(),
                     environment: environment.into(),
+                    context: None,
                 })
                 .await
                 .expect("bulk evaluate")

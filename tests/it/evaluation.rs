@@ -168,6 +168,7 @@ async fn bulk_evaluate_keeps_request_order(backend: Backend) {
         flag_names: names.iter().map(|n| n.to_string()).collect(),
         user_id: "u".into(),
         environment: "production".into(),
+        context: None,
     };
     let answer = evaluation
         .bulk_evaluate(bulk(&["zeta", "unknown", "alpha", "zeta"]))

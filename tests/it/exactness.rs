@@ -6,10 +6,10 @@
 //! round to another rollout threshold: users then get different answers
 //! from different replicas.
 
-use prost_types::{Struct, Value, value::Kind};
 use tonic_health::pb::health_check_response::ServingStatus;
 use vexil::engine::bucket::{bucket, threshold};
 use vexil::grpc::pb::{self, Reason};
+use vexil_proto::google::protobuf::{Struct, Value, value::Kind};
 
 use crate::common::{
     Backend, Random, TestApp, TestDatabase, mask, next_change, read_snapshot, redis_url, replica,
@@ -35,7 +35,7 @@ fn metadata(value: f64) -> Struct {
     let nested = Struct {
         fields: [("deep".to_string(), number(value))].into(),
     };
-    let list = prost_types::ListValue {
+    let list = vexil_proto::google::protobuf::ListValue {
         values: vec![number(value), number(-value)],
     };
     Struct {

@@ -21,6 +21,10 @@ fn deciding_rule(reason: Reason) -> EvaluationRule {
         Reason::Whitelisted => EvaluationRule::Whitelist,
         Reason::EnvironmentOverride => EvaluationRule::EnvironmentOverride,
         Reason::PercentageRollout | Reason::OutsideRollout => EvaluationRule::PercentageRollout,
+        Reason::PrerequisiteFailed => EvaluationRule::Prerequisites,
+        Reason::TargetMatch => EvaluationRule::Targets,
+        Reason::RuleMatch => EvaluationRule::TargetingRules,
+        Reason::Split | Reason::Default => EvaluationRule::Fallthrough,
         Reason::Unspecified => EvaluationRule::Unspecified,
     }
 }
@@ -38,6 +42,7 @@ async fn explain(
             user_id: user.into(),
             environment: environment.into(),
             at: None,
+            context: None,
         })
         .await
         .expect("explain")
@@ -120,6 +125,7 @@ async fn explanations_agree_with_evaluations(backend: Backend) {
                 flag_name: flag.into(),
                 user_id: user.clone(),
                 environment: environment.into(),
+                context: None,
             })
             .await
             .expect("evaluate")

@@ -5,13 +5,14 @@
 //! audit trail changes.
 
 use bytes::{Buf, BufMut};
-use prost_types::{Struct, Timestamp, Value, value::Kind};
+use prost_types::Timestamp;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use vexil::grpc::pb;
+use vexil_proto::google::protobuf::{Struct, Value, value::Kind};
 
 use crate::common::{Backend, TestApp, TestDatabase, mask};
 

@@ -105,6 +105,7 @@ async fn create_get_update_delete_with_audit(backend: Backend) {
             flag_name: name.clone(),
             user_id: "a".into(),
             environment: "production".into(),
+            context: None,
         })
         .await
         .expect("evaluate")

@@ -80,6 +80,7 @@ async fn evaluate_all(
                 flag_names: flags.to_vec(),
                 user_id: format!("user-{user}"),
                 environment: environment.into(),
+                context: None,
             })
             .await
             .expect("bulk evaluate")
@@ -922,6 +923,7 @@ async fn invented_names_cannot_crowd_out_real_ones(backend: Backend) {
                 flag_names: names,
                 user_id: "user-1".into(),
                 environment: "production".into(),
+                context: None,
             })
             .await
             .expect("bulk evaluate");

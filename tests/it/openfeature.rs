@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use prost_types::value::Kind;
-use prost_types::{Struct, Value};
 use serde_json::json;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use vexil::grpc::flagd::{v1, v2};
 use vexil::grpc::pb;
+use vexil_proto::google::protobuf::value::Kind;
+use vexil_proto::google::protobuf::{Struct, Value};
 
 use crate::common::http::{self, post_json};
 use crate::common::{Backend, TestApp, TestDatabase, as_actor, unique};
@@ -405,7 +405,7 @@ async fn ofrep_errors_etags_cors_and_events() {
     let capabilities = &configuration.json()["capabilities"];
     assert_eq!(
         capabilities["flagEvaluation"]["supportedTypes"],
-        json!(["boolean"])
+        json!(["boolean", "string", "integer", "float", "object"])
     );
     assert_eq!(
         capabilities["cacheInvalidation"]["polling"]["enabled"],
@@ -511,7 +511,7 @@ fn nested(depth: usize, through_lists: bool) -> (Struct, serde_json::Value) {
     for _ in 1..depth {
         if through_lists {
             value = Value {
-                kind: Some(Kind::ListValue(prost_types::ListValue {
+                kind: Some(Kind::ListValue(vexil_proto::google::protobuf::ListValue {
                     values: vec![value],
                 })),
             };

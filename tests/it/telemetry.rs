@@ -324,6 +324,7 @@ fn evaluate_request() -> Request<pb::EvaluateRequest> {
         flag_name: "traced".into(),
         user_id: "someone".into(),
         environment: "production".into(),
+        context: None,
     })
 }
 

@@ -1,9 +1,10 @@
 //! Malformed requests: each is INVALID_ARGUMENT with a message that names
 //! the field, and none of them changes anything.
 
-use prost_types::{Struct, Timestamp, Value, value::Kind};
+use prost_types::Timestamp;
 use tonic::{Code, Status};
 use vexil::grpc::pb;
+use vexil_proto::google::protobuf::{Struct, Value, value::Kind};
 
 use crate::common::{Backend, TestApp, TestDatabase, as_actor, mask, next_change, read_snapshot};
 
@@ -412,6 +413,7 @@ async fn malformed_requests_are_rejected_and_store_nothing(backend: Backend) {
         flag_name: flag.into(),
         user_id: user,
         environment,
+        context: None,
     };
     for (request, field) in [
         (eval("", "u".into(), String::new()), "flag_name"),
@@ -425,6 +427,7 @@ async fn malformed_requests_are_rejected_and_store_nothing(backend: Backend) {
         flag_names,
         user_id: "u".into(),
         environment: String::new(),
+        context: None,
     };
     rejected.check(
         evaluation
@@ -478,7 +481,7 @@ fn nested_metadata(depth: usize, lists: bool) -> Struct {
     };
     for _ in 1..depth {
         let kind = if lists {
-            Kind::ListValue(prost_types::ListValue {
+            Kind::ListValue(vexil_proto::google::protobuf::ListValue {
                 values: vec![value],
             })
         } else {
@@ -586,6 +589,7 @@ async fn hostile_inputs_get_clear_errors_and_answers_stay_decodable(backend: Bac
             flag_names: strings(1000, |i| format!("{i}{}", "f".repeat(300))),
             user_id: "u".into(),
             environment: String::new(),
+            context: None,
         })
         .await
         .expect_err("over the evaluation request limit");

@@ -11,6 +11,19 @@ use vexil_engine::Flag;
 
 pub type FlagMap = HashMap<Arc<str>, Arc<Flag>, ahash::RandomState>;
 
+/// The copy as the engine's catalog: prerequisites are read from it.
+pub struct CopyCatalog<'a>(pub &'a FlagMap);
+
+impl vexil_engine::Catalog for CopyCatalog<'_> {
+    fn flag(&self, name: &str) -> Option<Arc<Flag>> {
+        self.0.get(name).cloned()
+    }
+
+    fn segment(&self, _: &str) -> Option<Arc<vexil_engine::Segment>> {
+        None
+    }
+}
+
 #[derive(Default)]
 pub struct LocalCopy {
     flags: ArcSwap<FlagMap>,

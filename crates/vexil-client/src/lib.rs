@@ -41,10 +41,7 @@ use crate::copy::LocalCopy;
 use crate::sync::Shared;
 
 /// Generated protobuf types and clients of `vexil.v1`.
-pub mod pb {
-    #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("vexil.v1");
-}
+pub use vexil_proto::v1 as pb;
 
 /// One flag's answer: the same fields and reasons as the server's Evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,9 +352,12 @@ impl Client {
             Some(flag) if needs_clock(flag) => Utc::now(),
             _ => DateTime::UNIX_EPOCH,
         };
+        let catalog = copy::CopyCatalog(&flags);
         let ctx = EvalContext {
             user_id,
             environment,
+            attributes: &vexil_engine::NoAttributes,
+            catalog: &catalog,
         };
         let evaluation = vexil_engine::evaluate(flag, &ctx, now);
         Evaluation {

@@ -10,7 +10,10 @@ use ahash::AHashSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::compiled::{self, CompiledFlag, VariantIndex};
+use crate::targeting::{Prerequisite, Serve, Target, TargetingRule};
 use crate::validation::{ValidationError, limits, validate_id, validate_name, validate_text};
+use crate::value::{FlagType, OFF, ON, Value, Variant};
 
 /// Free-form JSON object attached to a flag.
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
@@ -170,6 +173,26 @@ pub struct FlagSpec {
     pub tags: Vec<String>,
     pub metadata: Metadata,
     pub group: Option<String>,
+    /// The type of every value served. Fixed when the flag is created.
+    #[serde(rename = "type")]
+    pub flag_type: FlagType,
+    /// Typed flags' variants (boolean flags have `on` and `off`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+    /// Typed flags: served when off; unset serves no value (callers'
+    /// code defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub off_variant: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<Target>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<TargetingRule>,
+    /// What no rule decided serves. Required for typed flags; boolean
+    /// flags without one serve their `percentage` rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallthrough: Option<Serve>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<Prerequisite>,
 }
 
 /// The fields of a [`FlagSpec`] an update can name (the update mask's paths).
@@ -187,10 +210,16 @@ pub enum FlagField {
     Tags,
     Metadata,
     Group,
+    Variants,
+    OffVariant,
+    Targets,
+    Rules,
+    Fallthrough,
+    Prerequisites,
 }
 
 impl FlagField {
-    pub const ALL: [FlagField; 12] = [
+    pub const ALL: [FlagField; 18] = [
         Self::Description,
         Self::Enabled,
         Self::Percentage,
@@ -203,6 +232,12 @@ impl FlagField {
         Self::Tags,
         Self::Metadata,
         Self::Group,
+        Self::Variants,
+        Self::OffVariant,
+        Self::Targets,
+        Self::Rules,
+        Self::Fallthrough,
+        Self::Prerequisites,
     ];
 
     /// The field's name in the API (and in update masks).
@@ -220,6 +255,12 @@ impl FlagField {
             Self::Tags => "tags",
             Self::Metadata => "metadata",
             Self::Group => "group",
+            Self::Variants => "variants",
+            Self::OffVariant => "off_variant",
+            Self::Targets => "targets",
+            Self::Rules => "rules",
+            Self::Fallthrough => "fallthrough",
+            Self::Prerequisites => "prerequisites",
         }
     }
 
@@ -258,6 +299,14 @@ impl FlagSpec {
                 FlagField::Tags => self.tags = std::mem::take(&mut source.tags),
                 FlagField::Metadata => self.metadata = std::mem::take(&mut source.metadata),
                 FlagField::Group => self.group = source.group.take(),
+                FlagField::Variants => self.variants = std::mem::take(&mut source.variants),
+                FlagField::OffVariant => self.off_variant = source.off_variant.take(),
+                FlagField::Targets => self.targets = std::mem::take(&mut source.targets),
+                FlagField::Rules => self.rules = std::mem::take(&mut source.rules),
+                FlagField::Fallthrough => self.fallthrough = source.fallthrough.take(),
+                FlagField::Prerequisites => {
+                    self.prerequisites = std::mem::take(&mut source.prerequisites)
+                }
             }
         }
     }
@@ -328,27 +377,11 @@ impl FlagSpec {
         for tag in &self.tags {
             validate_id(&field("tags"), tag)?;
         }
-        if object_depth(&self.metadata) > limits::METADATA_DEPTH {
-            return Err(ValidationError::new(
-                field("metadata"),
-                format!(
-                    "must nest objects and lists at most {} levels deep",
-                    limits::METADATA_DEPTH
-                ),
-            ));
-        }
-        let metadata_bytes =
-            serde_json::to_vec(&self.metadata).map_or(usize::MAX, |json| json.len());
-        if metadata_bytes > limits::METADATA_BYTES {
-            return Err(ValidationError::new(
-                field("metadata"),
-                format!("must be at most {} bytes as JSON", limits::METADATA_BYTES),
-            ));
-        }
-        validate_json_text(&field("metadata"), &self.metadata)?;
+        check_json_object(&field("metadata"), &self.metadata)?;
         if let Some(group) = &self.group {
             validate_name(&field("group"), group)?;
         }
+        compiled::check(prefix, self)?;
         let size = self.wire_size();
         if size > limits::FLAG_BYTES {
             return Err(ValidationError::new(
@@ -396,7 +429,130 @@ impl FlagSpec {
                 .group
                 .as_ref()
                 .map_or(0, |group| group.len() + LIST_ITEM)
+            + self.targeting_wire_size()
     }
+
+    /// [`Self::wire_size`]'s share for variants and targeting: every
+    /// string's bytes plus a generous 16 bytes of framing per item.
+    fn targeting_wire_size(&self) -> usize {
+        const ITEM: usize = 16;
+        let text = |text: &str| text.len() + ITEM;
+        let serve = |serve: &Serve| match serve {
+            Serve::Variant(name) => text(name),
+            Serve::Split(split) => {
+                ITEM + text(&split.bucket_by)
+                    + split.salt.as_deref().map_or(0, text)
+                    + split
+                        .weights
+                        .iter()
+                        .map(|weighted| text(&weighted.variant) + ITEM)
+                        .sum::<usize>()
+            }
+        };
+        let clauses = |clauses: &[crate::targeting::Clause]| {
+            clauses
+                .iter()
+                .map(|clause| {
+                    text(&clause.attribute)
+                        + ITEM
+                        + clause
+                            .values
+                            .iter()
+                            .map(|value| match value {
+                                crate::ClauseValue::String(s) => text(s),
+                                _ => ITEM,
+                            })
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+        };
+        self.variants
+            .iter()
+            .map(|variant| {
+                text(&variant.name)
+                    + text(&variant.description)
+                    + match &variant.value {
+                        Value::String(s) => text(s),
+                        Value::Object(object) => object_wire_size(object),
+                        _ => ITEM,
+                    }
+            })
+            .sum::<usize>()
+            + self.off_variant.as_deref().map_or(0, text)
+            + self
+                .targets
+                .iter()
+                .map(|target| {
+                    text(&target.variant)
+                        + target.user_ids.iter().map(|id| id.len() + 4).sum::<usize>()
+                })
+                .sum::<usize>()
+            + self
+                .rules
+                .iter()
+                .map(|rule| {
+                    text(&rule.id)
+                        + text(&rule.description)
+                        + clauses(&rule.clauses)
+                        + serve(&rule.serve)
+                })
+                .sum::<usize>()
+            + self.fallthrough.as_ref().map_or(0, serve)
+            + self
+                .prerequisites
+                .iter()
+                .map(|p| text(&p.flag) + p.variants.iter().map(|v| text(v)).sum::<usize>())
+                .sum::<usize>()
+    }
+
+    /// The engine version needed to evaluate this flag: 1 for boolean
+    /// flags using only the fields every engine knows, [`crate::ENGINE`]
+    /// for anything newer. Older clients must not evaluate such a flag.
+    pub fn min_engine(&self) -> u32 {
+        let plain = self.flag_type == FlagType::Boolean
+            && self.variants.is_empty()
+            && self.off_variant.is_none()
+            && self.targets.is_empty()
+            && self.rules.is_empty()
+            && self.fallthrough.is_none()
+            && self.prerequisites.is_empty();
+        if plain { 1 } else { crate::ENGINE }
+    }
+
+    /// The segments this spec's rules refer to.
+    pub fn referenced_segments(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .flat_map(|rule| &rule.clauses)
+            .filter(|clause| clause.op == crate::Operator::InSegment)
+            .flat_map(|clause| &clause.values)
+            .filter_map(|value| match value {
+                crate::ClauseValue::String(name) => Some(name.as_str()),
+                _ => None,
+            })
+    }
+}
+
+/// Checks a JSON object held by a flag (metadata, object variants): depth,
+/// size and text.
+pub(crate) fn check_json_object(field: &str, object: &Metadata) -> Result<(), ValidationError> {
+    if object_depth(object) > limits::METADATA_DEPTH {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "must nest objects and lists at most {} levels deep",
+                limits::METADATA_DEPTH
+            ),
+        ));
+    }
+    let bytes = serde_json::to_vec(object).map_or(usize::MAX, |json| json.len());
+    if bytes > limits::METADATA_BYTES {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {} bytes as JSON", limits::METADATA_BYTES),
+        ));
+    }
+    validate_json_text(field, object)
 }
 
 /// Tag and length prefixes of one JSON node as a `google.protobuf.Value`
@@ -451,13 +607,26 @@ fn validate_json_text(field: &str, metadata: &Metadata) -> Result<(), Validation
     Ok(())
 }
 
-/// A stored flag: name, definition, and the store's bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A stored flag: name, definition, and the store's bookkeeping, with
+/// its targeting compiled once, when it is built. The definition is
+/// read-only; a changed flag is a new `Flag`.
+#[derive(Debug, Deserialize)]
+#[serde(from = "FlagRecord<FlagSpec>")]
 pub struct Flag {
     pub name: FlagName,
-    #[serde(flatten)]
-    pub spec: FlagSpec,
+    spec: FlagSpec,
     /// Global revision of the flag's last change.
+    pub revision: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_by: String,
+    compiled: CompiledFlag,
+}
+
+/// A flag's bookkeeping, kept by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
     pub revision: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -465,11 +634,146 @@ pub struct Flag {
     pub updated_by: String,
 }
 
+/// A flag as stored and sent: the name, the spec's fields, the bookkeeping.
+#[derive(Serialize, Deserialize)]
+struct FlagRecord<S> {
+    name: FlagName,
+    #[serde(flatten)]
+    spec: S,
+    revision: u64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    created_by: String,
+    updated_by: String,
+}
+
+impl From<FlagRecord<FlagSpec>> for Flag {
+    fn from(record: FlagRecord<FlagSpec>) -> Self {
+        Flag::new(
+            record.name,
+            record.spec,
+            Stamp {
+                revision: record.revision,
+                created_at: record.created_at,
+                updated_at: record.updated_at,
+                created_by: record.created_by,
+                updated_by: record.updated_by,
+            },
+        )
+    }
+}
+
+impl Serialize for Flag {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        FlagRecord {
+            name: self.name.clone(),
+            spec: &self.spec,
+            revision: self.revision,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by.clone(),
+            updated_by: self.updated_by.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl Clone for Flag {
+    fn clone(&self) -> Self {
+        Flag::new(self.name.clone(), self.spec.clone(), self.stamp())
+    }
+}
+
+impl PartialEq for Flag {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.spec == other.spec && self.stamp() == other.stamp()
+    }
+}
+
 impl Flag {
+    /// Builds a flag, compiling its targeting.
+    pub fn new(name: FlagName, spec: FlagSpec, stamp: Stamp) -> Self {
+        let compiled = compiled::compile(&spec);
+        Self {
+            name,
+            spec,
+            revision: stamp.revision,
+            created_at: stamp.created_at,
+            updated_at: stamp.updated_at,
+            created_by: stamp.created_by,
+            updated_by: stamp.updated_by,
+            compiled,
+        }
+    }
+
+    pub fn spec(&self) -> &FlagSpec {
+        &self.spec
+    }
+
+    pub fn into_spec(self) -> FlagSpec {
+        self.spec
+    }
+
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            revision: self.revision,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by.clone(),
+            updated_by: self.updated_by.clone(),
+        }
+    }
+
+    pub fn flag_type(&self) -> FlagType {
+        self.spec.flag_type
+    }
+
+    /// The variants the flag serves: boolean flags' `on` and `off`, or the
+    /// spec's.
+    pub fn variants(&self) -> &[Variant] {
+        match self.spec.flag_type {
+            FlagType::Boolean => boolean_variants(),
+            _ => &self.spec.variants,
+        }
+    }
+
+    /// The variant at `index`.
+    pub fn variant(&self, index: VariantIndex) -> Option<&Variant> {
+        self.variants().get(usize::from(index))
+    }
+
+    /// The index of the variant named `name`.
+    pub fn variant_index(&self, name: &str) -> Option<VariantIndex> {
+        compiled::variant_index(&self.spec, name)
+    }
+
+    pub(crate) fn compiled(&self) -> &CompiledFlag {
+        &self.compiled
+    }
+
     /// An upper bound of the flag's protobuf size ([`FlagSpec::wire_size`]).
     pub fn wire_size(&self) -> usize {
         self.spec.wire_size()
     }
+}
+
+/// A boolean flag's variants: `on` (true) and `off` (false).
+pub fn boolean_variants() -> &'static [Variant] {
+    static VARIANTS: std::sync::LazyLock<[Variant; 2]> = std::sync::LazyLock::new(|| {
+        [
+            Variant {
+                name: ON.into(),
+                value: Value::Bool(true),
+                description: String::new(),
+            },
+            Variant {
+                name: OFF.into(),
+                value: Value::Bool(false),
+                description: String::new(),
+            },
+        ]
+    });
+    &*VARIANTS
 }
 
 #[cfg(test)]

@@ -5,13 +5,35 @@
 //! Bucketing is a contract across processes, versions and languages: see
 //! [`bucket`] and the published vectors in the repository's `docs/`.
 
+/// This engine's version, as flags declare the one they need
+/// ([`FlagSpec::min_engine`]): 2 adds types, variants, targets, rules,
+/// splits, segments and prerequisites to version 1's boolean flags.
+pub const ENGINE: u32 = 2;
+
+mod attributes;
 pub mod bucket;
+mod compiled;
 mod evaluation;
 mod flag;
+mod matcher;
 mod rules;
+mod segment;
+pub mod semver;
+mod targeting;
 mod validation;
+mod value;
 
-pub use evaluation::{EvalContext, Evaluation, Reason};
-pub use flag::{Flag, FlagField, FlagName, FlagSpec, Metadata, UserSet};
-pub use rules::{Explanation, Rule, Step, evaluate, explain, is_static, needs_clock};
+pub use attributes::{Attr, AttrList, Attributes, NoAttributes, json_attr};
+pub use compiled::VariantIndex;
+pub use evaluation::{Catalog, EvalContext, Evaluation, NoCatalog, Reason};
+pub use flag::{Flag, FlagField, FlagName, FlagSpec, Metadata, Stamp, UserSet, boolean_variants};
+pub use rules::{
+    ClauseCheck, Explanation, Rule, SplitCheck, Step, evaluate, explain, is_static, needs_clock,
+};
+pub use segment::{Segment, SegmentSpec};
+pub use targeting::{
+    Clause, ClauseValue, ENVIRONMENT, NOW, Operator, Prerequisite, SegmentRule, Serve, Split,
+    Target, TargetingRule, USER_ID, WeightedVariant,
+};
 pub use validation::{ValidationError, echo, limits, validate_name, validate_text};
+pub use value::{FlagType, OFF, ON, Value, Variant};

@@ -3,10 +3,17 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::attributes::Attr;
 use crate::bucket;
+use crate::compiled::{CompiledServe, CompiledSplit, ON_INDEX, VariantIndex};
+use crate::matcher::{Key, Scope, now_attr};
+use crate::validation::limits;
+use crate::value::FlagType;
 use crate::{EvalContext, Evaluation, Flag, Reason};
 
-/// The rules, in the order the engine checks them.
+/// The rules, in the order the engine checks them. `Prerequisites`,
+/// `Targets`, `TargetingRules` and `Fallthrough` appear in explanations
+/// only for flags that use them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     FlagExists,
@@ -14,10 +21,14 @@ pub enum Rule {
     StartsAt,
     ExpiresAt,
     Environments,
+    Prerequisites,
     Blacklist,
     Whitelist,
+    Targets,
     EnvironmentOverride,
+    TargetingRules,
     PercentageRollout,
+    Fallthrough,
 }
 
 /// One rule checked: whether it decided the answer, and why, in words
@@ -27,6 +38,25 @@ pub struct Step {
     pub rule: Rule,
     pub decided: bool,
     pub detail: String,
+}
+
+/// One clause checked: which rule and clause, the attribute value seen
+/// (`None`: absent), and whether it held (negation applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClauseCheck {
+    pub rule: u16,
+    pub clause: u16,
+    pub attribute: String,
+    pub seen: Option<String>,
+    pub matched: bool,
+}
+
+/// A split reached: the user's bucket (`None` without a bucketing key)
+/// and each variant's exclusive cumulative end, in basis points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitCheck {
+    pub bucket: Option<u32>,
+    pub ends: Vec<(u32, Option<VariantIndex>)>,
 }
 
 /// An evaluation with the steps that led to it.
@@ -39,35 +69,44 @@ pub struct Explanation {
     pub bucket: Option<u32>,
     /// The rollout threshold in basis points, when the rollout was reached.
     pub threshold: Option<u32>,
+    /// Every targeting-rule clause checked, in order.
+    pub clauses: Vec<ClauseCheck>,
+    /// The split that decided, if one did.
+    pub split: Option<SplitCheck>,
 }
 
 /// Decides one flag for one context. The first rule that applies wins:
-/// missing, disabled, time window, allowed environments, blacklist,
-/// whitelist, environment override, percentage rollout.
+/// missing, disabled, time window, allowed environments, prerequisites,
+/// blacklist, whitelist, targets, environment override, targeting rules,
+/// and the fallthrough (for boolean flags without one, the percentage
+/// rollout).
 pub fn evaluate(flag: Option<&Flag>, ctx: &EvalContext<'_>, now: DateTime<Utc>) -> Evaluation {
-    decide(flag, ctx, now, &mut Silent)
+    decide(flag, ctx, now, &mut Silent, 0)
 }
 
-/// [`evaluate`], recording every rule checked, the bucket and the
-/// threshold. The same code decides both; only this one allocates.
+/// [`evaluate`], recording every rule and clause checked, the bucket and
+/// the split. The same code decides both; only this one allocates.
 pub fn explain(flag: Option<&Flag>, ctx: &EvalContext<'_>, now: DateTime<Utc>) -> Explanation {
     let mut trace = Trace::default();
-    let evaluation = decide(flag, ctx, now, &mut trace);
+    let evaluation = decide(flag, ctx, now, &mut trace, 0);
     Explanation {
         evaluation,
         steps: trace.steps,
         bucket: trace.bucket,
         threshold: trace.threshold,
+        clauses: trace.clauses,
+        split: trace.split,
     }
 }
 
 /// Whether `flag` gives every user in every environment the same answer
 /// from `now` until the flag itself changes: killed, expired, or no lists,
-/// no environment rules, no time boundary still ahead and a rollout of
-/// nobody or everybody. Such an answer may be cached per flag (what
-/// OpenFeature calls STATIC); when unsure, this says no.
+/// targets, rules, prerequisites or environment rules, no time boundary
+/// still ahead and a fallthrough that serves everyone alike. Such an
+/// answer may be cached per flag (what OpenFeature calls STATIC); when
+/// unsure, this says no.
 pub fn is_static(flag: &Flag, now: DateTime<Utc>) -> bool {
-    let spec = &flag.spec;
+    let spec = flag.spec();
     if !spec.enabled {
         return true;
     }
@@ -79,35 +118,52 @@ pub fn is_static(flag: &Flag, now: DateTime<Utc>) -> bool {
         Some(_) => return false,
         None => {}
     }
-    let threshold = bucket::threshold(spec.percentage);
+    let compiled = flag.compiled();
+    let fallthrough_alike = match &compiled.fallthrough {
+        CompiledServe::Rollout { threshold } => *threshold == 0 || *threshold >= bucket::BUCKETS,
+        CompiledServe::Variant(_) => true,
+        CompiledServe::Split(split) => split.whole().is_some(),
+    };
     spec.environments.is_empty()
         && spec.environment_overrides.is_empty()
         && spec.whitelist.is_empty()
         && spec.blacklist.is_empty()
-        && (threshold == 0 || threshold >= bucket::BUCKETS)
+        && spec.targets.is_empty()
+        && spec.rules.is_empty()
+        && spec.prerequisites.is_empty()
+        && fallthrough_alike
 }
 
 /// Whether `flag`'s answer can depend on the time: a caller that reads the
 /// clock only for such flags passes any `now` for the others.
 pub fn needs_clock(flag: &Flag) -> bool {
-    flag.spec.starts_at.is_some() || flag.spec.expires_at.is_some()
+    let spec = flag.spec();
+    spec.starts_at.is_some() || spec.expires_at.is_some() || flag.compiled().reads_clock
 }
 
 /// Watches the engine decide. The plain path's observer does nothing and
 /// compiles away.
 trait Observer {
+    const TRACES: bool;
     /// `detail` says why, and is called only by observers that keep it.
     fn checked(&mut self, rule: Rule, decided: bool, detail: impl FnOnce(bool) -> String);
     fn rollout(&mut self, bucket: Option<u32>, threshold: u32);
+    fn clause(&mut self, check: impl FnOnce() -> ClauseCheck);
+    fn split(&mut self, bucket: Option<u32>, split: &CompiledSplit);
 }
 
 struct Silent;
 
 impl Observer for Silent {
+    const TRACES: bool = false;
     #[inline(always)]
     fn checked(&mut self, _: Rule, _: bool, _: impl FnOnce(bool) -> String) {}
     #[inline(always)]
     fn rollout(&mut self, _: Option<u32>, _: u32) {}
+    #[inline(always)]
+    fn clause(&mut self, _: impl FnOnce() -> ClauseCheck) {}
+    #[inline(always)]
+    fn split(&mut self, _: Option<u32>, _: &CompiledSplit) {}
 }
 
 #[derive(Default)]
@@ -115,9 +171,12 @@ struct Trace {
     steps: Vec<Step>,
     bucket: Option<u32>,
     threshold: Option<u32>,
+    clauses: Vec<ClauseCheck>,
+    split: Option<SplitCheck>,
 }
 
 impl Observer for Trace {
+    const TRACES: bool = true;
     fn checked(&mut self, rule: Rule, decided: bool, detail: impl FnOnce(bool) -> String) {
         self.steps.push(Step {
             rule,
@@ -128,6 +187,16 @@ impl Observer for Trace {
     fn rollout(&mut self, bucket: Option<u32>, threshold: u32) {
         self.bucket = bucket;
         self.threshold = Some(threshold);
+    }
+    fn clause(&mut self, check: impl FnOnce() -> ClauseCheck) {
+        self.clauses.push(check());
+    }
+    fn split(&mut self, bucket: Option<u32>, split: &CompiledSplit) {
+        self.bucket = bucket;
+        self.split = Some(SplitCheck {
+            bucket,
+            ends: split.ends.to_vec(),
+        });
     }
 }
 
@@ -157,22 +226,151 @@ fn ids(count: usize) -> String {
     }
 }
 
-fn decide(
+/// What clauses read: the request's context, its clock, and how deep in
+/// segments referring to segments the check is.
+struct EvalScope<'s, 'c> {
+    ctx: &'s EvalContext<'c>,
+    now: DateTime<Utc>,
+    segment_depth: u8,
+}
+
+impl Scope for EvalScope<'_, '_> {
+    fn attr(&self, key: &Key) -> Option<Attr<'_>> {
+        match key {
+            Key::UserId => (!self.ctx.user_id.is_empty()).then_some(Attr::Str(self.ctx.user_id)),
+            Key::Environment => {
+                (!self.ctx.environment.is_empty()).then_some(Attr::Str(self.ctx.environment))
+            }
+            Key::Now => Some(now_attr(self.now)),
+            Key::Named(name) => self.ctx.attributes.get(name),
+        }
+    }
+
+    fn in_segment(&self, name: &str) -> bool {
+        if self.segment_depth >= limits::SEGMENT_DEPTH {
+            return false;
+        }
+        self.ctx.catalog.segment(name).is_some_and(|segment| {
+            segment.contains(
+                self.ctx.user_id,
+                &EvalScope {
+                    ctx: self.ctx,
+                    now: self.now,
+                    segment_depth: self.segment_depth + 1,
+                },
+            )
+        })
+    }
+}
+
+/// A bucketing key read without allocating: a string attribute as is, an
+/// integral number in decimal (so `42` and `"42"` bucket alike).
+enum BucketKey<'a> {
+    Text(&'a str),
+    Digits([u8; 24], usize),
+}
+
+impl BucketKey<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Text(text) => text,
+            Self::Digits(buffer, start) => std::str::from_utf8(&buffer[*start..]).unwrap_or(""),
+        }
+    }
+}
+
+fn bucket_key<'a>(scope: &'a EvalScope<'_, '_>, key: &Key) -> Option<BucketKey<'a>> {
+    match scope.attr(key)? {
+        Attr::Str("") => None,
+        Attr::Str(text) => Some(BucketKey::Text(text)),
+        Attr::Num(number) if number.fract() == 0.0 && number.abs() <= 9_007_199_254_740_992.0 => {
+            let mut value = number.abs() as u64;
+            let mut buffer = [0u8; 24];
+            let mut start = buffer.len();
+            loop {
+                start -= 1;
+                buffer[start] = b'0' + (value % 10) as u8;
+                value /= 10;
+                if value == 0 {
+                    break;
+                }
+            }
+            if number < 0.0 {
+                start -= 1;
+                buffer[start] = b'-';
+            }
+            Some(BucketKey::Digits(buffer, start))
+        }
+        _ => None,
+    }
+}
+
+/// Where a split places the scope's user: `Some(variant)` (which may be no
+/// value), or `None` without a bucketing key when no variant holds every
+/// bucket.
+fn place(
+    flag: &Flag,
+    split: &CompiledSplit,
+    scope: &EvalScope<'_, '_>,
+    observer: &mut impl Observer,
+) -> Option<Option<VariantIndex>> {
+    match bucket_key(scope, &split.key) {
+        Some(key) => {
+            let salt = split.salt.as_deref().unwrap_or(flag.name.as_str());
+            let bucket = bucket::bucket(salt, key.as_str());
+            observer.split(Some(bucket), split);
+            Some(split.pick(bucket))
+        }
+        None => {
+            observer.split(None, split);
+            split.whole()
+        }
+    }
+}
+
+/// The answer serving `variant` for `reason`.
+fn served(flag: &Flag, variant: Option<VariantIndex>, reason: Reason) -> Evaluation {
+    Evaluation {
+        enabled: match flag.flag_type() {
+            FlagType::Boolean => variant == Some(ON_INDEX),
+            _ => variant.is_some(),
+        },
+        reason,
+        variant,
+        rule: None,
+        prerequisite: None,
+    }
+}
+
+/// The off variant, for an off-path `reason`.
+fn off(flag: &Flag, reason: Reason) -> Evaluation {
+    Evaluation {
+        enabled: false,
+        reason,
+        variant: flag.compiled().off,
+        rule: None,
+        prerequisite: None,
+    }
+}
+
+fn decide<O: Observer>(
     flag: Option<&Flag>,
     ctx: &EvalContext<'_>,
     now: DateTime<Utc>,
-    observer: &mut impl Observer,
+    observer: &mut O,
+    prerequisite_depth: u8,
 ) -> Evaluation {
     let Some(flag) = flag else {
         check(observer, Rule::FlagExists, true, |_| {
             "no flag has this name".into()
         });
-        return Evaluation::off(Reason::FlagNotFound);
+        return Evaluation::not_found();
     };
     check(observer, Rule::FlagExists, false, |_| {
         format!("the flag exists, at revision {}", flag.revision)
     });
-    let spec = &flag.spec;
+    let spec = flag.spec();
+    let compiled = flag.compiled();
     if check(observer, Rule::Enabled, !spec.enabled, |killed| {
         if killed {
             "enabled is false: the flag is off for everyone".into()
@@ -180,7 +378,7 @@ fn decide(
             "enabled is true".into()
         }
     }) {
-        return Evaluation::off(Reason::Disabled);
+        return off(flag, Reason::Disabled);
     }
     let not_started = spec.starts_at.is_some_and(|starts_at| now < starts_at);
     if check(observer, Rule::StartsAt, not_started, |_| {
@@ -190,7 +388,7 @@ fn decide(
             Some(at) => format!("started at {}", time(at)),
         }
     }) {
-        return Evaluation::off(Reason::NotStarted);
+        return off(flag, Reason::NotStarted);
     }
     let expired = spec.expires_at.is_some_and(|expires_at| now >= expires_at);
     if check(observer, Rule::ExpiresAt, expired, |_| {
@@ -200,7 +398,7 @@ fn decide(
             Some(at) => format!("expires at {}, after {}", time(at), time(now)),
         }
     }) {
-        return Evaluation::off(Reason::Expired);
+        return off(flag, Reason::Expired);
     }
     if check(
         observer,
@@ -216,7 +414,66 @@ fn decide(
             (false, false) => format!("environment {:?} is allowed", ctx.environment),
         },
     ) {
-        return Evaluation::off(Reason::EnvironmentNotAllowed);
+        return off(flag, Reason::EnvironmentNotAllowed);
+    }
+    for (index, prerequisite) in compiled.prerequisites.iter().enumerate() {
+        let required = ctx.catalog.flag(&prerequisite.flag);
+        // One level deep: a prerequisite's own prerequisites count as failed.
+        let answer = required
+            .as_deref()
+            .filter(|_| prerequisite_depth == 0)
+            .map(|required| (required, decide(Some(required), ctx, now, &mut Silent, 1)));
+        let holds = answer.as_ref().is_some_and(|(required, answer)| {
+            if prerequisite.variants.is_empty() {
+                answer.enabled
+            } else {
+                answer
+                    .variant
+                    .and_then(|variant| required.variant(variant))
+                    .is_some_and(|variant| {
+                        prerequisite
+                            .variants
+                            .iter()
+                            .any(|wanted| **wanted == *variant.name)
+                    })
+            }
+        });
+        let last = index + 1 == compiled.prerequisites.len();
+        if !holds || last {
+            check(observer, Rule::Prerequisites, !holds, |failed| {
+                let served = |answer: &Option<(&Flag, Evaluation)>| match answer {
+                    None => "does not exist".to_string(),
+                    Some((required, answer)) => format!(
+                        "serves {:?} ({})",
+                        answer
+                            .variant
+                            .and_then(|v| required.variant(v))
+                            .map_or("no value", |v| v.name.as_str()),
+                        answer.reason.name()
+                    ),
+                };
+                if failed {
+                    format!(
+                        "prerequisite {:?} {}, not {}",
+                        prerequisite.flag,
+                        served(&answer),
+                        if prerequisite.variants.is_empty() {
+                            "on".to_string()
+                        } else {
+                            format!("{:?}", prerequisite.variants)
+                        }
+                    )
+                } else {
+                    format!("all {} prerequisites hold", compiled.prerequisites.len())
+                }
+            });
+        }
+        if !holds {
+            return Evaluation {
+                prerequisite: u16::try_from(index).ok(),
+                ..off(flag, Reason::PrerequisiteFailed)
+            };
+        }
     }
     if check(
         observer,
@@ -231,7 +488,7 @@ fn decide(
             ),
         },
     ) {
-        return Evaluation::off(Reason::Blacklisted);
+        return off(flag, Reason::Blacklisted);
     }
     if check(
         observer,
@@ -248,22 +505,125 @@ fn decide(
     ) {
         return Evaluation::on(Reason::Whitelisted);
     }
+    if !spec.targets.is_empty() {
+        let hit = (!ctx.user_id.is_empty())
+            .then(|| {
+                spec.targets
+                    .iter()
+                    .position(|target| target.user_ids.contains(ctx.user_id))
+            })
+            .flatten();
+        check(observer, Rule::Targets, hit.is_some(), |_| match hit {
+            Some(index) => format!(
+                "user {:?} is a target of variant {:?}",
+                ctx.user_id, spec.targets[index].variant
+            ),
+            None => format!("user {:?} is in no target", ctx.user_id),
+        });
+        if let Some(index) = hit {
+            return served(flag, compiled.targets[index], Reason::TargetMatch);
+        }
+    }
     let overridden = spec.environment_overrides.get(ctx.environment).copied();
     if let Some(enabled) = overridden {
         check(observer, Rule::EnvironmentOverride, true, |_| {
             let state = if enabled { "on" } else { "off" };
             format!("environment {:?} is overridden: {state}", ctx.environment)
         });
-        return Evaluation {
-            enabled,
-            reason: Reason::EnvironmentOverride,
-        };
+        return Evaluation::boolean(enabled, Reason::EnvironmentOverride);
     }
-    check(observer, Rule::EnvironmentOverride, false, |_| {
-        format!("no override for environment {:?}", ctx.environment)
-    });
-    // The rollout, as `bucket::in_rollout` defines it.
-    let threshold = bucket::threshold(spec.percentage);
+    if flag.flag_type() == FlagType::Boolean {
+        check(observer, Rule::EnvironmentOverride, false, |_| {
+            format!("no override for environment {:?}", ctx.environment)
+        });
+    }
+    let scope = EvalScope {
+        ctx,
+        now,
+        segment_depth: 0,
+    };
+    for (index, rule) in compiled.rules.iter().enumerate() {
+        let matched = rule
+            .clauses
+            .iter()
+            .enumerate()
+            .all(|(clause_index, clause)| {
+                let matched = clause.matches(&scope);
+                if O::TRACES {
+                    observer.clause(|| ClauseCheck {
+                        rule: index as u16,
+                        clause: clause_index as u16,
+                        attribute: spec.rules[index].clauses[clause_index].attribute.clone(),
+                        seen: scope.attr(&clause.key).map(|attr| format!("{attr:?}")),
+                        matched,
+                    });
+                }
+                matched
+            })
+            && !rule.clauses.is_empty();
+        let placed = if matched {
+            match &rule.serve {
+                CompiledServe::Variant(variant) => Some(*variant),
+                CompiledServe::Split(split) => place(flag, split, &scope, observer),
+                CompiledServe::Rollout { .. } => None,
+            }
+        } else {
+            None
+        };
+        if let Some(variant) = placed {
+            check(observer, Rule::TargetingRules, true, |_| {
+                let id = &spec.rules[index].id;
+                let named = if id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({id:?})")
+                };
+                format!("rule {index}{named} matched")
+            });
+            return Evaluation {
+                rule: u16::try_from(index).ok(),
+                ..served(flag, variant, Reason::RuleMatch)
+            };
+        }
+    }
+    if !compiled.rules.is_empty() {
+        check(observer, Rule::TargetingRules, false, |_| {
+            format!("none of {} rules matched", compiled.rules.len())
+        });
+    }
+    match &compiled.fallthrough {
+        CompiledServe::Rollout { threshold } => rollout(flag, ctx, *threshold, observer),
+        CompiledServe::Variant(variant) => {
+            check(observer, Rule::Fallthrough, true, |_| {
+                "the fallthrough serves its variant".into()
+            });
+            served(flag, *variant, Reason::Default)
+        }
+        CompiledServe::Split(split) => match place(flag, split, &scope, observer) {
+            Some(variant) => {
+                check(observer, Rule::Fallthrough, true, |_| {
+                    "the fallthrough's split placed the user".into()
+                });
+                served(flag, variant, Reason::Split)
+            }
+            None => {
+                check(observer, Rule::Fallthrough, true, |_| {
+                    "no bucketing key for the fallthrough's split: the off variant".into()
+                });
+                off(flag, Reason::Default)
+            }
+        },
+    }
+}
+
+/// A boolean flag's `percentage` rollout, as `bucket::in_rollout` defines it.
+fn rollout(
+    flag: &Flag,
+    ctx: &EvalContext<'_>,
+    threshold: u32,
+    observer: &mut impl Observer,
+) -> Evaluation {
+    let spec = flag.spec();
     let (bucket, inside) = if ctx.user_id.is_empty() {
         (None, threshold >= bucket::BUCKETS)
     } else {
@@ -306,15 +666,17 @@ mod tests {
     const ENV: &str = "production";
 
     fn flag(spec: FlagSpec) -> Flag {
-        Flag {
-            name: FlagName::parse("name", "checkout.v2").unwrap(),
+        Flag::new(
+            FlagName::parse("name", "checkout.v2").unwrap(),
             spec,
-            revision: 1,
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
-            created_by: "test".into(),
-            updated_by: "test".into(),
-        }
+            crate::Stamp {
+                revision: 1,
+                created_at: DateTime::UNIX_EPOCH,
+                updated_at: DateTime::UNIX_EPOCH,
+                created_by: "test".into(),
+                updated_by: "test".into(),
+            },
+        )
     }
 
     fn users(ids: &[&str]) -> crate::UserSet {
@@ -453,10 +815,7 @@ mod tests {
                 Evaluation::off(Reason::OutsideRollout),
             ),
         ];
-        let ctx = EvalContext {
-            user_id: USER,
-            environment: ENV,
-        };
+        let ctx = EvalContext::bare(USER, ENV);
         for (case, spec, expected) in cases {
             assert_eq!(evaluate(Some(&flag(spec)), &ctx, now()), expected, "{case}");
         }
@@ -464,22 +823,13 @@ mod tests {
 
     #[test]
     fn missing_flag_is_off() {
-        let ctx = EvalContext {
-            user_id: USER,
-            environment: ENV,
-        };
-        assert_eq!(
-            evaluate(None, &ctx, now()),
-            Evaluation::off(Reason::FlagNotFound)
-        );
+        let ctx = EvalContext::bare(USER, ENV);
+        assert_eq!(evaluate(None, &ctx, now()), Evaluation::not_found());
     }
 
     #[test]
     fn empty_user_is_inside_only_when_everyone_is() {
-        let ctx = EvalContext {
-            user_id: "",
-            environment: ENV,
-        };
+        let ctx = EvalContext::bare("", ENV);
         let at = |percentage| {
             evaluate(
                 Some(&flag(on(FlagSpec {
@@ -524,10 +874,7 @@ mod tests {
                     } else {
                         format!("u{i}")
                     };
-                    let ctx = EvalContext {
-                        user_id: &user,
-                        environment,
-                    };
+                    let ctx = EvalContext::bare(&user, environment);
                     let explained = explain(Some(flag), &ctx, now());
                     assert_eq!(explained.evaluation, evaluate(Some(flag), &ctx, now()));
                     let last = explained.steps.last().expect("a step");
@@ -536,7 +883,7 @@ mod tests {
                     if last.rule == Rule::PercentageRollout {
                         assert_eq!(
                             explained.evaluation.enabled,
-                            bucket::in_rollout(flag.name.as_str(), &user, flag.spec.percentage)
+                            bucket::in_rollout(flag.name.as_str(), &user, flag.spec().percentage)
                         );
                         assert_eq!(
                             explained.bucket,
@@ -546,14 +893,7 @@ mod tests {
                 }
             }
         }
-        let missing = explain(
-            None,
-            &EvalContext {
-                user_id: "u",
-                environment: ENV,
-            },
-            now(),
-        );
+        let missing = explain(None, &EvalContext::bare("u", ENV), now());
         assert_eq!(
             missing.steps,
             [Step {
@@ -575,10 +915,7 @@ mod tests {
             expires_at: Some(now() + TimeDelta::hours(1)),
             ..FlagSpec::default()
         }));
-        let ctx = EvalContext {
-            user_id: USER,
-            environment: ENV,
-        };
+        let ctx = EvalContext::bare(USER, ENV);
         let explained = explain(Some(&flag), &ctx, now());
         let details: Vec<&str> = explained.steps.iter().map(|s| s.detail.as_str()).collect();
         let bucket = bucket::bucket(flag.name.as_str(), USER);
@@ -601,14 +938,7 @@ mod tests {
                 side.as_str(),
             ]
         );
-        let refused = explain(
-            Some(&flag),
-            &EvalContext {
-                user_id: "u9",
-                environment: "dev",
-            },
-            now(),
-        );
+        let refused = explain(Some(&flag), &EvalContext::bare("u9", "dev"), now());
         assert_eq!(
             refused.steps.last().map(|s| s.detail.as_str()),
             Some("environment \"dev\" is not among the allowed [\"production\", \"staging\"]")
@@ -747,10 +1077,7 @@ mod tests {
                         })
                 })
                 .map(|(at, environment, user)| {
-                    let ctx = EvalContext {
-                        user_id: &user,
-                        environment,
-                    };
+                    let ctx = EvalContext::bare(&user, environment);
                     let answer = evaluate(Some(&flag), &ctx, at);
                     (answer.enabled, answer.reason)
                 })

@@ -33,6 +33,24 @@ pub mod limits {
     /// measure. A page stops before the item that would exceed it, but
     /// always holds at least one item.
     pub const MESSAGE_BYTES: usize = 3 * 1024 * 1024;
+    /// Most variants of a typed flag (and weights in one split).
+    pub const VARIANTS: usize = 100;
+    /// Most targeting rules of a flag or segment.
+    pub const RULES: usize = 200;
+    /// Most clauses in one rule.
+    pub const CLAUSES: usize = 32;
+    /// Most values in one clause.
+    pub const CLAUSE_VALUES: usize = 10_000;
+    /// Most prerequisites of a flag.
+    pub const PREREQUISITES: usize = 16;
+    /// Longest regular expression, in bytes.
+    pub const REGEX_BYTES: usize = 1024;
+    /// Most memory one compiled regular expression may take (its program
+    /// and its lazy DFA's cache each).
+    pub const REGEX_COMPILED_BYTES: usize = 256 * 1024;
+    /// Deepest chain of segments referring to segments that evaluation
+    /// follows (writes refuse cycles; this bounds damaged data).
+    pub const SEGMENT_DEPTH: u8 = 8;
 }
 
 /// `value` for an error message: at most 128 bytes, cut at a character

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
-use vexil_engine::{EvalContext, Flag, FlagName, FlagSpec, Reason, bucket, evaluate};
+use vexil_engine::{EvalContext, Flag, FlagName, FlagSpec, Reason, Stamp, bucket, evaluate};
 
 #[derive(serde::Deserialize, Clone, Debug)]
 struct Vector {
@@ -52,16 +52,14 @@ proptest! {
             environment_overrides: overridden.map(|on| [("staging".to_string(), on)].into()).unwrap_or_default(),
             ..FlagSpec::default()
         };
-        let flag = Flag {
-            name,
-            spec,
+        let flag = Flag::new(name, spec, Stamp {
             revision: 1,
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,
             created_by: "test".into(),
             updated_by: "test".into(),
-        };
-        let answer = evaluate(Some(&flag), &EvalContext { user_id: user, environment }, now());
+        });
+        let answer = evaluate(Some(&flag), &EvalContext::bare(user, environment), now());
         match answer.reason {
             Reason::PercentageRollout | Reason::OutsideRollout => {
                 let inside = if user.is_empty() {

@@ -19,6 +19,8 @@ pub struct Model {
     pub tags: Json,
     pub metadata: Json,
     pub group_name: Option<String>,
+    /// Type, variants and targeting; NULL for a plain boolean flag.
+    pub targeting: Option<Json>,
     pub revision: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -518,6 +518,7 @@ impl TestApp {
                 flag_name: flag.into(),
                 user_id: user.into(),
                 environment: environment.into(),
+                context: None,
             })
             .await
             .expect("evaluate")

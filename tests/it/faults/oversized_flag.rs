@@ -6,9 +6,9 @@
 //! INVALID_ARGUMENT naming the limit, and stores nothing.
 
 use prost::Message;
-use prost_types::{Struct, Value, value::Kind};
 use tonic::Code;
 use vexil::grpc::pb;
+use vexil_proto::google::protobuf::{Struct, Value, value::Kind};
 
 use crate::common::{Backend, TestApp, TestDatabase, mask, next_change, read_snapshot};
 

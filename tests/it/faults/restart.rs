@@ -16,11 +16,13 @@ async fn flags_and_audit_survive_a_restart(backend: Backend) {
         name: "durable".into(),
         enabled: true,
         whitelist: vec!["vip".into()],
-        metadata: Some(prost_types::Struct {
+        metadata: Some(vexil_proto::google::protobuf::Struct {
             fields: [(
                 "owner".to_string(),
-                prost_types::Value {
-                    kind: Some(prost_types::value::Kind::StringValue("growth".into())),
+                vexil_proto::google::protobuf::Value {
+                    kind: Some(vexil_proto::google::protobuf::value::Kind::StringValue(
+                        "growth".into(),
+                    )),
                 },
             )]
             .into(),

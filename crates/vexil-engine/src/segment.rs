@@ -1,0 +1,182 @@
+//! Segments: named audiences that clauses refer to (`in_segment`). A user
+//! is in a segment when listed in `included`, or when not listed in
+//! `excluded` and any of its rules matches.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::compiled::{check_clauses, check_description};
+use crate::matcher::{Matcher, Scope};
+use crate::targeting::SegmentRule;
+use crate::validation::{ValidationError, limits, validate_id};
+use crate::{FlagName, UserSet};
+
+/// What operators define about a segment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SegmentSpec {
+    pub description: String,
+    pub included: UserSet,
+    pub excluded: UserSet,
+    pub rules: Vec<SegmentRule>,
+}
+
+impl SegmentSpec {
+    /// Checks every limit; errors name the field as `prefix.field`.
+    pub fn validate(&self, prefix: &str) -> Result<(), ValidationError> {
+        let field = |name: &str| format!("{prefix}.{name}");
+        check_description(&field("description"), &self.description)?;
+        for (name, list) in [("included", &self.included), ("excluded", &self.excluded)] {
+            if list.len() > limits::LIST_IDS {
+                return Err(ValidationError::new(
+                    field(name),
+                    format!("must hold at most {} ids", limits::LIST_IDS),
+                ));
+            }
+            for id in list.iter() {
+                validate_id(&field(name), id)?;
+            }
+        }
+        if self.rules.len() > limits::RULES {
+            return Err(ValidationError::new(
+                field("rules"),
+                format!("must hold at most {} rules", limits::RULES),
+            ));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = field(&format!("rules[{i}]"));
+            check_description(&format!("{at}.description"), &rule.description)?;
+            check_clauses(&at, &rule.clauses)?;
+        }
+        Ok(())
+    }
+
+    /// The segments this one's rules refer to.
+    pub fn referenced_segments(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .flat_map(|rule| &rule.clauses)
+            .filter(|clause| clause.op == crate::Operator::InSegment)
+            .flat_map(|clause| &clause.values)
+            .filter_map(|value| match value {
+                crate::ClauseValue::String(name) => Some(name.as_str()),
+                _ => None,
+            })
+    }
+}
+
+/// A stored segment, compiled.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(from = "SegmentRecord")]
+pub struct Segment {
+    pub name: FlagName,
+    #[serde(flatten)]
+    spec: SegmentSpec,
+    pub revision: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_by: String,
+    #[serde(skip)]
+    rules: Box<[Box<[Matcher]>]>,
+}
+
+#[derive(Deserialize)]
+struct SegmentRecord {
+    name: FlagName,
+    #[serde(flatten)]
+    spec: SegmentSpec,
+    revision: u64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    created_by: String,
+    updated_by: String,
+}
+
+impl From<SegmentRecord> for Segment {
+    fn from(record: SegmentRecord) -> Self {
+        let mut segment =
+            Segment::new(record.name, record.spec, record.revision, record.created_at);
+        segment.updated_at = record.updated_at;
+        segment.created_by = record.created_by;
+        segment.updated_by = record.updated_by;
+        segment
+    }
+}
+
+impl Clone for Segment {
+    fn clone(&self) -> Self {
+        let mut segment = Segment::new(
+            self.name.clone(),
+            self.spec.clone(),
+            self.revision,
+            self.created_at,
+        );
+        segment.updated_at = self.updated_at;
+        segment.created_by.clone_from(&self.created_by);
+        segment.updated_by.clone_from(&self.updated_by);
+        segment
+    }
+}
+
+impl PartialEq for Segment {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.spec == other.spec
+            && self.revision == other.revision
+            && self.created_at == other.created_at
+            && self.updated_at == other.updated_at
+            && self.created_by == other.created_by
+            && self.updated_by == other.updated_by
+    }
+}
+
+impl Segment {
+    /// Compiles `spec`; the bookkeeping starts as created at `created_at`
+    /// by nobody (set the public fields after).
+    pub fn new(
+        name: FlagName,
+        spec: SegmentSpec,
+        revision: u64,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        let rules = spec
+            .rules
+            .iter()
+            .map(|rule| rule.clauses.iter().map(Matcher::compile_stored).collect())
+            .collect();
+        Self {
+            name,
+            spec,
+            revision,
+            created_at,
+            updated_at: created_at,
+            created_by: String::new(),
+            updated_by: String::new(),
+            rules,
+        }
+    }
+
+    pub fn spec(&self) -> &SegmentSpec {
+        &self.spec
+    }
+
+    pub fn into_spec(self) -> SegmentSpec {
+        self.spec
+    }
+
+    /// Whether the user (and context) `scope` reads is in this segment.
+    pub(crate) fn contains(&self, user_id: &str, scope: &impl Scope) -> bool {
+        if !user_id.is_empty() {
+            if self.spec.excluded.contains(user_id) {
+                return false;
+            }
+            if self.spec.included.contains(user_id) {
+                return true;
+            }
+        }
+        self.rules.iter().any(|clauses| {
+            !clauses.is_empty() && clauses.iter().all(|clause| clause.matches(scope))
+        })
+    }
+}
