@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Writes Vexil's shared evaluation vectors (docs/eval-vectors/NN-*.json).
 
+A flag marked `"api": false` is one the API refuses to create (its state
+arises only from damaged data or a racing client copy): suites that load
+the state through the API skip it and its cases.
+
 Each file holds a state (flags and segments, in the JSON the store and the
 audit trail use) and tests: a flag, a context, and the expected value,
 variant and reason. The expectations are written here by hand, or for
@@ -403,7 +407,7 @@ def regex():
                 (ctx(agent="Googlebot"), False), (ctx(agent="Safari"), True),
             ]),
             ("a pathological pattern runs in linear time", c("s", "matches", ["^(a+)+$"]), [
-                (ctx(s="a" * 5000 + "b"), False), (ctx(s="a" * 5000), True),
+                (ctx(s="a" * 4000 + "b"), False), (ctx(s="a" * 4000), True),
             ]),
         ],
     )
@@ -505,7 +509,9 @@ def prerequisites():
                fallthrough={"variant": "red"}),
             string_flag("pre.needs-on", prerequisites=[{"flag": "pre.on"}], fallthrough="match"),
             string_flag("pre.needs-off", prerequisites=[{"flag": "pre.off"}], fallthrough="match"),
-            string_flag("pre.needs-missing", prerequisites=[{"flag": "pre.nowhere"}], fallthrough="match"),
+            # Writes refuse a missing prerequisite ("api": false: not
+            # creatable through the API); a client's copy may still see one.
+            string_flag("pre.needs-missing", prerequisites=[{"flag": "pre.nowhere"}], fallthrough="match", api=False),
             string_flag("pre.needs-blue", prerequisites=[{"flag": "pre.color", "variants": ["blue"]}], fallthrough="match"),
             string_flag("pre.needs-both", prerequisites=[{"flag": "pre.on"}, {"flag": "pre.color", "variants": ["blue"]}], fallthrough="match"),
             flag("pre.bool-needs-off", percentage=100.0, prerequisites=[{"flag": "pre.off"}]),

@@ -8,7 +8,7 @@ use super::{CacheSync, to_completion};
 use crate::auth::Principal;
 use crate::bus::{BusMessage, ChangeBus, ChangeKind};
 use crate::domain::{
-    AuditEntry, Change, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group, limits,
+    AuditEntry, Catalog, Change, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group, limits,
     validate_name, validate_text,
 };
 use crate::error::{Error, Result};
@@ -112,6 +112,7 @@ impl FlagManager {
         spec.validate("flag")?;
         validate_change(&change, false)?;
         check_scope(caller, &spec)?;
+        self.check_references(name.as_str(), &spec)?;
         let this = self.clone();
         to_completion(TRANSACTION_TIMEOUT, async move {
             let flag = this.store.create_flag(name, spec, &change).await?;
@@ -121,6 +122,61 @@ impl FlagManager {
             Ok(Arc::unwrap_or_clone(flag))
         })
         .await
+    }
+
+    /// References a write may not break: segments named by clauses must
+    /// exist, and a flag others require may not require flags itself
+    /// (prerequisites are one level deep). Prerequisites' existence is
+    /// checked by the store, in the write's transaction.
+    fn check_references(&self, name: &str, spec: &FlagSpec) -> Result<()> {
+        if let Some(segment) = spec.referenced_segments().next() {
+            let field = spec
+                .rules
+                .iter()
+                .enumerate()
+                .find_map(|(i, rule)| {
+                    rule.clauses
+                        .iter()
+                        .position(|clause| clause.op == crate::domain::Operator::InSegment)
+                        .map(|j| format!("flag.rules[{i}].clauses[{j}].values"))
+                })
+                .unwrap_or_else(|| "flag.rules".into());
+            if self.sync.cache().segment(segment).is_none() {
+                return Err(Error::invalid(
+                    field,
+                    format!("no segment named {:?}", crate::domain::echo(segment)),
+                ));
+            }
+        }
+        if !spec.prerequisites.is_empty()
+            && let Some(dependent) = self.dependents(name).first()
+        {
+            return Err(Error::invalid(
+                "flag.prerequisites",
+                format!(
+                    "'{dependent}' requires this flag, and prerequisites are one level deep: \
+                     a required flag cannot have prerequisites"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The flags that name `name` as a prerequisite (from this replica's cache).
+    fn dependents(&self, name: &str) -> Vec<String> {
+        let mut dependents = Vec::new();
+        self.sync.cache().scan(|flag| {
+            if flag
+                .spec()
+                .prerequisites
+                .iter()
+                .any(|prerequisite| prerequisite.flag == name)
+            {
+                dependents.push(flag.name.to_string());
+            }
+            true
+        });
+        dependents
     }
 
     pub async fn get_flag(&self, name: &str) -> Result<Flag> {
@@ -190,6 +246,8 @@ impl FlagManager {
                     spec.merge(values, &fields);
                     spec.validate("flag")?;
                     check_scope(caller.as_ref(), &spec)?;
+                    this.check_references(&name, &spec)?;
+                    check_buckets_kept(current, &spec)?;
                     Ok(spec)
                 })
                 .await?;
@@ -217,7 +275,14 @@ impl FlagManager {
             let revision = this
                 .store
                 .delete_flag(flag_name.as_str(), expected_revision, &change, |current| {
-                    check_scope(caller.as_ref(), current.spec())
+                    check_scope(caller.as_ref(), current.spec())?;
+                    match this.dependents(current.name.as_str()).first() {
+                        Some(dependent) => Err(Error::FailedPrecondition(format!(
+                            "flag '{}' is a prerequisite of '{dependent}'; remove it there first",
+                            current.name
+                        ))),
+                        None => Ok(()),
+                    }
                 })
                 .await?;
             tracing::info!(flag = %flag_name, revision, actor = %change.actor, "flag deleted");
@@ -271,6 +336,52 @@ impl FlagManager {
         })
         .await
     }
+}
+
+/// Once a flag may have served traffic (it is enabled), its splits keep
+/// their bucketing: a new salt or key reshuffles every user. Splits are
+/// matched by rule id (rules without one are new rules) and the
+/// fallthrough by position.
+fn check_buckets_kept(current: &Flag, spec: &FlagSpec) -> Result<()> {
+    use crate::domain::{Serve, Split};
+    if !current.spec().enabled {
+        return Ok(());
+    }
+    let bucketing = |split: &Split| (split.salt.clone(), split.bucket_by.clone());
+    let split_of = |serve: Option<&Serve>| match serve {
+        Some(Serve::Split(split)) => Some(bucketing(split)),
+        _ => None,
+    };
+    let refuse = |field: String| {
+        Err(Error::FailedPrecondition(format!(
+            "{field}: the split's salt and bucket_by cannot change while the flag is enabled \
+             (every user would be reshuffled); disable the flag first, or add a new rule"
+        )))
+    };
+    if let (Some(old), Some(new)) = (
+        split_of(current.spec().fallthrough.as_ref()),
+        split_of(spec.fallthrough.as_ref()),
+    ) && old != new
+    {
+        return refuse("flag.fallthrough.split".into());
+    }
+    for (i, rule) in spec.rules.iter().enumerate() {
+        if rule.id.is_empty() {
+            continue;
+        }
+        let old = current
+            .spec()
+            .rules
+            .iter()
+            .find(|old| old.id == rule.id)
+            .and_then(|old| split_of(Some(&old.serve)));
+        if let (Some(old), Some(new)) = (old, split_of(Some(&rule.serve)))
+            && old != new
+        {
+            return refuse(format!("flag.rules[{i}].serve.split"));
+        }
+    }
+    Ok(())
 }
 
 /// A caller scoped to environments may only hold flags that touch nothing

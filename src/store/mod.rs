@@ -29,7 +29,8 @@ use self::convert::{
 };
 use self::entities::{audit, flag, group};
 use crate::domain::{
-    AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group, Stamp, limits,
+    AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group, Stamp, echo,
+    limits,
 };
 use crate::error::{Error, Result};
 
@@ -283,6 +284,7 @@ impl FlagStore {
             )));
         }
         ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
+        ensure_prerequisites_exist(&write.txn, name.as_str(), &spec).await?;
         let now = now();
         let flag = Flag::new(
             name,
@@ -322,6 +324,7 @@ impl FlagStore {
         check_revision(expected_revision, current.revision)?;
         let spec = apply(&current)?;
         ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
+        ensure_prerequisites_exist(&write.txn, name, &spec).await?;
         let updated = Flag::new(
             current.name.clone(),
             at_stored_precision(spec),
@@ -712,6 +715,54 @@ fn check_revision(expected: Option<u64>, actual: u64) -> Result<()> {
         Some(expected) if expected != actual => Err(Error::Conflict { expected, actual }),
         _ => Ok(()),
     }
+}
+
+/// A flag's prerequisites must exist (read in the write's transaction, so
+/// no concurrent delete slips between), not be the flag itself, have no
+/// prerequisites of their own (one level deep), and have the variants
+/// named.
+async fn ensure_prerequisites_exist(
+    txn: &DatabaseTransaction,
+    name: &str,
+    spec: &FlagSpec,
+) -> Result<()> {
+    for (i, prerequisite) in spec.prerequisites.iter().enumerate() {
+        let field = format!("flag.prerequisites[{i}].flag");
+        if prerequisite.flag == name {
+            return Err(Error::invalid(
+                field,
+                "a flag cannot be its own prerequisite",
+            ));
+        }
+        let Some(required) = find_flag(txn, &prerequisite.flag).await? else {
+            return Err(Error::invalid(
+                field,
+                format!("no flag named {:?}", echo(&prerequisite.flag)),
+            ));
+        };
+        if !required.spec().prerequisites.is_empty() {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{:?} has prerequisites itself; prerequisites are one level deep",
+                    echo(&prerequisite.flag)
+                ),
+            ));
+        }
+        for variant in &prerequisite.variants {
+            if required.variant_index(variant).is_none() {
+                return Err(Error::invalid(
+                    format!("flag.prerequisites[{i}].variants"),
+                    format!(
+                        "{:?} is not a variant of {:?}",
+                        echo(variant),
+                        echo(&prerequisite.flag)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn ensure_group_exists(txn: &DatabaseTransaction, group: Option<&str>) -> Result<()> {

@@ -24,5 +24,6 @@ mod prometheus;
 mod secrets;
 mod telemetry;
 mod tls;
+mod typed;
 mod validation;
 mod watch;
