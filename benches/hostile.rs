@@ -180,6 +180,7 @@ async fn stalled_resumes() -> u64 {
             .watch(pb::WatchRequest {
                 flag_names: Vec::new(),
                 since_revision: Some(1),
+                engine: vexil::engine::ENGINE,
             })
             .await
             .expect("watch");

@@ -113,6 +113,7 @@ async fn subscribe_to(
         .watch(pb::WatchRequest {
             flag_names: vec![name.into()],
             since_revision: None,
+            engine: vexil::engine::ENGINE,
         })
         .await
         .expect("watch")

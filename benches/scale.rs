@@ -382,6 +382,7 @@ async fn idle_streams(count: usize) {
             .watch(pb::WatchRequest {
                 flag_names: vec![format!("flag-{:06}", i % 100)],
                 since_revision: None,
+                engine: vexil::engine::ENGINE,
             })
             .await
             .expect("watch")

@@ -34,6 +34,7 @@ pub async fn watch_light(channel: &Channel, name: &str) -> tonic::Streaming<Arri
     let request = tonic::Request::new(pb::WatchRequest {
         flag_names: vec![name.into()],
         since_revision: None,
+        engine: vexil::engine::ENGINE,
     });
     let path =
         tonic::codegen::http::uri::PathAndQuery::from_static("/vexil.v1.EvaluationService/Watch");

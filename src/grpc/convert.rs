@@ -140,6 +140,48 @@ pub fn watch_item_to_redacted_wire(item: WatchItem) -> std::result::Result<Encod
     })
 }
 
+/// [`watch_item_to_wire`] for a client whose engine is older than this
+/// server's: flags it cannot evaluate are left out of snapshots and sent
+/// as deletions (encoded per stream). `redacted` as for
+/// [`watch_item_to_redacted_wire`].
+pub fn watch_item_to_older_engine_wire(
+    item: WatchItem,
+    engine: u32,
+    redacted: bool,
+) -> std::result::Result<Encoded, Status> {
+    let to_pb: fn(&Flag) -> pb::Flag = if redacted {
+        redacted_flag_to_pb
+    } else {
+        flag_to_pb
+    };
+    let readable = |flag: &Flag| flag.spec().min_engine() <= engine.max(1);
+    Ok(match item.map_err(watch_end_to_status)? {
+        WatchEvent::Change(entry) => {
+            let change = &entry.change;
+            match change.flag.as_deref() {
+                Some(flag) if !readable(flag) => encode_change(
+                    &FlagChange::deleted(change.flag_name.clone(), change.revision),
+                    to_pb,
+                ),
+                _ => encode_change(change, to_pb),
+            }
+        }
+        WatchEvent::Snapshot {
+            flags,
+            revision,
+            last,
+        } => encode_event(
+            &WatchEvent::Snapshot {
+                flags: flags.into_iter().filter(|flag| readable(flag)).collect(),
+                revision,
+                last,
+            },
+            to_pb,
+        ),
+        event => encode_event(&event, to_pb),
+    })
+}
+
 /// A flag without what GetFlag keeps for `reader`.
 fn redacted_flag_to_pb(flag: &Flag) -> pb::Flag {
     pb::Flag {

@@ -12,14 +12,15 @@ use tonic::{Request, Response, Status};
 
 use super::access::GrpcAdmission;
 use super::convert::{
-    answer_to_pb, context_of, reason, watch_item_to_redacted_wire, watch_item_to_wire,
+    answer_to_pb, context_of, reason, watch_item_to_older_engine_wire, watch_item_to_redacted_wire,
+    watch_item_to_wire,
 };
 use super::evaluation_server::evaluation_service_server::EvaluationService;
 use super::pb;
 use super::watch_route::{Encoded, WatchStream};
 use crate::admission::{Gatekeeper, StreamKind, Visibility, WatchSlot};
 use crate::domain::{EvalContext, NoCatalog};
-use crate::service::{Evaluator, Watcher};
+use crate::service::{Evaluator, WatchItem, Watcher};
 
 pub struct EvaluationGrpc {
     evaluator: Evaluator,
@@ -74,15 +75,21 @@ impl EvaluationGrpc {
         let pb::WatchRequest {
             flag_names,
             since_revision,
+            engine,
         } = request.into_inner();
         let items = self.watcher.watch(flag_names, since_revision).await?;
         let expiry = admitted
             .expires_in
             .map(|left| Box::pin(tokio::time::sleep(left)));
-        let to_wire = match admitted.visibility {
-            Visibility::Full => watch_item_to_wire,
-            Visibility::Redacted => watch_item_to_redacted_wire,
-        };
+        let redacted = admitted.visibility == Visibility::Redacted;
+        let to_wire: Box<dyn Fn(WatchItem) -> Result<Encoded, Status> + Send> =
+            match (engine >= crate::engine::ENGINE, redacted) {
+                (true, false) => Box::new(watch_item_to_wire),
+                (true, true) => Box::new(watch_item_to_redacted_wire),
+                (false, _) => {
+                    Box::new(move |item| watch_item_to_older_engine_wire(item, engine, redacted))
+                }
+            };
         Ok(Box::pin(Guarded {
             inner: items.map(to_wire),
             expiry,

@@ -1124,6 +1124,7 @@ async fn watch_as(
     let request = pb::WatchRequest {
         flag_names: Vec::new(),
         since_revision,
+        engine: vexil::engine::ENGINE,
     };
     let request = match token {
         Some(token) => with_token(token, request),
@@ -1275,6 +1276,7 @@ async fn revisions_far_ahead_hold_no_in_flight_place() {
                 .watch(pb::WatchRequest {
                     flag_names: Vec::new(),
                     since_revision: Some(1_000_000),
+                    engine: vexil::engine::ENGINE,
                 })
                 .await
                 .map(tonic::Response::into_inner)

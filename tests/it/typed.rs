@@ -16,6 +16,7 @@ crate::backend_tests!(
     vectors_answer_over_the_wire,
     writes_that_break_references_or_limits_are_refused,
     typed_flags_are_stored_and_audited,
+    older_engines_are_not_sent_flags_they_cannot_evaluate,
 );
 
 /// The vectors' default evaluation time; cases at another time need a
@@ -62,9 +63,7 @@ fn wire_flag(json: &Json) -> pb::Flag {
 }
 
 fn context_of(case: &Json) -> Option<vexil_proto::google::protobuf::Struct> {
-    case["context"]["attributes"]
-        .as_object()
-        .map(struct_to_pb)
+    case["context"]["attributes"].as_object().map(struct_to_pb)
 }
 
 fn value_json(value: Option<&pb::TypedValue>) -> Json {
@@ -438,4 +437,109 @@ async fn typed_flags_are_stored_and_audited(backend: Backend) {
     let answer = evaluate(&app).await;
     assert_eq!(answer.variant, "b");
     assert_eq!(answer.reason(), pb::Reason::RuleMatch);
+}
+
+/// The first message of a Watch stream (a one-chunk snapshot here) and
+/// the stream, for a client declaring `engine`.
+async fn watch(
+    app: &TestApp,
+    engine: u32,
+) -> (
+    pb::WatchSnapshot,
+    tonic::codec::Streaming<pb::WatchResponse>,
+) {
+    let mut stream = app
+        .evaluation
+        .clone()
+        .watch(pb::WatchRequest {
+            flag_names: Vec::new(),
+            since_revision: None,
+            engine,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    match stream.message().await.expect("a message").expect("open") {
+        pb::WatchResponse {
+            event: Some(pb::watch_response::Event::Snapshot(snapshot)),
+        } => (snapshot, stream),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+/// The next change on `stream`, skipping heartbeats.
+async fn next_change(stream: &mut tonic::codec::Streaming<pb::WatchResponse>) -> pb::FlagChange {
+    loop {
+        match stream.message().await.expect("a message").expect("open") {
+            pb::WatchResponse {
+                event: Some(pb::watch_response::Event::Change(change)),
+            } => return change,
+            pb::WatchResponse {
+                event: Some(pb::watch_response::Event::Heartbeat(_)),
+            } => continue,
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+}
+
+/// A client from before typed flags (engine 0 or 1) is sent neither typed
+/// flags nor boolean flags with rules: they are absent from its snapshot
+/// and arrive as deletions, so it answers "not found" (its code default)
+/// rather than evaluating them wrongly. A current client gets them all.
+async fn older_engines_are_not_sent_flags_they_cannot_evaluate(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    app.create_flag(pb::Flag {
+        name: "plain".into(),
+        enabled: true,
+        percentage: 50.0,
+        ..pb::Flag::default()
+    })
+    .await;
+    app.create_flag(wire_flag(&string_flag("typed", serde_json::json!({}))))
+        .await;
+    let (old_snapshot, mut old) = watch(&app, 0).await;
+    let (new_snapshot, mut new) = watch(&app, vexil::engine::ENGINE).await;
+    let names = |snapshot: &pb::WatchSnapshot| {
+        snapshot
+            .flags
+            .iter()
+            .map(|flag| flag.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&old_snapshot), ["plain"]);
+    assert_eq!(names(&new_snapshot), ["plain", "typed"]);
+
+    // A boolean flag gaining a rule needs the new engine too.
+    let ruled = wire_flag(&serde_json::json!({
+        "name": "plain", "enabled": true,
+        "rules": [{"clauses": [{"attribute": "plan", "op": "in", "values": ["x"]}], "serve": {"variant": "on"}}],
+    }));
+    app.flags
+        .clone()
+        .update_flag(as_actor(
+            "tester",
+            pb::UpdateFlagRequest {
+                flag: Some(ruled),
+                update_mask: mask(&["rules", "percentage"]),
+                reason: "a rule".into(),
+                expected_revision: None,
+            },
+        ))
+        .await
+        .expect("update");
+    let change = next_change(&mut old).await;
+    assert_eq!(
+        (
+            change.flag_name.as_str(),
+            change.kind(),
+            change.flag.is_none()
+        ),
+        ("plain", pb::ChangeKind::Deleted, true)
+    );
+    let change = next_change(&mut new).await;
+    assert_eq!(change.kind(), pb::ChangeKind::Upserted);
+    assert_eq!(change.flag.expect("the flag").rules.len(), 1);
 }

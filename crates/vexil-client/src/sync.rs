@@ -131,6 +131,7 @@ async fn session(
     let mut request = tonic::Request::new(pb::WatchRequest {
         flag_names: Vec::new(),
         since_revision: *resume,
+        engine: vexil_engine::ENGINE,
     });
     if let Some(token) = &options.token {
         match format!("Bearer {token}").parse() {

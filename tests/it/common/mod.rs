@@ -563,6 +563,7 @@ impl TestApp {
             .watch(pb::WatchRequest {
                 flag_names: flag_names.iter().map(|name| name.to_string()).collect(),
                 since_revision,
+                engine: vexil::engine::ENGINE,
             })
             .await
             .expect("watch")
@@ -590,6 +591,7 @@ impl TestApp {
             .watch(pb::WatchRequest {
                 flag_names: Vec::new(),
                 since_revision,
+                engine: vexil::engine::ENGINE,
             })
             .await
             .expect("watch")

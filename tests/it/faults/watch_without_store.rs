@@ -124,6 +124,7 @@ async fn two_thousand_resumes_leave_room_for_a_write_postgres() {
                     .watch(pb::WatchRequest {
                         flag_names: vec!["watched".into()],
                         since_revision: Some(start),
+                        engine: vexil::engine::ENGINE,
                     })
                     .await
                     .map(tonic::Response::into_inner)
