@@ -33,6 +33,8 @@ pub fn feature_flag(args: TokenStream, item: TokenStream) -> TokenStream {
 
 struct Args {
     flag: LitStr,
+    /// Run only when the flag serves this variant (else: when it is on).
+    variant: Option<LitStr>,
     user: Option<Ident>,
     fallback: Option<Expr>,
     environment: Option<Expr>,
@@ -57,6 +59,7 @@ impl Parse for Args {
         }
         let mut args = Args {
             flag,
+            variant: None,
             user: None,
             fallback: None,
             environment: None,
@@ -102,13 +105,29 @@ impl Parse for Args {
                     }
                     &mut args.fallback
                 }
+                "variant" => {
+                    let Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(variant),
+                        ..
+                    }) = &option.value
+                    else {
+                        return Err(syn::Error::new_spanned(
+                            &option.value,
+                            "`variant` is the name of the variant to run for, as a string",
+                        ));
+                    };
+                    if args.variant.replace(variant.clone()).is_some() {
+                        return Err(syn::Error::new_spanned(key, "`variant` is given twice"));
+                    }
+                    continue;
+                }
                 "environment" => &mut args.environment,
                 "client" => &mut args.client,
                 _ => {
                     return Err(syn::Error::new_spanned(
                         key,
                         format!(
-                            "unknown option `{key}`: expected user, fallback, environment or client"
+                            "unknown option `{key}`: expected user, variant, fallback, environment or client"
                         ),
                     ));
                 }
@@ -188,15 +207,29 @@ fn expand(args: Args, function: ItemFn) -> syn::Result<proc_macro2::TokenStream>
         sig,
         block,
     } = function;
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig {
-            if !::vexil_client::__private::enabled(
+    let runs = match &args.variant {
+        Some(variant) => quote! {
+            ::vexil_client::__private::serves(
+                #client,
+                #flag,
+                #variant,
+                ::core::convert::AsRef::<str>::as_ref(&#user),
+                #environment,
+            )
+        },
+        None => quote! {
+            ::vexil_client::__private::enabled(
                 #client,
                 #flag,
                 ::core::convert::AsRef::<str>::as_ref(&#user),
                 #environment,
-            ) {
+            )
+        },
+    };
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig {
+            if !#runs {
                 return #otherwise;
             }
             #block

@@ -34,8 +34,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 pub use vexil_client_macros::feature_flag;
-use vexil_engine::{EvalContext, needs_clock};
-pub use vexil_engine::{Flag, Reason};
+pub use vexil_engine::{Attributes, Flag, FlagType, Metadata, Reason, Value, VariantIndex};
+use vexil_engine::{EvalContext, NoAttributes, needs_clock};
 
 use crate::copy::LocalCopy;
 use crate::sync::Shared;
@@ -50,6 +50,11 @@ pub struct Evaluation {
     pub reason: Reason,
     /// The flag's revision; 0 when there is no such flag.
     pub revision: u64,
+    /// The variant served (its position in the flag's variants); `None`:
+    /// no value, the caller's default applies.
+    pub variant: Option<VariantIndex>,
+    /// The matching rule's position, for [`Reason::RuleMatch`].
+    pub rule: Option<u16>,
 }
 
 /// Where the local copy stands.
@@ -345,9 +350,38 @@ impl Client {
 
     /// The answer with its reason, as the server's Evaluate gives it.
     pub fn evaluate(&self, flag: &str, user_id: &str, environment: &str) -> Evaluation {
+        self.evaluate_in(flag, user_id, environment, &NoAttributes)
+    }
+
+    /// [`Self::evaluate`] with a context for targeting rules (a
+    /// `serde_json::Map`, or anything implementing [`Attributes`]).
+    /// Allocates nothing.
+    pub fn evaluate_in(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+    ) -> Evaluation {
+        self.with_answer(flag, user_id, environment, attributes, |_, evaluation| {
+            evaluation
+        })
+    }
+
+    /// Evaluates `flag` and hands `answer` the flag (if any) and the
+    /// evaluation, against one copy of the state: the way to read a typed
+    /// value without copying it.
+    pub fn with_answer<R>(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+        answer: impl FnOnce(Option<&Flag>, Evaluation) -> R,
+    ) -> R {
         let flags = self.inner.shared.copy.flags();
         let flag = flags.get(flag).map(Arc::as_ref);
-        // The clock is read only for flags with a time window.
+        // The clock is read only for flags whose answer can depend on it.
         let now = match flag {
             Some(flag) if needs_clock(flag) => Utc::now(),
             _ => DateTime::UNIX_EPOCH,
@@ -356,15 +390,162 @@ impl Client {
         let ctx = EvalContext {
             user_id,
             environment,
-            attributes: &vexil_engine::NoAttributes,
+            attributes,
             catalog: &catalog,
         };
         let evaluation = vexil_engine::evaluate(flag, &ctx, now);
-        Evaluation {
-            enabled: evaluation.enabled,
-            reason: evaluation.reason,
-            revision: flag.map_or(0, |flag| flag.revision),
-        }
+        answer(
+            flag,
+            Evaluation {
+                enabled: evaluation.enabled,
+                reason: evaluation.reason,
+                revision: flag.map_or(0, |flag| flag.revision),
+                variant: evaluation.variant,
+                rule: evaluation.rule,
+            },
+        )
+    }
+
+    /// The name of the variant served, if any.
+    pub fn variant(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+    ) -> Option<String> {
+        self.with_value(flag, user_id, environment, attributes, |variant, _| {
+            variant.map(str::to_owned)
+        })
+    }
+
+    /// Hands `read` the variant's name and value served, if any.
+    pub fn with_value<R>(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+        read: impl FnOnce(Option<&str>, Option<&Value>) -> R,
+    ) -> R {
+        self.with_answer(
+            flag,
+            user_id,
+            environment,
+            attributes,
+            |flag, evaluation| {
+                let variant = flag
+                    .zip(evaluation.variant)
+                    .and_then(|(flag, index)| flag.variant(index));
+                read(
+                    variant.map(|variant| variant.name.as_str()),
+                    variant.map(|variant| &variant.value),
+                )
+            },
+        )
+    }
+
+    /// A boolean flag's value, or `default` when it serves none or is not
+    /// boolean.
+    pub fn get_bool(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+        default: bool,
+    ) -> bool {
+        self.with_value(flag, user_id, environment, attributes, |_, value| {
+            value.and_then(Value::as_bool).unwrap_or(default)
+        })
+    }
+
+    /// A string flag's value, or `default`.
+    pub fn get_string(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+        default: &str,
+    ) -> String {
+        self.with_value(
+            flag,
+            user_id,
+            environment,
+            attributes,
+            |_, value| match value {
+                Some(Value::String(text)) => text.clone(),
+                _ => default.to_owned(),
+            },
+        )
+    }
+
+    /// An integer flag's value (a float flag's when integral and within
+    /// ±2^53, as OpenFeature allows), or `default`.
+    pub fn get_int(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+        default: i64,
+    ) -> i64 {
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        self.with_value(
+            flag,
+            user_id,
+            environment,
+            attributes,
+            |_, value| match value {
+                Some(Value::Int(n)) => *n,
+                Some(Value::Float(n)) if n.fract() == 0.0 && n.abs() <= EXACT => *n as i64,
+                _ => default,
+            },
+        )
+    }
+
+    /// A float flag's value (an integer flag's too), or `default`.
+    pub fn get_float(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+        default: f64,
+    ) -> f64 {
+        self.with_value(
+            flag,
+            user_id,
+            environment,
+            attributes,
+            |_, value| match value {
+                Some(Value::Float(n)) => *n,
+                Some(Value::Int(n)) => *n as f64,
+                _ => default,
+            },
+        )
+    }
+
+    /// An object flag's value, or `default`.
+    pub fn get_object(
+        &self,
+        flag: &str,
+        user_id: &str,
+        environment: &str,
+        attributes: &dyn Attributes,
+        default: Metadata,
+    ) -> Metadata {
+        self.with_value(
+            flag,
+            user_id,
+            environment,
+            attributes,
+            |_, value| match value {
+                Some(Value::Object(object)) => object.clone(),
+                _ => default,
+            },
+        )
     }
 
     /// Evaluates several flags against one copy of the state.
@@ -458,5 +639,31 @@ pub mod __private {
         };
         let environment = environment.unwrap_or_else(|| client.default_environment());
         client.is_enabled(flag, user_id, environment)
+    }
+
+    /// Whether `flag` serves the variant named `variant`; no when no
+    /// client is given or set as default.
+    pub fn serves(
+        client: Option<&Client>,
+        flag: &str,
+        variant: &str,
+        user_id: &str,
+        environment: Option<&str>,
+    ) -> bool {
+        let client = match client {
+            Some(client) => client,
+            None => match super::default_client() {
+                Some(client) => client,
+                None => return false,
+            },
+        };
+        let environment = environment.unwrap_or_else(|| client.default_environment());
+        client.with_value(
+            flag,
+            user_id,
+            environment,
+            &super::NoAttributes,
+            |served, _| served == Some(variant),
+        )
     }
 }

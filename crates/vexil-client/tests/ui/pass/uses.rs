@@ -27,6 +27,16 @@ async fn new_page(user_id: &str, page: u32) -> u32 {
     page * 2
 }
 
+fn classic_checkout(user: &str) -> &'static str {
+    "classic"
+}
+
+// Runs only for users the experiment serves its "one-page" variant.
+#[feature_flag("checkout.experiment", variant = "one-page", user = user, fallback = classic_checkout)]
+fn one_page_checkout(user: &str) -> &'static str {
+    "one-page"
+}
+
 struct Service {
     client: Option<vexil_client::Client>,
 }
@@ -45,6 +55,7 @@ impl Service {
 fn main() {
     assert_eq!(greeting("u1", "Ada".into()), "hello Ada (u1)");
     assert_eq!(beta_discount("u1".into()), None);
+    assert_eq!(one_page_checkout("u1"), "classic");
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     assert_eq!(runtime.block_on(new_page("u1", 3)), 3);
     let _ = Service { client: None };
