@@ -475,34 +475,41 @@ fn decide<O: Observer>(
             };
         }
     }
-    if check(
-        observer,
-        Rule::Blacklist,
-        spec.blacklist.contains(ctx.user_id),
-        |listed| match listed {
-            true => format!("user {:?} is on the blacklist", ctx.user_id),
-            false => format!(
-                "user {:?} is not on the blacklist ({})",
-                ctx.user_id,
-                ids(spec.blacklist.len())
-            ),
-        },
-    ) {
+    // Typed flags have no lists (writes refuse them): their explanations
+    // skip these steps.
+    let boolean = flag.flag_type() == FlagType::Boolean;
+    if boolean
+        && check(
+            observer,
+            Rule::Blacklist,
+            spec.blacklist.contains(ctx.user_id),
+            |listed| match listed {
+                true => format!("user {:?} is on the blacklist", ctx.user_id),
+                false => format!(
+                    "user {:?} is not on the blacklist ({})",
+                    ctx.user_id,
+                    ids(spec.blacklist.len())
+                ),
+            },
+        )
+    {
         return off(flag, Reason::Blacklisted);
     }
-    if check(
-        observer,
-        Rule::Whitelist,
-        spec.whitelist.contains(ctx.user_id),
-        |listed| match listed {
-            true => format!("user {:?} is on the whitelist", ctx.user_id),
-            false => format!(
-                "user {:?} is not on the whitelist ({})",
-                ctx.user_id,
-                ids(spec.whitelist.len())
-            ),
-        },
-    ) {
+    if boolean
+        && check(
+            observer,
+            Rule::Whitelist,
+            spec.whitelist.contains(ctx.user_id),
+            |listed| match listed {
+                true => format!("user {:?} is on the whitelist", ctx.user_id),
+                false => format!(
+                    "user {:?} is not on the whitelist ({})",
+                    ctx.user_id,
+                    ids(spec.whitelist.len())
+                ),
+            },
+        )
+    {
         return Evaluation::on(Reason::Whitelisted);
     }
     if !spec.targets.is_empty() {
