@@ -326,17 +326,22 @@ fn write_success(out: &mut Vec<u8>, key: &str, resolution: &Resolution, cacheabl
     out.extend_from_slice(b",\"reason\":\"");
     out.extend_from_slice(resolution.reason.as_str().as_bytes());
     out.push(b'"');
-    if let Some(variant) = resolution.variant() {
-        out.extend_from_slice(b",\"variant\":");
-        erased::Json::write(&variant.name.as_str(), out);
-        out.extend_from_slice(b",\"value\":");
-        match resolution.value() {
-            Some(Typed::Bool(b)) => erased::Json::write(&b, out),
-            Some(Typed::String(s)) => erased::Json::write(&s, out),
-            Some(Typed::Int(n)) => erased::Json::write(&n, out),
-            Some(Typed::Float(n)) => erased::Json::write(&n, out),
-            Some(Typed::Object(object)) => erased::Json::write(object, out),
-            None => out.extend_from_slice(b"null"),
+    match resolution.variant() {
+        // No value (ADR-0006): the provider uses the code default. `variant`
+        // stays, empty: some providers require the key.
+        None => out.extend_from_slice(b",\"variant\":\"\""),
+        Some(variant) => {
+            out.extend_from_slice(b",\"variant\":");
+            erased::Json::write(&variant.name.as_str(), out);
+            out.extend_from_slice(b",\"value\":");
+            match resolution.value() {
+                Some(Typed::Bool(b)) => erased::Json::write(&b, out),
+                Some(Typed::String(s)) => erased::Json::write(&s, out),
+                Some(Typed::Int(n)) => erased::Json::write(&n, out),
+                Some(Typed::Float(n)) => erased::Json::write(&n, out),
+                Some(Typed::Object(object)) => erased::Json::write(object, out),
+                None => out.extend_from_slice(b"null"),
+            }
         }
     }
     out.extend_from_slice(b",\"metadata\":{\"revision\":");

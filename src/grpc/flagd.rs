@@ -6,8 +6,8 @@
 //! (ResolveInt also integral floats within ±2^53, ResolveFloat also ints);
 //! any other type is INVALID_ARGUMENT (flagd's TYPE_MISMATCH); an unknown
 //! flag is NOT_FOUND. A flag serving no value here (a typed flag without an
-//! off variant, when off) answers v2 without a value and v1 with
-//! NOT_FOUND, so providers use the code default. The environment is the
+//! off variant, when off) is NOT_FOUND too (and left out of ResolveAll),
+//! so providers use the code default. The environment is the
 //! context's `environment` attribute, else the `flagd-selector` header,
 //! else none. EventStream announces
 //! `provider_ready`, then a `configuration_change` per change from the same
@@ -415,7 +415,7 @@ macro_rules! flagd_service {
                             Owned::Float(n) => Any::DoubleValue(n),
                             Owned::Object(object) => Any::ObjectValue(object),
                         });
-                        // v1 leaves out flags serving no value here.
+                        // Flags serving no value here are left out.
                         $present(value.as_ref().map(|_| ())).ok()?;
                         let flag = $version::AnyFlag {
                             reason: resolution.reason.as_str().to_string(),
@@ -553,8 +553,8 @@ macro_rules! flagd_service {
     };
 }
 
-/// v1's fields are plain: a flag serving no value here cannot be answered
-/// (NOT_FOUND, so providers use the code default).
+/// A flag serving no value here cannot be answered: NOT_FOUND, so
+/// providers use the code default.
 fn required<T>(answer: Option<T>) -> Result<T, Status> {
     answer.ok_or_else(|| {
         Status::not_found(
@@ -564,9 +564,11 @@ fn required<T>(answer: Option<T>) -> Result<T, Status> {
     })
 }
 
-/// v2's fields are optional: an absent answer is left out.
+/// v2's fields are optional, but providers read an absent value as the
+/// type's zero (`""`), not as "use the code default": a flag serving no
+/// value is NOT_FOUND there too.
 fn optional<T>(answer: Option<T>) -> Result<Option<T>, Status> {
-    Ok(answer)
+    required(answer).map(Some)
 }
 
 flagd_service!(FlagdV1, v1, required);

@@ -22,11 +22,24 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const definition = protoLoader.loadSync('vexil/v1/flags.proto', {
   includeDirs: [path.join(here, '..', '..', 'proto')],
   keepCase: true,
+  longs: Number,
 });
 const vexilPb = grpc.loadPackageDefinition(definition).vexil.v1;
 const flagsApi = new vexilPb.FlagService(process.env.VEXIL_ADDRESS, grpc.credentials.createInsecure());
 const createFlag = promisify(flagsApi.CreateFlag.bind(flagsApi));
 const updateFlag = promisify(flagsApi.UpdateFlag.bind(flagsApi));
+const evaluationApi = new vexilPb.EvaluationService(process.env.VEXIL_ADDRESS, grpc.credentials.createInsecure());
+const evaluate = promisify(evaluationApi.Evaluate.bind(evaluationApi));
+
+// Typed flags from the shared vectors (created by the Python suite, which
+// runs first), with the getter of their type.
+const TYPED = [
+  ['typed.string', 'string'],
+  ['typed.int', 'number'],
+  ['typed.float-frac', 'number'],
+  ['typed.object', 'object'],
+  ['typed.per-env', 'string'],
+];
 
 const bundle = await esbuild.build({
   entryPoints: [path.join(here, 'browser', 'page.js')],
@@ -62,7 +75,12 @@ try {
   const page = await browser.newPage();
   const console_ = [];
   page.on('console', (message) => console_.push(message.text()));
-  const query = new URLSearchParams({ ofrep: process.env.OFREP_URL, flag, user: 'browser-user-1' });
+  const query = new URLSearchParams({
+    ofrep: process.env.OFREP_URL,
+    flag,
+    user: 'browser-user-1',
+    typed: JSON.stringify(TYPED),
+  });
   await page.goto(`http://127.0.0.1:${pagePort}/?${query}`);
   try {
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
@@ -72,6 +90,22 @@ try {
   const shown = () => page.$eval('#value', (element) => element.textContent);
   assert.equal(await shown(), 'true');
   console.log('browser: shows true for the new flag');
+
+  // Each typed flag: Evaluate's variant and value, for the page's user.
+  const typed = await page.evaluate(() => window.typedAnswers);
+  for (const [name] of TYPED) {
+    const answer = await evaluate({ flag_name: name, user_id: 'browser-user-1', environment: 'production' });
+    const got = typed[name];
+    assert.equal(got.variant, answer.variant, name);
+    const value = answer.value;
+    if (value.object_value) {
+      assert.deepEqual(got.value, { theme: 'dark', limits: { rps: 100, burst: 2.5 }, features: ['a', 'b'], on: true }, name);
+    } else {
+      const wanted = value.string_value ?? value.int_value ?? value.float_value;
+      assert.equal(got.value, wanted, name);
+    }
+  }
+  console.log(`browser: ${TYPED.length} typed flags (string, integer, float, object) as Evaluate answers them`);
 
   const started = Date.now();
   await updateFlag({ flag: { name: flag, enabled: false }, update_mask: { paths: ['enabled'] }, reason: 'browser test' });
@@ -83,5 +117,6 @@ try {
   await browser.close();
   server.close();
   flagsApi.close();
+  evaluationApi.close();
 }
 console.log('browser: ok');

@@ -3,6 +3,7 @@
 // Environment: VEXIL_ADDRESS (gRPC host:port), FLAGD_PORT, OFREP_URL.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -104,6 +105,73 @@ async function checkUnknown(client, protocol) {
   console.log(`${protocol}: unknown flag -> default with FLAG_NOT_FOUND`);
 }
 
+// The shared evaluation vectors (docs/eval-vectors), whose flags the
+// Python suite created: every usable case through this provider, with the
+// getter of the flag's type (see typed_vectors.py for what is skipped).
+const VECTOR_TIME = '2026-06-01T00:00:00Z';
+const STATIC = ['STATIC', 'CACHED'];
+const OPENFEATURE_REASONS = {
+  SPLIT: ['SPLIT', ...STATIC],
+  DEFAULT: ['DEFAULT', ...STATIC],
+  DISABLED: STATIC,
+  EXPIRED: STATIC,
+  PERCENTAGE_ROLLOUT: ['TARGETING_MATCH', ...STATIC],
+  OUTSIDE_ROLLOUT: ['TARGETING_MATCH', ...STATIC],
+};
+const DEFAULTS = { boolean: true, string: 'default', int: -7, float: -7.5, object: { default: true } };
+
+async function checkVectors(client, protocol) {
+  const dir = path.join(root, 'docs', 'eval-vectors');
+  let checked = 0;
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
+    const document = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
+    if (document.state.segments.length > 0) continue;
+    const types = Object.fromEntries(
+      document.state.flags.filter((f) => f.api !== false).map((f) => [f.name, f.type ?? 'boolean']),
+    );
+    for (const test of document.tests) {
+      const { context: ctx, expected } = test;
+      if (ctx.at !== VECTOR_TIME) continue;
+      if (!(test.flag in types) && expected.reason !== 'FLAG_NOT_FOUND') continue;
+      const type = types[test.flag] ?? 'boolean';
+      const evaluationContext = { ...(ctx.attributes ?? {}) };
+      if (ctx.user_id) evaluationContext.targetingKey = ctx.user_id;
+      if (ctx.environment) evaluationContext.environment = ctx.environment;
+      const fallback = DEFAULTS[type];
+      const getter = {
+        boolean: 'getBooleanDetails', string: 'getStringDetails', int: 'getNumberDetails',
+        float: 'getNumberDetails', object: 'getObjectDetails',
+      }[type];
+      const details = await client[getter](test.flag, fallback, evaluationContext);
+      const where = `${protocol} ${file}: ${test.description}: ${JSON.stringify(details)}`;
+      checked += 1;
+      if (expected.reason === 'FLAG_NOT_FOUND') {
+        assert.deepEqual(details.value, fallback, where);
+        assert.ok(details.errorCode, where);
+        continue;
+      }
+      if (details.errorCode === 'TARGETING_KEY_MISSING') {
+        assert.ok(protocol === 'ofrep' && !ctx.user_id, where);
+        continue;
+      }
+      if (expected.value === null) {
+        assert.deepEqual(details.value, fallback, where);
+        continue;
+      }
+      assert.equal(details.errorCode, undefined, where);
+      assert.deepEqual(details.value, expected.value, where);
+      assert.equal(details.variant, expected.variant, where);
+      if (details.flagMetadata?.vexilReason !== undefined) {
+        assert.equal(details.flagMetadata.vexilReason, expected.reason, where);
+      }
+      const allowed = OPENFEATURE_REASONS[expected.reason] ?? ['TARGETING_MATCH'];
+      assert.ok(allowed.includes(details.reason), where);
+    }
+  }
+  assert.ok(checked >= 300, `only ${checked} vectors checked`);
+  console.log(`${protocol}: ${checked} evaluation vectors answered as the files say`);
+}
+
 async function flagd() {
   const port = Number(process.env.FLAGD_PORT);
   await OpenFeature.setProviderAndWait('flagd', new FlagdProvider({ host: '127.0.0.1', port, resolverType: 'rpc' }));
@@ -114,6 +182,7 @@ async function flagd() {
   const mismatch = await client.getStringDetails(`${prefix}.rollout`, 'fallback', context('u1'));
   assert.equal(mismatch.value, 'fallback');
   assert.equal(mismatch.errorCode, 'TYPE_MISMATCH', JSON.stringify(mismatch));
+  await checkVectors(client, 'flagd');
 
   await OpenFeature.setProviderAndWait(
     'flagd-staging',
@@ -147,6 +216,7 @@ async function flagd() {
 async function ofrep() {
   await OpenFeature.setProviderAndWait('ofrep', new OFREPProvider({ baseUrl: process.env.OFREP_URL }));
   const client = OpenFeature.getClient('ofrep');
+  await checkVectors(client, 'ofrep');
   const { prefix, kinds } = await createRuleFlags('node-ofrep');
   await checkRules(client, kinds, 'ofrep');
   await checkUnknown(client, 'ofrep');

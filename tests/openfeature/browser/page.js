@@ -27,4 +27,20 @@ await OpenFeature.setProviderAndWait(
   new OFREPWebProvider({ baseUrl: params.get('ofrep'), pollInterval: 600_000 }),
 );
 render();
+// Typed flags (the shared vectors' flags, when the page is asked for them):
+// each through the getter of its type, for the test to compare.
+const typed = params.get('typed');
+if (typed) {
+  const client = OpenFeature.getClient();
+  window.typedAnswers = Object.fromEntries(
+    JSON.parse(typed).map(([name, type]) => {
+      const details = {
+        string: () => client.getStringDetails(name, 'default'),
+        number: () => client.getNumberDetails(name, -7),
+        object: () => client.getObjectDetails(name, { default: true }),
+      }[type]();
+      return [name, { value: details.value, variant: details.variant, reason: details.reason }];
+    }),
+  );
+}
 document.body.dataset.ready = 'true';
