@@ -75,6 +75,93 @@ struct Case {
     flag: Option<Flag>,
     user: String,
     environment: &'static str,
+    /// The context's attributes (typed cases only).
+    attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A typed flag from its JSON definition (as stored).
+fn typed(name: &str, json: serde_json::Value) -> Flag {
+    let spec: FlagSpec = serde_json::from_value(json).expect("a spec");
+    spec.validate("flag").expect("valid");
+    flag(name, spec)
+}
+
+/// A string flag whose first rule has 5 clauses (set, suffix, number,
+/// version, presence), all holding for the context below.
+fn five_clauses() -> Flag {
+    typed(
+        "bench.rule5",
+        serde_json::json!({
+            "enabled": true, "type": "string",
+            "variants": [{"name": "a", "value": {"string": "A"}}, {"name": "b", "value": {"string": "B"}}],
+            "rules": [{"clauses": [
+                {"attribute": "plan", "op": "in", "values": ["enterprise", "team", "business"]},
+                {"attribute": "email", "op": "ends_with", "values": ["@example.com"]},
+                {"attribute": "seats", "op": "gte", "values": [10]},
+                {"attribute": "app_version", "op": "semver_gte", "values": ["2.3.0"]},
+                {"attribute": "country", "op": "exists"}
+            ], "serve": {"variant": "b"}}],
+            "fallthrough": {"variant": "a"}
+        }),
+    )
+}
+
+/// A string flag whose fallthrough splits users three ways.
+fn three_way() -> Flag {
+    typed(
+        "bench.split3",
+        serde_json::json!({
+            "enabled": true, "type": "string",
+            "variants": [{"name": "a", "value": {"string": "A"}}, {"name": "b", "value": {"string": "B"}},
+                         {"name": "c", "value": {"string": "C"}}],
+            "fallthrough": {"split": {"weights": [{"variant": "a", "weight": 3334},
+                {"variant": "b", "weight": 3333}, {"variant": "c", "weight": 3333}]}}
+        }),
+    )
+}
+
+/// A context held in a hash map: the engine's cost with cheap lookups,
+/// beside the ordered maps (`serde_json::Map`, protobuf `Struct`) that
+/// requests arrive in.
+struct Hashed(ahash::AHashMap<String, serde_json::Value>);
+
+impl vexil::domain::Attributes for Hashed {
+    fn get(&self, name: &str) -> Option<vexil::engine::Attr<'_>> {
+        self.0.get(name).and_then(vexil::engine::json_attr)
+    }
+}
+
+fn bench_context_maps(c: &mut Criterion) {
+    let mut group = c.benchmark_group("evaluate_context");
+    let flag = five_clauses();
+    let ordered = five_attributes();
+    let hashed = Hashed(ordered.clone().into_iter().collect());
+    let proto = vexil_proto::convert::struct_to_pb(&ordered);
+    for (name, attributes) in [
+        ("rule_5_clauses/json_map", &ordered as &dyn vexil::domain::Attributes),
+        ("rule_5_clauses/protobuf_struct", &proto),
+        ("rule_5_clauses/hash_map", &hashed),
+    ] {
+        let ctx = EvalContext {
+            attributes,
+            ..EvalContext::bare("user-1", "production")
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| evaluate(black_box(Some(&flag)), black_box(&ctx), now()))
+        });
+    }
+    group.finish();
+}
+
+/// Five attributes, as an Evaluate request's context would hold them.
+fn five_attributes() -> serde_json::Map<String, serde_json::Value> {
+    serde_json::json!({
+        "plan": "enterprise", "email": "ann@example.com", "seats": 25,
+        "app_version": "2.10.1", "country": "DE"
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
 }
 
 fn cases() -> Vec<Case> {
@@ -91,42 +178,63 @@ fn cases() -> Vec<Case> {
             flag: None,
             user: "user-1".into(),
             environment: "production",
+            attributes: serde_json::Map::new(),
         },
         Case {
             name: "disabled",
             flag: Some(disabled),
             user: "vip-5000".into(),
             environment: "production",
+            attributes: serde_json::Map::new(),
         },
         Case {
             name: "whitelist_hit_10k",
             flag: Some(rich("bench.rich")),
             user: "vip-5000".into(),
             environment: "production",
+            attributes: serde_json::Map::new(),
         },
         Case {
             name: "blacklist_hit_10k",
             flag: Some(rich("bench.rich")),
             user: "banned-5000".into(),
             environment: "production",
+            attributes: serde_json::Map::new(),
         },
         Case {
             name: "environment_override",
             flag: Some(rich("bench.rich")),
             user: "user-1".into(),
             environment: "staging",
+            attributes: serde_json::Map::new(),
         },
         Case {
             name: "rollout_in",
             flag: Some(rich("bench.rich")),
             user: rollout_user("bench.rich", true),
             environment: "production",
+            attributes: serde_json::Map::new(),
         },
         Case {
             name: "rollout_out",
             flag: Some(rich("bench.rich")),
             user: rollout_user("bench.rich", false),
             environment: "production",
+            attributes: serde_json::Map::new(),
+        },
+        Case {
+            name: "typed_rule_5_clauses",
+            flag: Some(five_clauses()),
+            user: "user-1".into(),
+            environment: "production",
+            attributes: five_attributes(),
+        },
+        Case {
+            name: "typed_split_3_way",
+            flag: Some(three_way()),
+            user: "user-1".into(),
+            environment: "production",
+            attributes: five_attributes(),
         },
     ]
 }
@@ -148,6 +256,13 @@ fn bulk_setup(count: usize) -> (Evaluator, Vec<String>) {
     (Evaluator::new(cache, None), names)
 }
 
+fn context_of(case: &Case) -> EvalContext<'_> {
+    EvalContext {
+        attributes: &case.attributes,
+        ..EvalContext::bare(&case.user, case.environment)
+    }
+}
+
 fn allocations_per_call(calls: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm: one-time lazy allocations are not per call
     let region = Region::new(GLOBAL);
@@ -160,7 +275,7 @@ fn allocations_per_call(calls: usize, mut f: impl FnMut()) -> f64 {
 fn report_allocations() {
     println!("heap allocations per call:");
     for case in cases() {
-        let ctx = EvalContext::bare(&case.user, case.environment);
+        let ctx = context_of(&case);
         let per_call = allocations_per_call(10_000, || {
             black_box(evaluate(black_box(case.flag.as_ref()), &ctx, now()));
         });
@@ -188,7 +303,7 @@ fn report_allocations() {
 fn bench_rules(c: &mut Criterion) {
     let mut group = c.benchmark_group("evaluate");
     for case in cases() {
-        let ctx = EvalContext::bare(&case.user, case.environment);
+        let ctx = context_of(&case);
         group.bench_function(case.name, |b| {
             b.iter(|| evaluate(black_box(case.flag.as_ref()), black_box(&ctx), now()))
         });
@@ -346,6 +461,7 @@ fn main() {
     report_allocations();
     let mut criterion = Criterion::default().configure_from_args();
     bench_rules(&mut criterion);
+    bench_context_maps(&mut criterion);
     bench_bulk(&mut criterion);
     bench_bulk_realistic(&mut criterion);
     bench_bucket(&mut criterion);

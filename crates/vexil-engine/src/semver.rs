@@ -15,32 +15,44 @@ pub struct Version<'a> {
 }
 
 impl<'a> Version<'a> {
+    /// One pass over the bytes: this runs per evaluation, on the context.
     pub fn parse(text: &'a str) -> Option<Self> {
-        let text = text.strip_prefix('v').unwrap_or(text);
-        let text = text.split_once('+').map_or(text, |(version, build)| {
-            if valid_identifiers(build) {
-                version
-            } else {
-                ""
+        let bytes = text.as_bytes();
+        let mut at = usize::from(bytes.first() == Some(&b'v'));
+        let mut core = [0u64; 3];
+        let mut parts = 0;
+        loop {
+            let start = at;
+            let mut value = 0u64;
+            while let Some(digit) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
+                value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+                at += 1;
             }
-        });
-        let (core_text, pre) = match text.split_once('-') {
-            Some((core, pre)) => (core, pre),
-            None => (text, ""),
+            // Empty, or a leading zero (SemVer forbids them).
+            if at == start || (at - start > 1 && bytes[start] == b'0') {
+                return None;
+            }
+            core[parts] = value;
+            parts += 1;
+            match bytes.get(at) {
+                Some(b'.') if parts < 3 => at += 1,
+                _ => break,
+            }
+        }
+        let rest = &text[at..];
+        let (pre, build) = match rest.as_bytes().first() {
+            None => ("", None),
+            Some(b'-') => match rest[1..].split_once('+') {
+                Some((pre, build)) => (pre, Some(build)),
+                None => (&rest[1..], None),
+            },
+            Some(b'+') => ("", Some(&rest[1..])),
+            Some(_) => return None,
         };
-        if text.contains('-') && (!valid_identifiers(pre) || !pre_numbers_valid(pre)) {
+        if rest.starts_with('-') && (!valid_identifiers(pre) || !pre_numbers_valid(pre)) {
             return None;
         }
-        let mut core = [0u64; 3];
-        let mut parts = core_text.split('.');
-        for (index, slot) in core.iter_mut().enumerate() {
-            match parts.next() {
-                Some(part) => *slot = number(part)?,
-                None if index > 0 => break,
-                None => return None,
-            }
-        }
-        if parts.next().is_some() {
+        if build.is_some_and(|build| !valid_identifiers(build)) {
             return None;
         }
         Some(Self { core, pre })
