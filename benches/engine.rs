@@ -138,7 +138,10 @@ fn bench_context_maps(c: &mut Criterion) {
     let hashed = Hashed(ordered.clone().into_iter().collect());
     let proto = vexil_proto::convert::struct_to_pb(&ordered);
     for (name, attributes) in [
-        ("rule_5_clauses/json_map", &ordered as &dyn vexil::domain::Attributes),
+        (
+            "rule_5_clauses/json_map",
+            &ordered as &dyn vexil::domain::Attributes,
+        ),
         ("rule_5_clauses/protobuf_struct", &proto),
         ("rule_5_clauses/hash_map", &hashed),
     ] {

@@ -630,15 +630,25 @@ pub mod __private {
         user_id: &str,
         environment: Option<&str>,
     ) -> bool {
-        let client = match client {
-            Some(client) => client,
-            None => match super::default_client() {
-                Some(client) => client,
-                None => return false,
-            },
+        with_client(client, environment, |client, environment| {
+            client.is_enabled(flag, user_id, environment)
+        })
+    }
+
+    /// Runs `ask` with the given client (else the default) and environment
+    /// (else the client's); false when there is no client.
+    fn with_client(
+        client: Option<&Client>,
+        environment: Option<&str>,
+        ask: impl FnOnce(&Client, &str) -> bool,
+    ) -> bool {
+        let Some(client) = client.or_else(|| super::default_client()) else {
+            return false;
         };
-        let environment = environment.unwrap_or_else(|| client.default_environment());
-        client.is_enabled(flag, user_id, environment)
+        ask(
+            client,
+            environment.unwrap_or_else(|| client.default_environment()),
+        )
     }
 
     /// Whether `flag` serves the variant named `variant`; no when no
@@ -650,20 +660,14 @@ pub mod __private {
         user_id: &str,
         environment: Option<&str>,
     ) -> bool {
-        let client = match client {
-            Some(client) => client,
-            None => match super::default_client() {
-                Some(client) => client,
-                None => return false,
-            },
-        };
-        let environment = environment.unwrap_or_else(|| client.default_environment());
-        client.with_value(
-            flag,
-            user_id,
-            environment,
-            &super::NoAttributes,
-            |served, _| served == Some(variant),
-        )
+        with_client(client, environment, |client, environment| {
+            client.with_value(
+                flag,
+                user_id,
+                environment,
+                &super::NoAttributes,
+                |served, _| served == Some(variant),
+            )
+        })
     }
 }

@@ -521,15 +521,7 @@ impl FlagSpec {
 
     /// The segments this spec's rules refer to.
     pub fn referenced_segments(&self) -> impl Iterator<Item = &str> {
-        self.rules
-            .iter()
-            .flat_map(|rule| &rule.clauses)
-            .filter(|clause| clause.op == crate::Operator::InSegment)
-            .flat_map(|clause| &clause.values)
-            .filter_map(|value| match value {
-                crate::ClauseValue::String(name) => Some(name.as_str()),
-                _ => None,
-            })
+        crate::targeting::segments_named(self.rules.iter().flat_map(|rule| &rule.clauses))
     }
 }
 

@@ -53,15 +53,7 @@ impl SegmentSpec {
 
     /// The segments this one's rules refer to.
     pub fn referenced_segments(&self) -> impl Iterator<Item = &str> {
-        self.rules
-            .iter()
-            .flat_map(|rule| &rule.clauses)
-            .filter(|clause| clause.op == crate::Operator::InSegment)
-            .flat_map(|clause| &clause.values)
-            .filter_map(|value| match value {
-                crate::ClauseValue::String(name) => Some(name.as_str()),
-                _ => None,
-            })
+        crate::targeting::segments_named(self.rules.iter().flat_map(|rule| &rule.clauses))
     }
 }
 

@@ -25,7 +25,9 @@ impl<'a> Version<'a> {
             let start = at;
             let mut value = 0u64;
             while let Some(digit) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
-                value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+                value = value
+                    .checked_mul(10)?
+                    .checked_add(u64::from(digit - b'0'))?;
                 at += 1;
             }
             // Empty, or a leading zero (SemVer forbids them).
@@ -95,18 +97,6 @@ impl OwnedVersion {
             pre: &self.pre,
         }
     }
-}
-
-/// A non-negative decimal without leading zeros (SemVer forbids them).
-fn number(part: &str) -> Option<u64> {
-    let digits = part.as_bytes();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if digits.len() > 1 && digits[0] == b'0' {
-        return None;
-    }
-    part.parse().ok()
 }
 
 fn valid_identifiers(text: &str) -> bool {

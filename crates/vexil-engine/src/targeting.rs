@@ -189,3 +189,16 @@ pub struct SegmentRule {
     pub description: String,
     pub clauses: Vec<Clause>,
 }
+
+/// The segments `clauses` name (`in_segment` values).
+pub(crate) fn segments_named<'a>(
+    clauses: impl Iterator<Item = &'a Clause>,
+) -> impl Iterator<Item = &'a str> {
+    clauses
+        .filter(|clause| clause.op == Operator::InSegment)
+        .flat_map(|clause| &clause.values)
+        .filter_map(|value| match value {
+            ClauseValue::String(name) => Some(name.as_str()),
+            _ => None,
+        })
+}
