@@ -642,7 +642,7 @@ pub mod __private {
         environment: Option<&str>,
         ask: impl FnOnce(&Client, &str) -> bool,
     ) -> bool {
-        let Some(client) = client.or_else(super::default_client) else {
+        let Some(client) = client.or(super::default_client()) else {
             return false;
         };
         ask(
