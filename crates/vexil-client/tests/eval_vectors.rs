@@ -57,7 +57,7 @@ async fn every_vector_gets_its_expected_answer_locally() {
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .collect();
     files.sort();
-    let scratch = std::env::temp_dir().join(format!("vexil-vectors-{}", std::process::id()));
+    let scratch = std::env::temp_dir().join(format!("vexil-test-vectors-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch");
     let mut checked = 0;
     for path in files {
