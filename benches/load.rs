@@ -51,11 +51,13 @@ struct Args {
     /// Flags on the server.
     #[arg(long, default_value_t = 1000)]
     flags: usize,
-    /// Scenarios: evaluate, bulkN (BulkEvaluate of N flags).
+    /// Scenarios: evaluate, evaluate_context (a typed flag whose first
+    /// rule has 5 clauses, with a 5-attribute context), bulkN
+    /// (BulkEvaluate of N flags).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "evaluate,bulk10,bulk25,bulk100"
+        default_value = "evaluate,evaluate_context,bulk10,bulk25,bulk100"
     )]
     scenarios: Vec<String>,
     /// Metrics on/off comparison: pairs of runs per row (each pair runs
@@ -74,6 +76,7 @@ struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     Evaluate,
+    EvaluateContext,
     Bulk(usize),
 }
 
@@ -81,6 +84,7 @@ impl Scenario {
     fn parse(text: &str) -> Self {
         match text {
             "evaluate" => Self::Evaluate,
+            "evaluate_context" => Self::EvaluateContext,
             bulk => Self::Bulk(
                 bulk.strip_prefix("bulk")
                     .and_then(|n| n.parse().ok())
@@ -92,6 +96,7 @@ impl Scenario {
     fn label(self) -> String {
         match self {
             Self::Evaluate => "Evaluate".into(),
+            Self::EvaluateContext => "Evaluate+context".into(),
             Self::Bulk(n) => format!("BulkEvaluate({n})"),
         }
     }
@@ -99,6 +104,61 @@ impl Scenario {
 
 fn flag_name(i: usize) -> String {
     format!("bench.flag.{i:05}")
+}
+
+/// Typed flags for `evaluate_context`.
+const TYPED_FLAGS: usize = 100;
+
+fn typed_name(i: usize) -> String {
+    format!("bench.typed.{i:03}")
+}
+
+/// A string flag whose first rule has 5 clauses (all holding for
+/// [`context`]) and whose fallthrough splits three ways.
+fn typed_flag(name: &str) -> pb::Flag {
+    let spec: vexil::domain::FlagSpec = serde_json::from_value(serde_json::json!({
+        "enabled": true, "type": "string",
+        "variants": [{"name": "a", "value": {"string": "A"}}, {"name": "b", "value": {"string": "B"}},
+                     {"name": "c", "value": {"string": "C"}}],
+        "rules": [{"id": "enterprise", "clauses": [
+            {"attribute": "plan", "op": "in", "values": ["enterprise", "team", "business"]},
+            {"attribute": "email", "op": "ends_with", "values": ["@example.com"]},
+            {"attribute": "seats", "op": "gte", "values": [10]},
+            {"attribute": "app_version", "op": "semver_gte", "values": ["2.3.0"]},
+            {"attribute": "country", "op": "exists"}
+        ], "serve": {"variant": "b"}}],
+        "fallthrough": {"split": {"weights": [{"variant": "a", "weight": 3334},
+            {"variant": "b", "weight": 3333}, {"variant": "c", "weight": 3333}]}}
+    }))
+    .expect("a spec");
+    let stamp = vexil::domain::Stamp {
+        revision: 0,
+        created_at: chrono::DateTime::UNIX_EPOCH,
+        updated_at: chrono::DateTime::UNIX_EPOCH,
+        created_by: String::new(),
+        updated_by: String::new(),
+    };
+    let name = vexil::domain::FlagName::parse("name", name.to_string()).expect("name");
+    vexil_proto::convert::flag_to_pb(&vexil::domain::Flag::new(name, spec, stamp))
+}
+
+/// The 5-attribute context `evaluate_context` sends (built once, cloned
+/// per request).
+fn context() -> vexil_proto::google::protobuf::Struct {
+    static CONTEXT: std::sync::LazyLock<vexil_proto::google::protobuf::Struct> =
+        std::sync::LazyLock::new(build_context);
+    CONTEXT.clone()
+}
+
+fn build_context() -> vexil_proto::google::protobuf::Struct {
+    vexil_proto::convert::struct_to_pb(
+        serde_json::json!({
+            "plan": "enterprise", "email": "ann@example.com", "seats": 25,
+            "app_version": "2.10.1", "country": "DE"
+        })
+        .as_object()
+        .expect("an object"),
+    )
 }
 
 // ---------------------------------------------------------------- servers
@@ -151,6 +211,15 @@ async fn start_vexil(flags: usize, database: &str, metrics: bool) -> Server {
             })
             .await
             .expect("seed flag");
+    }
+    for i in 0..TYPED_FLAGS {
+        admin
+            .create_flag(pb::CreateFlagRequest {
+                flag: Some(typed_flag(&typed_name(i))),
+                reason: "benchmark".into(),
+            })
+            .await
+            .expect("seed typed flag");
     }
     Server {
         address,
@@ -236,6 +305,26 @@ async fn start_ceiling(flags: usize) -> Server {
             };
             (name, answer)
         })
+        .chain((0..TYPED_FLAGS).map(|i| {
+            let name = typed_name(i);
+            // What Vexil answers for the context sent: the rule's variant.
+            let answer = pb::EvaluateResponse {
+                flag_name: name.clone(),
+                enabled: true,
+                reason: pb::Reason::RuleMatch as i32,
+                revision: (flags + i) as u64 + 1,
+                evaluation_time_ms: 0.001,
+                variant: "b".into(),
+                value: Some(pb::TypedValue {
+                    value: Some(pb::typed_value::Value::StringValue("B".into())),
+                }),
+                r#type: pb::FlagType::String as i32,
+                rule_index: Some(0),
+                rule_id: "enterprise".into(),
+                ..pb::EvaluateResponse::default()
+            };
+            (name, answer)
+        }))
         .collect();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
@@ -315,6 +404,20 @@ async fn worker(
                         user_id,
                         environment: "production".into(),
                         context: None,
+                    })
+                    .await
+                    .expect("evaluate")
+                    .into_inner()
+                    .evaluation_time_ms
+            }
+            Scenario::EvaluateContext => {
+                let flag_name = typed_name(random.next() as usize % TYPED_FLAGS);
+                client
+                    .evaluate(pb::EvaluateRequest {
+                        flag_name,
+                        user_id,
+                        environment: "production".into(),
+                        context: Some(context()),
                     })
                     .await
                     .expect("evaluate")
