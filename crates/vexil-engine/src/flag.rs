@@ -97,6 +97,18 @@ impl UserSet {
         Ok(ids.into_iter().collect())
     }
 
+    /// Checks the count and every id of a set built without [`Self::parse`]
+    /// (deserialized), naming `field`.
+    pub fn validate(&self, field: &str) -> Result<(), ValidationError> {
+        if self.len() > limits::LIST_IDS {
+            return Err(ValidationError::new(
+                field,
+                format!("must hold at most {} ids", limits::LIST_IDS),
+            ));
+        }
+        self.iter().try_for_each(|id| validate_id(field, id))
+    }
+
     pub fn contains(&self, user_id: &str) -> bool {
         self.ids
             .as_ref()
@@ -328,20 +340,8 @@ impl FlagSpec {
                 "must be a number from 0 to 100",
             ));
         }
-        for (name, list) in [
-            ("whitelist", &self.whitelist),
-            ("blacklist", &self.blacklist),
-        ] {
-            if list.len() > limits::LIST_IDS {
-                return Err(ValidationError::new(
-                    field(name),
-                    format!("must hold at most {} ids", limits::LIST_IDS),
-                ));
-            }
-            for id in list.iter() {
-                validate_id(&field(name), id)?;
-            }
-        }
+        self.whitelist.validate(&field("whitelist"))?;
+        self.blacklist.validate(&field("blacklist"))?;
         if self.environments.len() > limits::ENVIRONMENTS {
             return Err(ValidationError::new(
                 field("environments"),

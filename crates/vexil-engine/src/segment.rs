@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::compiled::{check_clauses, check_description};
 use crate::matcher::{Matcher, Scope};
 use crate::targeting::SegmentRule;
-use crate::validation::{ValidationError, limits, validate_id};
+use crate::validation::{ValidationError, limits};
 use crate::{FlagName, UserSet};
 
 /// What operators define about a segment.
@@ -26,17 +26,8 @@ impl SegmentSpec {
     pub fn validate(&self, prefix: &str) -> Result<(), ValidationError> {
         let field = |name: &str| format!("{prefix}.{name}");
         check_description(&field("description"), &self.description)?;
-        for (name, list) in [("included", &self.included), ("excluded", &self.excluded)] {
-            if list.len() > limits::LIST_IDS {
-                return Err(ValidationError::new(
-                    field(name),
-                    format!("must hold at most {} ids", limits::LIST_IDS),
-                ));
-            }
-            for id in list.iter() {
-                validate_id(&field(name), id)?;
-            }
-        }
+        self.included.validate(&field("included"))?;
+        self.excluded.validate(&field("excluded"))?;
         if self.rules.len() > limits::RULES {
             return Err(ValidationError::new(
                 field("rules"),
