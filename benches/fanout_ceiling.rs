@@ -93,6 +93,7 @@ fn snapshot_frame() -> Bytes {
     frame(&pb::WatchResponse {
         event: Some(pb::watch_response::Event::Snapshot(pb::WatchSnapshot {
             flags: Vec::new(),
+            segments: Vec::new(),
             revision: 0,
             last: true,
         })),

@@ -13,6 +13,10 @@
 //!
 //! Each entry also keeps a slot for the flag's evaluation counters,
 //! resolved at its first evaluation, so recording one costs no map lookup.
+//!
+//! Segments live beside the flags, in a map of their own, and are read by
+//! name when a clause tests membership (flags are never recompiled when a
+//! segment changes).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +55,7 @@ pub struct FlagCache {
     /// The largest `wire_size` of a flag stored since the last full
     /// replacement (not lowered by later changes: an upper bound).
     largest: AtomicUsize,
+    segments: DashMap<FlagName, Arc<Segment>, ahash::RandomState>,
 }
 
 /// The ordered index's value: the flag and its counters slot.
@@ -196,6 +201,50 @@ impl FlagCache {
         *self.write_ordered() = ordered;
     }
 
+    /// Stores a segment, unless the cache holds a newer state.
+    pub fn upsert_segment(&self, segment: Arc<Segment>) {
+        match self.segments.entry(segment.name.clone()) {
+            Slot::Occupied(mut slot) if slot.get().revision < segment.revision => {
+                slot.insert(segment);
+            }
+            Slot::Occupied(_) => {}
+            Slot::Vacant(slot) => {
+                slot.insert(segment);
+            }
+        }
+    }
+
+    /// Removes a segment deleted at `revision`, unless the cache holds a
+    /// newer state.
+    pub fn remove_segment(&self, name: &str, revision: u64) {
+        self.segments
+            .remove_if(name, |_, segment| segment.revision < revision);
+    }
+
+    /// Every segment, ordered by name.
+    pub fn segments(&self) -> Vec<Arc<Segment>> {
+        let mut segments: Vec<Arc<Segment>> = self
+            .segments
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect();
+        segments.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        segments
+    }
+
+    /// Replaces every segment with the store's.
+    pub fn replace_segments(&self, segments: Vec<Segment>) {
+        let names: std::collections::HashSet<FlagName> = segments
+            .iter()
+            .map(|segment| segment.name.clone())
+            .collect();
+        self.segments.retain(|name, _| names.contains(name));
+        for segment in segments {
+            self.segments
+                .insert(segment.name.clone(), Arc::new(segment));
+        }
+    }
+
     /// Number of flags.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -206,14 +255,15 @@ impl FlagCache {
     }
 }
 
-/// The flags prerequisites name are this cache's.
+/// The flags prerequisites name, and the segments clauses name, are this
+/// cache's.
 impl Catalog for FlagCache {
     fn flag(&self, name: &str) -> Option<Arc<Flag>> {
         self.get(name)
     }
 
-    fn segment(&self, _: &str) -> Option<Arc<Segment>> {
-        None
+    fn segment(&self, name: &str) -> Option<Arc<Segment>> {
+        self.segments.get(name).map(|segment| segment.clone())
     }
 }
 

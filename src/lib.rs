@@ -56,7 +56,7 @@ use crate::grpc::{EvaluationGrpc, FlagServiceGrpc, FlagdV1, FlagdV2};
 use crate::metrics::Recorder;
 use crate::service::openfeature::Resolver;
 use crate::service::{
-    CacheSync, Evaluator, FeedLimits, FlagManager, Metrics, MetricsOptions, Watcher,
+    CacheSync, Evaluator, FeedLimits, FlagManager, Metrics, MetricsOptions, SegmentManager, Watcher,
 };
 use crate::store::FlagStore;
 
@@ -344,6 +344,7 @@ impl App {
             evaluator: Evaluator::new(self.cache.clone(), self.recorder.clone()),
             explainer: Evaluator::new(self.cache.clone(), None),
             manager: FlagManager::new(self.store.clone(), self.sync.clone(), self.bus.clone()),
+            segments: SegmentManager::new(self.store.clone(), self.sync.clone(), self.bus.clone()),
             metrics: self.metrics.clone(),
         }
     }

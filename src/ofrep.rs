@@ -609,7 +609,7 @@ async fn events(
         loop {
             let revision = tokio::select! {
                 item = changes.recv() => match item {
-                    Some(Ok(WatchEvent::Change(entry))) => entry.revision,
+                    Some(Ok(WatchEvent::Change(entry))) => entry.revision(),
                     Some(Ok(WatchEvent::Snapshot { revision, .. })) => revision,
                     Some(Ok(WatchEvent::Heartbeat { .. })) => continue,
                     // Too slow, or shutting down: the browser reconnects.

@@ -7,6 +7,7 @@ mod m20261125_000001_create_tables;
 mod m20261125_000002_immutable_audit;
 mod m20261126_000003_evaluation_metrics;
 mod m20261206_000004_typed_flags;
+mod m20261206_000005_segments;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_immutable_audit::Migration),
             Box::new(m20261126_000003_evaluation_metrics::Migration),
             Box::new(m20261206_000004_typed_flags::Migration),
+            Box::new(m20261206_000005_segments::Migration),
         ]
     }
 }

@@ -14,14 +14,17 @@ use tokio::sync::{broadcast, watch};
 pub use self::redis::RedisBusConfig;
 use crate::error::Result;
 
-/// What a publisher announces: a change it committed (flag and kind set),
-/// or, after it reconnects, just the revision its store is at, so replicas
-/// that missed its announcements during the outage catch up at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a publisher announces: a change it committed (flag or segment, and
+/// kind set), or, after it reconnects, just the revision its store is at,
+/// so replicas that missed its announcements during the outage catch up at
+/// once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BusMessage {
     pub revision: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ChangeKind>,
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Flag;
+use super::{Flag, Segment};
 
 /// Who makes a change and why; recorded with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,16 +37,59 @@ impl AuditAction {
     }
 }
 
-/// One change to a flag, with full snapshots before and after.
+/// What an audit entry records a change of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Flag,
+    Segment,
+}
+
+impl Subject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flag => "flag",
+            Self::Segment => "segment",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "flag" => Some(Self::Flag),
+            "segment" => Some(Self::Segment),
+            _ => None,
+        }
+    }
+}
+
+/// A flag or a segment as it was before or after a change (boxed: a
+/// compiled flag is large).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Snapshot {
+    Flag(Box<Flag>),
+    Segment(Box<Segment>),
+}
+
+impl Snapshot {
+    pub fn wire_size(&self) -> usize {
+        match self {
+            Self::Flag(flag) => flag.wire_size(),
+            Self::Segment(segment) => segment.wire_size(),
+        }
+    }
+}
+
+/// One change to a flag or a segment, with full snapshots before and after.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     pub id: u64,
-    pub flag_name: String,
+    pub subject: Subject,
+    /// The flag's or the segment's name.
+    pub name: String,
     pub action: AuditAction,
     pub actor: String,
     pub reason: String,
-    pub before: Option<Flag>,
-    pub after: Option<Flag>,
+    pub before: Option<Snapshot>,
+    pub after: Option<Snapshot>,
     pub revision: u64,
     pub created_at: DateTime<Utc>,
 }
@@ -58,10 +101,10 @@ impl AuditEntry {
         /// Id, action, revision, timestamp and the fields' tags and lengths.
         const BOOKKEEPING: usize = 128;
         BOOKKEEPING
-            + self.flag_name.len()
+            + self.name.len()
             + self.actor.len()
             + self.reason.len()
-            + self.before.as_ref().map_or(0, Flag::wire_size)
-            + self.after.as_ref().map_or(0, Flag::wire_size)
+            + self.before.as_ref().map_or(0, Snapshot::wire_size)
+            + self.after.as_ref().map_or(0, Snapshot::wire_size)
     }
 }

@@ -7,12 +7,12 @@ mod audit;
 mod change;
 mod group;
 
-pub use audit::{AuditAction, AuditEntry, Change};
-pub use change::{ChangeKind, FlagChange};
+pub use audit::{AuditAction, AuditEntry, Change, Snapshot, Subject};
+pub use change::{ChangeKind, Committed, FlagChange, SegmentChange};
 pub use group::Group;
 pub use vexil_engine::{
     Attributes, Catalog, Clause, ClauseValue, EvalContext, Evaluation, Flag, FlagField, FlagName,
     FlagSpec, FlagType, Metadata, NoAttributes, NoCatalog, Operator, Prerequisite, Reason, Segment,
-    Serve, Split, Stamp, Target, TargetingRule, UserSet, ValidationError, Value, Variant,
-    WeightedVariant, echo, limits, validate_name, validate_text,
+    SegmentSpec, Serve, Split, Stamp, Target, TargetingRule, UserSet, ValidationError, Value,
+    Variant, WeightedVariant, echo, limits, validate_name, validate_text,
 };

@@ -13,7 +13,8 @@ use vexil_proto::google::protobuf::Struct;
 use super::pb;
 use super::watch_route::Encoded;
 use crate::domain::{
-    AuditAction, AuditEntry, Flag, FlagChange, FlagField, FlagSpec, Group, Reason, echo,
+    AuditAction, AuditEntry, Committed, Flag, FlagChange, FlagField, FlagSpec, Group, Reason,
+    Segment, SegmentSpec, Snapshot, Subject, echo,
 };
 use crate::engine::{Explanation, Rule};
 use crate::error::{Error, Result};
@@ -68,7 +69,7 @@ fn audit_action(action: AuditAction) -> pb::AuditAction {
     }
 }
 
-pub use vexil_proto::convert::{flag_to_pb, timestamp_to_pb, value_to_pb};
+pub use vexil_proto::convert::{flag_to_pb, segment_to_pb, timestamp_to_pb, value_to_pb};
 
 pub fn timestamp_from_pb(field: &str, ts: Timestamp) -> Result<DateTime<Utc>> {
     Ok(wire::timestamp_from_pb(field, ts)?)
@@ -81,6 +82,10 @@ pub fn flag_from_pb(flag: pb::Flag) -> Result<(String, FlagSpec)> {
 }
 
 /// The update mask's paths as fields; `*` means all. Unknown paths are rejected.
+pub fn segment_from_pb(segment: pb::Segment) -> Result<(String, SegmentSpec)> {
+    Ok(wire::segment_from_pb(segment)?)
+}
+
 pub fn update_fields(mask: Option<prost_types::FieldMask>) -> Result<Vec<FlagField>> {
     let paths = mask.map(|mask| mask.paths).unwrap_or_default();
     if paths.iter().any(|path| path == "*") {
@@ -105,80 +110,118 @@ pub fn update_fields(mask: Option<prost_types::FieldMask>) -> Result<Vec<FlagFie
 }
 
 pub fn audit_entry_to_pb(entry: &AuditEntry) -> pb::AuditEntry {
+    let (mut before, mut after, mut segment_before, mut segment_after) = (None, None, None, None);
+    for (snapshot, flag, segment) in [
+        (&entry.before, &mut before, &mut segment_before),
+        (&entry.after, &mut after, &mut segment_after),
+    ] {
+        match snapshot {
+            Some(Snapshot::Flag(state)) => *flag = Some(flag_to_pb(state)),
+            Some(Snapshot::Segment(state)) => *segment = Some(segment_to_pb(state)),
+            None => {}
+        }
+    }
+    let (flag_name, segment_name) = match entry.subject {
+        Subject::Flag => (entry.name.clone(), String::new()),
+        Subject::Segment => (String::new(), entry.name.clone()),
+    };
     pb::AuditEntry {
         id: entry.id,
-        flag_name: entry.flag_name.clone(),
+        flag_name,
         action: audit_action(entry.action) as i32,
         actor: entry.actor.clone(),
         reason: entry.reason.clone(),
-        before: entry.before.as_ref().map(flag_to_pb),
-        after: entry.after.as_ref().map(flag_to_pb),
+        before,
+        after,
         revision: entry.revision,
         created_at: Some(timestamp_to_pb(entry.created_at)),
+        segment_name,
+        segment_before,
+        segment_after,
     }
 }
+
+/// How a stream's flags and segments are written.
+#[derive(Clone, Copy)]
+struct Writers {
+    flag: fn(&Flag) -> pb::Flag,
+    segment: fn(&Segment) -> pb::Segment,
+}
+
+const FULL: Writers = Writers {
+    flag: flag_to_pb,
+    segment: segment_to_pb,
+};
+
+const REDACTED: Writers = Writers {
+    flag: redacted_flag_to_pb,
+    segment: redacted_segment_to_pb,
+};
 
 /// One Watch item as the bytes of a `WatchResponse`. A change from the
 /// feed is encoded once, the first time any subscriber sends it; every
 /// other subscriber sends the same bytes.
 pub fn watch_item_to_wire(item: WatchItem) -> std::result::Result<Encoded, Status> {
     Ok(match item.map_err(watch_end_to_status)? {
-        WatchEvent::Change(entry) => {
-            Encoded(entry.wire(|change| encode_change(change, flag_to_pb).0))
-        }
-        event => encode_event(&event, flag_to_pb),
+        WatchEvent::Change(entry) => Encoded(entry.wire(|change| encode_change(change, FULL).0)),
+        event => encode_event(&event, FULL),
     })
 }
 
 /// [`watch_item_to_wire`] for a caller that may not read flags: each flag
-/// without its lists, metadata, description and actors. Encoded per stream
-/// (the shared frames hold whole flags).
+/// without its lists, metadata, description and actors, each segment
+/// without its lists and description. Encoded per stream (the shared
+/// frames hold whole flags).
 pub fn watch_item_to_redacted_wire(item: WatchItem) -> std::result::Result<Encoded, Status> {
     Ok(match item.map_err(watch_end_to_status)? {
-        WatchEvent::Change(entry) => encode_change(&entry.change, redacted_flag_to_pb),
-        event => encode_event(&event, redacted_flag_to_pb),
+        WatchEvent::Change(entry) => encode_change(&entry.change, REDACTED),
+        event => encode_event(&event, REDACTED),
     })
 }
 
 /// [`watch_item_to_wire`] for a client whose engine is older than this
 /// server's: flags it cannot evaluate are left out of snapshots and sent
-/// as deletions (encoded per stream). `redacted` as for
-/// [`watch_item_to_redacted_wire`].
+/// as deletions, and segments (which it cannot use) not at all: a segment
+/// change becomes a heartbeat at its revision. Encoded per stream.
+/// `redacted` as for [`watch_item_to_redacted_wire`].
 pub fn watch_item_to_older_engine_wire(
     item: WatchItem,
     engine: u32,
     redacted: bool,
 ) -> std::result::Result<Encoded, Status> {
-    let to_pb: fn(&Flag) -> pb::Flag = if redacted {
-        redacted_flag_to_pb
-    } else {
-        flag_to_pb
-    };
+    let writers = if redacted { REDACTED } else { FULL };
     let readable = |flag: &Flag| flag.spec().min_engine() <= engine.max(1);
     Ok(match item.map_err(watch_end_to_status)? {
-        WatchEvent::Change(entry) => {
-            let change = &entry.change;
-            match change.flag.as_deref() {
+        WatchEvent::Change(entry) => match &entry.change {
+            Committed::Flag(change) => match change.flag.as_deref() {
                 Some(flag) if !readable(flag) => encode_change(
-                    &FlagChange::deleted(change.flag_name.clone(), change.revision),
-                    to_pb,
+                    &FlagChange::deleted(change.flag_name.clone(), change.revision).into(),
+                    writers,
                 ),
-                _ => encode_change(change, to_pb),
-            }
-        }
+                _ => encode_change(&entry.change, writers),
+            },
+            Committed::Segment(change) => encode_event(
+                &WatchEvent::Heartbeat {
+                    revision: change.revision,
+                },
+                writers,
+            ),
+        },
         WatchEvent::Snapshot {
             flags,
+            segments: _,
             revision,
             last,
         } => encode_event(
             &WatchEvent::Snapshot {
                 flags: flags.into_iter().filter(|flag| readable(flag)).collect(),
+                segments: Vec::new(),
                 revision,
                 last,
             },
-            to_pb,
+            writers,
         ),
-        event => encode_event(&event, to_pb),
+        event => encode_event(&event, writers),
     })
 }
 
@@ -195,20 +238,37 @@ fn redacted_flag_to_pb(flag: &Flag) -> pb::Flag {
     }
 }
 
+/// A segment without what GetSegment keeps for `reader`.
+fn redacted_segment_to_pb(segment: &Segment) -> pb::Segment {
+    pb::Segment {
+        included: Vec::new(),
+        excluded: Vec::new(),
+        description: String::new(),
+        created_by: String::new(),
+        updated_by: String::new(),
+        ..segment_to_pb(segment)
+    }
+}
+
 /// A snapshot chunk or a heartbeat (changes: [`encode_change`]).
-fn encode_event(event: &WatchEvent, to_pb: fn(&Flag) -> pb::Flag) -> Encoded {
+fn encode_event(event: &WatchEvent, writers: Writers) -> Encoded {
     use pb::watch_response::Event;
     let event = match event {
         WatchEvent::Snapshot {
             flags,
+            segments,
             revision,
             last,
         } => Event::Snapshot(pb::WatchSnapshot {
-            flags: flags.iter().map(|flag| to_pb(flag)).collect(),
+            flags: flags.iter().map(|flag| (writers.flag)(flag)).collect(),
+            segments: segments
+                .iter()
+                .map(|segment| (writers.segment)(segment))
+                .collect(),
             revision: *revision,
             last: *last,
         }),
-        WatchEvent::Change(entry) => return encode_change(&entry.change, to_pb),
+        WatchEvent::Change(entry) => return encode_change(&entry.change, writers),
         WatchEvent::Heartbeat { revision } => Event::Heartbeat(pb::WatchHeartbeat {
             revision: *revision,
         }),
@@ -216,19 +276,30 @@ fn encode_event(event: &WatchEvent, to_pb: fn(&Flag) -> pb::Flag) -> Encoded {
     Encoded::frame(&pb::WatchResponse { event: Some(event) })
 }
 
-fn encode_change(change: &FlagChange, to_pb: fn(&Flag) -> pb::Flag) -> Encoded {
-    let message = pb::WatchResponse {
-        event: Some(pb::watch_response::Event::Change(pb::FlagChange {
+fn encode_change(change: &Committed, writers: Writers) -> Encoded {
+    use pb::watch_response::Event;
+    let kind = |exists: bool| {
+        if exists {
+            pb::ChangeKind::Upserted as i32
+        } else {
+            pb::ChangeKind::Deleted as i32
+        }
+    };
+    let event = match change {
+        Committed::Flag(change) => Event::Change(pb::FlagChange {
             revision: change.revision,
             flag_name: change.flag_name.to_string(),
-            kind: match change.flag {
-                Some(_) => pb::ChangeKind::Upserted,
-                None => pb::ChangeKind::Deleted,
-            } as i32,
-            flag: change.flag.as_deref().map(to_pb),
-        })),
+            kind: kind(change.flag.is_some()),
+            flag: change.flag.as_deref().map(writers.flag),
+        }),
+        Committed::Segment(change) => Event::SegmentChange(pb::SegmentChange {
+            revision: change.revision,
+            segment_name: change.name.to_string(),
+            kind: kind(change.segment.is_some()),
+            segment: change.segment.as_deref().map(writers.segment),
+        }),
     };
-    Encoded::frame(&message)
+    Encoded::frame(&pb::WatchResponse { event: Some(event) })
 }
 
 fn watch_end_to_status(end: WatchEnd) -> Status {

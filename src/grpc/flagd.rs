@@ -26,7 +26,7 @@ use vexil_proto::google::protobuf::{Struct, Value};
 
 use super::access::GrpcAdmission;
 use crate::admission::{Gatekeeper, StreamKind, WatchSlot};
-use crate::domain::{ChangeKind, FlagChange};
+use crate::domain::{ChangeKind, Committed, FlagChange};
 use crate::domain::{FlagType, NoAttributes};
 use crate::service::openfeature::{
     Context, ENVIRONMENT_ATTRIBUTE, Resolution, ResolveError, Resolver, TARGETING_KEY, Typed,
@@ -147,6 +147,7 @@ impl Flagd {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(forward_events(
             changes,
+            self.resolver.clone(),
             tx,
             event,
             admitted.slot,
@@ -161,6 +162,7 @@ impl Flagd {
 /// token expires.
 async fn forward_events<R>(
     mut changes: crate::service::Subscription,
+    resolver: Resolver,
     tx: mpsc::Sender<Result<R, Status>>,
     event: fn(String, Option<Struct>) -> R,
     _slot: WatchSlot,
@@ -180,9 +182,19 @@ async fn forward_events<R>(
     loop {
         let message = tokio::select! {
             item = changes.recv() => match item {
-                Some(Ok(WatchEvent::Change(entry))) => {
-                    Ok(event("configuration_change".into(), Some(changed([&entry.change]))))
-                }
+                Some(Ok(WatchEvent::Change(entry))) => match &entry.change {
+                    Committed::Flag(change) => {
+                        Ok(event("configuration_change".into(), Some(changed([change]))))
+                    }
+                    // The flags that test segments may answer differently.
+                    Committed::Segment(_) => {
+                        let updated = resolver.flags_using_segments();
+                        if updated.is_empty() {
+                            continue;
+                        }
+                        Ok(event("configuration_change".into(), Some(updated_flags(updated))))
+                    }
+                },
                 // The feed could not serve this stream's place: every flag
                 // may have changed.
                 Some(Ok(WatchEvent::Snapshot { flags, .. })) => {
@@ -206,22 +218,28 @@ async fn forward_events<R>(
     }
 }
 
+/// `data.flags.{key}.type` of flags whose answers may have changed
+/// because a segment did.
+fn updated_flags(names: Vec<String>) -> Struct {
+    flags_changed(names.into_iter().map(|name| (name, "update")))
+}
+
 /// `data.flags.{key}.type` for the changed flags: `write` (created),
 /// `update` or `delete`, as flagd announces them.
 fn changed<'a>(changes: impl IntoIterator<Item = &'a FlagChange>) -> Struct {
-    let flags = changes
-        .into_iter()
-        .map(|change| {
-            let kind = match change.kind() {
-                ChangeKind::Created => "write",
-                ChangeKind::Updated => "update",
-                ChangeKind::Deleted => "delete",
-            };
-            (
-                change.flag_name.to_string(),
-                object([("type", string(kind))]),
-            )
-        })
+    flags_changed(changes.into_iter().map(|change| {
+        let kind = match change.kind() {
+            ChangeKind::Created => "write",
+            ChangeKind::Updated => "update",
+            ChangeKind::Deleted => "delete",
+        };
+        (change.flag_name.to_string(), kind)
+    }))
+}
+
+fn flags_changed(flags: impl Iterator<Item = (String, &'static str)>) -> Struct {
+    let flags = flags
+        .map(|(name, kind)| (name, object([("type", string(kind))])))
         .collect();
     fields([(
         "flags",

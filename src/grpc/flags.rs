@@ -10,14 +10,16 @@ use super::convert::{
     group_to_pb, timestamp_from_pb, update_fields,
 };
 use super::pb;
+use super::segments::SegmentCalls;
 use crate::admission::Gatekeeper;
 use crate::auth::Role;
-use crate::domain::{Change, EvalContext, NoCatalog};
+use crate::domain::{Change, EvalContext, NoCatalog, Subject};
 use crate::error::Error;
-use crate::service::{Evaluator, FlagFilter, FlagManager, Metrics, Page};
+use crate::service::{Evaluator, FlagFilter, FlagManager, Metrics, Page, SegmentManager};
 
 pub struct FlagServiceGrpc {
     manager: FlagManager,
+    segments: SegmentCalls,
     evaluator: Evaluator,
     metrics: Arc<Metrics>,
     gate: Arc<Gatekeeper>,
@@ -26,12 +28,17 @@ pub struct FlagServiceGrpc {
 impl FlagServiceGrpc {
     pub fn new(
         manager: FlagManager,
+        segments: SegmentManager,
         evaluator: Evaluator,
         metrics: Arc<Metrics>,
         gate: Arc<Gatekeeper>,
     ) -> Self {
         Self {
             manager,
+            segments: SegmentCalls {
+                manager: segments,
+                gate: gate.clone(),
+            },
             evaluator,
             metrics,
             gate,
@@ -185,10 +192,22 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
             flag_name,
             skip,
             limit,
+            segment_name,
         } = request.into_inner();
+        let (subject, name) = match (flag_name.is_empty(), segment_name.is_empty()) {
+            (false, true) => (Subject::Flag, flag_name),
+            (true, false) => (Subject::Segment, segment_name),
+            _ => {
+                return Err(Error::invalid(
+                    "flag_name",
+                    "set exactly one of flag_name and segment_name",
+                )
+                .into());
+            }
+        };
         let (entries, total) = self
             .manager
-            .audit_trail(&flag_name, Page { skip, limit })
+            .audit_trail(subject, &name, Page { skip, limit })
             .await?;
         Ok(Response::new(pb::GetAuditTrailResponse {
             entries: entries.iter().map(audit_entry_to_pb).collect(),
@@ -309,5 +328,40 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         let pb::DeleteGroupRequest { name } = request.into_inner();
         self.manager.delete_group(&name).await?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
+    }
+
+    async fn create_segment(
+        &self,
+        request: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
+        self.segments.create(request).await
+    }
+
+    async fn get_segment(
+        &self,
+        request: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
+        self.segments.get(request).await
+    }
+
+    async fn list_segments(
+        &self,
+        request: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        self.segments.list(request).await
+    }
+
+    async fn update_segment(
+        &self,
+        request: Request<pb::UpdateSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
+        self.segments.update(request).await
+    }
+
+    async fn delete_segment(
+        &self,
+        request: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+        self.segments.delete(request).await
     }
 }

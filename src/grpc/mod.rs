@@ -13,6 +13,7 @@ mod incoming;
 mod oversize;
 mod pre_admission;
 mod probe;
+mod segments;
 mod server;
 mod watch_route;
 

@@ -26,7 +26,7 @@ use super::{incoming, pb};
 use crate::admission::Gatekeeper;
 use crate::error::{Error, Result};
 use crate::service::openfeature::Resolver;
-use crate::service::{Evaluator, FlagManager, Metrics, Watcher};
+use crate::service::{Evaluator, FlagManager, Metrics, SegmentManager, Watcher};
 use crate::telemetry::{self, GrpcTracingLayer};
 
 /// Largest management request accepted: a flag of the largest size allowed
@@ -68,6 +68,7 @@ pub struct VexilServices {
     /// ExplainEvaluation's: a diagnosis, not a use, so not counted.
     pub explainer: Evaluator,
     pub manager: FlagManager,
+    pub segments: SegmentManager,
     pub metrics: Arc<Metrics>,
 }
 
@@ -133,6 +134,7 @@ pub async fn serve_vexil(
     let flags = PreAdmitted::management(
         pb::flag_service_server::FlagServiceServer::new(FlagServiceGrpc::new(
             services.manager,
+            services.segments,
             services.explainer,
             services.metrics,
             shared.gate.clone(),

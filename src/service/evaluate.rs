@@ -60,6 +60,33 @@ impl Evaluator {
         Self { cache, metrics }
     }
 
+    /// The flags whose answers may change with a segment: those with a
+    /// clause naming one, and those requiring such a flag.
+    pub fn flags_using_segments(&self) -> Vec<String> {
+        let mut direct = std::collections::HashSet::new();
+        self.cache.scan(|flag| {
+            if flag.spec().referenced_segments().next().is_some() {
+                direct.insert(flag.name.to_string());
+            }
+            true
+        });
+        let mut using = Vec::new();
+        self.cache.scan(|flag| {
+            let name = flag.name.as_str();
+            if direct.contains(name)
+                || flag
+                    .spec()
+                    .prerequisites
+                    .iter()
+                    .any(|required| direct.contains(&required.flag))
+            {
+                using.push(name.to_owned());
+            }
+            true
+        });
+        using
+    }
+
     /// `ctx` with this replica's flags (and segments) as its catalog:
     /// callers say who asks; prerequisites and segments are read here.
     fn bind<'a>(&'a self, ctx: &EvalContext<'a>) -> EvalContext<'a> {

@@ -10,18 +10,19 @@ use std::sync::{Arc, OnceLock, RwLock};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::domain::FlagChange;
+use crate::domain::Committed;
 
 /// A change as streams send it: the change, and a slot where the transport
 /// keeps its encoding, made once and shared by every subscriber.
 #[derive(Debug)]
 pub struct FeedEntry {
-    pub change: FlagChange,
+    pub change: Committed,
     wire: OnceLock<Bytes>,
 }
 
 impl FeedEntry {
-    pub fn new(change: FlagChange) -> Self {
+    pub fn new(change: impl Into<Committed>) -> Self {
+        let change = change.into();
         Self {
             change,
             wire: OnceLock::new(),
@@ -29,15 +30,14 @@ impl FeedEntry {
     }
 
     /// The change's encoding, made by `encode` the first time it is asked for.
-    pub fn wire(&self, encode: impl FnOnce(&FlagChange) -> Bytes) -> Bytes {
+    pub fn wire(&self, encode: impl FnOnce(&Committed) -> Bytes) -> Bytes {
         self.wire.get_or_init(|| encode(&self.change)).clone()
     }
 }
 
-impl std::ops::Deref for FeedEntry {
-    type Target = FlagChange;
-    fn deref(&self) -> &FlagChange {
-        &self.change
+impl FeedEntry {
+    pub fn revision(&self) -> u64 {
+        self.change.revision()
     }
 }
 
@@ -81,17 +81,17 @@ impl ChangeFeed {
     /// Appends the change after the head (the caller applies changes in
     /// order), dropping the oldest ones beyond the bounds.
     pub fn push(&self, change: Arc<FeedEntry>) {
-        let revision = change.revision;
+        let revision = change.revision();
         {
             let mut log = self.write();
-            log.bytes += change_size(&change);
+            log.bytes += change.change.wire_size();
             log.changes.push_back(change);
             while log.changes.len() > log.max_changes
                 || (log.bytes > log.max_bytes && log.changes.len() > 1)
             {
                 if let Some(oldest) = log.changes.pop_front() {
-                    log.bytes -= change_size(&oldest);
-                    log.start = oldest.revision;
+                    log.bytes -= oldest.change.wire_size();
+                    log.start = oldest.revision();
                 }
             }
         }
@@ -142,17 +142,12 @@ impl ChangeFeed {
     }
 }
 
-fn change_size(change: &FlagChange) -> usize {
-    change.flag.as_ref().map_or(0, |flag| flag.wire_size())
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::DateTime;
 
     use super::*;
-    use crate::domain::Stamp;
-    use crate::domain::{Flag, FlagName, FlagSpec};
+    use crate::domain::{Flag, FlagChange, FlagName, FlagSpec, Stamp};
 
     fn change(revision: u64) -> Arc<FeedEntry> {
         let name = FlagName::parse("name", "f").unwrap();
@@ -170,7 +165,7 @@ mod tests {
     }
 
     fn revisions(changes: Vec<Arc<FeedEntry>>) -> Vec<u64> {
-        changes.iter().map(|change| change.revision).collect()
+        changes.iter().map(|change| change.revision()).collect()
     }
 
     #[test]
@@ -189,7 +184,7 @@ mod tests {
 
     #[test]
     fn is_bounded_by_bytes_but_keeps_the_newest() {
-        let size = change_size(&change(1));
+        let size = change(1).change.wire_size();
         let feed = ChangeFeed::new(0, 100, size * 2);
         for revision in 1..=5 {
             feed.push(change(revision));
@@ -205,7 +200,7 @@ mod tests {
         for _ in 0..3 {
             let bytes = entry.wire(|change| {
                 encodings += 1;
-                Bytes::from(change.revision.to_string())
+                Bytes::from(change.revision().to_string())
             });
             assert_eq!(bytes, Bytes::from("1"));
         }

@@ -8,8 +8,8 @@ use super::{CacheSync, to_completion};
 use crate::auth::Principal;
 use crate::bus::{BusMessage, ChangeBus, ChangeKind};
 use crate::domain::{
-    AuditEntry, Catalog, Change, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group, limits,
-    validate_name, validate_text,
+    AuditEntry, Change, Committed, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group, Subject,
+    limits, validate_name, validate_text,
 };
 use crate::error::{Error, Result};
 use crate::store::FlagStore;
@@ -83,20 +83,8 @@ impl FlagManager {
         Self { store, sync, bus }
     }
 
-    /// After a commit: this replica's cache first (read-your-writes), then
-    /// the other replicas.
     async fn propagate(&self, change: FlagChange) {
-        let message = BusMessage {
-            revision: change.revision,
-            flag: Some(change.flag_name.to_string()),
-            kind: Some(if change.flag.is_some() {
-                ChangeKind::Upsert
-            } else {
-                ChangeKind::Delete
-            }),
-        };
-        self.sync.committed(change).await;
-        self.bus.publish(message);
+        propagate(&self.sync, &self.bus, change.into()).await;
     }
 
     /// Creates a flag. `caller` (when authentication is on) must be allowed
@@ -124,30 +112,11 @@ impl FlagManager {
         .await
     }
 
-    /// References a write may not break: segments named by clauses must
-    /// exist, and a flag others require may not require flags itself
-    /// (prerequisites are one level deep). Prerequisites' existence is
-    /// checked by the store, in the write's transaction.
+    /// References a write may not break: a flag others require may not
+    /// require flags itself (prerequisites are one level deep). That
+    /// prerequisites and segments exist is checked by the store, in the
+    /// write's transaction.
     fn check_references(&self, name: &str, spec: &FlagSpec) -> Result<()> {
-        if let Some(segment) = spec.referenced_segments().next() {
-            let field = spec
-                .rules
-                .iter()
-                .enumerate()
-                .find_map(|(i, rule)| {
-                    rule.clauses
-                        .iter()
-                        .position(|clause| clause.op == crate::domain::Operator::InSegment)
-                        .map(|j| format!("flag.rules[{i}].clauses[{j}].values"))
-                })
-                .unwrap_or_else(|| "flag.rules".into());
-            if self.sync.cache().segment(segment).is_none() {
-                return Err(Error::invalid(
-                    field,
-                    format!("no segment named {:?}", crate::domain::echo(segment)),
-                ));
-            }
-        }
         if !spec.prerequisites.is_empty()
             && let Some(dependent) = self.dependents(name).first()
         {
@@ -293,15 +262,30 @@ impl FlagManager {
         .await
     }
 
-    pub async fn audit_trail(&self, flag_name: &str, page: Page) -> Result<(Vec<AuditEntry>, u64)> {
-        validate_name("flag_name", flag_name)?;
+    /// One page of a flag's or a segment's audit trail, and its total.
+    pub async fn audit_trail(
+        &self,
+        subject: Subject,
+        name: &str,
+        page: Page,
+    ) -> Result<(Vec<AuditEntry>, u64)> {
+        let field = match subject {
+            Subject::Flag => "flag_name",
+            Subject::Segment => "segment_name",
+        };
+        validate_name(field, name)?;
         // A read transaction (page and total from one snapshot): like the
         // writes, it must not be dropped halfway by a cancelled call.
         let store = self.store.clone();
-        let flag_name = flag_name.to_string();
+        let name = name.to_string();
         to_completion(TRANSACTION_TIMEOUT, async move {
             store
-                .audit_trail(&flag_name, u64::from(page.skip), u64::from(page.limit()))
+                .audit_trail(
+                    subject,
+                    &name,
+                    u64::from(page.skip),
+                    u64::from(page.limit()),
+                )
                 .await
         })
         .await
@@ -336,6 +320,32 @@ impl FlagManager {
         })
         .await
     }
+}
+
+/// After a commit: this replica's cache first (read-your-writes), then
+/// the other replicas.
+pub(super) async fn propagate(sync: &CacheSync, bus: &ChangeBus, change: Committed) {
+    let mut message = BusMessage {
+        revision: change.revision(),
+        ..BusMessage::default()
+    };
+    let exists = match &change {
+        Committed::Flag(change) => {
+            message.flag = Some(change.flag_name.to_string());
+            change.flag.is_some()
+        }
+        Committed::Segment(change) => {
+            message.segment = Some(change.name.to_string());
+            change.segment.is_some()
+        }
+    };
+    message.kind = Some(if exists {
+        ChangeKind::Upsert
+    } else {
+        ChangeKind::Delete
+    });
+    sync.committed(change).await;
+    bus.publish(message);
 }
 
 /// Once a flag may have served traffic (it is enabled), its splits keep
@@ -397,7 +407,7 @@ fn check_scope(caller: Option<&Principal>, spec: &FlagSpec) -> Result<()> {
     }
 }
 
-fn validate_change(change: &Change, reason_required: bool) -> Result<()> {
+pub(super) fn validate_change(change: &Change, reason_required: bool) -> Result<()> {
     if reason_required && change.reason.trim().is_empty() {
         return Err(Error::invalid("reason", "is required"));
     }

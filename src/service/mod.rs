@@ -7,6 +7,7 @@ mod feed;
 mod manage;
 mod metrics;
 pub mod openfeature;
+mod segments;
 mod sync;
 mod watch;
 
@@ -14,6 +15,7 @@ pub use evaluate::{Evaluator, FlagResult, TIMED_EVERY};
 pub use feed::FeedEntry;
 pub use manage::{FlagFilter, FlagManager, Page, TRANSACTION_TIMEOUT};
 pub use metrics::{FlagMetrics, Metrics, MetricsOptions, UnknownFlag};
+pub use segments::SegmentManager;
 pub use sync::{CacheSync, FeedLimits, keep_in_sync};
 pub use watch::{Subscription, WatchEnd, WatchEvent, WatchItem, Watcher};
 

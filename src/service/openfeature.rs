@@ -197,6 +197,12 @@ impl Resolver {
         resolution(result, ctx, now).ok_or(ResolveError::FlagNotFound)
     }
 
+    /// The flags a segment change may affect (see
+    /// [`Evaluator::flags_using_segments`]).
+    pub fn flags_using_segments(&self) -> Vec<String> {
+        self.evaluator.flags_using_segments()
+    }
+
     /// Resolves every flag, in name order.
     pub fn resolve_all(
         &self,

@@ -26,10 +26,10 @@ use super::feed::{ChangeFeed, FeedEntry};
 use super::to_completion;
 use crate::bus::{BusEvent, BusMessage, ChangeBus};
 use crate::cache::FlagCache;
-use crate::domain::{Flag, FlagChange, limits};
+use crate::domain::{Committed, Flag, Segment, limits};
 use crate::error::Result;
 use crate::instruments::instruments;
-use crate::store::FlagStore;
+use crate::store::{FlagStore, Loaded};
 
 /// Changes read from the store per query while catching up.
 const CATCH_UP_BATCH: u64 = 200;
@@ -71,9 +71,14 @@ impl CacheSync {
         cache: Arc<FlagCache>,
         feed: FeedLimits,
     ) -> Result<Self> {
-        let (flags, revision) = load_all(&store).await?;
+        let Loaded {
+            flags,
+            segments,
+            revision,
+        } = load_all(&store).await?;
         warn_of_oversized(&flags);
         cache.replace_all(flags);
+        cache.replace_segments(segments);
         Ok(Self {
             store,
             cache,
@@ -107,10 +112,10 @@ impl CacheSync {
         *self.applied.lock().await
     }
 
-    /// Every flag and the revision they are exactly current to.
-    pub async fn snapshot(&self) -> (Vec<Arc<Flag>>, u64) {
+    /// Every flag and segment and the revision they are exactly current to.
+    pub async fn snapshot(&self) -> (Vec<Arc<Flag>>, Vec<Arc<Segment>>, u64) {
         let applied = self.applied.lock().await;
-        (self.cache.all(), *applied)
+        (self.cache.all(), self.cache.segments(), *applied)
     }
 
     /// Applies a change this replica just committed. Earlier revisions may
@@ -118,22 +123,23 @@ impl CacheSync {
     /// just before (concurrent writers finish in any order), or another
     /// replica's change on the bus. They are waited for briefly; if they do
     /// not arrive, the store fills the gap, so the feed never skips one.
-    pub async fn committed(&self, change: FlagChange) {
-        let previous = change.revision - 1;
+    pub async fn committed(&self, change: Committed) {
+        let revision = change.revision();
+        let previous = revision - 1;
         let mut head = self.feed.subscribe();
         let _ = tokio::time::timeout(IN_ORDER_WAIT, head.wait_for(|head| *head >= previous)).await;
         {
             let mut applied = self.applied.lock().await;
-            if change.revision <= *applied {
+            if revision <= *applied {
                 return;
             }
-            if change.revision == *applied + 1 {
+            if revision == *applied + 1 {
                 self.apply(&mut applied, change);
                 return;
             }
         }
         if let Err(err) = self.catch_up().await {
-            tracing::warn!(error = %err, revision = change.revision, "catching up after a local write failed; retrying later");
+            tracing::warn!(error = %err, revision, "catching up after a local write failed; retrying later");
         }
     }
 
@@ -155,10 +161,10 @@ impl CacheSync {
             let mut applied = self.applied.lock().await;
             let mut gap = (changes.is_empty() && stored > *applied).then_some(*applied + 1);
             for change in changes {
-                if change.revision <= *applied {
+                if change.revision() <= *applied {
                     continue;
                 }
-                if change.revision != *applied + 1 {
+                if change.revision() != *applied + 1 {
                     gap = Some(*applied + 1);
                     break;
                 }
@@ -186,7 +192,11 @@ impl CacheSync {
         if self.applied().await >= missing {
             return Ok(());
         }
-        let (flags, revision) = load_all(&self.store).await?;
+        let Loaded {
+            flags,
+            segments,
+            revision,
+        } = load_all(&self.store).await?;
         warn_of_oversized(&flags);
         let mut applied = self.applied.lock().await;
         if revision <= *applied {
@@ -200,19 +210,28 @@ impl CacheSync {
              Watch streams behind it start over with a snapshot"
         );
         self.cache.replace_all(flags);
+        self.cache.replace_segments(segments);
         *applied = revision;
         self.feed.reset(revision);
         Ok(())
     }
 
-    fn apply(&self, applied: &mut u64, change: FlagChange) {
-        match &change.flag {
-            Some(flag) => self.cache.upsert(flag.clone()),
-            None => self
-                .cache
-                .remove(change.flag_name.as_str(), change.revision),
+    fn apply(&self, applied: &mut u64, change: Committed) {
+        match &change {
+            Committed::Flag(change) => match &change.flag {
+                Some(flag) => self.cache.upsert(flag.clone()),
+                None => self
+                    .cache
+                    .remove(change.flag_name.as_str(), change.revision),
+            },
+            Committed::Segment(change) => match &change.segment {
+                Some(segment) => self.cache.upsert_segment(segment.clone()),
+                None => self
+                    .cache
+                    .remove_segment(change.name.as_str(), change.revision),
+            },
         }
-        *applied = change.revision;
+        *applied = change.revision();
         self.feed.push(Arc::new(FeedEntry::new(change)));
     }
 }
@@ -233,8 +252,8 @@ fn warn_of_oversized(flags: &[Flag]) {
     }
 }
 
-/// Every flag and their revision, bounded in time.
-async fn load_all(store: &Arc<FlagStore>) -> Result<(Vec<Flag>, u64)> {
+/// Every flag and segment and their revision, bounded in time.
+async fn load_all(store: &Arc<FlagStore>) -> Result<Loaded> {
     let store = store.clone();
     to_completion(LOAD_TIMEOUT, async move { store.load_all().await }).await
 }
@@ -290,8 +309,7 @@ pub async fn keep_in_sync(
         if announce && outcome.is_ok() {
             bus.publish(BusMessage {
                 revision: sync.applied().await,
-                flag: None,
-                kind: None,
+                ..BusMessage::default()
             });
         }
         match outcome {

@@ -35,7 +35,7 @@ use tokio_stream::wrappers::WatchStream;
 
 use super::CacheSync;
 use super::feed::FeedEntry;
-use crate::domain::{Flag, FlagChange, limits, validate_name};
+use crate::domain::{Committed, Flag, Segment, limits, validate_name};
 use crate::error::{Error, Result};
 
 /// Most flags per snapshot message; a message also stops before the flag
@@ -84,6 +84,9 @@ pub enum WatchEvent {
     /// replaces the client's copy; `last` marks the final chunk.
     Snapshot {
         flags: Vec<Arc<Flag>>,
+        /// Every segment, whatever the stream's filter, in the chunks
+        /// before the flags.
+        segments: Vec<Arc<Segment>>,
         revision: u64,
         last: bool,
     },
@@ -243,9 +246,33 @@ enum Start {
 
 struct Filter(AHashSet<String>);
 
+/// A snapshot's item.
+enum Either {
+    Flag(Arc<Flag>),
+    Segment(Arc<Segment>),
+}
+
+impl Either {
+    fn wire_size(&self) -> usize {
+        match self {
+            Self::Flag(flag) => flag.wire_size(),
+            Self::Segment(segment) => segment.wire_size(),
+        }
+    }
+}
+
 impl Filter {
     fn matches(&self, name: &str) -> bool {
         self.0.is_empty() || self.0.contains(name)
+    }
+
+    /// Whether the stream sends `change`: flags by name, every segment
+    /// (any flag may refer to one).
+    fn passes(&self, change: &Committed) -> bool {
+        match change {
+            Committed::Flag(change) => self.matches(change.flag_name.as_str()),
+            Committed::Segment(_) => true,
+        }
     }
 }
 
@@ -374,8 +401,8 @@ impl Live {
         }
         loop {
             while let Some(change) = self.pending.pop_front() {
-                self.position = change.revision;
-                if filter.matches(change.flag_name.as_str()) {
+                self.position = change.revision();
+                if filter.passes(&change.change) {
                     self.last_sent = Instant::now();
                     return Poll::Ready(Next::Item(Ok(WatchEvent::Change(change))));
                 }
@@ -514,8 +541,8 @@ impl Stream {
                 return;
             }
             for change in changes {
-                let revision = change.revision;
-                if self.filter.matches(change.flag_name.as_str())
+                let revision = change.revision();
+                if self.filter.passes(&change.change)
                     && !self
                         .send_waiting(Step::Item(Ok(WatchEvent::Change(change))), Some(position))
                         .await
@@ -530,25 +557,33 @@ impl Stream {
     /// Sends the matching flags in chunks bounded by count and bytes;
     /// returns their revision.
     async fn send_snapshot(&mut self) -> Option<u64> {
-        let (mut flags, revision) = self.sync.snapshot().await;
+        let (mut flags, segments, revision) = self.sync.snapshot().await;
         flags.retain(|flag| self.filter.matches(flag.name.as_str()));
-        let mut matching = flags.into_iter().peekable();
+        let mut matching = segments
+            .into_iter()
+            .map(Either::Segment)
+            .chain(flags.into_iter().map(Either::Flag))
+            .peekable();
         loop {
-            let mut chunk = Vec::new();
+            let (mut flags, mut segments) = (Vec::new(), Vec::new());
             let mut bytes = 0;
-            while let Some(flag) = matching.peek() {
-                let size = flag.wire_size();
-                if chunk.len() == SNAPSHOT_CHUNK
-                    || (!chunk.is_empty() && bytes + size > SNAPSHOT_CHUNK_BYTES)
-                {
+            while let Some(item) = matching.peek() {
+                let size = item.wire_size();
+                let held = flags.len() + segments.len();
+                if held == SNAPSHOT_CHUNK || (held > 0 && bytes + size > SNAPSHOT_CHUNK_BYTES) {
                     break;
                 }
                 bytes += size;
-                chunk.extend(matching.next());
+                match matching.next() {
+                    Some(Either::Flag(flag)) => flags.push(flag),
+                    Some(Either::Segment(segment)) => segments.push(segment),
+                    None => {}
+                }
             }
             let last = matching.peek().is_none();
             let event = WatchEvent::Snapshot {
-                flags: chunk,
+                flags,
+                segments,
                 revision,
                 last,
             };
@@ -584,29 +619,25 @@ impl Stream {
             let Some(changes) = self.read_store(*position, rows).await else {
                 return Replay::CannotServe;
             };
-            let read_bytes: usize = changes
-                .iter()
-                .filter_map(|change| change.flag.as_ref())
-                .map(|flag| flag.wire_size())
-                .sum();
+            let read_bytes: usize = changes.iter().map(Committed::wire_size).sum();
             let complete = (changes.len() as u64) < rows && read_bytes < REPLAY_BATCH_BYTES;
             let budget = Arc::new(ReplayBudget {
                 _own: own,
                 _shared: shared,
             });
             for change in changes {
-                if change.revision > self.sync.feed().head() {
+                let revision = change.revision();
+                if revision > self.sync.feed().head() {
                     // The store is ahead of this replica: what follows comes
                     // through the feed once applied, so the stream never
                     // runs ahead of the state its snapshots would show.
                     return Replay::Done;
                 }
-                if change.revision != *position + 1 {
+                if revision != *position + 1 {
                     // A hole in the log: never skip a change silently.
                     return Replay::CannotServe;
                 }
-                let revision = change.revision;
-                if self.filter.matches(change.flag_name.as_str())
+                if self.filter.passes(&change)
                     && !self
                         .send_waiting(
                             Step::Replayed {
@@ -654,7 +685,7 @@ impl Stream {
     /// One batch of changes after `position` from the store, waiting at most
     /// `REPLAY_QUEUE_TIMEOUT` for a turn; `None` when there is none or the
     /// store fails.
-    async fn read_store(&self, position: u64, rows: u64) -> Option<Vec<FlagChange>> {
+    async fn read_store(&self, position: u64, rows: u64) -> Option<Vec<Committed>> {
         let permit =
             tokio::time::timeout(REPLAY_QUEUE_TIMEOUT, self.replays.clone().acquire_owned());
         let Ok(Ok(_permit)) = permit.await else {

@@ -5,12 +5,13 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::entities::{audit, flag, group};
+use super::entities::{audit, flag, group, segment};
 use std::sync::Arc;
 
 use crate::domain::{
-    AuditAction, AuditEntry, Flag, FlagChange, FlagName, FlagSpec, FlagType, Group, Prerequisite,
-    Serve, Stamp, Target, TargetingRule, Variant,
+    AuditAction, AuditEntry, Committed, Flag, FlagChange, FlagName, FlagSpec, FlagType, Group,
+    Prerequisite, Segment, SegmentChange, SegmentSpec, Serve, Snapshot, Stamp, Subject, Target,
+    TargetingRule, Variant,
 };
 use crate::error::Error;
 use crate::instruments::instruments;
@@ -215,45 +216,120 @@ pub(super) fn flag_from_model(model: flag::Model) -> Result<Flag, Error> {
     ))
 }
 
-pub(super) fn snapshot(flag: Option<&Flag>) -> Result<Option<serde_json::Value>, Error> {
-    flag.map(to_json).transpose()
+pub(super) fn snapshot<T: Serialize>(
+    state: Option<&T>,
+) -> Result<Option<serde_json::Value>, Error> {
+    state.map(to_json).transpose()
+}
+
+fn subject_of(stored: &str) -> Result<Subject, Error> {
+    Subject::parse(stored)
+        .ok_or_else(|| Error::Internal(format!("stored audit subject is invalid: {stored}")))
+}
+
+/// A stored before/after snapshot of `subject`.
+fn snapshot_from_json(
+    subject: Subject,
+    column: &str,
+    value: serde_json::Value,
+) -> Result<Snapshot, Error> {
+    Ok(match subject {
+        Subject::Flag => Snapshot::Flag(Box::new(from_json(column, value)?)),
+        Subject::Segment => Snapshot::Segment(Box::new(from_json(column, value)?)),
+    })
 }
 
 pub(super) fn audit_from_model(model: audit::Model) -> Result<AuditEntry, Error> {
     let action = AuditAction::parse(&model.action).ok_or_else(|| {
         Error::Internal(format!("stored audit action is invalid: {}", model.action))
     })?;
+    let subject = subject_of(&model.subject)?;
     Ok(AuditEntry {
         id: to_revision(model.id),
-        flag_name: model.flag_name,
+        subject,
+        name: model.flag_name,
         action,
         actor: model.actor,
         reason: model.reason,
-        before: model.before.map(|v| from_json("before", v)).transpose()?,
-        after: model.after.map(|v| from_json("after", v)).transpose()?,
+        before: model
+            .before
+            .map(|v| snapshot_from_json(subject, "before", v))
+            .transpose()?,
+        after: model
+            .after
+            .map(|v| snapshot_from_json(subject, "after", v))
+            .transpose()?,
         revision: to_revision(model.revision),
         created_at: model.created_at,
     })
 }
 
-/// The change an audit entry records: its revision and the flag after it.
+/// The change an audit entry records: its revision and the flag or
+/// segment after it.
 pub(super) fn change_from_row(
     revision: i64,
-    flag_name: String,
+    name: String,
+    subject: String,
     after: Option<serde_json::Value>,
-) -> Result<FlagChange, Error> {
-    let flag_name = FlagName::parse("flag_name", flag_name).map_err(|err| {
+) -> Result<Committed, Error> {
+    let name = FlagName::parse("flag_name", name).map_err(|err| {
         Error::Internal(format!(
             "stored audit flag name is invalid: {}",
             err.message
         ))
     })?;
-    let flag: Option<Flag> = after.map(|v| from_json("after", v)).transpose()?;
-    Ok(FlagChange {
-        revision: to_revision(revision),
-        flag_name,
-        flag: flag.map(Arc::new),
+    let revision = to_revision(revision);
+    Ok(match subject_of(&subject)? {
+        Subject::Flag => {
+            let flag: Option<Flag> = after.map(|v| from_json("after", v)).transpose()?;
+            Committed::Flag(FlagChange {
+                revision,
+                flag_name: name,
+                flag: flag.map(Arc::new),
+            })
+        }
+        Subject::Segment => {
+            let segment: Option<Segment> = after.map(|v| from_json("after", v)).transpose()?;
+            Committed::Segment(SegmentChange {
+                revision,
+                name,
+                segment: segment.map(Arc::new),
+            })
+        }
     })
+}
+
+pub(super) fn segment_to_model(segment: &Segment) -> Result<segment::Model, Error> {
+    let spec = segment.spec();
+    Ok(segment::Model {
+        name: segment.name.to_string(),
+        description: spec.description.clone(),
+        included: to_json(&spec.included)?,
+        excluded: to_json(&spec.excluded)?,
+        rules: to_json(&spec.rules)?,
+        revision: from_revision(segment.revision)?,
+        created_at: segment.created_at,
+        updated_at: segment.updated_at,
+        created_by: segment.created_by.clone(),
+        updated_by: segment.updated_by.clone(),
+    })
+}
+
+pub(super) fn segment_from_model(model: segment::Model) -> Result<Segment, Error> {
+    let name = FlagName::parse("name", model.name).map_err(|err| {
+        Error::Internal(format!("stored segment name is invalid: {}", err.message))
+    })?;
+    let spec = SegmentSpec {
+        description: model.description,
+        included: from_json("included", model.included)?,
+        excluded: from_json("excluded", model.excluded)?,
+        rules: from_json("rules", model.rules)?,
+    };
+    let mut segment = Segment::new(name, spec, to_revision(model.revision), model.created_at);
+    segment.updated_at = model.updated_at;
+    segment.created_by = model.created_by;
+    segment.updated_by = model.updated_by;
+    Ok(segment)
 }
 
 pub(super) fn group_from_model(model: group::Model) -> Group {

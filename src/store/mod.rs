@@ -5,6 +5,7 @@
 mod convert;
 mod entities;
 mod metrics;
+mod segments;
 
 pub use metrics::{METRIC_ROWS_PER_WRITE, StoredHour, UnknownCount};
 
@@ -25,12 +26,12 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use self::convert::{
     audit_from_model, change_from_row, db_error, flag_from_model, flag_to_model, from_revision,
-    group_from_model, snapshot,
+    group_from_model, segment_from_model, snapshot,
 };
-use self::entities::{audit, flag, group};
+use self::entities::{audit, flag, group, segment};
 use crate::domain::{
-    AuditAction, AuditEntry, Change, Flag, FlagChange, FlagName, FlagSpec, Group, Stamp, echo,
-    limits,
+    AuditAction, AuditEntry, Change, Committed, Flag, FlagName, FlagSpec, Group, Segment, Stamp,
+    Subject, echo, limits,
 };
 use crate::error::{Error, Result};
 
@@ -98,6 +99,13 @@ pub struct FlagStore {
     /// and fails a deferred transaction that cannot upgrade its lock. Across
     /// replicas (PostgreSQL) the revision row lock does the same.
     write_lock: Mutex<()>,
+}
+
+/// Every flag and segment, and the revision they are current to.
+pub struct Loaded {
+    pub flags: Vec<Flag>,
+    pub segments: Vec<Segment>,
+    pub revision: u64,
 }
 
 /// An open write transaction holding the next global revision.
@@ -177,16 +185,17 @@ impl FlagStore {
         }
     }
 
-    /// Every flag and the revision they are current to, read in one
-    /// consistent snapshot (REPEATABLE READ on PostgreSQL; a read transaction
-    /// on SQLite, which in WAL mode sees one snapshot throughout).
-    /// Reads a page of rows at a time and converts it before reading the
-    /// next, so the raw rows of every flag are never in memory at once.
-    pub async fn load_all(&self) -> Result<(Vec<Flag>, u64)> {
+    /// Every flag and segment and the revision they are current to, read
+    /// in one consistent snapshot (REPEATABLE READ on PostgreSQL; a read
+    /// transaction on SQLite, which in WAL mode sees one snapshot
+    /// throughout). Reads a page of rows at a time and converts it before
+    /// reading the next, so the raw rows of every flag are never in memory
+    /// at once.
+    pub async fn load_all(&self) -> Result<Loaded> {
         self.load_in_pages(LOAD_PAGE).await
     }
 
-    async fn load_in_pages(&self, page_size: u64) -> Result<(Vec<Flag>, u64)> {
+    async fn load_in_pages(&self, page_size: u64) -> Result<Loaded> {
         let txn = begin_snapshot(&self.primary).await?;
         let revision = read_revision(&txn).await?;
         let mut flags = Vec::new();
@@ -208,16 +217,27 @@ impl FlagStore {
                 break;
             }
         }
+        let segments = segment::Entity::find()
+            .all(&txn)
+            .await
+            .db()?
+            .into_iter()
+            .map(segment_from_model)
+            .collect::<Result<Vec<_>>>()?;
         txn.commit().await.db()?;
         // Byte order, whatever the database's collation.
         flags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok((flags, revision))
+        Ok(Loaded {
+            flags,
+            segments,
+            revision,
+        })
     }
 
     /// Up to `limit` committed changes after `revision`, in revision order,
     /// read from the audit log (whose entries hold each change's result):
     /// for the cache's catch-up, on the reserved connections.
-    pub async fn changes_after(&self, revision: u64, limit: u64) -> Result<Vec<FlagChange>> {
+    pub async fn changes_after(&self, revision: u64, limit: u64) -> Result<Vec<Committed>> {
         bounded(changes_after(&self.primary, revision, limit)).await
     }
 
@@ -230,7 +250,7 @@ impl FlagStore {
         revision: u64,
         limit: u64,
         max_bytes: usize,
-    ) -> Result<Vec<FlagChange>> {
+    ) -> Result<Vec<Committed>> {
         use tokio_stream::StreamExt as _;
         bounded(async {
             let mut rows = change_rows_after(revision, limit)?
@@ -242,9 +262,9 @@ impl FlagStore {
             while bytes < max_bytes
                 && let Some(row) = rows.next().await
             {
-                let (revision, flag_name, after) = row.db()?;
-                let change = change_from_row(revision, flag_name, after)?;
-                bytes += change.flag.as_ref().map_or(0, |flag| flag.wire_size());
+                let (revision, name, subject, after) = row.db()?;
+                let change = change_from_row(revision, name, subject, after)?;
+                bytes += change.wire_size();
                 changes.push(change);
             }
             Ok(changes)
@@ -285,6 +305,7 @@ impl FlagStore {
         }
         ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
         ensure_prerequisites_exist(&write.txn, name.as_str(), &spec).await?;
+        segments::ensure_flag_segments_exist(&write.txn, &spec).await?;
         let now = now();
         let flag = Flag::new(
             name,
@@ -301,7 +322,10 @@ impl FlagStore {
             .exec_without_returning(&write.txn)
             .await
             .db()?;
-        record_audit(&write, AuditAction::Create, change, None, Some(&flag)).await?;
+        let audited = Audited::flag(flag.name.as_str());
+        audited
+            .record(&write, AuditAction::Create, change, None, Some(&flag))
+            .await?;
         write.txn.commit().await.db()?;
         Ok(flag)
     }
@@ -325,6 +349,7 @@ impl FlagStore {
         let spec = apply(&current)?;
         ensure_group_exists(&write.txn, spec.group.as_deref()).await?;
         ensure_prerequisites_exist(&write.txn, name, &spec).await?;
+        segments::ensure_flag_segments_exist(&write.txn, &spec).await?;
         let updated = Flag::new(
             current.name.clone(),
             at_stored_precision(spec),
@@ -339,14 +364,15 @@ impl FlagStore {
             .exec(&write.txn)
             .await
             .db()?;
-        record_audit(
-            &write,
-            AuditAction::Update,
-            change,
-            Some(&current),
-            Some(&updated),
-        )
-        .await?;
+        Audited::flag(name)
+            .record(
+                &write,
+                AuditAction::Update,
+                change,
+                Some(&current),
+                Some(&updated),
+            )
+            .await?;
         write.txn.commit().await.db()?;
         Ok(updated)
     }
@@ -372,7 +398,15 @@ impl FlagStore {
             .exec(&write.txn)
             .await
             .db()?;
-        record_audit(&write, AuditAction::Delete, change, Some(&current), None).await?;
+        Audited::flag(name)
+            .record(
+                &write,
+                AuditAction::Delete,
+                change,
+                Some(&current),
+                None::<&Flag>,
+            )
+            .await?;
         let revision = write.revision;
         write.txn.commit().await.db()?;
         Ok(revision)
@@ -385,13 +419,16 @@ impl FlagStore {
     /// of large snapshots never loads more than it returns.
     pub async fn audit_trail(
         &self,
-        flag_name: &str,
+        subject: Subject,
+        name: &str,
         skip: u64,
         limit: u64,
     ) -> Result<(Vec<AuditEntry>, u64)> {
         // One snapshot, so the total and the page agree.
         let txn = begin_snapshot(&self.db).await?;
-        let query = audit::Entity::find().filter(audit::Column::FlagName.eq(flag_name));
+        let query = audit::Entity::find()
+            .filter(audit::Column::FlagName.eq(name))
+            .filter(audit::Column::Subject.eq(subject.as_str()));
         let total = query.clone().count(&txn).await.db()?;
         let mut entries = Vec::new();
         let mut bytes = 0;
@@ -537,8 +574,8 @@ impl FlagStore {
     }
 }
 
-/// A change as stored: revision, flag name, the flag after it.
-type ChangeRow = (i64, String, Option<serde_json::Value>);
+/// A change as stored: revision, name, subject, the state after it.
+type ChangeRow = (i64, String, String, Option<serde_json::Value>);
 
 /// The query for up to `limit` changes after `revision`, in revision
 /// order: only what a change needs, not the `before` snapshots.
@@ -548,6 +585,7 @@ fn change_rows_after(revision: u64, limit: u64) -> Result<Selector<SelectGetable
         .columns([
             audit::Column::Revision,
             audit::Column::FlagName,
+            audit::Column::Subject,
             audit::Column::After,
         ])
         .filter(audit::Column::Revision.gt(from_revision(revision)?))
@@ -561,13 +599,13 @@ async fn changes_after(
     db: &DatabaseConnection,
     revision: u64,
     limit: u64,
-) -> Result<Vec<FlagChange>> {
+) -> Result<Vec<Committed>> {
     change_rows_after(revision, limit)?
         .all(db)
         .await
         .db()?
         .into_iter()
-        .map(|(revision, flag_name, after)| change_from_row(revision, flag_name, after))
+        .map(|(revision, name, subject, after)| change_from_row(revision, name, subject, after))
         .collect()
 }
 
@@ -778,33 +816,55 @@ async fn ensure_group_exists(txn: &DatabaseTransaction, group: Option<&str>) -> 
     Ok(())
 }
 
-async fn record_audit(
-    write: &Write<'_>,
-    action: AuditAction,
-    change: &Change,
-    before: Option<&Flag>,
-    after: Option<&Flag>,
-) -> Result<()> {
-    let flag_name = after
-        .or(before)
-        .map(|flag| flag.name.to_string())
-        .unwrap_or_default();
-    let entry = audit::ActiveModel {
-        id: NotSet,
-        flag_name: Set(flag_name),
-        action: Set(action.as_str().to_string()),
-        actor: Set(change.actor.clone()),
-        reason: Set(change.reason.clone()),
-        before: Set(snapshot(before)?),
-        after: Set(snapshot(after)?),
-        revision: Set(from_revision(write.revision)?),
-        created_at: Set(now()),
-    };
-    audit::Entity::insert(entry)
-        .exec_without_returning(&write.txn)
-        .await
-        .db()?;
-    Ok(())
+/// What an audit entry is about.
+struct Audited<'a> {
+    subject: Subject,
+    name: &'a str,
+}
+
+impl<'a> Audited<'a> {
+    fn flag(name: &'a str) -> Self {
+        Self {
+            subject: Subject::Flag,
+            name,
+        }
+    }
+
+    fn segment(name: &'a str) -> Self {
+        Self {
+            subject: Subject::Segment,
+            name,
+        }
+    }
+
+    /// Writes the audit row of the change `write` makes, with the states
+    /// before and after it.
+    async fn record<T: serde::Serialize>(
+        &self,
+        write: &Write<'_>,
+        action: AuditAction,
+        change: &Change,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> Result<()> {
+        let entry = audit::ActiveModel {
+            id: NotSet,
+            flag_name: Set(self.name.to_owned()),
+            subject: Set(self.subject.as_str().to_owned()),
+            action: Set(action.as_str().to_string()),
+            actor: Set(change.actor.clone()),
+            reason: Set(change.reason.clone()),
+            before: Set(snapshot(before)?),
+            after: Set(snapshot(after)?),
+            revision: Set(from_revision(write.revision)?),
+            created_at: Set(now()),
+        };
+        audit::Entity::insert(entry)
+            .exec_without_returning(&write.txn)
+            .await
+            .db()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -873,10 +933,10 @@ mod tests {
         }
         names.sort();
         for page_size in [1, 3, 11, 1_000] {
-            let (flags, revision) = store.load_in_pages(page_size).await.unwrap();
-            let loaded: Vec<&str> = flags.iter().map(|flag| flag.name.as_str()).collect();
-            assert_eq!(loaded, names, "pages of {page_size}");
-            assert_eq!(revision, 11);
+            let loaded = store.load_in_pages(page_size).await.unwrap();
+            let flags: Vec<&str> = loaded.flags.iter().map(|flag| flag.name.as_str()).collect();
+            assert_eq!(flags, names, "pages of {page_size}");
+            assert_eq!(loaded.revision, 11);
         }
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {

@@ -214,12 +214,14 @@ async fn token_matrix_roles_scopes_and_actor(backend: Backend) {
                     flag_name: "guarded".into(),
                     skip: 0,
                     limit: 10,
+                    segment_name: String::new(),
                 },
             ),
             None => Request::new(pb::GetAuditTrailRequest {
                 flag_name: "guarded".into(),
                 skip: 0,
                 limit: 10,
+                segment_name: String::new(),
             }),
         };
         refused(
@@ -288,6 +290,7 @@ async fn token_matrix_roles_scopes_and_actor(backend: Backend) {
                 flag_name: "guarded".into(),
                 skip: 0,
                 limit: 10,
+                segment_name: String::new(),
             },
         ))
         .await
@@ -341,6 +344,7 @@ async fn token_matrix_roles_scopes_and_actor(backend: Backend) {
                 flag_name: "staged".into(),
                 skip: 0,
                 limit: 10,
+                segment_name: String::new(),
             },
         ))
         .await
@@ -1362,6 +1366,7 @@ async fn the_actor_names_its_key_source_when_there_are_several() {
                 flag_name: "sourced".into(),
                 skip: 0,
                 limit: 10,
+                segment_name: String::new(),
             },
         ))
         .await

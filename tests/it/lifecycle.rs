@@ -183,6 +183,7 @@ async fn create_get_update_delete_with_audit(backend: Backend) {
             flag_name: name.clone(),
             skip: 1,
             limit: 1,
+            segment_name: String::new(),
         })
         .await
         .expect("audit page")

@@ -22,6 +22,7 @@ mod metrics;
 mod openfeature;
 mod prometheus;
 mod secrets;
+mod segments;
 mod telemetry;
 mod tls;
 mod typed;

@@ -383,6 +383,7 @@ async fn malformed_requests_are_rejected_and_store_nothing(backend: Backend) {
                 flag_name: "a b".into(),
                 skip: 0,
                 limit: 0,
+                segment_name: String::new(),
             })
             .await,
         "flag_name",

@@ -9,15 +9,23 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use vexil_engine::Flag;
+use vexil_engine::{Flag, Segment};
 
-use crate::copy::FlagMap;
+use crate::copy::{FlagMap, SegmentMap};
 
 const FORMAT: &str = "vexil-bootstrap/1";
 
-/// Reads `path`: the flags and their revision, unless the file is missing,
-/// corrupt or older than `max_age`.
-pub fn read(path: &Path, max_age: Option<Duration>) -> Result<(FlagMap, u64), String> {
+/// What a bootstrap file holds.
+pub struct Bootstrap {
+    pub flags: FlagMap,
+    pub segments: SegmentMap,
+    pub revision: u64,
+}
+
+/// Reads `path`: the flags, segments and their revision, unless the file
+/// is missing, corrupt or older than `max_age`. Files written before
+/// segments existed have none.
+pub fn read(path: &Path, max_age: Option<Duration>) -> Result<Bootstrap, String> {
     let bytes = std::fs::read(path).map_err(|err| format!("reading {}: {err}", path.display()))?;
     let mut file: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|err| format!("{} is not a bootstrap file: {err}", path.display()))?;
@@ -46,18 +54,39 @@ pub fn read(path: &Path, max_age: Option<Duration>) -> Result<(FlagMap, u64), St
         .into_iter()
         .map(|flag| (Arc::from(flag.name.as_str()), Arc::new(flag)))
         .collect();
-    Ok((flags, revision))
+    let segments: Vec<Segment> = match file["segments"].take() {
+        serde_json::Value::Null => Vec::new(),
+        segments => serde_json::from_value(segments)
+            .map_err(|err| format!("{}: segments: {err}", path.display()))?,
+    };
+    let segments = segments
+        .into_iter()
+        .map(|segment| (Arc::from(segment.name.as_str()), Arc::new(segment)))
+        .collect();
+    Ok(Bootstrap {
+        flags,
+        segments,
+        revision,
+    })
 }
 
 /// Writes the copy to `path` atomically (a temporary file renamed over it).
-pub async fn write(path: &Path, flags: &FlagMap, revision: u64) -> std::io::Result<()> {
+pub async fn write(
+    path: &Path,
+    flags: &FlagMap,
+    segments: &SegmentMap,
+    revision: u64,
+) -> std::io::Result<()> {
     let mut sorted: Vec<&Flag> = flags.values().map(Arc::as_ref).collect();
     sorted.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    let mut sorted_segments: Vec<&Segment> = segments.values().map(Arc::as_ref).collect();
+    sorted_segments.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     let file = json!({
         "format": FORMAT,
         "revision": revision,
         "written_at": Utc::now(),
         "flags": sorted,
+        "segments": sorted_segments,
     });
     let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     let mut temporary = path.as_os_str().to_owned();

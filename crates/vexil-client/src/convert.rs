@@ -1,7 +1,7 @@
 //! Flags as the wire carries them, to the engine's model: `vexil-proto`'s
 //! conversion, the one the server uses for writes.
 
-use vexil_engine::Flag;
+use vexil_engine::{Flag, Segment};
 
 use crate::pb;
 
@@ -13,4 +13,10 @@ pub fn flag_from_pb(flag: pb::Flag) -> Option<Flag> {
         return None;
     }
     vexil_proto::convert::stored_flag_from_pb(flag).ok()
+}
+
+/// The engine's segment for one the server sent; `None` if it fails the
+/// conversion (a server never sends one).
+pub fn segment_from_pb(segment: pb::Segment) -> Option<Segment> {
+    vexil_proto::convert::stored_segment_from_pb(segment).ok()
 }

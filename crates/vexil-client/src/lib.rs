@@ -79,6 +79,8 @@ pub enum ClientEvent {
     Snapshot { revision: u64, flags: usize },
     /// A flag was created, updated or deleted.
     Changed { flag: String, revision: u64 },
+    /// A segment was created, updated or deleted.
+    SegmentChanged { segment: String, revision: u64 },
     /// The status changed.
     Status(Status),
 }
@@ -228,9 +230,11 @@ impl Connector {
         let mut bootstrapped = false;
         if let Some(path) = &settings.bootstrap {
             match bootstrap::read(path, settings.bootstrap_max_age) {
-                Ok((flags, revision)) => {
-                    tracing::info!(path = %path.display(), revision, flags = flags.len(), "loaded the bootstrap file");
-                    shared.copy.replace(flags, revision);
+                Ok(file) => {
+                    tracing::info!(path = %path.display(), revision = file.revision, flags = file.flags.len(), "loaded the bootstrap file");
+                    shared
+                        .copy
+                        .replace(file.flags, file.segments, file.revision);
                     bootstrapped = true;
                 }
                 Err(err) => tracing::warn!(error = %err, "ignoring the bootstrap file"),
@@ -308,7 +312,8 @@ async fn keep_bootstrap_file(shared: Arc<Shared>, path: PathBuf, every: Duration
             continue;
         }
         let flags = shared.copy.all();
-        match bootstrap::write(&path, &flags, revision).await {
+        let segments = shared.copy.segments().clone();
+        match bootstrap::write(&path, &flags, &segments, revision).await {
             Ok(()) => written = Some(revision),
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "cannot write the bootstrap file")
@@ -386,7 +391,11 @@ impl Client {
             Some(flag) if needs_clock(flag) => Utc::now(),
             _ => DateTime::UNIX_EPOCH,
         };
-        let catalog = copy::CopyCatalog(&flags);
+        let segments = self.inner.shared.copy.segments();
+        let catalog = copy::CopyCatalog {
+            flags: &flags,
+            segments: &segments,
+        };
         let ctx = EvalContext {
             user_id,
             environment,

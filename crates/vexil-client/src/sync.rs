@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, watch};
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::copy::{FlagMap, LocalCopy};
+use crate::copy::{FlagMap, LocalCopy, SegmentMap};
 use crate::pb::evaluation_service_client::EvaluationServiceClient;
 use crate::pb::{self, watch_response::Event};
 use crate::{ClientEvent, Status, convert};
@@ -145,7 +145,7 @@ async fn session(
         Ok(response) => response.into_inner(),
         Err(status) => return describe(&status),
     };
-    let mut snapshot: Option<FlagMap> = None;
+    let mut snapshot: Option<(FlagMap, SegmentMap)> = None;
     loop {
         let message = match stream.message().await {
             Ok(Some(message)) => message,
@@ -160,14 +160,21 @@ async fn session(
         };
         match message.event {
             Some(Event::Snapshot(chunk)) => {
-                let flags = snapshot.get_or_insert_with(FlagMap::default);
+                let (flags, segments) = snapshot.get_or_insert_with(Default::default);
                 for flag in chunk.flags.into_iter().filter_map(convert::flag_from_pb) {
                     flags.insert(Arc::from(flag.name.as_str()), Arc::new(flag));
                 }
+                for segment in chunk
+                    .segments
+                    .into_iter()
+                    .filter_map(convert::segment_from_pb)
+                {
+                    segments.insert(Arc::from(segment.name.as_str()), Arc::new(segment));
+                }
                 if chunk.last {
-                    let flags = snapshot.take().unwrap_or_default();
+                    let (flags, segments) = snapshot.take().unwrap_or_default();
                     let count = flags.len();
-                    shared.copy.replace(flags, chunk.revision);
+                    shared.copy.replace(flags, segments, chunk.revision);
                     shared.from_server.store(true, Ordering::Release);
                     *resume = Some(chunk.revision);
                     *progressed = true;
@@ -194,6 +201,14 @@ async fn session(
                         Ok(Ok(Some(pb::WatchResponse {
                             event: Some(Event::Heartbeat(_)),
                         }))) => {}
+                        // In revision order: the flags before it first.
+                        Ok(Ok(Some(pb::WatchResponse {
+                            event: Some(Event::SegmentChange(change)),
+                        }))) => {
+                            apply(shared, std::mem::take(&mut batch), resume, progressed);
+                            apply_segment(shared, change, resume, progressed);
+                            break;
+                        }
                         Ok(Ok(Some(other))) => {
                             apply(shared, batch, resume, progressed);
                             return format!("unexpected message after changes: {other:?}");
@@ -212,6 +227,9 @@ async fn session(
                 shared.set_status(Status::Ready {
                     revision: heartbeat.revision,
                 });
+            }
+            Some(Event::SegmentChange(change)) => {
+                apply_segment(shared, change, resume, progressed);
             }
             Some(Event::Heartbeat(_)) => {}
             None => {}
@@ -251,6 +269,36 @@ fn apply(
     for (flag, revision) in names {
         let _ = shared.events.send(ClientEvent::Changed { flag, revision });
     }
+}
+
+/// Applies a segment change newer than the copy.
+fn apply_segment(
+    shared: &Shared,
+    change: pb::SegmentChange,
+    resume: &mut Option<u64>,
+    progressed: &mut bool,
+) {
+    if change.revision <= shared.copy.revision() {
+        return;
+    }
+    let segment = change
+        .segment
+        .and_then(convert::segment_from_pb)
+        .map(Arc::new);
+    shared.copy.apply_segment(
+        Arc::from(change.segment_name.as_str()),
+        segment,
+        change.revision,
+    );
+    *resume = Some(change.revision);
+    *progressed = true;
+    shared.set_status(Status::Ready {
+        revision: change.revision,
+    });
+    let _ = shared.events.send(ClientEvent::SegmentChanged {
+        segment: change.segment_name,
+        revision: change.revision,
+    });
 }
 
 /// `since_revision=N` in a status message; `None` when it names none.

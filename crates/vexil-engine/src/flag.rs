@@ -449,23 +449,7 @@ impl FlagSpec {
                         .sum::<usize>()
             }
         };
-        let clauses = |clauses: &[crate::targeting::Clause]| {
-            clauses
-                .iter()
-                .map(|clause| {
-                    text(&clause.attribute)
-                        + ITEM
-                        + clause
-                            .values
-                            .iter()
-                            .map(|value| match value {
-                                crate::ClauseValue::String(s) => text(s),
-                                _ => ITEM,
-                            })
-                            .sum::<usize>()
-                })
-                .sum::<usize>()
-        };
+        let clauses = clauses_wire_size;
         self.variants
             .iter()
             .map(|variant| {
@@ -523,6 +507,27 @@ impl FlagSpec {
     pub fn referenced_segments(&self) -> impl Iterator<Item = &str> {
         crate::targeting::segments_named(self.rules.iter().flat_map(|rule| &rule.clauses))
     }
+}
+
+/// An upper bound of `clauses`' protobuf size: every string's bytes plus
+/// 16 bytes of framing per item.
+pub(crate) fn clauses_wire_size(clauses: &[crate::targeting::Clause]) -> usize {
+    const ITEM: usize = 16;
+    clauses
+        .iter()
+        .map(|clause| {
+            clause.attribute.len()
+                + 2 * ITEM
+                + clause
+                    .values
+                    .iter()
+                    .map(|value| match value {
+                        crate::ClauseValue::String(s) => s.len() + ITEM,
+                        _ => ITEM,
+                    })
+                    .sum::<usize>()
+        })
+        .sum()
 }
 
 /// Checks a JSON object held by a flag (metadata, object variants): depth,

@@ -39,7 +39,38 @@ impl SegmentSpec {
             check_description(&format!("{at}.description"), &rule.description)?;
             check_clauses(&at, &rule.clauses)?;
         }
+        let size = self.wire_size();
+        if size > limits::FLAG_BYTES {
+            return Err(ValidationError::new(
+                prefix,
+                format!(
+                    "is too large: {size} bytes encoded, at most {} allowed",
+                    limits::FLAG_BYTES
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// An upper bound of the size of a segment with this spec in a
+    /// protobuf message, bookkeeping included (as `FlagSpec::wire_size`).
+    pub fn wire_size(&self) -> usize {
+        /// Name, revision, timestamps and actors, with their tags.
+        const BOOKKEEPING: usize = 1024;
+        /// Framing of a list item or a rule.
+        const ITEM: usize = 16;
+        let ids = |set: &UserSet| set.iter().map(|id| id.len() + 4).sum::<usize>();
+        BOOKKEEPING
+            + self.description.len()
+            + ids(&self.included)
+            + ids(&self.excluded)
+            + self
+                .rules
+                .iter()
+                .map(|rule| {
+                    ITEM + rule.description.len() + crate::flag::clauses_wire_size(&rule.clauses)
+                })
+                .sum::<usize>()
     }
 
     /// The segments this one's rules refer to.
@@ -142,6 +173,11 @@ impl Segment {
 
     pub fn spec(&self) -> &SegmentSpec {
         &self.spec
+    }
+
+    /// See [`SegmentSpec::wire_size`].
+    pub fn wire_size(&self) -> usize {
+        self.spec.wire_size()
     }
 
     pub fn into_spec(self) -> SegmentSpec {

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 use vexil_engine::{
     Clause, ClauseValue, Flag, FlagName, FlagSpec, FlagType, Metadata, Operator, Prerequisite,
-    Reason, Serve, Split, Stamp, Target, TargetingRule, UserSet, ValidationError, Value, Variant,
-    WeightedVariant, limits,
+    Reason, Segment, SegmentRule, SegmentSpec, Serve, Split, Stamp, Target, TargetingRule, UserSet,
+    ValidationError, Value, Variant, WeightedVariant, limits,
 };
 
 use crate::google::protobuf::{ListValue, Struct, Value as PbValue, value::Kind};
@@ -556,9 +556,129 @@ pub fn stored_flag_from_pb(flag: pb::Flag) -> Result<Flag> {
     Ok(Flag::new(FlagName::parse("flag.name", name)?, spec, stamp))
 }
 
+/// A segment's name and spec from a write (output-only fields ignored).
+pub fn segment_from_pb(segment: pb::Segment) -> Result<(String, SegmentSpec)> {
+    let pb::Segment {
+        name,
+        description,
+        included,
+        excluded,
+        rules,
+        revision: _,
+        created_at: _,
+        updated_at: _,
+        created_by: _,
+        updated_by: _,
+    } = segment;
+    at_most("segment.rules", &rules, limits::RULES, "rules")?;
+    let rules = rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let field = format!("segment.rules[{i}]");
+            let pb::SegmentRule {
+                clauses,
+                description,
+            } = rule;
+            at_most(
+                &format!("{field}.clauses"),
+                &clauses,
+                limits::CLAUSES,
+                "clauses",
+            )?;
+            Ok(SegmentRule {
+                description,
+                clauses: clauses
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, clause)| clause_from_pb(&format!("{field}.clauses[{j}]"), clause))
+                    .collect::<Result<_>>()?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((
+        name,
+        SegmentSpec {
+            description,
+            included: UserSet::parse("segment.included", included)?,
+            excluded: UserSet::parse("segment.excluded", excluded)?,
+            rules,
+        },
+    ))
+}
+
+pub fn segment_to_pb(segment: &Segment) -> pb::Segment {
+    let spec = segment.spec();
+    pb::Segment {
+        name: segment.name.to_string(),
+        description: spec.description.clone(),
+        included: spec.included.iter().map(str::to_owned).collect(),
+        excluded: spec.excluded.iter().map(str::to_owned).collect(),
+        rules: spec
+            .rules
+            .iter()
+            .map(|rule| pb::SegmentRule {
+                clauses: rule.clauses.iter().map(clause_to_pb).collect(),
+                description: rule.description.clone(),
+            })
+            .collect(),
+        revision: segment.revision,
+        created_at: Some(timestamp_to_pb(segment.created_at)),
+        updated_at: Some(timestamp_to_pb(segment.updated_at)),
+        created_by: segment.created_by.clone(),
+        updated_by: segment.updated_by.clone(),
+    }
+}
+
+/// The engine's segment for one a server sent (Watch).
+pub fn stored_segment_from_pb(segment: pb::Segment) -> Result<Segment> {
+    let at = |field: &str, ts: Option<Timestamp>| {
+        ts.map(|ts| timestamp_from_pb(field, ts))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let created_at = at("segment.created_at", segment.created_at)?;
+    let updated_at = at("segment.updated_at", segment.updated_at)?;
+    let (revision, created_by, updated_by) = (
+        segment.revision,
+        segment.created_by.clone(),
+        segment.updated_by.clone(),
+    );
+    let (name, spec) = segment_from_pb(segment)?;
+    let mut segment = Segment::new(
+        FlagName::parse("segment.name", name)?,
+        spec,
+        revision,
+        created_at,
+    );
+    segment.updated_at = updated_at;
+    segment.created_by = created_by;
+    segment.updated_by = updated_by;
+    Ok(segment)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_round_trips() {
+        let spec: SegmentSpec = serde_json::from_value(serde_json::json!({
+            "description": "d", "included": ["a"], "excluded": ["b"],
+            "rules": [{"description": "r", "clauses": [
+                {"attribute": "plan", "op": "in", "values": ["x", 2, true], "negate": true}]}]
+        }))
+        .expect("a spec");
+        assert_eq!(spec.validate("segment"), Ok(()));
+        let name = FlagName::parse("name", "beta".to_string()).expect("name");
+        let mut segment = Segment::new(name, spec.clone(), 4, DateTime::UNIX_EPOCH);
+        segment.created_by = "a".into();
+        segment.updated_by = "b".into();
+        let wire = segment_to_pb(&segment);
+        let (_, back) = segment_from_pb(wire.clone()).expect("converted back");
+        assert_eq!(back, spec);
+        assert_eq!(stored_segment_from_pb(wire).expect("stored"), segment);
+    }
 
     #[test]
     fn a_typed_flag_round_trips() {

@@ -7,7 +7,10 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
+    /// The flag's or segment's name (see `subject`).
     pub flag_name: String,
+    /// "flag" or "segment".
+    pub subject: String,
     pub action: String,
     pub actor: String,
     pub reason: String,

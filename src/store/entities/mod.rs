@@ -5,3 +5,4 @@ pub mod evaluation;
 pub mod flag;
 pub mod group;
 pub mod last_evaluation;
+pub mod segment;

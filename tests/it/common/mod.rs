@@ -533,6 +533,7 @@ impl TestApp {
                 flag_name: flag.into(),
                 skip: 0,
                 limit: 1000,
+                segment_name: String::new(),
             })
             .await
             .expect("audit trail")
@@ -738,7 +739,8 @@ pub async fn next_change(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb
     loop {
         match next_event(stream).await {
             pb::watch_response::Event::Change(change) => return change,
-            pb::watch_response::Event::Heartbeat(_) => {}
+            pb::watch_response::Event::Heartbeat(_)
+            | pb::watch_response::Event::SegmentChange(_) => {}
             pb::watch_response::Event::Snapshot(snapshot) => {
                 panic!("unexpected snapshot at revision {}", snapshot.revision)
             }

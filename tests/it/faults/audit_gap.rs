@@ -88,7 +88,8 @@ async fn hole_in_the_audit_log_is_repaired_by_a_reload(backend: Backend) {
                 pb::watch_response::Event::Change(change) => {
                     panic!("change {} crossed the hole", change.revision)
                 }
-                pb::watch_response::Event::Heartbeat(_) => {}
+                pb::watch_response::Event::Heartbeat(_)
+                | pb::watch_response::Event::SegmentChange(_) => {}
             }
         };
         assert!(snapshot.last);

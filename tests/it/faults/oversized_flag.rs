@@ -171,6 +171,7 @@ async fn largest_flag_reaches_default_clients_everywhere(backend: Backend) {
                 flag_name: "big-0".into(),
                 skip: entries.len() as u32,
                 limit: 100,
+                segment_name: String::new(),
             })
             .await
             .expect("an audit page within the client's limit")
