@@ -125,7 +125,6 @@ async function checkVectors(client, protocol) {
   let checked = 0;
   for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
     const document = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
-    if (document.state.segments.length > 0) continue;
     const types = Object.fromEntries(
       document.state.flags.filter((f) => f.api !== false).map((f) => [f.name, f.type ?? 'boolean']),
     );

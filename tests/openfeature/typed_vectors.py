@@ -4,9 +4,9 @@ case is resolved by an unmodified OpenFeature provider with the getter of
 the flag's type, and must get exactly the file's value, variant and
 Vexil reason (the answer's `vexilReason` metadata).
 
-Files with segments (no RPCs yet), flags the API refuses ("api": false),
-and cases at another time than the files' (a clock the protocols do not
-take) are left to the engine's and the client's tests."""
+Segments are created first, through CreateSegment. Flags the API refuses
+("api": false) and cases at another time than the files' (a clock the
+protocols do not take) are left to the engine's and the client's tests."""
 
 import glob
 import json
@@ -55,26 +55,37 @@ def to_wire(flag):
     return json_format.ParseDict(flag, pb.Flag())
 
 
+def segment_to_wire(segment):
+    """A vector segment as a vexil.v1.Segment."""
+    segment = dict(segment)
+    segment["rules"] = [dict(rule, clauses=[_clause(c) for c in rule["clauses"]])
+                        for rule in segment.get("rules", [])]
+    return json_format.ParseDict(segment, pb.Segment())
+
+
 def load():
-    """(file name, flag types by name, cases) for every usable file."""
+    """(file name, segments, flags, flag types by name, cases) for every file."""
     documents = []
     for path in sorted(glob.glob(os.path.join(ROOT, "docs", "eval-vectors", "*.json"))):
         with open(path) as f:
             document = json.load(f)
-        if document["state"]["segments"]:
-            continue
+        segments = document["state"]["segments"]
         flags = [f for f in document["state"]["flags"] if f.get("api", True)]
         types = {f["name"]: f.get("type", "boolean") for f in flags}
         cases = [c for c in document["tests"]
                  if c["context"]["at"] == VECTOR_TIME and c["flag"] in types or
                  c["context"]["at"] == VECTOR_TIME and c["expected"]["reason"] == "FLAG_NOT_FOUND"]
-        documents.append((os.path.basename(path), flags, types, cases))
+        documents.append((os.path.basename(path), segments, flags, types, cases))
     return documents
 
 
 def create_all(vexil):
     documents = load()
-    for _, flags, _, _ in documents:
+    for _, segments, flags, _, _ in documents:
+        # In file order: a segment refers only to those before it.
+        for segment in segments:
+            vexil.flags.CreateSegment(
+                pb.CreateSegmentRequest(segment=segment_to_wire(segment), reason="vectors"))
         for flag in flags:
             vexil.flags.CreateFlag(pb.CreateFlagRequest(flag=to_wire(flag), reason="vectors"))
     return documents
@@ -108,7 +119,7 @@ def resolve(client, flag_type, name, default, context):
 def check(client, documents, protocol):
     """Every case, over `client`'s provider. Returns the number checked."""
     checked = 0
-    for file, _, types, cases in documents:
+    for file, _, _, types, cases in documents:
         for case in cases:
             flag_type = types.get(case["flag"], "boolean")
             ctx = case["context"]
