@@ -1497,8 +1497,9 @@ async fn status_before_the_body(
     let mut partial = vec![0u8];
     partial.extend_from_slice(&declared.to_be_bytes());
     partial.extend(std::iter::repeat_n(0u8, 16 * 1024));
-    body.send_data(bytes::Bytes::from(partial), false)
-        .expect("part of the body");
+    // The server may have answered and closed the stream already, from the
+    // headers alone (the behaviour under test): then the data cannot go.
+    let _ = body.send_data(bytes::Bytes::from(partial), false);
     let response = tokio::time::timeout(Duration::from_secs(10), response)
         .await
         .expect("answered before the body is complete")
