@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::cache::FlagCache;
 use crate::engine::Reason;
 use crate::instruments::instruments;
-use crate::metrics::{LATENCY_BOUNDS_NS, REASONS, Recorder};
+use crate::metrics::{LATENCY_BOUNDS_NS, OTHER_VARIANTS, REASONS, Recorder, Totals};
 use crate::service::{CacheSync, Metrics};
 
 /// Flags (in order of first evaluation) whose evaluations get a
@@ -108,13 +108,13 @@ impl Collector for Sources {
         let totals = recorder.totals();
         let mut by_label: std::collections::BTreeMap<(String, usize, bool), u64> =
             std::collections::BTreeMap::new();
-        for (name, ordinal, outcomes) in &totals.flags {
-            let key = if *ordinal < MAX_FLAG_LABELS {
-                name.to_string()
+        for flag in &totals.flags {
+            let key = if flag.ordinal < MAX_FLAG_LABELS {
+                flag.name.to_string()
             } else {
                 OTHER_FLAGS.to_string()
             };
-            for (reason, [off, on]) in outcomes.iter().enumerate() {
+            for (reason, [off, on]) in flag.outcomes.iter().enumerate() {
                 for (enabled, count) in [(false, *off), (true, *on)] {
                     if count > 0 {
                         *by_label.entry((key.clone(), reason, enabled)).or_default() += count;
@@ -149,6 +149,7 @@ impl Collector for Sources {
             ];
             ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
         }
+        encode_variants(&mut encoder, &totals)?;
         let latency = &totals.latency;
         let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS_NS
             .iter()
@@ -174,6 +175,37 @@ impl Collector for Sources {
             None,
         )
     }
+}
+
+/// `feature_flag_variant_evaluations`: evaluations by flag and variant
+/// served. Bounded like the flag label: flags past [`MAX_FLAG_LABELS`]
+/// count under [`OTHER_FLAGS`] with the variant [`OTHER_VARIANTS`], and a
+/// flag counts at most [`crate::metrics::VARIANT_SLOTS`] variant names
+/// per environment (others under [`OTHER_VARIANTS`]).
+fn encode_variants(encoder: &mut DescriptorEncoder, totals: &Totals) -> fmt::Result {
+    let mut by_label: std::collections::BTreeMap<(String, String), u64> =
+        std::collections::BTreeMap::new();
+    for flag in &totals.flags {
+        for (variant, count) in &flag.variants {
+            let key = if flag.ordinal < MAX_FLAG_LABELS {
+                (flag.name.to_string(), variant.clone())
+            } else {
+                (OTHER_FLAGS.to_string(), OTHER_VARIANTS.to_string())
+            };
+            *by_label.entry(key).or_default() += count;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "feature_flag_variant_evaluations",
+        "Flag evaluations by flag key and the variant served (since this replica started)",
+        None,
+        MetricType::Counter,
+    )?;
+    for ((key, variant), count) in by_label {
+        let labels = [("feature_flag_key", key), ("feature_flag_variant", variant)];
+        ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// One series without labels.

@@ -1,6 +1,7 @@
 //! Hourly metrics in the reference's Redis layout, for operators who look
 //! there: a hash `{prefix}:metrics:{flag}:{YYYYMMDDHH}` (fields `evaluations`,
-//! `enabled`, `disabled`, `reason:{REASON}`, `env:{environment}:evaluations`,
+//! `enabled`, `disabled`, `reason:{REASON}`, `variant:{variant}`,
+//! `env:{environment}:evaluations`,
 //! `env:{environment}:enabled`, `latency_sum_ns`) and a HyperLogLog
 //! `{prefix}:metrics:{flag}:{YYYYMMDDHH}:users` of distinct users, both
 //! expiring after the retention period. The prefix (`VEXIL_REDIS_PREFIX`,
@@ -241,6 +242,10 @@ fn increments(environment: &str, now: &HourFigures, sent: &HourFigures) -> Vec<(
             format!("reason:{}", reason.name()),
             delta(now.count(reason), sent.count(reason)),
         );
+    }
+    for (variant, count) in &now.variants {
+        let before = sent.variants.get(variant).copied().unwrap_or(0);
+        push(format!("variant:{variant}"), delta(*count, before));
     }
     push(format!("env:{environment}:evaluations"), evaluations);
     push(format!("env:{environment}:enabled"), enabled);

@@ -8,6 +8,7 @@ mod m20261125_000002_immutable_audit;
 mod m20261126_000003_evaluation_metrics;
 mod m20261206_000004_typed_flags;
 mod m20261206_000005_segments;
+mod m20261206_000006_variant_metrics;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_evaluation_metrics::Migration),
             Box::new(m20261206_000004_typed_flags::Migration),
             Box::new(m20261206_000005_segments::Migration),
+            Box::new(m20261206_000006_variant_metrics::Migration),
         ]
     }
 }

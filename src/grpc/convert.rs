@@ -472,6 +472,14 @@ fn evaluation_stats_to_pb(figures: &HourFigures) -> pb::EvaluationStats {
             })
             .collect(),
         distinct_users: figures.distinct_users(),
+        variants: figures
+            .variants
+            .iter()
+            .map(|(variant, &count)| pb::VariantCount {
+                variant: variant.clone(),
+                count,
+            })
+            .collect(),
         latency: Some(pb::LatencyStats {
             count: figures
                 .latency

@@ -7,7 +7,8 @@ mod recorder;
 mod report;
 
 pub use recorder::{
-    ALWAYS_TIMED, Collected, FlagStats, HourFigures, HourRecord, LATENCY_BOUNDS_NS,
-    LATENCY_BUCKETS, MAX_UNKNOWN_FLAGS, MAX_USER_SKETCHES, Observation, REASONS, Recorder, Totals,
+    ALWAYS_TIMED, Collected, FlagStats, FlagTotals, HourFigures, HourRecord, LATENCY_BOUNDS_NS,
+    LATENCY_BUCKETS, MAX_UNKNOWN_FLAGS, MAX_USER_SKETCHES, OTHER_VARIANTS, Observation, REASONS,
+    Recorder, Totals, VARIANT_SLOTS,
 };
 pub use report::Report;

@@ -20,6 +20,7 @@
 //! buffer is reused for a later hour before its last figures were written
 //! (the store was down for an hour), they are kept aside, bounded.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed,
     Ordering::Release,
@@ -66,6 +67,12 @@ const EARLY_USERS: usize = 8;
 pub const ALWAYS_TIMED: u64 = 16;
 /// Hour figures kept aside for a flusher that fell more than an hour behind.
 const MAX_SET_ASIDE: usize = 10_000;
+/// Variant names a flag × environment counts on its own (the first served
+/// keep their slots for the replica's life); evaluations serving others
+/// count under [`OTHER_VARIANTS`]. A flag has at most 100 variants, and
+/// most 2 or 3.
+pub const VARIANT_SLOTS: usize = 16;
+pub const OTHER_VARIANTS: &str = "__other__";
 
 fn reason_index(reason: Reason) -> usize {
     match reason {
@@ -101,6 +108,8 @@ pub struct Observation<'a> {
     pub user_id: &'a str,
     pub reason: Reason,
     pub enabled: bool,
+    /// The variant served, as the flag's index and name (none: no value).
+    pub variant: Option<(usize, &'a str)>,
     /// How long it took, when this evaluation was timed (a clock read costs
     /// about as much as an evaluation, so only some are: see
     /// `service::evaluate`).
@@ -116,6 +125,9 @@ pub struct HourFigures {
     pub outcomes: [[u64; 2]; REASONS.len()],
     pub latency: [u64; LATENCY_BUCKETS],
     pub latency_sum_ns: u64,
+    /// Evaluations by the variant served (evaluations serving no value are
+    /// not counted here).
+    pub variants: BTreeMap<String, u64>,
     /// Distinct users: absent when no sketch was available, and in a
     /// flush's records when the sketch has not changed since last written
     /// (the store keeps the one it has).
@@ -152,6 +164,10 @@ impl HourFigures {
             *mine = mine.saturating_add(*theirs);
         }
         self.latency_sum_ns = self.latency_sum_ns.saturating_add(other.latency_sum_ns);
+        for (variant, count) in &other.variants {
+            let mine = self.variants.entry(variant.clone()).or_default();
+            *mine = mine.saturating_add(*count);
+        }
         match (&mut self.users, &other.users) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
             (None, Some(theirs)) => self.users = Some(theirs.clone()),
@@ -175,6 +191,8 @@ struct Counters {
     outcomes: [[AtomicU64; 2]; REASONS.len()],
     latency: [AtomicU64; LATENCY_BUCKETS],
     latency_sum_ns: AtomicU64,
+    /// By the environment's variant slots, then [`OTHER_VARIANTS`].
+    variants: [AtomicU64; VARIANT_SLOTS + 1],
     /// Timed evaluations: the first [`ALWAYS_TIMED`] of an hour are all
     /// timed, so a handful of evaluations has percentiles too.
     timed: AtomicU64,
@@ -222,10 +240,10 @@ impl HourBuffer {
     }
 
     /// Its figures, distinct users included.
-    fn figures(&self) -> HourFigures {
+    fn figures(&self, names: &VariantNames) -> HourFigures {
         HourFigures {
             users: self.users(),
-            ..self.counts()
+            ..self.counts(names)
         }
     }
 
@@ -278,9 +296,22 @@ impl HourBuffer {
     }
 
     /// Its figures without distinct users (no 16 KiB copy).
-    fn counts(&self) -> HourFigures {
+    fn counts(&self, names: &VariantNames) -> HourFigures {
         let c = &self.counters;
+        let mut variants = BTreeMap::new();
+        for (i, count) in c.variants.iter().enumerate() {
+            let count = count.load(Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let name = names
+                .get(i)
+                .and_then(OnceLock::get)
+                .map_or(OTHER_VARIANTS, |name| &**name);
+            *variants.entry(name.to_owned()).or_default() += count;
+        }
         HourFigures {
+            variants,
             outcomes: std::array::from_fn(|i| {
                 [
                     c.outcomes[i][0].load(Relaxed),
@@ -303,6 +334,9 @@ impl HourBuffer {
             bucket.store(0, Relaxed);
         }
         c.latency_sum_ns.store(0, Relaxed);
+        for count in &c.variants {
+            count.store(0, Relaxed);
+        }
         c.timed.store(0, Relaxed);
         for slot in &self.early {
             slot.store(0, Relaxed);
@@ -334,6 +368,8 @@ struct EnvironmentStats {
     /// they mean nothing (and would take a sketch per flag).
     counts_users: bool,
     hours: [HourBuffer; 2],
+    /// The variant names of the counters' slots, set at first use.
+    variant_names: VariantNames,
     /// Everything counted in hours whose buffers were reused since: with
     /// the buffers, the running totals `/metrics` reports.
     /// Boxed once needed: most pairs never reuse a buffer while they matter.
@@ -349,6 +385,7 @@ impl EnvironmentStats {
             environment: environment.into(),
             counts_users: environment != OTHER_ENVIRONMENTS,
             hours: Default::default(),
+            variant_names: Default::default(),
             retired: Mutex::new(None),
             roll: Mutex::new(()),
         }
@@ -359,6 +396,41 @@ impl EnvironmentStats {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Names of a flag × environment's variant counters.
+type VariantNames = [OnceLock<Box<str>>; VARIANT_SLOTS];
+
+/// The counter slot of the variant at `index` named `name`: the slot of
+/// that name, or a free one (the one at `index` first, so a flag's
+/// variants usually sit at their own index), or the overflow.
+#[inline(always)]
+fn variant_slot(names: &VariantNames, index: usize, name: &str) -> usize {
+    if let Some(slot) = names.get(index)
+        && slot.get().is_some_and(|held| &**held == name)
+    {
+        return index;
+    }
+    variant_slot_slow(names, index, name)
+}
+
+#[cold]
+fn variant_slot_slow(names: &VariantNames, index: usize, name: &str) -> usize {
+    let holds = |slot: &OnceLock<Box<str>>| slot.get().is_some_and(|held| &**held == name);
+    if let Some(i) = names.iter().position(holds) {
+        return i;
+    }
+    let preferred = names.get(index).into_iter().map(|slot| (index, slot));
+    for (i, slot) in preferred.chain(names.iter().enumerate()) {
+        if slot.get().is_none() {
+            // Another thread may take it first, for this name or another.
+            let _ = slot.set(name.into());
+        }
+        if holds(slot) {
+            return i;
+        }
+    }
+    VARIANT_SLOTS
 }
 
 /// A flag's counters (or an unknown name's).
@@ -546,7 +618,13 @@ impl Prepared<'_> {
 
     /// Counts the evaluation's outcome.
     #[inline(always)]
-    pub fn record(self, reason: Reason, enabled: bool, latency_ns: Option<u64>) {
+    pub fn record(
+        self,
+        reason: Reason,
+        enabled: bool,
+        variant: Option<(usize, &str)>,
+        latency_ns: Option<u64>,
+    ) {
         let hour = self.at.div_euclid(3600);
         let environment = &*self.environment;
         let buffer = &environment.hours[(hour & 1) as usize];
@@ -558,6 +636,9 @@ impl Prepared<'_> {
         }
         let c = &buffer.counters;
         c.outcomes[reason_index(reason)][usize::from(enabled)].fetch_add(1, Relaxed);
+        if let Some((index, name)) = variant {
+            c.variants[variant_slot(&environment.variant_names, index, name)].fetch_add(1, Relaxed);
+        }
         if let Some(latency_ns) = latency_ns {
             c.latency[latency_bucket(latency_ns)].fetch_add(1, Relaxed);
             c.latency_sum_ns.fetch_add(latency_ns, Relaxed);
@@ -583,11 +664,22 @@ impl Prepared<'_> {
     }
 }
 
+/// A flag's running totals.
+#[derive(Debug)]
+pub struct FlagTotals {
+    pub name: Arc<str>,
+    /// Order of first evaluation as a flag on this replica.
+    pub ordinal: usize,
+    /// Evaluations by reason, as `[disabled, enabled]`.
+    pub outcomes: [[u64; 2]; REASONS.len()],
+    /// Evaluations by variant served.
+    pub variants: BTreeMap<String, u64>,
+}
+
 /// Running totals (see [`Recorder::totals`]).
 #[derive(Debug, Default)]
 pub struct Totals {
-    /// Flags' names, ordinals, evaluations by reason as `[disabled, enabled]`.
-    pub flags: Vec<(Arc<str>, usize, [[u64; 2]; REASONS.len()])>,
+    pub flags: Vec<FlagTotals>,
     /// Evaluations of names that were not flags.
     pub unknown: u64,
     /// Evaluation time over every name (only its latency fields are set).
@@ -701,6 +793,7 @@ impl Recorder {
         .record(
             observation.reason,
             observation.enabled,
+            observation.variant,
             observation.latency_ns,
         );
     }
@@ -847,7 +940,7 @@ impl Recorder {
                         flag: stats.name.clone(),
                         environment: environment.environment.clone(),
                         hour,
-                        figures: buffer.counts(),
+                        figures: buffer.counts(&environment.variant_names),
                     });
                 }
             }
@@ -942,11 +1035,11 @@ impl Recorder {
                 flag: flag.name.clone(),
                 environment: environment.environment.clone(),
                 hour: previous,
-                figures: buffer.figures(),
+                figures: buffer.figures(&environment.variant_names),
             });
         }
         if previous >= 0 {
-            let figures = buffer.counts();
+            let figures = buffer.counts(&environment.variant_names);
             environment
                 .retired
                 .lock()
@@ -998,9 +1091,9 @@ impl Recorder {
                     // (taken before the copy: a raise after it is seen next time).
                     let users = buffer.users_changed.swap(false, Relaxed);
                     let figures = if users {
-                        buffer.figures()
+                        buffer.figures(&environment.variant_names)
                     } else {
-                        buffer.counts()
+                        buffer.counts(&environment.variant_names)
                     };
                     collected.records.push(HourRecord {
                         flag: flag.name.clone(),
@@ -1076,7 +1169,7 @@ impl Recorder {
                         flag: stats.name.clone(),
                         environment: environment.environment.clone(),
                         hour,
-                        figures: buffer.figures(),
+                        figures: buffer.figures(&environment.variant_names),
                     });
                 }
             }
@@ -1099,6 +1192,7 @@ impl Recorder {
                 continue;
             };
             let mut outcomes = [[0u64; 2]; REASONS.len()];
+            let mut variants = BTreeMap::new();
             for environment in flag.environments() {
                 // Under the roll lock: an hour moves from its buffer to
                 // `retired` all at once, so counters never go down.
@@ -1112,7 +1206,7 @@ impl Recorder {
                     .unwrap_or_default();
                 for buffer in &environment.hours {
                     if buffer.hour.load(Relaxed) >= 0 {
-                        figures.add(&buffer.counts());
+                        figures.add(&buffer.counts(&environment.variant_names));
                     }
                 }
                 for (sum, counted) in outcomes.iter_mut().zip(figures.outcomes.iter()) {
@@ -1120,11 +1214,20 @@ impl Recorder {
                     sum[1] = sum[1].saturating_add(counted[1]);
                 }
                 figures.outcomes = [[0; 2]; REASONS.len()];
+                for (variant, count) in std::mem::take(&mut figures.variants) {
+                    let sum: &mut u64 = variants.entry(variant).or_default();
+                    *sum = sum.saturating_add(count);
+                }
                 totals.latency.add(&figures);
             }
             // Evaluated while it was not a flag: counted in `unknown`.
             outcomes[reason_index(Reason::FlagNotFound)] = [0, 0];
-            totals.flags.push((flag.name.clone(), ordinal, outcomes));
+            totals.flags.push(FlagTotals {
+                name: flag.name.clone(),
+                ordinal,
+                outcomes,
+                variants,
+            });
         }
         totals
     }
@@ -1150,9 +1253,54 @@ mod tests {
             user_id,
             reason: Reason::PercentageRollout,
             enabled: true,
+            variant: Some((0, "on")),
             latency_ns: None,
             at,
         }
+    }
+
+    /// Each variant name served has a counter of its own, wherever the
+    /// flag lists it, up to the slots; the rest count as one.
+    #[test]
+    fn counts_by_variant_within_bounded_slots() {
+        let recorder = Recorder::new();
+        let stats = recorder.flag("typed");
+        let at = 1_000 * HOUR;
+        let serve = |index: usize, name: &str| {
+            recorder.record(
+                &stats,
+                &Observation {
+                    variant: Some((index, name)),
+                    ..observation("u1", at)
+                },
+                || true,
+            );
+        };
+        serve(0, "a");
+        serve(1, "b");
+        serve(1, "b");
+        // The flag's variants reordered: "a" now at 1, keeps its counter.
+        serve(1, "a");
+        for i in 0..VARIANT_SLOTS + 5 {
+            serve(i, &format!("v{i}"));
+        }
+        recorder.record(
+            &stats,
+            &Observation {
+                variant: None,
+                ..observation("u1", at)
+            },
+            || true,
+        );
+        let variants = &recorder.totals().flags[0].variants;
+        assert_eq!(variants["a"], 2);
+        assert_eq!(variants["b"], 2);
+        // 16 slots: a, b and 14 of the others; 7 others overflow.
+        assert_eq!(variants.len(), VARIANT_SLOTS + 1);
+        assert_eq!(variants[OTHER_VARIANTS], 7);
+        assert_eq!(variants.values().sum::<u64>(), 4 + VARIANT_SLOTS as u64 + 5);
+        let collected = recorder.collect(at);
+        assert_eq!(collected.records[0].figures.variants, *variants);
     }
 
     fn users_collected(recorder: &Recorder, now: i64) -> (bool, Collected) {
@@ -1197,8 +1345,9 @@ mod tests {
         // Two hours later: the first hour's buffer is reused.
         recorder.record(&stats, &observation("u1", at + 2 * HOUR), || false);
         let totals = recorder.totals();
-        let (_, _, outcomes) = &totals.flags[0];
+        let outcomes = &totals.flags[0].outcomes;
         assert_eq!(outcomes[reason_index(Reason::PercentageRollout)], [0, 3]);
+        assert_eq!(totals.flags[0].variants["on"], 3);
         // The reused hour's figures wait for the flusher, set aside.
         let collected = recorder.collect(at + 2 * HOUR);
         let mut hours: Vec<_> = collected.records.iter().map(|r| r.hour).collect();

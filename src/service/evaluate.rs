@@ -206,6 +206,7 @@ impl Evaluator {
         counting.record(
             result.evaluation.reason,
             result.evaluation.enabled,
+            served(&result),
             started.map(elapsed_ns),
         );
         result
@@ -214,7 +215,7 @@ impl Evaluator {
 
 fn observe<'a>(
     ctx: &EvalContext<'a>,
-    result: &FlagResult,
+    result: &'a FlagResult,
     started: Option<Instant>,
     now: DateTime<Utc>,
 ) -> Observation<'a> {
@@ -223,9 +224,16 @@ fn observe<'a>(
         user_id: ctx.user_id,
         reason: result.evaluation.reason,
         enabled: result.evaluation.enabled,
+        variant: served(result),
         latency_ns: started.map(elapsed_ns),
         at: now.timestamp(),
     }
+}
+
+/// The variant an answer serves, as its index in the flag and its name.
+fn served(result: &FlagResult) -> Option<(usize, &str)> {
+    let index = usize::from(result.evaluation.variant?);
+    Some((index, result.variant()?.name.as_str()))
 }
 
 /// Counts one evaluation: of a flag (through its cache entry's counters

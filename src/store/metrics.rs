@@ -76,6 +76,7 @@ fn to_model(
         enabled: Set(to_i64(figures.enabled())),
         not_found: Set(to_i64(figures.count(crate::engine::Reason::FlagNotFound))),
         reasons: Set(serde_json::Value::Object(reasons)),
+        variants: Set((!figures.variants.is_empty()).then(|| serde_json::json!(figures.variants))),
         latency_sum_ns: Set(to_i64(figures.latency_sum_ns)),
         latency_buckets: Set(serde_json::json!(figures.latency.as_slice())),
         users: Set(figures.users.as_ref().map(Sketch::encode)),
@@ -101,6 +102,10 @@ fn from_model(model: evaluation::Model) -> Result<StoredHour> {
                 serde_json::from_value(value.clone()).map_err(|_| corrupt("reasons"))?;
             figures.outcomes[i] = pair;
         }
+    }
+    if let Some(variants) = &model.variants {
+        figures.variants =
+            serde_json::from_value(variants.clone()).map_err(|_| corrupt("variants"))?;
     }
     let buckets: Vec<u64> =
         serde_json::from_value(model.latency_buckets.clone()).map_err(|_| corrupt("latency"))?;
@@ -171,6 +176,7 @@ impl FlagStore {
                         evaluation::Column::Enabled,
                         evaluation::Column::NotFound,
                         evaluation::Column::Reasons,
+                        evaluation::Column::Variants,
                         evaluation::Column::LatencySumNs,
                         evaluation::Column::LatencyBuckets,
                         evaluation::Column::UpdatedAt,

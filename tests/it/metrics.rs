@@ -182,6 +182,21 @@ async fn one_replica_counts_exactly(backend: Backend) {
     }
     let report = metrics(&reader, &rollout, None).await;
     assert!(report.flag_exists);
+    // By variant too, stored and read back: a boolean flag serves on or off.
+    let totals = report.totals.clone().unwrap_or_default();
+    let by_variant: std::collections::HashMap<&str, u64> = totals
+        .variants
+        .iter()
+        .map(|count| (count.variant.as_str(), count.count))
+        .collect();
+    assert_eq!(
+        by_variant,
+        [("on", totals.enabled), ("off", totals.disabled)]
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .collect(),
+        "{totals:?}"
+    );
     assert_eq!(report.hours.len(), 2);
     assert_eq!(report.environments.len(), 2);
     assert!(report.last_evaluated_at.is_some());

@@ -145,6 +145,23 @@ async fn metrics_endpoint_reports_the_documented_series(backend: Backend) {
         );
         assert_eq!(got, *count as f64, "{reason} {enabled}");
     }
+    // By variant: a boolean flag serves on or off.
+    for (variant, enabled) in [("on", true), ("off", false)] {
+        let served: u64 = expected
+            .iter()
+            .filter(|((_, on), _)| *on == enabled)
+            .map(|(_, count)| count)
+            .sum();
+        let got = one(
+            &scrape,
+            "feature_flag_variant_evaluations_total",
+            &[
+                ("feature_flag_key", flag.as_str()),
+                ("feature_flag_variant", variant),
+            ],
+        );
+        assert_eq!(got, served as f64, "{variant}");
+    }
     assert!(
         one(
             &scrape,

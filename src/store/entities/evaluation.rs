@@ -17,6 +17,8 @@ pub struct Model {
     pub not_found: i64,
     /// `{"REASON": [disabled, enabled], …}`.
     pub reasons: Json,
+    /// `{"variant": count, …}`; NULL when none was served.
+    pub variants: Option<Json>,
     pub latency_sum_ns: i64,
     /// Counts per bucket of `metrics::LATENCY_BOUNDS_NS`, then the overflow.
     pub latency_buckets: Json,
