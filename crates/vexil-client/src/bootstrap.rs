@@ -73,11 +73,11 @@ pub fn read(path: &Path, max_age: Option<Duration>) -> Result<Bootstrap, String>
 /// Writes the copy to `path` atomically (a temporary file renamed over it).
 pub async fn write(
     path: &Path,
-    flags: &FlagMap,
+    flags: Vec<Arc<Flag>>,
     segments: &SegmentMap,
     revision: u64,
 ) -> std::io::Result<()> {
-    let mut sorted: Vec<&Flag> = flags.values().map(Arc::as_ref).collect();
+    let mut sorted: Vec<&Flag> = flags.iter().map(Arc::as_ref).collect();
     sorted.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     let mut sorted_segments: Vec<&Segment> = segments.values().map(Arc::as_ref).collect();
     sorted_segments.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));

@@ -313,7 +313,7 @@ async fn keep_bootstrap_file(shared: Arc<Shared>, path: PathBuf, every: Duration
         }
         let flags = shared.copy.all();
         let segments = shared.copy.segments().clone();
-        match bootstrap::write(&path, &flags, &segments, revision).await {
+        match bootstrap::write(&path, flags, &segments, revision).await {
             Ok(()) => written = Some(revision),
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "cannot write the bootstrap file")
@@ -384,35 +384,31 @@ impl Client {
         attributes: &dyn Attributes,
         answer: impl FnOnce(Option<&Flag>, Evaluation) -> R,
     ) -> R {
-        let flags = self.inner.shared.copy.flags();
-        let flag = flags.get(flag).map(Arc::as_ref);
-        // The clock is read only for flags whose answer can depend on it.
-        let now = match flag {
-            Some(flag) if needs_clock(flag) => Utc::now(),
-            _ => DateTime::UNIX_EPOCH,
-        };
-        let segments = self.inner.shared.copy.segments();
-        let catalog = copy::CopyCatalog {
-            flags: &flags,
-            segments: &segments,
-        };
-        let ctx = EvalContext {
-            user_id,
-            environment,
-            attributes,
-            catalog: &catalog,
-        };
-        let evaluation = vexil_engine::evaluate(flag, &ctx, now);
-        answer(
-            flag,
-            Evaluation {
-                enabled: evaluation.enabled,
-                reason: evaluation.reason,
-                revision: flag.map_or(0, |flag| flag.revision),
-                variant: evaluation.variant,
-                rule: evaluation.rule,
-            },
-        )
+        let copy = &self.inner.shared.copy;
+        copy.with_flag(flag, |flag| {
+            // The clock is read only for flags whose answer can depend on it.
+            let now = match flag {
+                Some(flag) if needs_clock(flag) => Utc::now(),
+                _ => DateTime::UNIX_EPOCH,
+            };
+            let ctx = EvalContext {
+                user_id,
+                environment,
+                attributes,
+                catalog: copy,
+            };
+            let evaluation = vexil_engine::evaluate(flag, &ctx, now);
+            answer(
+                flag,
+                Evaluation {
+                    enabled: evaluation.enabled,
+                    reason: evaluation.reason,
+                    revision: flag.map_or(0, |flag| flag.revision),
+                    variant: evaluation.variant,
+                    rule: evaluation.rule,
+                },
+            )
+        })
     }
 
     /// The name of the variant served, if any.
@@ -572,7 +568,7 @@ impl Client {
 
     /// The current copy, ordered by flag name.
     pub fn flags(&self) -> Vec<Arc<Flag>> {
-        let mut flags: Vec<Arc<Flag>> = self.inner.shared.copy.all().values().cloned().collect();
+        let mut flags: Vec<Arc<Flag>> = self.inner.shared.copy.all();
         flags.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
         flags
     }
@@ -610,6 +606,12 @@ pub fn set_default(client: Client) -> Result<(), Client> {
 /// The process-wide default client, once set.
 pub fn default_client() -> Option<&'static Client> {
     DEFAULT.get()
+}
+
+/// The local copy, for its benchmark (`benches/copy.rs`). Not a public API.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::copy::{FlagMap, LocalCopy};
 }
 
 /// What the `feature_flag` attribute expands to. Not a public API.
