@@ -110,6 +110,35 @@ fn cases() -> Vec<(&'static str, pb::Flag, &'static str, &'static str)> {
     ]
 }
 
+/// A string flag splitting everyone 50/50 between two variants: the
+/// typed counterpart of the 50% rollout.
+fn typed_split() -> pb::Flag {
+    let variant = |name: &str| pb::Variant {
+        name: name.into(),
+        value: Some(pb::TypedValue {
+            value: Some(pb::typed_value::Value::StringValue(name.to_uppercase())),
+        }),
+        description: String::new(),
+    };
+    let weight = |name: &str| pb::WeightedVariant {
+        variant: name.into(),
+        weight: 5_000,
+    };
+    pb::Flag {
+        name: "bench.typed".into(),
+        enabled: true,
+        r#type: pb::FlagType::String.into(),
+        variants: vec![variant("a"), variant("b")],
+        fallthrough: Some(pb::Serve {
+            kind: Some(pb::serve::Kind::Split(pb::Split {
+                weights: vec![weight("a"), weight("b")],
+                ..pb::Split::default()
+            })),
+        }),
+        ..pb::Flag::default()
+    }
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let scratch = scratch::Scratch::create("client");
@@ -142,6 +171,13 @@ fn main() {
                     .expect("create");
             }
         }
+        flags
+            .create_flag(pb::CreateFlagRequest {
+                flag: Some(typed_split()),
+                reason: String::new(),
+            })
+            .await
+            .expect("create");
         flags
             .create_flag(pb::CreateFlagRequest {
                 flag: Some(pb::Flag {
@@ -193,6 +229,19 @@ fn main() {
             b.iter(|| client.is_enabled(black_box(name), black_box(user), black_box(environment)))
         });
     }
+    // A typed flag's 50/50 split, read without allocating, against the
+    // boolean 50% rollout above (the goal: at most 1.2 times).
+    quiet.bench_function("typed split (with_value)", |b| {
+        b.iter(|| {
+            client.with_value(
+                black_box("bench.typed"),
+                black_box("user-12345"),
+                black_box("production"),
+                &vexil_engine::NoAttributes,
+                |variant, _| variant.map(str::len),
+            )
+        })
+    });
     quiet.finish();
 
     // Changes through the server, at most 1,000/s, while the timings run.
