@@ -14,7 +14,7 @@ use vexil_proto::convert::{segment_to_pb, struct_to_pb};
 
 use crate::common::{
     Backend, TestApp, TestDatabase, as_actor, assert_status, eventually, mask, redis_url, replica,
-    unique, wait_for_bus,
+    unique, wait_for_bus, watch_engine,
 };
 
 crate::backend_tests!(
@@ -423,28 +423,6 @@ async fn segment_references_are_checked_at_write_time(backend: Backend) {
     assert_eq!(listed.len(), 8);
 }
 
-/// The Watch stream's first snapshot and the stream, for `engine`.
-async fn watch(
-    app: &TestApp,
-    engine: u32,
-) -> (pb::WatchSnapshot, tonic::Streaming<pb::WatchResponse>) {
-    let mut stream = app
-        .evaluation
-        .clone()
-        .watch(pb::WatchRequest {
-            flag_names: Vec::new(),
-            since_revision: None,
-            engine,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    match crate::common::next_event(&mut stream).await {
-        pb::watch_response::Event::Snapshot(snapshot) => (snapshot, stream),
-        other => panic!("expected a snapshot, got {other:?}"),
-    }
-}
-
 /// The next event other than a heartbeat or flag change below `revision`.
 async fn next_at(
     stream: &mut tonic::Streaming<pb::WatchResponse>,
@@ -464,8 +442,8 @@ async fn segment_changes_reach_watch_streams_and_the_client(backend: Backend) {
         return;
     };
     let app = TestApp::start(&db.url).await;
-    let (_, mut current) = watch(&app, vexil_engine::ENGINE).await;
-    let (_, mut older) = watch(&app, 1).await;
+    let (_, mut current) = watch_engine(&app, vexil_engine::ENGINE).await;
+    let (_, mut older) = watch_engine(&app, 1).await;
     let segment = create_segment(&app, "testers", serde_json::json!({"included": ["alice"]}))
         .await
         .expect("create");
@@ -482,9 +460,9 @@ async fn segment_changes_reach_watch_streams_and_the_client(backend: Backend) {
         pb::watch_response::Event::Heartbeat(beat) => assert_eq!(beat.revision, segment.revision),
         other => panic!("expected a heartbeat, got {other:?}"),
     }
-    let (snapshot, _) = watch(&app, vexil_engine::ENGINE).await;
+    let (snapshot, _) = watch_engine(&app, vexil_engine::ENGINE).await;
     assert_eq!(snapshot.segments, std::slice::from_ref(&segment));
-    let (snapshot, _) = watch(&app, 1).await;
+    let (snapshot, _) = watch_engine(&app, 1).await;
     assert!(snapshot.segments.is_empty());
 
     // The client evaluates with the segment and follows its changes.

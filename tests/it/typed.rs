@@ -10,7 +10,7 @@ use vexil::domain::{Flag, FlagName, FlagSpec, Segment, SegmentSpec, Stamp};
 use vexil::grpc::pb;
 use vexil_proto::convert::{flag_to_pb, segment_to_pb, struct_to_pb};
 
-use crate::common::{Backend, TestApp, TestDatabase, as_actor, assert_status, mask};
+use crate::common::{Backend, TestApp, TestDatabase, as_actor, assert_status, mask, watch_engine};
 
 crate::backend_tests!(
     vectors_answer_over_the_wire,
@@ -456,34 +456,6 @@ async fn typed_flags_are_stored_and_audited(backend: Backend) {
     assert_eq!(answer.reason(), pb::Reason::RuleMatch);
 }
 
-/// The first message of a Watch stream (a one-chunk snapshot here) and
-/// the stream, for a client declaring `engine`.
-async fn watch(
-    app: &TestApp,
-    engine: u32,
-) -> (
-    pb::WatchSnapshot,
-    tonic::codec::Streaming<pb::WatchResponse>,
-) {
-    let mut stream = app
-        .evaluation
-        .clone()
-        .watch(pb::WatchRequest {
-            flag_names: Vec::new(),
-            since_revision: None,
-            engine,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    match stream.message().await.expect("a message").expect("open") {
-        pb::WatchResponse {
-            event: Some(pb::watch_response::Event::Snapshot(snapshot)),
-        } => (snapshot, stream),
-        other => panic!("expected a snapshot, got {other:?}"),
-    }
-}
-
 /// The next change on `stream`, skipping heartbeats.
 async fn next_change(stream: &mut tonic::codec::Streaming<pb::WatchResponse>) -> pb::FlagChange {
     loop {
@@ -517,8 +489,8 @@ async fn older_engines_are_not_sent_flags_they_cannot_evaluate(backend: Backend)
     .await;
     app.create_flag(wire_flag(&string_flag("typed", serde_json::json!({}))))
         .await;
-    let (old_snapshot, mut old) = watch(&app, 0).await;
-    let (new_snapshot, mut new) = watch(&app, vexil::engine::ENGINE).await;
+    let (old_snapshot, mut old) = watch_engine(&app, 0).await;
+    let (new_snapshot, mut new) = watch_engine(&app, vexil::engine::ENGINE).await;
     let names = |snapshot: &pb::WatchSnapshot| {
         snapshot
             .flags

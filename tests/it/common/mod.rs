@@ -734,6 +734,29 @@ pub async fn next_event(
     item.event.expect("an event")
 }
 
+/// A Watch stream of every flag for a client declaring `engine`, and its
+/// first message (a one-chunk snapshot in these tests).
+pub async fn watch_engine(
+    app: &TestApp,
+    engine: u32,
+) -> (pb::WatchSnapshot, tonic::Streaming<pb::WatchResponse>) {
+    let mut stream = app
+        .evaluation
+        .clone()
+        .watch(pb::WatchRequest {
+            flag_names: Vec::new(),
+            since_revision: None,
+            engine,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    match next_event(&mut stream).await {
+        pb::watch_response::Event::Snapshot(snapshot) => (snapshot, stream),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
 /// The next change on a Watch stream, skipping heartbeats.
 pub async fn next_change(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::FlagChange {
     loop {
