@@ -14,6 +14,7 @@ use crate::common::{Backend, TestApp, TestDatabase, as_actor, assert_status, mas
 
 crate::backend_tests!(
     vectors_answer_over_the_wire,
+    replicas_and_a_client_agree_on_every_vector_context,
     writes_that_break_references_or_limits_are_refused,
     typed_flags_are_stored_and_audited,
     older_engines_are_not_sent_flags_they_cannot_evaluate,
@@ -98,6 +99,37 @@ fn doubles(value: &Json) -> Json {
     }
 }
 
+/// A vector file's segments (in file order: a segment refers only to those
+/// before it) and the flags the API takes, created on `app`; returns the
+/// flags' names.
+async fn create_state(app: &TestApp, file: &str, state: &Json) -> Vec<String> {
+    for segment in state["segments"].as_array().into_iter().flatten() {
+        let name = segment["name"].as_str().expect("name");
+        let spec: SegmentSpec = serde_json::from_value(segment.clone()).expect("a segment");
+        let wire = segment_to_pb(&Segment::new(
+            FlagName::parse("name", name.to_string()).expect("name"),
+            spec,
+            0,
+            chrono::DateTime::UNIX_EPOCH,
+        ));
+        app.flags
+            .clone()
+            .create_segment(pb::CreateSegmentRequest {
+                segment: Some(wire),
+                reason: file.to_string(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("{file}: segment {name}: {status:?}"));
+    }
+    let mut created = Vec::new();
+    for flag in state["flags"].as_array().expect("flags") {
+        if flag["api"] != false {
+            created.push(app.create_flag(wire_flag(flag)).await.name);
+        }
+    }
+    created
+}
+
 /// Every case of every vector file at the files' default time, with the
 /// file's segments created through CreateSegment: Evaluate's value,
 /// variant and reason are the file's; BulkEvaluate and ExplainEvaluation
@@ -109,34 +141,14 @@ async fn vectors_answer_over_the_wire(backend: Backend) {
     let app = TestApp::start(&db.url).await;
     let mut checked = 0;
     for (file, document) in vector_files() {
-        let state = &document["state"];
-        // In file order: a segment refers only to those before it.
-        for segment in state["segments"].as_array().into_iter().flatten() {
-            let name = segment["name"].as_str().expect("name");
-            let spec: SegmentSpec = serde_json::from_value(segment.clone()).expect("a segment");
-            let wire = segment_to_pb(&Segment::new(
-                FlagName::parse("name", name.to_string()).expect("name"),
-                spec,
-                0,
-                chrono::DateTime::UNIX_EPOCH,
-            ));
-            app.flags
-                .clone()
-                .create_segment(pb::CreateSegmentRequest {
-                    segment: Some(wire),
-                    reason: file.clone(),
-                })
-                .await
-                .unwrap_or_else(|status| panic!("{file}: segment {name}: {status:?}"));
-        }
-        let mut skipped = Vec::new();
-        for flag in state["flags"].as_array().expect("flags") {
-            if flag["api"] == false {
-                skipped.push(flag["name"].clone());
-                continue;
-            }
-            app.create_flag(wire_flag(flag)).await;
-        }
+        let created = create_state(&app, &file, &document["state"]).await;
+        let skipped: Vec<Json> = document["state"]["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .map(|flag| flag["name"].clone())
+            .filter(|name| !created.iter().any(|created| name == created.as_str()))
+            .collect();
         for case in document["tests"].as_array().expect("tests") {
             if case["context"]["at"] != VECTOR_TIME || skipped.contains(&case["flag"]) {
                 continue;
@@ -531,4 +543,120 @@ async fn older_engines_are_not_sent_flags_they_cannot_evaluate(backend: Backend)
     let change = next_change(&mut new).await;
     assert_eq!(change.kind(), pb::ChangeKind::Upserted);
     assert_eq!(change.flag.expect("the flag").rules.len(), 1);
+}
+
+/// Two replicas (on one database and Redis) and a Watch-fed Rust client
+/// give the same answer (reason and variant) for every vector flag, over
+/// 10,000 users, each with one of the vectors' contexts in turn: the
+/// state is written on A, so B and the client learn it only through Redis,
+/// the change log and Watch.
+async fn replicas_and_a_client_agree_on_every_vector_context(backend: Backend) {
+    use crate::common::{RedisKeys, eventually, redis_url, replica, unique, wait_for_bus};
+    use tonic_health::pb::health_check_response::ServingStatus;
+    const USERS: usize = 10_000;
+    let Some(redis) = redis_url() else { return };
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let channel = unique("vexil-test:agree:");
+    let _keys = RedisKeys::under(&redis, &channel);
+    let a = replica(&db.url, redis.clone(), &channel, 3600).await;
+    let b = replica(&db.url, redis.clone(), &channel, 3600).await;
+    wait_for_bus(&a, ServingStatus::Serving).await;
+    wait_for_bus(&b, ServingStatus::Serving).await;
+    // (flags of the file, environment, context) per case at the files' time.
+    let mut contexts = Vec::new();
+    let mut all_flags = Vec::new();
+    for (file, document) in vector_files() {
+        let flags = create_state(&a, &file, &document["state"]).await;
+        for case in document["tests"].as_array().expect("tests") {
+            if case["context"]["at"] != VECTOR_TIME {
+                continue;
+            }
+            let attributes = case["context"]["attributes"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let environment = case["context"]["environment"]
+                .as_str()
+                .expect("environment")
+                .to_string();
+            contexts.push((flags.clone(), environment, attributes));
+        }
+        all_flags.extend(flags);
+    }
+    let revision = a
+        .flags
+        .clone()
+        .get_flag(pb::GetFlagRequest {
+            name: all_flags.last().expect("flags").clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .revision;
+    let client = vexil_client::Client::builder()
+        .endpoints([format!("http://{}", b.address)])
+        .build()
+        .connect()
+        .await
+        .expect("connect");
+    eventually(
+        std::time::Duration::from_secs(30),
+        "B and its client have every flag",
+        async || client.revision() >= revision,
+    )
+    .await;
+    let bulk = |app: &TestApp, flags: &[String], user: &str, environment: &str, context| {
+        let mut evaluation = app.evaluation.clone();
+        let request = pb::BulkEvaluateRequest {
+            flag_names: flags.to_vec(),
+            user_id: user.to_string(),
+            environment: environment.to_string(),
+            context: Some(context),
+        };
+        async move {
+            evaluation
+                .bulk_evaluate(request)
+                .await
+                .expect("bulk evaluate")
+                .into_inner()
+                .results
+        }
+    };
+    let mut compared = 0;
+    for i in 0..USERS {
+        let (flags, environment, attributes) = &contexts[i % contexts.len()];
+        let user = format!("user-{i}");
+        let context = struct_to_pb(attributes);
+        let on_a = bulk(&a, flags, &user, environment, context.clone()).await;
+        let on_b = bulk(&b, flags, &user, environment, context).await;
+        for ((flag, from_a), from_b) in flags.iter().zip(&on_a).zip(&on_b) {
+            let answer = |result: &pb::FlagEvaluation| {
+                (
+                    result
+                        .reason()
+                        .as_str_name()
+                        .trim_start_matches("REASON_")
+                        .to_string(),
+                    result.variant.clone(),
+                )
+            };
+            let local = client.evaluate_in(flag, &user, environment, attributes);
+            let variant = client
+                .variant(flag, &user, environment, attributes)
+                .unwrap_or_default();
+            let what = format!("{flag} for {user} in {environment:?} with {attributes:?}");
+            assert_eq!(answer(from_a), answer(from_b), "A and B: {what}");
+            assert_eq!(
+                answer(from_a),
+                (local.reason.name().to_string(), variant),
+                "A and the client: {what}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= USERS, "only {compared} answers compared");
+    a.stop().await;
+    b.stop().await;
 }
