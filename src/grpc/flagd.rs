@@ -187,8 +187,8 @@ async fn forward_events<R>(
                         Ok(event("configuration_change".into(), Some(changed([change]))))
                     }
                     // The flags that test segments may answer differently.
-                    Committed::Segment(_) => {
-                        let updated = resolver.flags_using_segments();
+                    Committed::Segment(change) => {
+                        let updated = resolver.flags_using_segments(change.revision);
                         if updated.is_empty() {
                             continue;
                         }
@@ -220,8 +220,8 @@ async fn forward_events<R>(
 
 /// `data.flags.{key}.type` of flags whose answers may have changed
 /// because a segment did.
-fn updated_flags(names: Vec<String>) -> Struct {
-    flags_changed(names.into_iter().map(|name| (name, "update")))
+fn updated_flags(names: Arc<[String]>) -> Struct {
+    flags_changed(names.iter().map(|name| (name.clone(), "update")))
 }
 
 /// `data.flags.{key}.type` for the changed flags: `write` (created),

@@ -3,6 +3,8 @@
 //! and the engine's answer with an OpenFeature reason. Every answer comes
 //! from the hot cache and the engine, exactly as Evaluate gives it.
 
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 
 use super::evaluate::{Evaluator, FlagResult};
@@ -172,11 +174,18 @@ impl std::fmt::Display for ResolveError {
 #[derive(Clone)]
 pub struct Resolver {
     evaluator: Evaluator,
+    /// The latest answer of [`Self::flags_using_segments`] and the
+    /// revision it was asked for: every event stream hears of the same
+    /// segment change, and one scan of the flags serves them all.
+    segment_users: Arc<Mutex<(u64, Arc<[String]>)>>,
 }
 
 impl Resolver {
     pub fn new(evaluator: Evaluator) -> Self {
-        Self { evaluator }
+        Self {
+            evaluator,
+            segment_users: Arc::new(Mutex::new((0, Arc::from([])))),
+        }
     }
 
     /// Resolves one flag. A key that is not a valid flag name names no flag.
@@ -197,10 +206,17 @@ impl Resolver {
         resolution(result, ctx, now).ok_or(ResolveError::FlagNotFound)
     }
 
-    /// The flags a segment change may affect (see
-    /// [`Evaluator::flags_using_segments`]).
-    pub fn flags_using_segments(&self) -> Vec<String> {
-        self.evaluator.flags_using_segments()
+    /// The flags the segment change at `revision` may affect (see
+    /// [`Evaluator::flags_using_segments`]), found once for every stream.
+    pub fn flags_using_segments(&self, revision: u64) -> Arc<[String]> {
+        let mut latest = self
+            .segment_users
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if latest.0 != revision {
+            *latest = (revision, self.evaluator.flags_using_segments().into());
+        }
+        latest.1.clone()
     }
 
     /// Resolves every flag, in name order.

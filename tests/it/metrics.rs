@@ -365,6 +365,21 @@ async fn replicas_add_up_in_the_store_and_in_redis() {
         evaluations == totals.evaluations
     })
     .await;
+    // By variant too: a boolean flag serves on or off.
+    for (field, expected) in [
+        ("variant:on", totals.enabled),
+        ("variant:off", totals.disabled),
+    ] {
+        let mut served = 0;
+        for h in [hour - 1, hour] {
+            let key = vexil::redis_metrics::hour_key(&channel, &rollout, h);
+            let count: Option<i64> = redis_call(&client, "HGET", key, &[field])
+                .await
+                .expect("hget");
+            served += count.unwrap_or(0) as u64;
+        }
+        assert_eq!(served, expected, "{field}");
+    }
     let mut any_users = false;
     for h in [hour - 1, hour] {
         let key = format!(

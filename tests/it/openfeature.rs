@@ -289,6 +289,70 @@ async fn flagd_errors_selector_and_event_stream() {
         };
         assert_eq!(flag.fields["type"], text(expected));
     }
+
+    // A segment change is announced as an update of the flags testing it.
+    let segment = format!("{prefix}.testers");
+    let segment_of = |included: &str| pb::Segment {
+        name: segment.clone(),
+        included: vec![included.into()],
+        ..pb::Segment::default()
+    };
+    app.flags
+        .clone()
+        .create_segment(as_actor(
+            "tester",
+            pb::CreateSegmentRequest {
+                segment: Some(segment_of("u1")),
+                reason: "test".into(),
+            },
+        ))
+        .await
+        .expect("create the segment");
+    let gated = format!("{prefix}.gated");
+    app.create_flag(pb::Flag {
+        name: gated.clone(),
+        enabled: true,
+        rules: vec![pb::TargetingRule {
+            clauses: vec![pb::Clause {
+                op: pb::Operator::InSegment.into(),
+                values: vec![pb::ClauseValue {
+                    value: Some(pb::clause_value::Value::StringValue(segment.clone())),
+                }],
+                ..pb::Clause::default()
+            }],
+            serve: Some(pb::Serve {
+                kind: Some(pb::serve::Kind::Variant("on".into())),
+            }),
+            ..pb::TargetingRule::default()
+        }],
+        ..pb::Flag::default()
+    })
+    .await;
+    app.flags
+        .clone()
+        .update_segment(as_actor(
+            "tester",
+            pb::UpdateSegmentRequest {
+                segment: Some(segment_of("u2")),
+                reason: "test".into(),
+                expected_revision: None,
+            },
+        ))
+        .await
+        .expect("update the segment");
+    for (expected, changed_flag) in [("write", &gated), ("update", &gated)] {
+        let event = next().await;
+        assert_eq!(event.r#type, "configuration_change");
+        let data = event.data.expect("data");
+        let Some(Kind::StructValue(changed)) = data.fields["flags"].kind.clone() else {
+            panic!("flags: {data:?}");
+        };
+        assert_eq!(changed.fields.len(), 1, "{changed:?}");
+        let Some(Kind::StructValue(flag)) = changed.fields[changed_flag].kind.clone() else {
+            panic!("{changed_flag}: {changed:?}");
+        };
+        assert_eq!(flag.fields["type"], text(expected));
+    }
     app.stop().await;
 }
 
