@@ -8,10 +8,18 @@
 //! latency for each, and the Vexil/ceiling ratios. Then compares two fresh
 //! Vexil servers, evaluation metrics on and off, driven in turn
 //! (`--metrics-control`: both on, to see the comparison's own noise).
+//! Last, the server's CPU time per answer for every flag at once, OFREP's
+//! bulk evaluation (JSON over HTTP/1.1) against gRPC BulkEvaluate, with
+//! the server in its own process (`--ofrep-only`: just that).
 //!
 //! Run: `cargo bench --bench load` (options after `--`, e.g.
 //! `cargo bench --bench load -- --duration 5 --concurrency 1,16,64`).
 
+#[path = "support/http1.rs"]
+mod http1;
+#[allow(dead_code)] // its memory readings are for other benchmarks
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/scratch.rs"]
 mod scratch;
 
@@ -68,6 +76,9 @@ struct Args {
     /// so the ratio shows the comparison's own noise and bias.
     #[arg(long)]
     metrics_control: bool,
+    /// Only the OFREP-bulk against BulkEvaluate comparison.
+    #[arg(long)]
+    ofrep_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -193,8 +204,24 @@ async fn start_vexil(flags: usize, database: &str, metrics: bool) -> Server {
         .await
         .expect("vexil runs");
     });
-    let mut admin = FlagServiceClient::new(connect(address).await);
-    for i in 0..flags {
+    seed(
+        &mut FlagServiceClient::new(connect(address).await),
+        flags,
+        TYPED_FLAGS,
+    )
+    .await;
+    Server {
+        address,
+        stop,
+        task,
+    }
+}
+
+/// Creates `boolean` flags named by [`flag_name`] (rollouts with a
+/// whitelist, environments and an override) and `typed` ones named by
+/// [`typed_name`].
+async fn seed(admin: &mut FlagServiceClient<Channel>, boolean: usize, typed: usize) {
+    for i in 0..boolean {
         admin
             .create_flag(pb::CreateFlagRequest {
                 flag: Some(pb::Flag {
@@ -212,7 +239,7 @@ async fn start_vexil(flags: usize, database: &str, metrics: bool) -> Server {
             .await
             .expect("seed flag");
     }
-    for i in 0..TYPED_FLAGS {
+    for i in 0..typed {
         admin
             .create_flag(pb::CreateFlagRequest {
                 flag: Some(typed_flag(&typed_name(i))),
@@ -220,11 +247,6 @@ async fn start_vexil(flags: usize, database: &str, metrics: bool) -> Server {
             })
             .await
             .expect("seed typed flag");
-    }
-    Server {
-        address,
-        stop,
-        task,
     }
 }
 
@@ -506,6 +528,10 @@ async fn main() {
     let scenarios: Vec<Scenario> = args.scenarios.iter().map(|s| Scenario::parse(s)).collect();
     let scratch = scratch::Scratch::create("load");
     let database = scratch.sqlite_url("vexil.db");
+    if args.ofrep_only {
+        ofrep_against_bulk(&args, &scratch).await;
+        return;
+    }
 
     let vexil = start_vexil(args.flags, &database, true).await;
     let ceiling = start_ceiling(args.flags).await;
@@ -635,4 +661,223 @@ async fn main() {
 
     vexil.stop().await;
     ceiling.stop().await;
+
+    ofrep_against_bulk(&args, &scratch).await;
+}
+
+// ------------------------------------------------ OFREP bulk vs BulkEvaluate
+
+/// Flags on the OFREP comparison's server: 22, as in the comparison with
+/// Unleash Edge's `/api/frontend`; 17 boolean rollouts and 5 typed flags
+/// with a 5-clause rule.
+const OFREP_BOOLEAN_FLAGS: usize = 17;
+const OFREP_TYPED_FLAGS: usize = 5;
+
+/// The same question both ways: every flag on the server for one user with
+/// the 5-attribute context, as OFREP's bulk evaluation (JSON over
+/// HTTP/1.1) and as gRPC BulkEvaluate naming the flags. The server runs in
+/// its own process, so its CPU time per answer is measured apart from this
+/// generator's.
+async fn ofrep_against_bulk(args: &Args, scratch: &scratch::Scratch) {
+    let ofrep = process::free_port();
+    let (server, _) = process::ServerProcess::start(
+        &[
+            ("DATABASE_URL", scratch.sqlite_url("ofrep.db")),
+            ("FF_ENABLE_METRICS", "true".into()),
+            ("VEXIL_OFREP_LISTEN", ofrep.to_string()),
+        ],
+        "",
+    )
+    .await;
+    seed(
+        &mut FlagServiceClient::new(server.channel()),
+        OFREP_BOOLEAN_FLAGS,
+        OFREP_TYPED_FLAGS,
+    )
+    .await;
+    let names: Vec<String> = (0..OFREP_BOOLEAN_FLAGS)
+        .map(flag_name)
+        .chain((0..OFREP_TYPED_FLAGS).map(typed_name))
+        .collect();
+    let answer = http1::Connection::open(ofrep)
+        .await
+        .post_json(OFREP_BULK_PATH, &ofrep_body("user-1"))
+        .await;
+    let answer: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON");
+    assert_eq!(answer["flags"].as_array().map(Vec::len), Some(names.len()));
+
+    println!();
+    println!(
+        "{:<22} {:>4} | {:>9} {:>8} {:>8} {:>10} | {:>9}",
+        "all 22 flags, one user", "C", "answers/s", "p50µs", "p99µs", "server µs", "OFREP/gRPC"
+    );
+    for &concurrency in &args.concurrency {
+        let bulk = measure(&server, args, concurrency, |seed, warm_until, until| {
+            let caller = BulkCaller {
+                client: EvaluationServiceClient::new(server.channel()),
+                flag_names: names.clone(),
+            };
+            tokio::spawn(timed(caller, seed, warm_until, until))
+        })
+        .await;
+        let ofrep = measure(&server, args, concurrency, |seed, warm_until, until| {
+            tokio::spawn(async move {
+                let caller = OfrepCaller(http1::Connection::open(ofrep).await);
+                timed(caller, seed, warm_until, until).await
+            })
+        })
+        .await;
+        for (label, run) in [
+            ("gRPC BulkEvaluate", &bulk),
+            ("OFREP bulk (HTTP/1.1)", &ofrep),
+        ] {
+            println!(
+                "{:<22} {:>4} | {:>9.0} {:>8.1} {:>8.1} {:>10.1} | {:>9.2}",
+                label,
+                concurrency,
+                rate(&run.outcome),
+                micros(&run.outcome, 0.5),
+                micros(&run.outcome, 0.99),
+                run.server_cpu_micros(),
+                run.server_cpu_micros() / bulk.server_cpu_micros(),
+            );
+        }
+    }
+    println!(
+        "server µs = the server process's CPU time (every thread, user and system) per answer; \
+         OFREP/gRPC = its ratio to BulkEvaluate's (goal: ≤ 2)"
+    );
+}
+
+const OFREP_BULK_PATH: &str = "/ofrep/v1/evaluate/flags";
+
+/// OFREP's request: the targeting key, the environment and the same five
+/// attributes as [`context`].
+fn ofrep_body(user_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"context": {
+        "targetingKey": user_id, "environment": "production",
+        "plan": "enterprise", "email": "ann@example.com", "seats": 25,
+        "app_version": "2.10.1", "country": "DE"
+    }}))
+    .expect("JSON")
+}
+
+struct CpuRun {
+    outcome: Outcome,
+    server_cpu: Duration,
+}
+
+impl CpuRun {
+    fn server_cpu_micros(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.outcome.requests.max(1) as f64
+    }
+}
+
+type WorkerResult = (Histogram<u64>, u64);
+
+/// Runs `concurrency` workers from `spawn` and reads the server's CPU time
+/// over the measured part (after the warm-up).
+async fn measure(
+    server: &process::ServerProcess,
+    args: &Args,
+    concurrency: usize,
+    spawn: impl Fn(u64, Instant, Instant) -> tokio::task::JoinHandle<WorkerResult>,
+) -> CpuRun {
+    let warm_until = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let until = warm_until + Duration::from_secs_f64(args.duration);
+    let workers: Vec<_> = (0..concurrency)
+        .map(|i| spawn(i as u64 + 1, warm_until, until))
+        .collect();
+    tokio::time::sleep_until(warm_until.into()).await;
+    let cpu_before = server.cpu_time();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut requests = 0;
+    for worker in workers {
+        let (histogram, count) = worker.await.expect("worker");
+        latency.add(histogram).expect("merge");
+        requests += count;
+    }
+    CpuRun {
+        server_cpu: server.cpu_time().saturating_sub(cpu_before),
+        outcome: Outcome {
+            latency,
+            requests,
+            elapsed: until - warm_until,
+            server_ms: 0.0,
+        },
+    }
+}
+
+/// One request in flight at a time, over one connection.
+trait Caller {
+    async fn call(&mut self, user_id: String);
+}
+
+/// gRPC BulkEvaluate naming every flag.
+struct BulkCaller {
+    client: EvaluationServiceClient<Channel>,
+    flag_names: Vec<String>,
+}
+
+impl Caller for BulkCaller {
+    async fn call(&mut self, user_id: String) {
+        let request = pb::BulkEvaluateRequest {
+            flag_names: self.flag_names.clone(),
+            user_id,
+            environment: "production".into(),
+            context: Some(context()),
+        };
+        let answer = self
+            .client
+            .bulk_evaluate(request)
+            .await
+            .expect("bulk evaluate");
+        assert_eq!(answer.into_inner().results.len(), self.flag_names.len());
+    }
+}
+
+/// OFREP's bulk evaluation over a keep-alive HTTP/1.1 connection.
+struct OfrepCaller(http1::Connection);
+
+impl Caller for OfrepCaller {
+    async fn call(&mut self, user_id: String) {
+        let answer = self
+            .0
+            .post_json(OFREP_BULK_PATH, &ofrep_body(&user_id))
+            .await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+}
+
+/// Calls `caller` (with a varied user id) until `until`, recording the
+/// latency of the calls started after `warm_until`.
+async fn timed(
+    mut caller: impl Caller,
+    seed: u64,
+    warm_until: Instant,
+    until: Instant,
+) -> WorkerResult {
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut random = Lcg(seed);
+    let mut requests = 0;
+    loop {
+        let started = Instant::now();
+        if started >= until {
+            return (latency, requests);
+        }
+        caller
+            .call(format!("user-{}", random.next() % 1_000_000))
+            .await;
+        if started >= warm_until {
+            latency
+                .record((started.elapsed().as_nanos() as u64).max(1))
+                .expect("record");
+            requests += 1;
+        }
+    }
 }

@@ -104,7 +104,8 @@ impl Drop for ServerProcess {
     }
 }
 
-fn free_port() -> SocketAddr {
+/// A loopback address no one listens on (for the server's other ports).
+pub fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
