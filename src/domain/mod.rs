@@ -12,7 +12,7 @@ pub use change::{ChangeKind, Committed, FlagChange, SegmentChange};
 pub use group::Group;
 pub use vexil_engine::{
     Attributes, Catalog, Clause, ClauseValue, EvalContext, Evaluation, Flag, FlagField, FlagName,
-    FlagSpec, FlagType, Metadata, NoAttributes, NoCatalog, Operator, Prerequisite, Reason, Segment,
-    SegmentSpec, Serve, Split, Stamp, Target, TargetingRule, UserSet, ValidationError, Value,
-    Variant, WeightedVariant, echo, limits, validate_name, validate_text,
+    FlagSpec, FlagType, Gathered, Metadata, NoAttributes, NoCatalog, Operator, Prerequisite,
+    Reason, Segment, SegmentSpec, Serve, Split, Stamp, Target, TargetingRule, UserSet,
+    ValidationError, Value, Variant, WeightedVariant, echo, limits, validate_name, validate_text,
 };

@@ -7,7 +7,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::cache::{FlagCache, StatsSlot};
-use crate::domain::{EvalContext, Evaluation, Flag, FlagType, Variant, limits, validate_name};
+use crate::domain::{
+    EvalContext, Evaluation, Flag, FlagType, Gathered, Variant, limits, validate_name,
+};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::metrics::{Observation, Recorder};
@@ -87,13 +89,18 @@ impl Evaluator {
         using
     }
 
-    /// `ctx` with this replica's flags (and segments) as its catalog:
-    /// callers say who asks; prerequisites and segments are read here.
-    fn bind<'a>(&'a self, ctx: &EvalContext<'a>) -> EvalContext<'a> {
-        EvalContext {
-            catalog: self.cache.as_ref(),
-            ..*ctx
-        }
+    /// Runs `evaluate` with `ctx` bound to this replica's flags (and
+    /// segments) as its catalog, and its attributes gathered once for every
+    /// flag the request asks about: callers say who asks; prerequisites and
+    /// segments are read here.
+    fn bound<R>(&self, ctx: &EvalContext<'_>, evaluate: impl FnOnce(&EvalContext<'_>) -> R) -> R {
+        Gathered::gather(ctx.attributes, |attributes| {
+            evaluate(&EvalContext {
+                catalog: self.cache.as_ref(),
+                attributes,
+                ..*ctx
+            })
+        })
     }
 
     /// Evaluates one flag. A well-formed unknown name is not an error.
@@ -105,7 +112,7 @@ impl Evaluator {
     ) -> Result<FlagResult> {
         validate_context(ctx)?;
         validate_name("flag_name", flag_name)?;
-        Ok(self.evaluate_valid(flag_name, &self.bind(ctx), now))
+        Ok(self.bound(ctx, |ctx| self.evaluate_valid(flag_name, ctx, now)))
     }
 
     /// Evaluates one flag and explains how (the same cache and engine as
@@ -119,7 +126,7 @@ impl Evaluator {
         validate_context(ctx)?;
         validate_name("flag_name", flag_name)?;
         let flag = self.cache.get(flag_name);
-        let explanation = engine::explain(flag.as_deref(), &self.bind(ctx), now);
+        let explanation = self.bound(ctx, |ctx| engine::explain(flag.as_deref(), ctx, now));
         Ok((explanation, flag))
     }
 
@@ -132,13 +139,27 @@ impl Evaluator {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, FlagResult)>> {
         validate_context(ctx)?;
-        let ctx = &self.bind(ctx);
         if flag_names.len() > limits::BULK_FLAGS {
             return Err(Error::invalid(
                 "flag_names",
                 format!("must list at most {} flags", limits::BULK_FLAGS),
             ));
         }
+        for (i, name) in flag_names.iter().enumerate() {
+            if let Err(err) = validate_name("flag_names", name) {
+                return Err(Error::invalid(format!("flag_names[{i}]"), err.message));
+            }
+        }
+        Ok(self.bound(ctx, |ctx| self.bulk_evaluate_valid(flag_names, ctx, now)))
+    }
+
+    /// [`Self::bulk_evaluate`] for valid names and a bound context.
+    fn bulk_evaluate_valid(
+        &self,
+        flag_names: Vec<String>,
+        ctx: &EvalContext<'_>,
+        now: DateTime<Utc>,
+    ) -> Vec<(String, FlagResult)> {
         if flag_names.is_empty() {
             let mut results = Vec::with_capacity(self.cache.len());
             // Under the name index's lock, not a shard's: prerequisites
@@ -158,20 +179,15 @@ impl Evaluator {
                 }
                 results.push((flag.name.to_string(), result));
             });
-            return Ok(results);
+            return results;
         }
-        for (i, name) in flag_names.iter().enumerate() {
-            if let Err(err) = validate_name("flag_names", name) {
-                return Err(Error::invalid(format!("flag_names[{i}]"), err.message));
-            }
-        }
-        Ok(flag_names
+        flag_names
             .into_iter()
             .map(|name| {
                 let result = self.evaluate_valid(&name, ctx, now);
                 (name, result)
             })
-            .collect())
+            .collect()
     }
 
     /// Evaluates a flag for a bound context. The flag is taken out of the

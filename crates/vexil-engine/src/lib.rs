@@ -16,6 +16,7 @@ mod compiled;
 mod evaluation;
 mod flag;
 mod matcher;
+mod print;
 mod rules;
 mod segment;
 pub mod semver;
@@ -23,7 +24,7 @@ mod targeting;
 mod validation;
 mod value;
 
-pub use attributes::{Attr, AttrList, Attributes, NoAttributes, json_attr};
+pub use attributes::{Attr, AttrList, AttrName, Attributes, Gathered, NoAttributes, json_attr};
 pub use compiled::VariantIndex;
 pub use evaluation::{Catalog, EvalContext, Evaluation, NoCatalog, Reason};
 pub use flag::{Flag, FlagField, FlagName, FlagSpec, Metadata, Stamp, UserSet, boolean_variants};

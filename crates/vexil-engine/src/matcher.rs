@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::attributes::{Attr, AttrList};
+use crate::attributes::{Attr, AttrList, AttrName};
+use crate::print::bytes_eq;
 use crate::semver::{OwnedVersion, Version};
 use crate::targeting::{self, Clause, ClauseValue, Operator};
 use crate::validation::{ValidationError, limits, validate_name, validate_text};
@@ -16,7 +17,7 @@ pub(crate) enum Key {
     UserId,
     Environment,
     Now,
-    Named(Box<str>),
+    Named(AttrName),
 }
 
 impl Key {
@@ -36,7 +37,7 @@ impl Key {
             )),
             name => {
                 validate_text(field, name)?;
-                Ok(Self::Named(name.into()))
+                Ok(Self::Named(AttrName::new(name)))
             }
         }
     }
@@ -114,7 +115,7 @@ impl Matcher {
     pub(crate) fn compile(field: &str, clause: &Clause) -> Result<Self, ValidationError> {
         let values_field = format!("{field}.values");
         let key = if clause.op == Operator::InSegment {
-            Key::Named("".into())
+            Key::Named(AttrName::new(""))
         } else {
             Key::parse(&format!("{field}.attribute"), &clause.attribute)?
         };
@@ -178,7 +179,7 @@ impl Matcher {
     /// (damaged stored data) matches nothing.
     pub(crate) fn compile_stored(clause: &Clause) -> Self {
         Self::compile("clause", clause).unwrap_or(Self {
-            key: Key::Named("".into()),
+            key: Key::Named(AttrName::new("")),
             test: Test::Never,
             negate: false,
             folded: false,
@@ -229,9 +230,18 @@ fn test_one(test: &Test, attr: Attr<'_>, folded: bool) -> bool {
                 bools: _,
             },
             Attr::Str(text),
-        ) => strings
-            .binary_search_by(|probe| compare(probe, text, folded))
-            .is_ok(),
+        ) => {
+            // A few values: compared in registers; more: halved.
+            if strings.len() <= 8 && !folded {
+                strings
+                    .iter()
+                    .any(|value| bytes_eq(value.as_bytes(), text.as_bytes()))
+            } else {
+                strings
+                    .binary_search_by(|probe| compare(probe, text, folded))
+                    .is_ok()
+            }
+        }
         (Test::In { numbers, .. }, Attr::Num(number)) => {
             let number = if number == 0.0 { 0.0 } else { number };
             numbers
@@ -277,7 +287,7 @@ fn same(bytes: &[u8], needle: &str, folded: bool) -> bool {
     if folded {
         bytes.eq_ignore_ascii_case(needle.as_bytes())
     } else {
-        bytes == needle.as_bytes()
+        bytes_eq(bytes, needle.as_bytes())
     }
 }
 

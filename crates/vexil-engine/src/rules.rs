@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::attributes::Attr;
+use crate::attributes::{Attr, AttrName, Attributes, Gathered};
 use crate::bucket;
 use crate::compiled::{CompiledServe, CompiledSplit, ON_INDEX, VariantIndex};
 use crate::matcher::{Key, Scope, now_attr};
@@ -226,23 +226,55 @@ fn ids(count: usize) -> String {
     }
 }
 
-/// What clauses read: the request's context, its clock, and how deep in
-/// segments referring to segments the check is.
-struct EvalScope<'s, 'c> {
-    ctx: &'s EvalContext<'c>,
-    now: DateTime<Utc>,
-    segment_depth: u8,
-}
-
-impl Scope for EvalScope<'_, '_> {
-    fn attr(&self, key: &Key) -> Option<Attr<'_>> {
+impl EvalScope<'_, '_> {
+    /// The attributes every evaluation has: its user, environment and time.
+    #[inline(never)]
+    fn builtin(&self, key: &Key) -> Option<Attr<'_>> {
         match key {
             Key::UserId => (!self.ctx.user_id.is_empty()).then_some(Attr::Str(self.ctx.user_id)),
             Key::Environment => {
                 (!self.ctx.environment.is_empty()).then_some(Attr::Str(self.ctx.environment))
             }
             Key::Now => Some(now_attr(self.now)),
-            Key::Named(name) => self.ctx.attributes.get(name),
+            Key::Named(name) => self.attributes.named(name),
+        }
+    }
+}
+
+/// Where clauses find the context's attributes.
+#[derive(Clone, Copy)]
+enum Lookup<'s> {
+    Gathered(&'s Gathered<'s>),
+    /// Read from the context as it came.
+    InPlace(&'s dyn Attributes),
+}
+
+impl Lookup<'_> {
+    #[inline(always)]
+    fn named(&self, name: &AttrName) -> Option<Attr<'_>> {
+        match self {
+            Self::Gathered(gathered) => gathered.named(name),
+            Self::InPlace(attributes) => attributes.get_named(name),
+        }
+    }
+}
+
+/// What clauses read: the request's context, its clock, and how deep in
+/// segments referring to segments the check is.
+struct EvalScope<'s, 'c> {
+    ctx: &'s EvalContext<'c>,
+    attributes: Lookup<'s>,
+    now: DateTime<Utc>,
+    segment_depth: u8,
+}
+
+impl Scope for EvalScope<'_, '_> {
+    // Inlined into every clause: named attributes are the common case.
+    #[inline(always)]
+    fn attr(&self, key: &Key) -> Option<Attr<'_>> {
+        match key {
+            Key::Named(name) => self.attributes.named(name),
+            key => self.builtin(key),
         }
     }
 
@@ -255,6 +287,7 @@ impl Scope for EvalScope<'_, '_> {
                 self.ctx.user_id,
                 &EvalScope {
                     ctx: self.ctx,
+                    attributes: self.attributes,
                     now: self.now,
                     segment_depth: self.segment_depth + 1,
                 },
@@ -544,8 +577,28 @@ fn decide<O: Observer>(
             format!("no override for environment {:?}", ctx.environment)
         });
     }
+    // Callers that evaluate several flags for one request gather its
+    // attributes once; for one flag, gathering costs about what it saves.
+    let attributes = match ctx.attributes.gathered() {
+        Some(gathered) => Lookup::Gathered(gathered),
+        None => Lookup::InPlace(ctx.attributes),
+    };
+    by_rules(flag, ctx, attributes, now, observer)
+}
+
+/// The targeting rules and the fallthrough.
+fn by_rules<O: Observer>(
+    flag: &Flag,
+    ctx: &EvalContext<'_>,
+    attributes: Lookup<'_>,
+    now: DateTime<Utc>,
+    observer: &mut O,
+) -> Evaluation {
+    let spec = flag.spec();
+    let compiled = flag.compiled();
     let scope = EvalScope {
         ctx,
+        attributes,
         now,
         segment_depth: 0,
     };

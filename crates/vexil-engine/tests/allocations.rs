@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use vexil_engine::{
-    Catalog, EvalContext, Flag, FlagName, FlagSpec, Segment, SegmentSpec, Stamp, evaluate,
+    Attributes, Catalog, EvalContext, Flag, FlagName, FlagSpec, Gathered, Segment, SegmentSpec,
+    Stamp, evaluate,
 };
 
 #[global_allocator]
@@ -105,18 +106,30 @@ fn evaluation_allocates_nothing() {
     });
     let attributes = attributes.as_object().expect("an object").clone();
     let now: DateTime<Utc> = DateTime::UNIX_EPOCH + chrono::TimeDelta::days(20_000);
-    for flag in &flags {
+    // Read in place, and gathered (inside the counted region: gathering
+    // allocates nothing either).
+    for (flag, gathered) in flags.iter().flat_map(|flag| [(flag, false), (flag, true)]) {
         for user in ["alice", "bob", "", "t1", "w"] {
-            let ctx = EvalContext {
-                user_id: user,
-                environment: "production",
-                attributes: &attributes,
-                catalog: &store,
+            let answer_for = |attributes: &dyn Attributes| {
+                let ctx = EvalContext {
+                    user_id: user,
+                    environment: "production",
+                    attributes,
+                    catalog: &store,
+                };
+                evaluate(Some(flag), &ctx, now)
+            };
+            let answer = || {
+                if gathered {
+                    Gathered::gather(&attributes, |gathered| answer_for(gathered))
+                } else {
+                    answer_for(&attributes)
+                }
             };
             // Warm up once (the regex engine fills its per-thread cache).
-            let _ = evaluate(Some(flag), &ctx, now);
+            let _ = answer();
             let region = Region::new(GLOBAL);
-            let answer = evaluate(Some(flag), &ctx, now);
+            let answer = answer();
             let stats = region.change();
             if flag.name.as_str() == "typed" && user == "bob" {
                 assert_eq!(

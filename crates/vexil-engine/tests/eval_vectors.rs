@@ -7,7 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use vexil_engine::{
-    Catalog, EvalContext, Flag, FlagName, FlagSpec, Segment, SegmentSpec, Stamp, evaluate,
+    Attributes, Catalog, EvalContext, Flag, FlagName, FlagSpec, Gathered, Segment, SegmentSpec,
+    Stamp, evaluate,
 };
 
 #[derive(Deserialize)]
@@ -97,15 +98,26 @@ fn load(state: State) -> Store {
     store
 }
 
-fn answer(store: &Store, case: &Case) -> Expected {
+/// The answer with the context read in place, or `gathered` first (as
+/// the server does once per request).
+fn answer(store: &Store, case: &Case, gathered: bool) -> Expected {
     let flag = store.flags.get(&case.flag).map(Arc::as_ref);
-    let ctx = EvalContext {
-        user_id: &case.context.user_id,
-        environment: &case.context.environment,
-        attributes: &case.context.attributes,
-        catalog: store,
+    let evaluate_with = |attributes: &dyn Attributes| {
+        let ctx = EvalContext {
+            user_id: &case.context.user_id,
+            environment: &case.context.environment,
+            attributes,
+            catalog: store,
+        };
+        evaluate(flag, &ctx, case.context.at)
     };
-    let evaluation = evaluate(flag, &ctx, case.context.at);
+    let evaluation = if gathered {
+        Gathered::gather(&case.context.attributes, |attributes| {
+            evaluate_with(attributes)
+        })
+    } else {
+        evaluate_with(&case.context.attributes)
+    };
     let variant = flag.zip(evaluation.variant).and_then(|(f, v)| f.variant(v));
     Expected {
         value: variant.map_or(serde_json::Value::Null, |v| v.value.to_json()),
@@ -132,16 +144,19 @@ fn every_vector_gets_its_expected_answer() {
         let store = load(document.state);
         for case in &document.tests {
             cases += 1;
-            let got = answer(&store, case);
-            if got != case.expected {
-                failures.push(format!(
-                    "{} / {} ({}): expected {:?}, got {:?}",
-                    path.file_name().unwrap_or_default().to_string_lossy(),
-                    case.description,
-                    case.flag,
-                    case.expected,
-                    got
-                ));
+            for gathered in [false, true] {
+                let got = answer(&store, case, gathered);
+                if got != case.expected {
+                    failures.push(format!(
+                        "{} / {} ({}, context {}): expected {:?}, got {:?}",
+                        path.file_name().unwrap_or_default().to_string_lossy(),
+                        case.description,
+                        case.flag,
+                        if gathered { "gathered" } else { "in place" },
+                        case.expected,
+                        got
+                    ));
+                }
             }
         }
     }

@@ -31,6 +31,15 @@ impl Attributes for Struct {
     fn get(&self, name: &str) -> Option<Attr<'_>> {
         self.fields.get(name).and_then(attr)
     }
+
+    fn visit<'s>(&'s self, visit: &mut dyn FnMut(&'s str, Attr<'s>)) -> bool {
+        for (name, value) in &self.fields {
+            if let Some(attr) = attr(value) {
+                visit(name, attr);
+            }
+        }
+        true
+    }
 }
 
 impl AttrList for ListValue {
