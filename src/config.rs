@@ -46,6 +46,9 @@ pub enum Command {
     /// exit 0 when it is, 1 when it is not or cannot be reached. For Docker's
     /// HEALTHCHECK, Kubernetes exec probes and scripts.
     Health(HealthArgs),
+    /// Commands that manage a running server through its gRPC API.
+    #[command(flatten)]
+    Manage(vexil_cli::Manage),
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,8 +1,9 @@
 //! The `vexil` binary: parse the command line, then serve, migrate, mint a
-//! development token or probe a server's health.
+//! development token, probe a server's health or manage its flags
+//! (`vexil-cli`).
 //!
 //! `serve` and `migrate` log through `tracing` (and export traces);
-//! `token` and `health` are for scripts: their answer on stdout, errors on
+//! `token`, `health` and the management commands are for scripts: their answer on stdout, errors on
 //! stderr, the exit code saying which.
 
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ async fn main() -> ExitCode {
             }
         },
         Command::Health(args) => health(&args).await,
+        Command::Manage(command) => vexil_cli::run(command).await,
     }
 }
 

@@ -9,6 +9,7 @@ mod common;
 
 mod atomicity;
 mod auth;
+mod cli;
 mod client;
 mod concurrency;
 mod evaluation;

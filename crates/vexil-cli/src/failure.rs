@@ -1,0 +1,71 @@
+//! Why a command failed, and the exit code that says so.
+
+use std::process::ExitCode;
+
+/// Kinds of failure, each with its own exit code (documented in
+/// `docs/cli.md`; scripts may rely on them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 1: anything else (the server failed, an unreadable answer).
+    Other,
+    /// 2: the command or its input is wrong (INVALID_ARGUMENT included).
+    Invalid,
+    /// 3: no such flag.
+    NotFound,
+    /// 4: the flag changed since the revision given (`--expected-revision`),
+    /// or already exists.
+    Conflict,
+    /// 5: no token, a bad one, or one whose role or scope does not allow it.
+    Refused,
+    /// 6: the server cannot be reached, or did not answer in time.
+    Unreachable,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self.kind {
+            Kind::Other => 1,
+            Kind::Invalid => 2,
+            Kind::NotFound => 3,
+            Kind::Conflict => 4,
+            Kind::Refused => 5,
+            Kind::Unreachable => 6,
+        })
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let kind = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => Kind::Invalid,
+            Code::NotFound => Kind::NotFound,
+            Code::Aborted | Code::AlreadyExists | Code::FailedPrecondition => Kind::Conflict,
+            Code::Unauthenticated | Code::PermissionDenied | Code::ResourceExhausted => {
+                Kind::Refused
+            }
+            Code::Unavailable | Code::DeadlineExceeded => Kind::Unreachable,
+            _ => Kind::Other,
+        };
+        Self::new(kind, format!("{:?}: {}", status.code(), status.message()))
+    }
+}
