@@ -258,4 +258,195 @@ async fn cli_refusals_with_tokens(backend: Backend) {
     db.remove().await;
 }
 
-crate::backend_tests!(cli_commands_and_their_exit_codes, cli_refusals_with_tokens);
+/// A document with a segment, a typed flag using it, and boolean flags.
+fn document(prefix: &str) -> Value {
+    serde_json::json!({
+        "schema": "vexil.flags/v1",
+        "segments": [{"name": format!("{prefix}.beta"), "description": "beta testers",
+                      "included": ["u-1", "u-2"], "rules": [{"clauses": [
+                          {"attribute": "plan", "op": "in", "values": ["beta"]}]}]}],
+        "flags": [
+            {"name": format!("{prefix}.checkout"), "type": "string", "enabled": true,
+             "variants": [{"name": "old", "value": {"string": "v1"}},
+                          {"name": "new", "value": {"string": "v2"}}],
+             "rules": [{"id": "beta", "clauses": [
+                 {"op": "in_segment", "values": [format!("{prefix}.beta")]}],
+                 "serve": {"variant": "new"}}],
+             "fallthrough": {"variant": "old"}, "tags": ["web"]},
+            {"name": format!("{prefix}.search"), "enabled": true, "percentage": 10.0,
+             "whitelist": ["vip-2", "vip-1"], "environments": ["production", "staging"],
+             "environment_overrides": {"staging": true}, "tags": ["web", "search"]},
+            {"name": format!("{prefix}.legacy"), "enabled": false, "description": "to go"}
+        ]
+    })
+}
+
+fn write_file(directory: &crate::common::TestDir, name: &str, text: &str) -> String {
+    let path = directory.join(name);
+    std::fs::write(&path, text).expect("write the document");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+async fn export_import_round_trip_plan_and_prune(backend: Backend) {
+    let Some(db_a) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let Some(db_b) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let a = TestApp::start(&db_a.url).await;
+    let b = TestApp::start(&db_b.url).await;
+    let files = crate::common::TestDir::create();
+    let prefix = unique("io");
+    let original = write_file(&files, "original.json", &document(&prefix).to_string());
+
+    // Into A from a hand-written file; A's export into an empty B; B's
+    // export is byte for byte A's.
+    let imported = vexil(a.address, None, &["import", &original, "--reason", "seed"]).await;
+    assert_eq!(imported.code, 0, "{} {}", imported.stdout, imported.stderr);
+    assert!(
+        imported.stdout.contains("plan: 4 change(s)"),
+        "{}",
+        imported.stdout
+    );
+    let exported_a = vexil(a.address, None, &["export"]).await;
+    assert_eq!(exported_a.code, 0, "{}", exported_a.stderr);
+    let exported = write_file(&files, "a.json", &exported_a.stdout);
+    let into_b = vexil(b.address, None, &["import", &exported]).await;
+    assert_eq!(into_b.code, 0, "{} {}", into_b.stdout, into_b.stderr);
+    let exported_b = vexil(b.address, None, &["export"]).await;
+    assert_eq!(exported_b.stdout, exported_a.stdout, "exports differ");
+    assert!(
+        !exported_a.stdout.contains("revision"),
+        "{}",
+        exported_a.stdout
+    );
+    // The segment and the typed flag work on B.
+    let checkout = format!("{prefix}.checkout");
+    let answer = b
+        .evaluation
+        .clone()
+        .evaluate(pb::EvaluateRequest {
+            flag_name: checkout.clone(),
+            user_id: "u-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("evaluate")
+        .into_inner();
+    assert_eq!(answer.variant, "new");
+    // Audited with the reason: the file's name by default.
+    let audit = vexil(b.address, None, &["audit", &checkout, "-o", "json"]).await;
+    let reason = audit.json()[0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.starts_with("vexil import ") && reason.contains("a.json"),
+        "{reason}"
+    );
+
+    // Again: nothing to do, and a dry run agrees (exit 0).
+    let again = vexil(b.address, None, &["import", &exported]).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("plan: 0 change(s)"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        vexil(b.address, None, &["import", &exported, "--dry-run"])
+            .await
+            .code,
+        0
+    );
+
+    // A change in the file: the dry run shows it field by field, exits 7
+    // and changes nothing; the import applies it.
+    let mut changed = document(&prefix);
+    changed["flags"][1]["percentage"] = serde_json::json!(20.0);
+    let changed = write_file(&files, "changed.json", &changed.to_string());
+    let dry = vexil(b.address, None, &["import", &changed, "--dry-run"]).await;
+    assert_eq!(dry.code, 7, "{} {}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout.contains(&format!("~ flag {prefix}.search")),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("percentage: 10.0 → 20.0"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        vexil(b.address, None, &["export"]).await.stdout,
+        exported_a.stdout
+    );
+    assert_eq!(vexil(b.address, None, &["import", &changed]).await.code, 0);
+    let search = vexil(
+        b.address,
+        None,
+        &["flags", "get", &format!("{prefix}.search"), "-o", "json"],
+    )
+    .await;
+    assert_eq!(search.json()["percentage"], 20.0);
+
+    // A flag the file drops is kept, unless --prune.
+    let mut fewer = document(&prefix);
+    fewer["flags"].as_array_mut().expect("flags").remove(2);
+    let fewer = write_file(&files, "fewer.json", &fewer.to_string());
+    let kept = vexil(b.address, None, &["import", &fewer]).await;
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    let legacy = format!("{prefix}.legacy");
+    assert_eq!(
+        vexil(b.address, None, &["flags", "get", &legacy])
+            .await
+            .code,
+        0
+    );
+    let pruned = vexil(b.address, None, &["import", &fewer, "--prune"]).await;
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    assert!(
+        pruned.stdout.contains(&format!("- flag {legacy}")),
+        "{}",
+        pruned.stdout
+    );
+    assert_eq!(
+        vexil(b.address, None, &["flags", "get", &legacy])
+            .await
+            .code,
+        3
+    );
+
+    // An invalid file applies nothing, and names each error's place.
+    let before = vexil(b.address, None, &["export"]).await.stdout;
+    let mut invalid = document(&prefix);
+    invalid["flags"][1]["percentage"] = serde_json::json!(150);
+    invalid["flags"][2]["name"] = serde_json::json!("not a name!");
+    invalid["flags"][0]["description"] = serde_json::json!("changed, but not applied");
+    let invalid = write_file(&files, "invalid.json", &invalid.to_string());
+    let refused = vexil(b.address, None, &["import", &invalid]).await;
+    assert_eq!(refused.code, 2, "{} {}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("flags[1].percentage"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("flags[2].name"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(vexil(b.address, None, &["export"]).await.stdout, before);
+
+    a.stop().await;
+    b.stop().await;
+    db_a.remove().await;
+    db_b.remove().await;
+}
+
+crate::backend_tests!(
+    cli_commands_and_their_exit_codes,
+    cli_refusals_with_tokens,
+    export_import_round_trip_plan_and_prune
+);

@@ -19,6 +19,8 @@ pub enum Kind {
     Refused,
     /// 6: the server cannot be reached, or did not answer in time.
     Unreachable,
+    /// 7: `import --dry-run` found changes to make.
+    Drift,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,7 @@ impl Failure {
             Kind::Conflict => 4,
             Kind::Refused => 5,
             Kind::Unreachable => 6,
+            Kind::Drift => 7,
         })
     }
 }

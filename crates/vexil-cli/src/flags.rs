@@ -379,7 +379,13 @@ fn summary(flag: &pb::Flag) -> Vec<String> {
 
 /// The fields an audit entry changed, as `field: before → after`.
 fn changes(before: Option<&Value>, after: Option<&Value>) -> String {
-    const BOOKKEEPING: [&str; 5] = [
+    match (before, after) {
+        (None, Some(_)) => return "created".into(),
+        (Some(_), None) => return "deleted".into(),
+        _ => {}
+    }
+    const BOOKKEEPING: [&str; 6] = [
+        "name",
         "revision",
         "created_at",
         "created_by",

@@ -1,5 +1,5 @@
 //! The `vexil` binary's management commands (`flags`, `kill`, `unkill`,
-//! `rollout`, `audit`): a client of a server's gRPC API, so roles, scopes,
+//! `rollout`, `audit`, `export`, `import`): a client of a server's gRPC API, so roles, scopes,
 //! rate limits and the audit trail apply as to any other caller.
 //!
 //! Answers go to stdout (a table, or JSON with `--output json`), errors to
@@ -7,15 +7,22 @@
 //! ([`Failure`]), so scripts can branch on it.
 
 mod connection;
+mod document;
+mod export;
 mod failure;
 mod flags;
+mod import;
 mod output;
+mod state;
 
 use std::process::ExitCode;
 
 pub use connection::Connection;
+pub use document::{Document, SCHEMA};
+pub use export::ExportArgs;
 pub use failure::{Failure, Kind};
 pub use flags::{AuditArgs, FlagsCommand, KillArgs, RolloutArgs};
+pub use import::ImportArgs;
 pub use output::Output;
 
 /// The management commands.
@@ -32,6 +39,12 @@ pub enum Manage {
     Rollout(RolloutArgs),
     /// A flag's audit trail, newest first: who, when, why, what changed.
     Audit(AuditArgs),
+    /// Every flag and segment (or some) as one JSON document, without
+    /// server-managed fields: the same state exports byte for byte alike.
+    Export(ExportArgs),
+    /// Make the server match a document: prints the plan, then applies it
+    /// (one audited change per flag; deletions only with --prune).
+    Import(ImportArgs),
 }
 
 /// Runs `command`, printing its answer or its failure, and returns the
@@ -43,6 +56,8 @@ pub async fn run(command: Manage) -> ExitCode {
         Manage::Unkill(args) => flags::switch(args, true).await,
         Manage::Rollout(args) => flags::rollout(args).await,
         Manage::Audit(args) => flags::audit(args).await,
+        Manage::Export(args) => export::export(args).await,
+        Manage::Import(args) => import::import(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,164 @@
+//! The export document: every flag and segment as the operator defines
+//! them (no revisions, times or actors), under a versioned schema, with
+//! a stable order (objects' keys sorted, flags and segments by name), so
+//! two exports of the same state are byte-identical and a diff in Git
+//! shows only what changed.
+
+use serde_json::{Map, Value, json};
+use vexil_engine::{FlagName, FlagSpec, SegmentSpec};
+
+use crate::failure::{Failure, Kind};
+
+/// The schema this version writes and reads (`docs/export-schema.json`).
+pub const SCHEMA: &str = "vexil.flags/v1";
+
+/// Flags and segments by name, in name order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Document {
+    pub flags: Vec<(String, FlagSpec)>,
+    pub segments: Vec<(String, SegmentSpec)>,
+}
+
+impl Document {
+    /// The document as text: indented JSON and a final newline.
+    pub fn to_text(&self) -> String {
+        // Fields at their empty default are left out (reading fills them
+        // in), so a file holds what was set.
+        let named = |name: &str, spec: Value| {
+            let mut object = Map::new();
+            object.insert("name".into(), json!(name));
+            if let Value::Object(fields) = spec {
+                object.extend(fields.into_iter().filter(|(_, value)| !is_empty(value)));
+            }
+            Value::Object(object)
+        };
+        let document = json!({
+            "schema": SCHEMA,
+            "flags": self.flags.iter()
+                .map(|(name, spec)| named(name, serde_json::to_value(spec).unwrap_or_default()))
+                .collect::<Vec<_>>(),
+            "segments": self.segments.iter()
+                .map(|(name, spec)| named(name, serde_json::to_value(spec).unwrap_or_default()))
+                .collect::<Vec<_>>(),
+        });
+        let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Reads a document, checking every flag and segment as the server
+    /// would; all errors at once, each naming where in the file it is
+    /// (`flags[3].rules[0].clauses[1].values`).
+    pub fn parse(text: &str) -> Result<Self, Failure> {
+        let invalid = |message: String| Failure::new(Kind::Invalid, message);
+        let value: Value = serde_json::from_str(text)
+            .map_err(|err| invalid(format!("the file is not JSON: {err}")))?;
+        let Value::Object(mut object) = value else {
+            return Err(invalid("the file must hold a JSON object".into()));
+        };
+        match object.get("schema").and_then(Value::as_str) {
+            Some(SCHEMA) => {}
+            other => {
+                return Err(invalid(format!(
+                    "schema: expected {SCHEMA:?}, found {}",
+                    other.map_or("none".to_owned(), |s| format!("{s:?}"))
+                )));
+            }
+        }
+        let mut errors = Vec::new();
+        let flags = entries(&mut object, "flags", &mut errors, |at, spec: &FlagSpec| {
+            spec.validate(at)
+        });
+        let segments = entries(
+            &mut object,
+            "segments",
+            &mut errors,
+            |at, spec: &SegmentSpec| spec.validate(at),
+        );
+        if let Some(unknown) = object
+            .keys()
+            .find(|key| !["schema", "flags", "segments"].contains(&key.as_str()))
+        {
+            errors.push(format!("{unknown}: unknown key"));
+        }
+        if !errors.is_empty() {
+            return Err(invalid(format!(
+                "{} error(s), nothing applied:\n  {}",
+                errors.len(),
+                errors.join("\n  ")
+            )));
+        }
+        let mut document = Self { flags, segments };
+        document.sort();
+        Ok(document)
+    }
+
+    pub fn sort(&mut self) {
+        self.flags.sort_by(|a, b| a.0.cmp(&b.0));
+        self.segments.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// The named entries of `object[key]` (an array), each parsed into `T` and
+/// checked by `validate`; errors are collected with their location.
+fn entries<T: serde::de::DeserializeOwned>(
+    object: &mut Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<String>,
+    validate: impl Fn(&str, &T) -> Result<(), vexil_engine::ValidationError>,
+) -> Vec<(String, T)> {
+    let items = match object.remove(key) {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            errors.push(format!("{key}: must be an array"));
+            return Vec::new();
+        }
+    };
+    let mut parsed: Vec<(String, T)> = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let at = format!("{key}[{index}]");
+        let Value::Object(mut fields) = item else {
+            errors.push(format!("{at}: must be an object"));
+            continue;
+        };
+        let name = match fields.remove("name") {
+            Some(Value::String(name)) => name,
+            _ => {
+                errors.push(format!("{at}.name: required, a string"));
+                continue;
+            }
+        };
+        if let Err(err) = FlagName::parse(&format!("{at}.name"), name.clone()) {
+            errors.push(err.to_string());
+            continue;
+        }
+        if parsed.iter().any(|(seen, _)| *seen == name) {
+            errors.push(format!("{at}.name: {name:?} appears twice"));
+            continue;
+        }
+        let spec: T = match serde_json::from_value(Value::Object(fields)) {
+            Ok(spec) => spec,
+            Err(err) => {
+                errors.push(format!("{at} ({name}): {err}"));
+                continue;
+            }
+        };
+        if let Err(err) = validate(&at, &spec) {
+            errors.push(format!("{err} ({name})"));
+            continue;
+        }
+        parsed.push((name, spec));
+    }
+    parsed
+}
