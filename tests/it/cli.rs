@@ -445,7 +445,86 @@ async fn export_import_round_trip_plan_and_prune(backend: Backend) {
     db_b.remove().await;
 }
 
+/// An edit made on the server after the plan and before its change is
+/// applied aborts that change only (exit 4); every other change applies.
+async fn a_concurrent_edit_aborts_only_its_flag(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let files = crate::common::TestDir::create();
+    let prefix = unique("race");
+    const FLAGS: usize = 300;
+    let flags = |percentage: f64| {
+        serde_json::json!({
+            "schema": "vexil.flags/v1",
+            "flags": (0..FLAGS).map(|i| serde_json::json!({
+                "name": format!("{prefix}.{i:04}"), "enabled": true, "percentage": percentage
+            })).collect::<Vec<_>>()
+        })
+        .to_string()
+    };
+    let first = write_file(&files, "first.json", &flags(10.0));
+    assert_eq!(vexil(app.address, None, &["import", &first]).await.code, 0);
+    let second = write_file(&files, "second.json", &flags(20.0));
+
+    // The import prints its plan, then applies in name order: the last
+    // flag is edited as soon as the plan is out, long before its turn.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vexil"))
+        .args(["import", &second, "--reason", "release 7"])
+        .env("VEXIL_ADDR", format!("http://{}", app.address))
+        .env_remove("VEXIL_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the vexil binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let (planned, plan_out) = tokio::sync::oneshot::channel();
+    let reader = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut planned = Some(planned);
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("plan:") {
+                planned.take().map(|planned| planned.send(()));
+            }
+        }
+    });
+    plan_out.await.expect("the plan is printed");
+    let last = format!("{prefix}.{:04}", FLAGS - 1);
+    app.set_percentage(&last, 55.0).await;
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("the command's thread")
+        .expect("the command ends");
+    reader.await.expect("stdout read");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!("aborted: ~ flag {last}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 change(s) aborted"), "{stderr}");
+    // The edit stands; every other flag took the file's value.
+    let listed = vexil(app.address, None, &["flags", "list", "-o", "json"])
+        .await
+        .json();
+    for flag in listed.as_array().expect("flags") {
+        let expected = if flag["name"] == last.as_str() {
+            55.0
+        } else {
+            20.0
+        };
+        assert_eq!(flag["percentage"], expected, "{}", flag["name"]);
+    }
+    app.stop().await;
+    db.remove().await;
+}
+
 crate::backend_tests!(
+    a_concurrent_edit_aborts_only_its_flag,
     cli_commands_and_their_exit_codes,
     cli_refusals_with_tokens,
     export_import_round_trip_plan_and_prune
