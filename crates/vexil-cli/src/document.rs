@@ -162,3 +162,86 @@ fn entries<T: serde::de::DeserializeOwned>(
     }
     parsed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PUBLISHED: &str = include_str!("../../../docs/export-schema.json");
+
+    fn flag() -> FlagSpec {
+        serde_json::from_value(json!({
+            "description": "d", "enabled": true, "percentage": 5.0, "whitelist": ["a"],
+            "blacklist": ["b"], "environments": ["production"],
+            "environment_overrides": {"staging": true}, "starts_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2027-01-01T00:00:00Z", "tags": ["t"], "metadata": {"k": 1},
+            "group": "g", "type": "string",
+            "variants": [{"name": "a", "value": {"string": "A"}, "description": "first"}],
+            "off_variant": "a", "targets": [{"variant": "a", "user_ids": ["u"]}],
+            "rules": [{"id": "r", "clauses": [{"attribute": "plan", "op": "in", "values": ["x"]}],
+                       "serve": {"variant": "a"}}],
+            "fallthrough": {"variant": "a"},
+            "prerequisites": [{"flag": "other", "variants": ["on"]}]
+        }))
+        .expect("a spec")
+    }
+
+    /// The published JSON Schema names the version written and every field
+    /// a flag and a segment are written with.
+    #[test]
+    fn the_published_schema_describes_what_is_written() {
+        let schema: Value = serde_json::from_str(PUBLISHED).expect("the schema is JSON");
+        assert_eq!(schema["properties"]["schema"]["const"], SCHEMA);
+        let document = Document {
+            flags: vec![("f".into(), flag())],
+            segments: vec![("s".into(), SegmentSpec::default())],
+        };
+        let written: Value = serde_json::from_str(&document.to_text()).expect("JSON");
+        for (kind, key) in [("flag", "flags"), ("segment", "segments")] {
+            let properties = schema["$defs"][kind]["properties"]
+                .as_object()
+                .expect("properties");
+            let fields = written[key][0].as_object().expect("an entry");
+            for field in fields.keys() {
+                assert!(
+                    properties.contains_key(field),
+                    "{kind}.{field} is not in the schema"
+                );
+            }
+        }
+        let all = serde_json::to_value(flag()).expect("JSON");
+        let properties = schema["$defs"]["flag"]["properties"]
+            .as_object()
+            .expect("flag");
+        for field in all.as_object().expect("an object").keys() {
+            assert!(
+                properties.contains_key(field),
+                "flag.{field} is not in the schema"
+            );
+        }
+    }
+
+    /// Reading what was written gives back the same document, and writing
+    /// it again the same bytes.
+    #[test]
+    fn documents_round_trip_byte_for_byte() {
+        // Valid as a typed flag: without the boolean-only fields.
+        let typed = FlagSpec {
+            percentage: 0.0,
+            whitelist: Default::default(),
+            blacklist: Default::default(),
+            environment_overrides: Default::default(),
+            ..flag()
+        };
+        let document = Document {
+            flags: vec![("f".into(), typed), ("a".into(), FlagSpec::default())],
+            segments: vec![("s".into(), SegmentSpec::default())],
+        };
+        let mut sorted = document.clone();
+        sorted.sort();
+        let text = document.to_text();
+        let read = Document::parse(&text).expect("valid");
+        assert_eq!(read, sorted);
+        assert_eq!(read.to_text(), sorted.to_text());
+    }
+}
