@@ -154,6 +154,35 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         Ok(Response::new(flag_to_pb(&flag)))
     }
 
+    async fn restore_flag(
+        &self,
+        request: Request<pb::RestoreFlagRequest>,
+    ) -> Result<Response<pb::Flag>, Status> {
+        let caller = self
+            .gate
+            .admit_management(&request, Role::Editor, "RestoreFlag")?;
+        let pb::RestoreFlagRequest {
+            name,
+            revision,
+            reason,
+            expected_revision,
+        } = request.into_inner();
+        let flag = self
+            .manager
+            .restore_flag(
+                name,
+                revision,
+                Change {
+                    actor: caller.actor.clone(),
+                    reason,
+                },
+                expected_revision,
+                caller.principal.as_ref(),
+            )
+            .await?;
+        Ok(Response::new(flag_to_pb(&flag)))
+    }
+
     async fn delete_flag(
         &self,
         request: Request<pb::DeleteFlagRequest>,

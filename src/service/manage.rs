@@ -8,8 +8,8 @@ use super::{CacheSync, to_completion};
 use crate::auth::Principal;
 use crate::bus::{BusMessage, ChangeBus, ChangeKind};
 use crate::domain::{
-    AuditEntry, Change, Committed, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group, Subject,
-    limits, validate_name, validate_text,
+    AuditEntry, Change, Committed, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group,
+    Snapshot, Subject, limits, validate_name, validate_text,
 };
 use crate::error::{Error, Result};
 use crate::store::FlagStore;
@@ -260,6 +260,63 @@ impl FlagManager {
             Ok(revision)
         })
         .await
+    }
+
+    /// Puts a flag back as it was after its change at `revision`, as a new
+    /// audited change: every field replaced, or the flag created again when
+    /// it has been deleted since.
+    pub async fn restore_flag(
+        &self,
+        name: String,
+        revision: u64,
+        change: Change,
+        expected_revision: Option<u64>,
+        caller: Option<&Principal>,
+    ) -> Result<Flag> {
+        validate_name("name", &name)?;
+        validate_change(&change, true)?;
+        let entry = self
+            .store
+            .flag_change_at(&name, revision)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "flag '{name}' has no change at revision {revision}"
+                ))
+            })?;
+        let Some(Snapshot::Flag(then)) = entry.after else {
+            return Err(Error::FailedPrecondition(format!(
+                "revision {revision} deleted flag '{name}': restore a revision before it"
+            )));
+        };
+        let spec = then.spec().clone();
+        match self.store.get_flag(&name).await? {
+            Some(now) if now.flag_type() != then.flag_type() => {
+                Err(Error::FailedPrecondition(format!(
+                    "flag '{name}' is a {} flag now and was a {} flag at revision {revision}: \
+                     a flag's type is fixed",
+                    now.flag_type().name(),
+                    then.flag_type().name()
+                )))
+            }
+            Some(_) => {
+                self.update_flag(
+                    name,
+                    spec,
+                    FlagField::ALL.to_vec(),
+                    change,
+                    expected_revision,
+                    caller,
+                )
+                .await
+            }
+            // Revision 0: no flag.
+            None if let Some(expected) = expected_revision => Err(Error::Conflict {
+                expected,
+                actual: 0,
+            }),
+            None => self.create_flag(name, spec, change, caller).await,
+        }
     }
 
     /// One page of a flag's or a segment's audit trail, and its total.

@@ -412,6 +412,18 @@ impl FlagStore {
         Ok(revision)
     }
 
+    /// The flag's audit entry at `revision`, if it has one.
+    pub async fn flag_change_at(&self, name: &str, revision: u64) -> Result<Option<AuditEntry>> {
+        let model = audit::Entity::find()
+            .filter(audit::Column::FlagName.eq(name))
+            .filter(audit::Column::Subject.eq(Subject::Flag.as_str()))
+            .filter(audit::Column::Revision.eq(revision as i64))
+            .one(&self.db)
+            .await
+            .db()?;
+        model.map(audit_from_model).transpose()
+    }
+
     /// One page of a flag's audit entries, newest first, and their total.
     /// The page holds at most `limit` entries and stops before the entry
     /// that would take it past [`limits::MESSAGE_BYTES`] (it always holds

@@ -234,6 +234,8 @@ async fn cli_refusals_with_tokens(backend: Backend) {
             .code,
         5
     );
+    let restore = ["restore", &name, "--revision", "1", "--reason", "r"];
+    assert_eq!(vexil(at, Some(&reader), &restore).await.code, 5);
     let token_file = std::env::temp_dir().join(format!("{}.token", unique("cli")));
     std::fs::write(&token_file, format!("{editor}\n")).expect("write the token");
     let killed = vexil(
@@ -523,7 +525,146 @@ async fn a_concurrent_edit_aborts_only_its_flag(backend: Backend) {
     db.remove().await;
 }
 
+/// `vexil restore` (RestoreFlag): a flag back as it was after an earlier
+/// change, audited; a deleted flag created again; refusals by code.
+async fn restore_puts_a_flag_back(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let at = app.address;
+    let name = unique("cli.restore");
+    let created = app
+        .create_flag(pb::Flag {
+            name: name.clone(),
+            enabled: true,
+            percentage: 100.0,
+            tags: vec!["a".into()],
+            ..pb::Flag::default()
+        })
+        .await;
+    let rolled = app.set_percentage(&name, 25.0).await;
+    let killed = vexil(
+        at,
+        None,
+        &["kill", &name, "--reason", "incident", "-o", "json"],
+    )
+    .await;
+    let killed_at = killed.json()["revision"].as_u64().expect("a revision");
+
+    // Back to the first revision, guarded by the current one.
+    let restored = vexil(
+        at,
+        None,
+        &[
+            "restore",
+            &name,
+            "--revision",
+            &created.revision.to_string(),
+            "--reason",
+            "as it was",
+            "--expected-revision",
+            &killed_at.to_string(),
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    let flag = restored.json();
+    assert_eq!(
+        (flag["enabled"].clone(), flag["percentage"].clone()),
+        (true.into(), 100.0.into())
+    );
+    assert!(app.evaluate(&name, "user-1", "").await.0);
+    let audit = vexil(at, None, &["audit", &name, "-o", "json"])
+        .await
+        .json();
+    assert_eq!(audit[0]["reason"], "as it was");
+    assert_eq!(audit[0]["action"], "UPDATE");
+
+    // A stale guard, a revision that is not the flag's, and the restore of
+    // a deletion are refused, changing nothing.
+    let stale = vexil(
+        at,
+        None,
+        &[
+            "restore",
+            &name,
+            "--revision",
+            &rolled.revision.to_string(),
+            "--reason",
+            "r",
+            "--expected-revision",
+            &killed_at.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(stale.code, 4, "{}", stale.stderr);
+    let unknown = vexil(
+        at,
+        None,
+        &["restore", &name, "--revision", "999999", "--reason", "r"],
+    )
+    .await;
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    let deleted = vexil(
+        at,
+        None,
+        &["flags", "delete", &name, "--reason", "gone", "-o", "json"],
+    )
+    .await;
+    let deleted_at = deleted.json()["revision"].as_u64().expect("a revision");
+    let of_deletion = vexil(
+        at,
+        None,
+        &[
+            "restore",
+            &name,
+            "--revision",
+            &deleted_at.to_string(),
+            "--reason",
+            "r",
+        ],
+    )
+    .await;
+    assert_eq!(of_deletion.code, 4, "{}", of_deletion.stderr);
+    assert!(
+        of_deletion.stderr.contains("deleted"),
+        "{}",
+        of_deletion.stderr
+    );
+
+    // A deleted flag comes back as it was at the rollout.
+    let back = vexil(
+        at,
+        None,
+        &[
+            "restore",
+            &name,
+            "--revision",
+            &rolled.revision.to_string(),
+            "--reason",
+            "undo delete",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(back.code, 0, "{}", back.stderr);
+    assert_eq!(back.json()["percentage"], 25.0);
+    assert_eq!(back.json()["tags"], serde_json::json!(["a"]));
+    let audit = vexil(at, None, &["audit", &name, "-o", "json"])
+        .await
+        .json();
+    assert_eq!(audit[0]["action"], "CREATE");
+    assert_eq!(audit[0]["reason"], "undo delete");
+    app.stop().await;
+    db.remove().await;
+}
+
 crate::backend_tests!(
+    restore_puts_a_flag_back,
     a_concurrent_edit_aborts_only_its_flag,
     cli_commands_and_their_exit_codes,
     cli_refusals_with_tokens,

@@ -141,6 +141,7 @@ async fn hostile_requests_get_clean_statuses_and_change_nothing(backend: Backend
         "/vexil.v1.FlagService/CreateFlag",
         "/vexil.v1.FlagService/UpdateFlag",
         "/vexil.v1.FlagService/DeleteFlag",
+        "/vexil.v1.FlagService/RestoreFlag",
         "/vexil.v1.EvaluationService/Evaluate",
         "/vexil.v1.EvaluationService/BulkEvaluate",
         // Server streaming, decoded outside tonic's generated server.

@@ -79,6 +79,26 @@ pub struct RolloutArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+pub struct RestoreArgs {
+    pub name: String,
+    /// The revision of one of the flag's changes (`vexil audit NAME`): the
+    /// flag is put back as it was after it.
+    #[arg(long)]
+    pub revision: u64,
+    /// Why; recorded in the audit trail.
+    #[arg(long)]
+    pub reason: String,
+    /// Restore only if the flag is still at this revision (exit 4
+    /// otherwise).
+    #[arg(long)]
+    pub expected_revision: Option<u64>,
+    #[command(flatten)]
+    pub connection: Connection,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct AuditArgs {
     pub name: String,
     /// The newest entries to show.
@@ -237,6 +257,22 @@ async fn update(
         .await?
         .into_inner();
     print_flag(updated, output)
+}
+
+pub async fn restore(args: RestoreArgs) -> Result<(), Failure> {
+    let restored = args
+        .connection
+        .flags()
+        .await?
+        .restore_flag(pb::RestoreFlagRequest {
+            name: args.name,
+            revision: args.revision,
+            reason: args.reason,
+            expected_revision: args.expected_revision,
+        })
+        .await?
+        .into_inner();
+    print_flag(restored, args.output)
 }
 
 pub async fn audit(args: AuditArgs) -> Result<(), Failure> {

@@ -1,5 +1,5 @@
 //! The `vexil` binary's management commands (`flags`, `kill`, `unkill`,
-//! `rollout`, `audit`, `export`, `import`): a client of a server's gRPC API, so roles, scopes,
+//! `rollout`, `audit`, `restore`, `export`, `import`): a client of a server's gRPC API, so roles, scopes,
 //! rate limits and the audit trail apply as to any other caller.
 //!
 //! Answers go to stdout (a table, or JSON with `--output json`), errors to
@@ -21,7 +21,7 @@ pub use connection::Connection;
 pub use document::{Document, SCHEMA};
 pub use export::ExportArgs;
 pub use failure::{Failure, Kind};
-pub use flags::{AuditArgs, FlagsCommand, KillArgs, RolloutArgs};
+pub use flags::{AuditArgs, FlagsCommand, KillArgs, RestoreArgs, RolloutArgs};
 pub use import::ImportArgs;
 pub use output::Output;
 
@@ -39,6 +39,10 @@ pub enum Manage {
     Rollout(RolloutArgs),
     /// A flag's audit trail, newest first: who, when, why, what changed.
     Audit(AuditArgs),
+    /// Put a flag back as it was after one of its changes (a revision from
+    /// `vexil audit`), as a new audited change; a deleted flag is created
+    /// again.
+    Restore(RestoreArgs),
     /// Every flag and segment (or some) as one JSON document, without
     /// server-managed fields: the same state exports byte for byte alike.
     Export(ExportArgs),
@@ -56,6 +60,7 @@ pub async fn run(command: Manage) -> ExitCode {
         Manage::Unkill(args) => flags::switch(args, true).await,
         Manage::Rollout(args) => flags::rollout(args).await,
         Manage::Audit(args) => flags::audit(args).await,
+        Manage::Restore(args) => flags::restore(args).await,
         Manage::Export(args) => export::export(args).await,
         Manage::Import(args) => import::import(args).await,
     };
