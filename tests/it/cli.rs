@@ -663,7 +663,117 @@ async fn restore_puts_a_flag_back(backend: Backend) {
     db.remove().await;
 }
 
+/// `explain` shows the rule and clauses deciding for a typed context,
+/// `metrics` answers for a flag and refuses an unknown one, and `watch`
+/// prints a change made elsewhere.
+async fn explain_metrics_and_watch(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let at = app.address;
+    let files = crate::common::TestDir::create();
+    let prefix = unique("cli.view");
+    let name = format!("{prefix}.plan");
+    let document = serde_json::json!({
+        "schema": "vexil.flags/v1",
+        "flags": [{"name": name, "type": "string", "enabled": true,
+            "variants": [{"name": "basic", "value": {"string": "B"}},
+                         {"name": "pro", "value": {"string": "P"}}],
+            "rules": [{"id": "big", "clauses": [
+                {"attribute": "plan", "op": "in", "values": ["enterprise"]},
+                {"attribute": "seats", "op": "gte", "values": [10]}],
+                "serve": {"variant": "pro"}}],
+            "fallthrough": {"variant": "basic"}}]
+    });
+    let file = write_file(&files, "flags.json", &document.to_string());
+    assert_eq!(vexil(at, None, &["import", &file]).await.code, 0);
+
+    let explained = vexil(
+        at,
+        None,
+        &[
+            "explain",
+            &name,
+            "--user",
+            "u-1",
+            "--context",
+            "plan=enterprise",
+            "--context",
+            "seats=25",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(explained.code, 0, "{}", explained.stderr);
+    let explained = explained.json();
+    assert_eq!(explained["variant"], "pro");
+    assert_eq!(explained["value"], "P");
+    assert_eq!(explained["clauses"][0]["seen"], "\"enterprise\"");
+    assert_eq!(explained["clauses"][1]["matched"], true);
+    let table = vexil(
+        at,
+        None,
+        &["explain", &name, "--user", "u-1", "--context", "seats=3"],
+    )
+    .await;
+    assert!(table.stdout.contains("variant basic"), "{}", table.stdout);
+
+    assert_eq!(vexil(at, None, &["metrics", &name]).await.code, 0);
+    let unknown = vexil(at, None, &["metrics", &unique("cli.nothing")]).await;
+    assert_eq!(unknown.code, 3, "{} {}", unknown.stdout, unknown.stderr);
+
+    // Watch: the snapshot lists the flag, then a kill made elsewhere
+    // arrives as a line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vexil"))
+        .args(["watch", "--snapshot", "-o", "json"])
+        .env("VEXIL_ADDR", format!("http://{at}"))
+        .env_remove("VEXIL_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the vexil binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_in, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_in.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line_about = async |lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>| loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.recv())
+            .await
+            .expect("a line within 10 s")
+            .expect("watch still running");
+        let event: Value = serde_json::from_str(&line).expect("a JSON line");
+        if event["name"] == name.as_str() {
+            break event;
+        }
+    };
+    assert_eq!(next_line_about(&mut lines).await["change"], "on");
+    assert_eq!(
+        vexil(at, None, &["kill", &name, "--reason", "watched"])
+            .await
+            .code,
+        0
+    );
+    assert_eq!(next_line_about(&mut lines).await["change"], "killed");
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(lines);
+    reader.await.expect("reader");
+    app.stop().await;
+    db.remove().await;
+}
+
 crate::backend_tests!(
+    explain_metrics_and_watch,
     restore_puts_a_flag_back,
     a_concurrent_edit_aborts_only_its_flag,
     cli_commands_and_their_exit_codes,

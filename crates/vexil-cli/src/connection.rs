@@ -8,6 +8,7 @@ use std::time::Duration;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use vexil_proto::vexil::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::vexil::v1::flag_service_client::FlagServiceClient;
 
 use crate::failure::{Failure, Kind};
@@ -48,14 +49,24 @@ impl Interceptor for Bearer {
     }
 }
 
-pub type Flags =
-    FlagServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+type Authorized = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+pub type Flags = FlagServiceClient<Authorized>;
+pub type Evaluation = EvaluationServiceClient<Authorized>;
 
 impl Connection {
     /// A client of the server's FlagService.
     pub async fn flags(&self) -> Result<Flags, Failure> {
         let bearer = self.bearer()?;
         Ok(FlagServiceClient::with_interceptor(
+            self.channel().await?,
+            bearer,
+        ))
+    }
+
+    /// A client of the server's EvaluationService (for Watch).
+    pub async fn evaluation(&self) -> Result<Evaluation, Failure> {
+        let bearer = self.bearer()?;
+        Ok(EvaluationServiceClient::with_interceptor(
             self.channel().await?,
             bearer,
         ))

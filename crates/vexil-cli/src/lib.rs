@@ -1,5 +1,6 @@
 //! The `vexil` binary's management commands (`flags`, `kill`, `unkill`,
-//! `rollout`, `audit`, `restore`, `export`, `import`): a client of a server's gRPC API, so roles, scopes,
+//! `rollout`, `audit`, `restore`, `explain`, `metrics`, `watch`, `export`,
+//! `import`): a client of a server's gRPC API, so roles, scopes,
 //! rate limits and the audit trail apply as to any other caller.
 //!
 //! Answers go to stdout (a table, or JSON with `--output json`), errors to
@@ -12,8 +13,10 @@ mod export;
 mod failure;
 mod flags;
 mod import;
+mod insight;
 mod output;
 mod state;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -23,7 +26,9 @@ pub use export::ExportArgs;
 pub use failure::{Failure, Kind};
 pub use flags::{AuditArgs, FlagsCommand, KillArgs, RestoreArgs, RolloutArgs};
 pub use import::ImportArgs;
+pub use insight::{ExplainArgs, MetricsArgs};
 pub use output::Output;
+pub use watch::WatchArgs;
 
 /// The management commands.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -43,6 +48,15 @@ pub enum Manage {
     /// `vexil audit`), as a new audited change; a deleted flag is created
     /// again.
     Restore(RestoreArgs),
+    /// Why a user gets their answer: each rule checked, each clause with
+    /// the value it saw (ExplainEvaluation).
+    Explain(ExplainArgs),
+    /// A flag's hourly evaluations: how many, on and off, distinct users,
+    /// by variant.
+    Metrics(MetricsArgs),
+    /// Print flag and segment changes as they happen (Watch), until
+    /// stopped.
+    Watch(WatchArgs),
     /// Every flag and segment (or some) as one JSON document, without
     /// server-managed fields: the same state exports byte for byte alike.
     Export(ExportArgs),
@@ -61,6 +75,9 @@ pub async fn run(command: Manage) -> ExitCode {
         Manage::Rollout(args) => flags::rollout(args).await,
         Manage::Audit(args) => flags::audit(args).await,
         Manage::Restore(args) => flags::restore(args).await,
+        Manage::Explain(args) => insight::explain(args).await,
+        Manage::Metrics(args) => insight::metrics(args).await,
+        Manage::Watch(args) => watch::watch(args).await,
         Manage::Export(args) => export::export(args).await,
         Manage::Import(args) => import::import(args).await,
     };
