@@ -348,6 +348,31 @@ async fn export_import_round_trip_plan_and_prune(backend: Backend) {
         "{reason}"
     );
 
+    // The segment through its own commands; in use, it cannot be deleted.
+    let segment = format!("{prefix}.beta");
+    let segments = vexil(b.address, None, &["segments", "list", "-o", "json"]).await;
+    assert_eq!(segments.code, 0, "{}", segments.stderr);
+    assert_eq!(segments.json()[0]["name"], segment.as_str());
+    assert_eq!(
+        segments.json()[0]["included"],
+        serde_json::json!(["u-1", "u-2"])
+    );
+    let got = vexil(b.address, None, &["segments", "get", &segment]).await;
+    assert!(got.stdout.contains("beta testers"), "{}", got.stdout);
+    let in_use = vexil(
+        b.address,
+        None,
+        &["segments", "delete", &segment, "--reason", "r"],
+    )
+    .await;
+    assert_eq!(in_use.code, 4, "{}", in_use.stderr);
+    assert_eq!(
+        vexil(b.address, None, &["segments", "get", &unique("io.none")])
+            .await
+            .code,
+        3
+    );
+
     // Again: nothing to do, and a dry run agrees (exit 0).
     let again = vexil(b.address, None, &["import", &exported]).await;
     assert_eq!(again.code, 0, "{}", again.stderr);

@@ -452,7 +452,7 @@ fn changes(before: Option<&Value>, after: Option<&Value>) -> String {
 
 /// A value in one table cell: strings bare, the rest as compact JSON cut
 /// to 60 characters.
-fn cell(value: &Value) -> String {
+pub(crate) fn cell(value: &Value) -> String {
     let text = match value {
         Value::String(text) => text.clone(),
         other => other.to_string(),

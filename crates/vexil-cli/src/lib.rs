@@ -1,4 +1,4 @@
-//! The `vexil` binary's management commands (`flags`, `kill`, `unkill`,
+//! The `vexil` binary's management commands (`flags`, `segments`, `kill`, `unkill`,
 //! `rollout`, `audit`, `restore`, `explain`, `metrics`, `watch`, `export`,
 //! `import`): a client of a server's gRPC API, so roles, scopes,
 //! rate limits and the audit trail apply as to any other caller.
@@ -15,6 +15,7 @@ mod flags;
 mod import;
 mod insight;
 mod output;
+mod segments;
 mod state;
 mod watch;
 
@@ -28,6 +29,7 @@ pub use flags::{AuditArgs, FlagsCommand, KillArgs, RestoreArgs, RolloutArgs};
 pub use import::ImportArgs;
 pub use insight::{ExplainArgs, MetricsArgs};
 pub use output::Output;
+pub use segments::SegmentsCommand;
 pub use watch::WatchArgs;
 
 /// The management commands.
@@ -36,6 +38,9 @@ pub enum Manage {
     /// List, show and delete flags.
     #[command(subcommand)]
     Flags(FlagsCommand),
+    /// List, show and delete segments.
+    #[command(subcommand)]
+    Segments(SegmentsCommand),
     /// Turn a flag off for everyone (its kill switch), with a reason.
     Kill(KillArgs),
     /// Turn a killed flag back on, with a reason.
@@ -70,6 +75,7 @@ pub enum Manage {
 pub async fn run(command: Manage) -> ExitCode {
     let outcome = match command {
         Manage::Flags(command) => flags::flags(command).await,
+        Manage::Segments(command) => segments::segments(command).await,
         Manage::Kill(args) => flags::switch(args, false).await,
         Manage::Unkill(args) => flags::switch(args, true).await,
         Manage::Rollout(args) => flags::rollout(args).await,
