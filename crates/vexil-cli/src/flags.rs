@@ -428,26 +428,13 @@ fn changes(before: Option<&Value>, after: Option<&Value>) -> String {
         "updated_at",
         "updated_by",
     ];
-    let empty = Map::new();
-    let before = before.and_then(Value::as_object).unwrap_or(&empty);
-    let after = after.and_then(Value::as_object).unwrap_or(&empty);
-    let mut fields: Vec<&String> = before.keys().chain(after.keys()).collect();
-    fields.sort();
-    fields.dedup();
-    fields
-        .into_iter()
-        .filter(|field| !BOOKKEEPING.contains(&field.as_str()))
-        .filter(|field| before.get(*field) != after.get(*field))
-        .map(|field| {
-            let show = |value: Option<&Value>| value.map_or("-".to_owned(), cell);
-            format!(
-                "{field}: {} → {}",
-                show(before.get(field)),
-                show(after.get(field))
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    output::field_changes(
+        before.unwrap_or(&Value::Null),
+        after.unwrap_or(&Value::Null),
+        &BOOKKEEPING,
+        cell,
+    )
+    .join("; ")
 }
 
 /// A value in one table cell: strings bare, the rest as compact JSON cut

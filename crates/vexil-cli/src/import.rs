@@ -13,6 +13,7 @@ use vexil_proto::vexil::v1 as pb;
 use crate::connection::{Connection, Flags};
 use crate::document::Document;
 use crate::failure::{Failure, Kind};
+use crate::output;
 use crate::state::{State, flag_pb, normalized_flag, normalized_segment, segment_pb};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -159,7 +160,12 @@ fn plan(wanted: &Document, state: &State, prune: bool) -> Result<(Vec<Step>, usi
                     .get(name)
                     .copied()
                     .unwrap_or_default();
-                let changes = diff(&to_json(current), &to_json(&spec));
+                let changes = output::field_changes(
+                    &to_json(current),
+                    &to_json(&spec),
+                    &[],
+                    Value::to_string,
+                );
                 steps.push(Step::UpdateSegment(name.clone(), spec, revision, changes));
             }
             Some(_) => {}
@@ -176,7 +182,7 @@ fn plan(wanted: &Document, state: &State, prune: bool) -> Result<(Vec<Step>, usi
             )),
             Some((_, current)) if *current != spec => {
                 let revision = state.flag_revisions.get(name).copied().unwrap_or_default();
-                let changes = diff(&to_json(current), &to_json(&spec));
+                let changes = output::field_changes(&to_json(current), &to_json(&spec), &[], Value::to_string);
                 steps.push(Step::UpdateFlag(name.clone(), spec, revision, changes));
             }
             Some(_) => {}
@@ -279,28 +285,6 @@ async fn apply(client: &mut Flags, step: &Step, reason: &str) -> Result<(), Fail
 
 fn to_json(spec: &impl serde::Serialize) -> Value {
     serde_json::to_value(spec).unwrap_or_default()
-}
-
-/// `field: before → after` for each top-level field that differs.
-fn diff(before: &Value, after: &Value) -> Vec<String> {
-    let empty = serde_json::Map::new();
-    let before = before.as_object().unwrap_or(&empty);
-    let after = after.as_object().unwrap_or(&empty);
-    let mut fields: Vec<&String> = before.keys().chain(after.keys()).collect();
-    fields.sort();
-    fields.dedup();
-    fields
-        .into_iter()
-        .filter(|field| before.get(*field) != after.get(*field))
-        .map(|field| {
-            let show = |value: Option<&Value>| value.map_or("-".to_owned(), Value::to_string);
-            format!(
-                "{field}: {} → {}",
-                show(before.get(field)),
-                show(after.get(field))
-            )
-        })
-        .collect()
 }
 
 /// "vexil import FILE", with the file's Git commit when it has one.
