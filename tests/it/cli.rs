@@ -445,12 +445,47 @@ async fn export_import_round_trip_plan_and_prune(backend: Backend) {
         3
     );
 
+    // `export | import -`: copying between deployments through a pipe.
+    let Some(db_c) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let c = TestApp::start(&db_c.url).await;
+    let piped = tokio::task::spawn_blocking({
+        let (from, to) = (b.address, c.address);
+        move || {
+            let mut export = std::process::Command::new(env!("CARGO_BIN_EXE_vexil"))
+                .args(["export", "--addr", &format!("http://{from}")])
+                .env_remove("VEXIL_TOKEN")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("export");
+            let import = std::process::Command::new(env!("CARGO_BIN_EXE_vexil"))
+                .args(["import", "--addr", &format!("http://{to}"), "-"])
+                .env_remove("VEXIL_TOKEN")
+                .stdin(export.stdout.take().expect("export's stdout"))
+                .output()
+                .expect("import");
+            let exported = export.wait().expect("export ends");
+            (exported.code(), import.status.code())
+        }
+    })
+    .await
+    .expect("the pipe's thread");
+    assert_eq!(piped, (Some(0), Some(0)));
+    assert_eq!(
+        vexil(c.address, None, &["export"]).await.stdout,
+        vexil(b.address, None, &["export"]).await.stdout
+    );
+    c.stop().await;
+    db_c.remove().await;
+
     // An invalid file applies nothing, and names each error's place.
     let before = vexil(b.address, None, &["export"]).await.stdout;
     let mut invalid = document(&prefix);
     invalid["flags"][1]["percentage"] = serde_json::json!(150);
     invalid["flags"][2]["name"] = serde_json::json!("not a name!");
     invalid["flags"][0]["description"] = serde_json::json!("changed, but not applied");
+    invalid["flags"][0]["tagz"] = serde_json::json!(["typo"]);
     let invalid = write_file(&files, "invalid.json", &invalid.to_string());
     let refused = vexil(b.address, None, &["import", &invalid]).await;
     assert_eq!(refused.code, 2, "{} {}", refused.stdout, refused.stderr);
@@ -461,6 +496,11 @@ async fn export_import_round_trip_plan_and_prune(backend: Backend) {
     );
     assert!(
         refused.stderr.contains("flags[2].name"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("flags[0].tagz: unknown field"),
         "{}",
         refused.stderr
     );

@@ -66,12 +66,17 @@ impl Document {
             }
         }
         let mut errors = Vec::new();
-        let flags = entries(&mut object, "flags", &mut errors, |at, spec: &FlagSpec| {
-            spec.validate(at)
-        });
+        let flags = entries(
+            &mut object,
+            "flags",
+            &FLAG_FIELDS_LEFT_OUT_WHEN_EMPTY,
+            &mut errors,
+            |at, spec: &FlagSpec| spec.validate(at),
+        );
         let segments = entries(
             &mut object,
             "segments",
+            &[],
             &mut errors,
             |at, spec: &SegmentSpec| spec.validate(at),
         );
@@ -109,14 +114,33 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
+/// The flag's fields the engine writes only when set (every other field
+/// is in its default's JSON).
+const FLAG_FIELDS_LEFT_OUT_WHEN_EMPTY: [&str; 6] = [
+    "variants",
+    "off_variant",
+    "targets",
+    "rules",
+    "fallthrough",
+    "prerequisites",
+];
+
 /// The named entries of `object[key]` (an array), each parsed into `T` and
-/// checked by `validate`; errors are collected with their location.
-fn entries<T: serde::de::DeserializeOwned>(
+/// checked by `validate`; errors are collected with their location. A
+/// field `T` does not have is an error (a misspelt field must not be
+/// silently dropped).
+fn entries<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
     object: &mut Map<String, Value>,
     key: &str,
+    also_known: &[&str],
     errors: &mut Vec<String>,
     validate: impl Fn(&str, &T) -> Result<(), vexil_engine::ValidationError>,
 ) -> Vec<(String, T)> {
+    let known: Vec<String> = match serde_json::to_value(T::default()) {
+        Ok(Value::Object(fields)) => fields.into_iter().map(|(field, _)| field).collect(),
+        _ => Vec::new(),
+    };
+    let is_known = |field: &str| known.iter().any(|k| k == field) || also_known.contains(&field);
     let items = match object.remove(key) {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
@@ -145,6 +169,13 @@ fn entries<T: serde::de::DeserializeOwned>(
         }
         if parsed.iter().any(|(seen, _)| *seen == name) {
             errors.push(format!("{at}.name: {name:?} appears twice"));
+            continue;
+        }
+        let unknown: Vec<&String> = fields.keys().filter(|field| !is_known(field)).collect();
+        if !unknown.is_empty() {
+            for field in unknown {
+                errors.push(format!("{at}.{field}: unknown field ({name})"));
+            }
             continue;
         }
         let spec: T = match serde_json::from_value(Value::Object(fields)) {
@@ -184,6 +215,47 @@ mod tests {
             "prerequisites": [{"flag": "other", "variants": ["on"]}]
         }))
         .expect("a spec")
+    }
+
+    /// A misspelt field is refused with its place, not dropped.
+    #[test]
+    fn unknown_fields_are_refused_with_their_place() {
+        let text = json!({"schema": SCHEMA, "flags": [
+            {"name": "a", "enabled": true},
+            {"name": "b", "enabeld": true},
+        ], "segments": [{"name": "s", "include": ["u"]}]})
+        .to_string();
+        let failure = Document::parse(&text).expect_err("refused");
+        assert!(
+            failure
+                .message
+                .contains("flags[1].enabeld: unknown field (b)"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure
+                .message
+                .contains("segments[0].include: unknown field (s)"),
+            "{}",
+            failure.message
+        );
+        // Every field a full flag is written with is known.
+        let full = Document {
+            flags: vec![("f".into(), flag())],
+            segments: vec![],
+        };
+        let written: Value = serde_json::from_str(&full.to_text()).expect("JSON");
+        let mut errors = Vec::new();
+        let mut object = written.as_object().cloned().expect("an object");
+        let _ = entries(
+            &mut object,
+            "flags",
+            &FLAG_FIELDS_LEFT_OUT_WHEN_EMPTY,
+            &mut errors,
+            |_, _: &FlagSpec| Ok(()),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     /// The published JSON Schema names the version written and every field
