@@ -837,7 +837,42 @@ async fn explain_metrics_and_watch(backend: Backend) {
     db.remove().await;
 }
 
+/// A file larger than the management rate limit's burst applies whole:
+/// the import waits as the server asks (`grpc-retry-pushback-ms`).
+async fn import_paces_itself_to_the_rate_limit(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start_with(vexil::Config {
+        management_rate: 40,
+        management_burst: 10,
+        ..crate::common::config(&db.url)
+    })
+    .await;
+    let files = crate::common::TestDir::create();
+    let prefix = unique("paced");
+    let document = serde_json::json!({
+        "schema": "vexil.flags/v1",
+        "flags": (0..60).map(|i| serde_json::json!({"name": format!("{prefix}.{i:02}"), "enabled": true}))
+            .collect::<Vec<_>>()
+    });
+    let file = write_file(&files, "flags.json", &document.to_string());
+    let imported = vexil(app.address, None, &["import", &file]).await;
+    assert_eq!(imported.code, 0, "{} {}", imported.stdout, imported.stderr);
+    assert!(
+        imported.stdout.contains("applied 60 change(s)"),
+        "{}",
+        imported.stdout
+    );
+    // The bucket refills (10 at 40/s) before this test's own read.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.total_flags().await, 60);
+    app.stop().await;
+    db.remove().await;
+}
+
 crate::backend_tests!(
+    import_paces_itself_to_the_rate_limit,
     explain_metrics_and_watch,
     restore_puts_a_flag_back,
     a_concurrent_edit_aborts_only_its_flag,

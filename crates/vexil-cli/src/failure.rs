@@ -27,6 +27,9 @@ pub enum Kind {
 pub struct Failure {
     pub kind: Kind,
     pub message: String,
+    /// When the server refused for its rate limit: how long it asks the
+    /// caller to wait (`grpc-retry-pushback-ms`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -34,6 +37,7 @@ impl Failure {
         Self {
             kind,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -69,6 +73,14 @@ impl From<tonic::Status> for Failure {
             Code::Unavailable | Code::DeadlineExceeded => Kind::Unreachable,
             _ => Kind::Other,
         };
-        Self::new(kind, format!("{:?}: {}", status.code(), status.message()))
+        let retry_after = (status.code() == Code::ResourceExhausted)
+            .then(|| status.metadata().get("grpc-retry-pushback-ms"))
+            .flatten()
+            .and_then(|value| value.to_str().ok()?.parse().ok())
+            .map(std::time::Duration::from_millis);
+        Self {
+            retry_after,
+            ..Self::new(kind, format!("{:?}: {}", status.code(), status.message()))
+        }
     }
 }

@@ -35,6 +35,9 @@ pub struct ImportArgs {
     pub connection: Connection,
 }
 
+/// How long one change waits, in all, for the server's rate limit.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One change the import makes.
 enum Step {
     CreateSegment(String, SegmentSpec),
@@ -99,7 +102,22 @@ pub async fn import(args: ImportArgs) -> Result<(), Failure> {
     let mut aborted = Vec::new();
     let mut applied = 0;
     for step in steps {
-        match apply(&mut client, &step, &reason).await {
+        // The server's management rate limit paces a large import: wait as
+        // long as it asks (up to a minute per change), then go on.
+        let mut waited = std::time::Duration::ZERO;
+        let outcome = loop {
+            match apply(&mut client, &step, &reason).await {
+                Err(Failure {
+                    retry_after: Some(pause),
+                    ..
+                }) if waited < PATIENCE => {
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                }
+                outcome => break outcome,
+            }
+        };
+        match outcome {
             Ok(()) => applied += 1,
             Err(failure) if failure.kind == Kind::Conflict => {
                 eprintln!(
