@@ -732,14 +732,16 @@ mod tests {
                         ),
                         text(),
                         prop::option::of(text()),
+                        prop_oneof![Just(0), Just(1), any::<i32>()],
                     )
-                        .prop_map(|(weights, bucket_by, salt)| K::Split(
-                            pb::Split {
+                        .prop_map(|(weights, bucket_by, salt, bucketing)| {
+                            K::Split(pb::Split {
                                 weights,
                                 bucket_by,
-                                salt
-                            }
-                        )),
+                                salt,
+                                bucketing,
+                            })
+                        }),
                 ]
                 .prop_map(|kind| pb::Serve { kind: Some(kind) }),
             )

@@ -414,14 +414,14 @@ fn check_buckets_kept(current: &Flag, spec: &FlagSpec) -> Result<()> {
     if !current.spec().enabled {
         return Ok(());
     }
-    let bucketing = |split: &Split| (split.salt.clone(), split.bucket_by.clone());
+    let bucketing = |split: &Split| (split.salt.clone(), split.bucket_by.clone(), split.bucketing);
     let split_of = |serve: Option<&Serve>| match serve {
         Some(Serve::Split(split)) => Some(bucketing(split)),
         _ => None,
     };
     let refuse = |field: String| {
         Err(Error::FailedPrecondition(format!(
-            "{field}: the split's salt and bucket_by cannot change while the flag is enabled \
+            "{field}: the split's salt, bucket_by and bucketing cannot change while the flag is enabled \
              (every user would be reshuffled); disable the flag first, or add a new rule"
         )))
     };

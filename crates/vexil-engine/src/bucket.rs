@@ -17,6 +17,18 @@ pub fn bucket(flag_name: &str, user_id: &str) -> u32 {
     ((u64::from(hasher.finish()) * u64::from(BUCKETS)) >> 32) as u32
 }
 
+/// A flagd `fractional` bucket, for flags imported from flagd so that
+/// every user keeps the variant flagd served: the key is the salt and the
+/// value concatenated without a separator, and the range is the sum of
+/// the split's weights (`(murmur3_x86_32(salt + value) × range) >> 32`,
+/// as flagd's daemon computes it since its high-precision bucketing).
+pub fn flagd_bucket(salt: &str, value: &str, range: u32) -> u32 {
+    let mut hasher = Murmur3::new(0);
+    hasher.write(salt.as_bytes());
+    hasher.write(value.as_bytes());
+    ((u64::from(hasher.finish()) * u64::from(range)) >> 32) as u32
+}
+
 /// The rollout threshold in basis points: `round(percentage * 100)`, clamped.
 pub fn threshold(percentage: f64) -> u32 {
     // `as` saturates (NaN becomes 0); validation keeps percentages in 0..=100.
@@ -185,6 +197,21 @@ mod tests {
                 hasher.write(&data[split_b..]);
                 assert_eq!(hasher.finish(), murmur3_x86_32(&data, 7));
             }
+        }
+    }
+
+    /// flagd-testbed's hash edge cases (evaluator/gherkin/fractional.feature):
+    /// keys whose hash falls next to the 50/50 boundary.
+    #[test]
+    fn flagd_buckets_match_the_testbed_edges() {
+        for (key, lower) in [
+            ("ejOoVL", true),
+            ("bY9fO-", true),
+            ("SI7p-", true),
+            ("6LvT0", false),
+            ("ceQdGm", false),
+        ] {
+            assert_eq!(flagd_bucket("", key, 100) < 50, lower, "{key}");
         }
     }
 

@@ -9,7 +9,7 @@
 use crate::FlagSpec;
 use crate::bucket;
 use crate::matcher::{Key, Matcher};
-use crate::targeting::{Serve, Split};
+use crate::targeting::{Bucketing, Serve, Split};
 use crate::validation::{ValidationError, limits, validate_id, validate_name, validate_text};
 use crate::value::{FlagType, OFF, ON, Value};
 
@@ -55,11 +55,24 @@ pub(crate) struct CompiledSplit {
     /// `None`: the flag's name.
     pub(crate) salt: Option<Box<str>>,
     pub(crate) key: Key,
-    /// Each variant's exclusive cumulative end in basis points, in order.
+    pub(crate) bucketing: Bucketing,
+    /// Each variant's exclusive cumulative end in buckets, in order.
     pub(crate) ends: Box<[(u32, Option<VariantIndex>)]>,
+    /// The number of buckets: 10,000, or the weights' sum under flagd's
+    /// bucketing.
+    pub(crate) range: u32,
 }
 
 impl CompiledSplit {
+    /// The key's bucket, in `0..range`.
+    pub(crate) fn bucket(&self, flag_name: &str, key: &str) -> u32 {
+        let salt = self.salt.as_deref().unwrap_or(flag_name);
+        match self.bucketing {
+            Bucketing::Vexil => bucket::bucket(salt, key),
+            Bucketing::Flagd => bucket::flagd_bucket(salt, key, self.range),
+        }
+    }
+
     /// The variant whose range holds `bucket`.
     pub(crate) fn pick(&self, bucket: u32) -> Option<VariantIndex> {
         self.ends
@@ -74,7 +87,7 @@ impl CompiledSplit {
         self.ends
             .iter()
             .find(|(end, _)| *end > 0)
-            .filter(|(end, _)| *end >= bucket::BUCKETS)
+            .filter(|(end, _)| *end >= self.range)
             .map(|(_, variant)| *variant)
     }
 }
@@ -174,6 +187,11 @@ fn compile_split(spec: &FlagSpec, split: &Split) -> CompiledSplit {
         })
         .collect();
     CompiledSplit {
+        range: match split.bucketing {
+            Bucketing::Vexil => bucket::BUCKETS,
+            Bucketing::Flagd => end,
+        },
+        bucketing: split.bucketing,
         salt: split.salt.as_deref().map(Box::from),
         key: if split.bucket_by.is_empty() {
             Key::UserId
@@ -409,7 +427,18 @@ fn check_serve(
         known(&format!("{at}.weights[{i}].variant"), &weighted.variant)?;
         total += u64::from(weighted.weight);
     }
-    if total != u64::from(bucket::BUCKETS) {
+    if split.bucketing == Bucketing::Flagd {
+        // flagd's own bounds: weights are relative, their sum an int32.
+        if !(1..=i32::MAX as u64).contains(&total) {
+            return Err(ValidationError::new(
+                format!("{at}.weights"),
+                format!(
+                    "must sum to 1 to {} with flagd's bucketing, not {total}",
+                    i32::MAX
+                ),
+            ));
+        }
+    } else if total != u64::from(bucket::BUCKETS) {
         return Err(ValidationError::new(
             format!("{at}.weights"),
             format!(

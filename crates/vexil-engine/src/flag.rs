@@ -490,8 +490,9 @@ impl FlagSpec {
     }
 
     /// The engine version needed to evaluate this flag: 1 for boolean
-    /// flags using only the fields every engine knows, [`crate::ENGINE`]
-    /// for anything newer. Older clients must not evaluate such a flag.
+    /// flags using only the fields every engine knows, 3 for splits with
+    /// flagd's bucketing, 2 for anything else. Older clients must not
+    /// evaluate such a flag.
     pub fn min_engine(&self) -> u32 {
         let plain = self.flag_type == FlagType::Boolean
             && self.variants.is_empty()
@@ -500,7 +501,21 @@ impl FlagSpec {
             && self.rules.is_empty()
             && self.fallthrough.is_none()
             && self.prerequisites.is_empty();
-        if plain { 1 } else { crate::ENGINE }
+        if plain {
+            1
+        } else if self.uses_flagd_bucketing() {
+            3
+        } else {
+            2
+        }
+    }
+
+    fn uses_flagd_bucketing(&self) -> bool {
+        self.rules
+            .iter()
+            .map(|rule| &rule.serve)
+            .chain(&self.fallthrough)
+            .any(|serve| matches!(serve, Serve::Split(split) if split.bucketing == crate::Bucketing::Flagd))
     }
 
     /// The segments this spec's rules refer to.

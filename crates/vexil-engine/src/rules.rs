@@ -349,8 +349,7 @@ fn place(
 ) -> Option<Option<VariantIndex>> {
     match bucket_key(scope, &split.key) {
         Some(key) => {
-            let salt = split.salt.as_deref().unwrap_or(flag.name.as_str());
-            let bucket = bucket::bucket(salt, key.as_str());
+            let bucket = split.bucket(flag.name.as_str(), key.as_str());
             observer.split(Some(bucket), split);
             Some(split.pick(bucket))
         }

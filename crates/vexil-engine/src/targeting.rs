@@ -135,7 +135,8 @@ pub struct WeightedVariant {
 /// raising the first variant's weight only adds users to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
-    /// Weights in basis points, summing to 10,000.
+    /// Weights in basis points, summing to 10,000 (with flagd's
+    /// bucketing: relative weights, any sum from 1 to 2^31 - 1).
     pub weights: Vec<WeightedVariant>,
     /// The attribute whose value is the bucketing key; empty: the user id.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -143,6 +144,26 @@ pub struct Split {
     /// Mixed into the hash; unset: the flag's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
+    #[serde(default, skip_serializing_if = "Bucketing::is_vexil")]
+    pub bucketing: Bucketing,
+}
+
+/// How a split turns a key into a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bucketing {
+    /// `(murmur3(salt + ":" + key) × 10,000) >> 32`: weights in basis points.
+    #[default]
+    Vexil,
+    /// flagd's `fractional`: `(murmur3(salt + key) × total) >> 32` over
+    /// relative weights, so flags imported from flagd keep their users.
+    Flagd,
+}
+
+impl Bucketing {
+    pub fn is_vexil(&self) -> bool {
+        *self == Self::Vexil
+    }
 }
 
 /// What a rule or the fallthrough serves.

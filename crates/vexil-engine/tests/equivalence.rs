@@ -38,6 +38,7 @@ fn split(on: u32) -> Serve {
         ],
         bucket_by: String::new(),
         salt: None,
+        bucketing: Default::default(),
     })
 }
 

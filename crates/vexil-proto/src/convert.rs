@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 use vexil_engine::{
-    Clause, ClauseValue, Flag, FlagName, FlagSpec, FlagType, Metadata, Operator, Prerequisite,
-    Reason, Segment, SegmentRule, SegmentSpec, Serve, Split, Stamp, Target, TargetingRule, UserSet,
-    ValidationError, Value, Variant, WeightedVariant, limits,
+    Bucketing, Clause, ClauseValue, Flag, FlagName, FlagSpec, FlagType, Metadata, Operator,
+    Prerequisite, Reason, Segment, SegmentRule, SegmentSpec, Serve, Split, Stamp, Target,
+    TargetingRule, UserSet, ValidationError, Value, Variant, WeightedVariant, limits,
 };
 
 use crate::google::protobuf::{ListValue, Struct, Value as PbValue, value::Kind};
@@ -280,6 +280,10 @@ fn serve_to_pb(serve: &Serve) -> pb::Serve {
                     .collect(),
                 bucket_by: split.bucket_by.clone(),
                 salt: split.salt.clone(),
+                bucketing: match split.bucketing {
+                    Bucketing::Vexil => pb::Bucketing::Vexil,
+                    Bucketing::Flagd => pb::Bucketing::Flagd,
+                } as i32,
             }),
         }),
     }
@@ -294,7 +298,18 @@ fn serve_from_pb(field: &str, serve: Option<pb::Serve>) -> Result<Serve> {
             weights,
             bucket_by,
             salt,
+            bucketing,
         })) => {
+            let bucketing = match pb::Bucketing::try_from(bucketing) {
+                Ok(pb::Bucketing::Vexil) => Bucketing::Vexil,
+                Ok(pb::Bucketing::Flagd) => Bucketing::Flagd,
+                Err(_) => {
+                    return invalid(
+                        format!("{field}.split.bucketing"),
+                        format!("unknown bucketing {bucketing}"),
+                    );
+                }
+            };
             if weights.len() > limits::VARIANTS {
                 return invalid(
                     format!("{field}.split.weights"),
@@ -311,6 +326,7 @@ fn serve_from_pb(field: &str, serve: Option<pb::Serve>) -> Result<Serve> {
                     .collect(),
                 bucket_by,
                 salt,
+                bucketing,
             }))
         }
     }
