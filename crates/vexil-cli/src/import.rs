@@ -19,7 +19,13 @@ use crate::state::{State, flag_pb, normalized_flag, normalized_segment, segment_
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
     /// The document (`vexil export`'s format); `-` for standard input.
-    pub file: String,
+    /// With `--format flagd`, one or more flagd flag-definition files.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// `vexil` (`vexil export`'s document) or `flagd` (flagd's flag
+    /// definitions, targeting translated into rules).
+    #[arg(long, value_enum, default_value_t = Format::Vexil)]
+    pub format: Format,
     /// Print the plan and change nothing; exit 7 when it has changes
     /// (a drift check for CI).
     #[arg(long)]
@@ -33,6 +39,12 @@ pub struct ImportArgs {
     pub reason: Option<String>,
     #[command(flatten)]
     pub connection: Connection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Vexil,
+    Flagd,
 }
 
 /// How long one change waits, in all, for the server's rate limit.
@@ -65,8 +77,22 @@ impl Step {
 }
 
 pub async fn import(args: ImportArgs) -> Result<(), Failure> {
-    let text = read(&args.file)?;
-    let wanted = Document::parse(&text)?;
+    let wanted = match (args.format, args.files.as_slice()) {
+        (Format::Vexil, [file]) => Document::parse(&read(file)?)?,
+        (Format::Vexil, _) => {
+            return Err(Failure::new(
+                Kind::Invalid,
+                "a Vexil document is one file (flagd's definitions may be several)",
+            ));
+        }
+        (Format::Flagd, files) => {
+            let texts = files
+                .iter()
+                .map(|file| Ok((file.clone(), read(file)?)))
+                .collect::<Result<Vec<_>, Failure>>()?;
+            crate::flagd::read(&texts)?
+        }
+    };
     let mut client = args.connection.flags().await?;
     let state = State::fetch(&mut client).await?;
     let (steps, kept) = plan(&wanted, &state, args.prune)?;
@@ -98,7 +124,7 @@ pub async fn import(args: ImportArgs) -> Result<(), Failure> {
     let reason = args
         .reason
         .clone()
-        .unwrap_or_else(|| default_reason(&args.file));
+        .unwrap_or_else(|| default_reason(&args.files));
     let mut aborted = Vec::new();
     let mut applied = 0;
     for step in steps {
@@ -306,11 +332,13 @@ fn to_json(spec: &impl serde::Serialize) -> Value {
 }
 
 /// "vexil import FILE", with the file's Git commit when it has one.
-fn default_reason(file: &str) -> String {
-    if file == "-" {
+fn default_reason(files: &[String]) -> String {
+    let first = files.first().map_or("-", String::as_str);
+    if first == "-" {
         return "vexil import (standard input)".into();
     }
-    let directory = std::path::Path::new(file)
+    let file = files.join(" ");
+    let directory = std::path::Path::new(first)
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));

@@ -11,6 +11,7 @@ mod connection;
 mod document;
 mod export;
 mod failure;
+mod flagd;
 mod flags;
 mod import;
 mod insight;

@@ -205,17 +205,39 @@ pub fn json_attr(value: &serde_json::Value) -> Option<Attr<'_>> {
 
 impl Attributes for serde_json::Map<String, serde_json::Value> {
     fn get(&self, name: &str) -> Option<Attr<'_>> {
-        self.get(name).and_then(json_attr)
+        match self.get(name) {
+            Some(value) => json_attr(value),
+            None => json_member(self, name),
+        }
     }
 
+    /// A context holding objects cannot list their members under dotted
+    /// names without allocating: it is read in place instead.
     fn visit<'s>(&'s self, visit: &mut dyn FnMut(&'s str, Attr<'s>)) -> bool {
+        let mut flat = true;
         for (name, value) in self {
-            if let Some(attr) = json_attr(value) {
-                visit(name, attr);
+            match json_attr(value) {
+                Some(attr) => visit(name, attr),
+                None => flat &= !value.is_object(),
             }
         }
-        true
+        flat
     }
+}
+
+/// `a.b.c`: member `c` of object `b` of object `a`, as flagd's (and
+/// JSONLogic's) `var` paths read nested objects. Only when no attribute
+/// has the whole name.
+fn json_member<'s>(
+    context: &'s serde_json::Map<String, serde_json::Value>,
+    path: &str,
+) -> Option<Attr<'s>> {
+    let (objects, last) = path.rsplit_once('.')?;
+    let mut object = context;
+    for segment in objects.split('.') {
+        object = object.get(segment)?.as_object()?;
+    }
+    object.get(last).and_then(json_attr)
 }
 
 impl AttrList for Vec<serde_json::Value> {
@@ -301,6 +323,39 @@ mod tests {
                 Some("\"enterprise\"".into())
             );
             assert_eq!(text(gathered.get("other")), None);
+        });
+    }
+
+    /// `user.name` reads member `name` of the object `user` (flagd's
+    /// paths), gathered or not; an attribute with the whole name wins.
+    #[test]
+    fn dotted_names_read_nested_objects() {
+        let context = serde_json::json!({
+            "user": {"name": "jack", "team": {"id": 7}},
+            "user.role": "admin",
+            "plan": "pro",
+        });
+        let context = context.as_object().expect("an object");
+        Gathered::gather(context, |gathered| {
+            assert!(gathered.source.is_some(), "objects are read in place");
+            for (name, expected) in [
+                ("user.name", Some("\"jack\"")),
+                ("user.team.id", Some("7")),
+                ("user.role", Some("\"admin\"")),
+                ("plan", Some("\"pro\"")),
+                ("user", None),
+                ("user.missing", None),
+                ("plan.length", None),
+                ("user.name.first", None),
+            ] {
+                let expected = expected.map(str::to_owned);
+                assert_eq!(text(gathered.get(name)), expected, "{name}");
+                assert_eq!(
+                    text(gathered.get_named(&AttrName::new(name))),
+                    expected,
+                    "{name}"
+                );
+            }
         });
     }
 }
