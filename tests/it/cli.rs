@@ -11,10 +11,10 @@ use vexil::grpc::pb;
 use crate::auth::{auth_config, claims, signed};
 use crate::common::{Backend, TestApp, TestDatabase, unique};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
@@ -26,7 +26,7 @@ impl Run {
 
 /// Runs `vexil ARGS` against the server at `address` with `token` in
 /// VEXIL_TOKEN (none: unset).
-async fn vexil(address: SocketAddr, token: Option<&str>, args: &[&str]) -> Run {
+pub(crate) async fn vexil(address: SocketAddr, token: Option<&str>, args: &[&str]) -> Run {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vexil"));
     command
         .args(args)
@@ -283,7 +283,7 @@ fn document(prefix: &str) -> Value {
     })
 }
 
-fn write_file(directory: &crate::common::TestDir, name: &str, text: &str) -> String {
+pub(crate) fn write_file(directory: &crate::common::TestDir, name: &str, text: &str) -> String {
     let path = directory.join(name);
     std::fs::write(&path, text).expect("write the document");
     path.to_str().expect("utf-8").to_owned()

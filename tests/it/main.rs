@@ -16,6 +16,7 @@ mod evaluation;
 mod exactness;
 mod explain;
 mod faults;
+mod flagd_import;
 mod hostile;
 mod lifecycle;
 mod listing;

@@ -405,9 +405,10 @@ impl<'a> Targeting<'a> {
     }
 
     /// A condition used as the result: flagd serves the variant named
-    /// "true" or "false", and the default when the condition is null
-    /// (an invalid input). Vexil's negated clause does not match a
-    /// missing or invalid attribute either, so the three cases stay apart.
+    /// "true" or "false", and the default when the condition is null (a
+    /// missing attribute, an invalid version). Vexil's negated clause does
+    /// not match a missing attribute; for versions, "false" also requires
+    /// a valid one (every version is at least 0.0.0-0).
     fn boolean_result(&mut self, node: &Value, at: &str, guard: &Dnf) -> Result<(), String> {
         let (Some(yes), Some(no)) = (self.names.get("true"), self.names.get("false")) else {
             return Err(format!(
@@ -416,7 +417,16 @@ impl<'a> Targeting<'a> {
         };
         let (yes, no) = (yes.clone(), no.clone());
         let condition = self.condition(node, at, 0)?;
-        let not = negate(&condition, at)?;
+        let valid: Vec<Clause> = condition
+            .iter()
+            .flatten()
+            .filter(|used| is_semver(used.op))
+            .map(|used| {
+                let lowest = vec![ClauseValue::String("0.0.0-0".into())];
+                clause(used.attribute.clone(), Operator::SemverGte, lowest, false)
+            })
+            .collect();
+        let not = and(&negate(&condition, at)?, &vec![valid], at)?;
         self.emit(&and(guard, &condition, at)?, Serve::Variant(yes));
         self.emit(&and(guard, &not, at)?, Serve::Variant(no));
         self.serve_default(guard);
@@ -875,6 +885,17 @@ impl<'a> Targeting<'a> {
 enum Operand {
     Attribute(String),
     Literal(ClauseValue),
+}
+
+fn is_semver(op: Operator) -> bool {
+    matches!(
+        op,
+        Operator::SemverEq
+            | Operator::SemverLt
+            | Operator::SemverLte
+            | Operator::SemverGt
+            | Operator::SemverGte
+    )
 }
 
 fn clause(attribute: String, op: Operator, values: Vec<ClauseValue>, negate: bool) -> Clause {
