@@ -456,7 +456,8 @@ async fn fractional_splits_serve_what_flagd_serves(backend: Backend) {
         ("hearts", 25),
         ("spades", 25),
     ];
-    let flags: Vec<(&str, Bucketing, Vec<(&str, i64)>)> = vec![
+    type Weights = Vec<(&'static str, i64)>;
+    let flags: Vec<(&str, Bucketing, Weights)> = vec![
         (
             "fractional-flag",
             Bucketing::PrefixAndUserName("fractional-flag"),

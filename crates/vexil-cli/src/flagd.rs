@@ -185,12 +185,15 @@ fn flag(
     Ok((key.to_owned(), spec))
 }
 
+/// Each flagd variant's Vexil name.
+type VariantNames = BTreeMap<String, String>;
+
 /// The flag's type, Vexil's variants, and each flagd variant's Vexil name
 /// (boolean flags' variants are Vexil's `on` and `off`, by value).
 fn variants(
     variants: Option<&Value>,
     at: &str,
-) -> Result<(FlagType, Vec<Variant>, BTreeMap<String, String>), String> {
+) -> Result<(FlagType, Vec<Variant>, VariantNames), String> {
     let Some(Value::Object(variants)) = variants else {
         return Err(format!("{at}: required, an object"));
     };
@@ -278,7 +281,7 @@ const MOST_REFS: usize = 16;
 struct Targeting<'a> {
     key: &'a str,
     evaluators: &'a Map<String, Value>,
-    names: &'a BTreeMap<String, String>,
+    names: &'a VariantNames,
     default: String,
     rules: Vec<TargetingRule>,
     /// Set once a serve covers everyone left: what follows is unreachable.
@@ -977,4 +980,142 @@ fn pointer(segments: &[&str]) -> String {
 fn child(at: &str, segment: impl std::fmt::Display) -> String {
     let segment = segment.to_string().replace('~', "~0").replace('/', "~1");
     format!("{at}/{segment}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn import(file: Value) -> Result<Vec<(String, FlagSpec)>, String> {
+        read(&[("f.json".into(), file.to_string())])
+            .map(|document| document.flags)
+            .map_err(|failure| failure.to_string())
+    }
+
+    fn one(flag: Value) -> FlagSpec {
+        let mut flags = import(json!({"flags": {"f": flag}})).expect("imports");
+        flags.remove(0).1
+    }
+
+    fn text(rule: &TargetingRule) -> String {
+        let clauses: Vec<String> = rule
+            .clauses
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}{} {} {}",
+                    if c.negate { "!" } else { "" },
+                    c.attribute,
+                    c.op.name(),
+                    serde_json::to_string(&c.values).unwrap_or_default()
+                )
+            })
+            .collect();
+        let serve = match &rule.serve {
+            Serve::Variant(name) => name.clone(),
+            Serve::Split(_) => "split".into(),
+        };
+        format!("{} => {serve}", clauses.join(" & "))
+    }
+
+    #[test]
+    fn if_chains_become_ordered_rules() {
+        let spec = one(json!({
+            "state": "ENABLED", "defaultVariant": "d",
+            "variants": {"a": "a", "b": "b", "d": "d"},
+            "targeting": {"if": [
+                {"or": [{"==": [{"var": "plan"}, "pro"]}, {"in": ["@corp.com", {"var": "email"}]}]},
+                {"if": [{">=": [{"var": "age"}, 18]}, "a"]},
+                {"!": {"and": [{"starts_with": [{"var": "country"}, "D"]}, {"sem_ver": [{"var": "v"}, "^", "2.1"]}]}},
+                "b",
+                null
+            ]}
+        }));
+        let rules: Vec<String> = spec.rules.iter().map(text).collect();
+        assert_eq!(
+            rules,
+            [
+                r#"plan IN ["pro"] & age GTE [18.0] => a"#,
+                r#"email CONTAINS ["@corp.com"] & age GTE [18.0] => a"#,
+                // The nested if has no else: flagd serves the default.
+                r#"plan IN ["pro"] => d"#,
+                r#"email CONTAINS ["@corp.com"] => d"#,
+                r#"!country STARTS_WITH ["D"] => b"#,
+                r#"!v SEMVER_GTE ["2.0.0-0"] => b"#,
+                r#"!v SEMVER_LT ["3.0.0-0"] => b"#,
+            ]
+        );
+        assert_eq!(spec.fallthrough, Some(Serve::Variant("d".into())));
+        assert_eq!(spec.flag_type, FlagType::String);
+    }
+
+    #[test]
+    fn evaluators_are_substituted_and_booleans_map_to_on_and_off() {
+        let flags = import(json!({
+            "$evaluators": {"staff": {"ends_with": [{"var": "email"}, "@corp.com"]}},
+            "flags": {"f": {
+                "state": "DISABLED", "defaultVariant": "no",
+                "variants": {"yes": true, "no": false},
+                "targeting": {"if": [{"$ref": "staff"}, "yes", "no"]}
+            }}
+        }))
+        .expect("imports");
+        let spec = &flags[0].1;
+        assert!(!spec.enabled);
+        assert_eq!(spec.flag_type, FlagType::Boolean);
+        let rules: Vec<String> = spec.rules.iter().map(text).collect();
+        assert_eq!(rules, [r#"email ENDS_WITH ["@corp.com"] => on"#]);
+        assert_eq!(spec.fallthrough, Some(Serve::Variant("off".into())));
+    }
+
+    #[test]
+    fn fractional_keeps_flagds_bucketing_and_its_fallbacks() {
+        let spec = one(json!({
+            "state": "ENABLED", "defaultVariant": "a",
+            "variants": {"a": 1, "b": 2.5},
+            "targeting": {"fractional": [{"var": "org"}, ["a", 1], ["b", -3], ["a"]]}
+        }));
+        assert_eq!(spec.flag_type, FlagType::Float);
+        let rules: Vec<String> = spec.rules.iter().map(text).collect();
+        assert_eq!(
+            rules,
+            ["org EXISTS [] => split", "$user_id EXISTS [] => split"]
+        );
+        let Serve::Split(split) = &spec.rules[0].serve else {
+            panic!("a split")
+        };
+        assert_eq!(split.bucketing, Bucketing::Flagd);
+        assert_eq!(split.salt.as_deref(), Some(""));
+        assert_eq!(split.bucket_by, "org");
+        let weights: Vec<u32> = split.weights.iter().map(|w| w.weight).collect();
+        assert_eq!(weights, [1, 0, 1], "negative weights are 0, missing ones 1");
+        let Serve::Split(fallback) = &spec.rules[1].serve else {
+            panic!("a split")
+        };
+        assert_eq!(fallback.salt.as_deref(), Some("f"));
+        assert_eq!(spec.fallthrough, Some(Serve::Variant("a".into())));
+    }
+
+    #[test]
+    fn the_rest_is_refused_with_its_json_pointer() {
+        let error = import(json!({"flags": {
+            "a/b": {"state": "ENABLED", "defaultVariant": "x", "variants": {"x": "x"}},
+            "ok": {"state": "ENABLED", "defaultVariant": "x", "variants": {"x": "x", "y": 1}},
+            "ops": {"state": "ENABLED", "defaultVariant": "x", "variants": {"x": "x"},
+                "targeting": {"if": [{"and": [true, {"merge": [1]}]}, "x", null]}},
+            "ghost": {"state": "ENABLED", "defaultVariant": "x", "variants": {"x": "x"},
+                "targeting": {"if": [{"==": [{"var": "a"}, 1]}, "nope", "x"]}}
+        }}))
+        .expect_err("refused");
+        for expected in [
+            "4 error(s), nothing applied",
+            "f.json: /flags/a~1b: not a Vexil flag name",
+            "f.json: /flags/ok/variants/y: is INT, but an earlier variant is STRING",
+            "f.json: /flags/ops/targeting/if/0/and/1/merge: the operator \"merge\" is outside",
+            "f.json: /flags/ghost/targeting/if/1: names no variant of this flag: \"nope\"",
+        ] {
+            assert!(error.contains(expected), "{expected:?} in {error}");
+        }
+    }
 }
