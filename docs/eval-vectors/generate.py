@@ -60,6 +60,11 @@ def bucket(salt: str, key: str) -> int:
     return (murmur3_x86_32(f"{salt}:{key}".encode()) * 10000) >> 32
 
 
+def flagd_bucket(salt: str, key: str, total: int) -> int:
+    """flagd's fractional: no separator, scaled to the weights' sum."""
+    return (murmur3_x86_32(f"{salt}{key}".encode()) * total) >> 32
+
+
 def check_hash():
     vectors = json.loads((HERE.parent / "bucketing-vectors.json").read_text())
     for v in vectors:
@@ -378,6 +383,13 @@ def exists_and_reserved():
             ("a dotted name is one attribute", c("app.version", "in", ["1"]), [
                 (ctx(**{"app.version": "1"}), True), (ctx(app={"version": "1"}), False),
             ]),
+            ("a path reads members of the context's objects", c("$.app.version", "in", ["1"]), [
+                (ctx(app={"version": "1"}), True), (ctx(**{"app.version": "1"}), False),
+                (ctx(app={"version": {"major": 1}}), False), (ctx(app="1"), False), (ctx(), False),
+            ]),
+            ("a path several objects deep", c("$.member.team.id", "exists"), [
+                (ctx(member={"team": {"id": 7}}), True), (ctx(member={"team": 7}), False),
+            ]),
             ("objects and nulls are absent", c("thing", "exists"), [
                 (ctx(thing={"a": 1}), False), (ctx(thing=None), False),
             ]),
@@ -561,6 +573,11 @@ def splits():
              rules=[{"clauses": [c("plan", "in", ["pro"])], "serve": {"split": {"weights": [{"variant": "low", "weight": 5000}, {"variant": "high", "weight": 5000}]}}}],
              fallthrough={"variant": "low"}),
         flag("split.bool", fallthrough={"split": {"weights": [{"variant": "on", "weight": 2000}, {"variant": "off", "weight": 8000}]}}),
+        flag("split.flagd", type="string", variants=variants,
+             fallthrough={"split": {"weights": [{"variant": n, "weight": 1} for n in ("a", "b", "c")], "bucketing": "flagd"}}),
+        flag("split.flagd-by-path", type="string", variants=variants,
+             fallthrough={"split": {"weights": [{"variant": "a", "weight": 25}, {"variant": "b", "weight": 0}, {"variant": "c", "weight": 75}],
+                                    "bucket_by": "$.member.name", "salt": "seed", "bucketing": "flagd"}}),
     ]
 
     def pick(weights, b):
@@ -601,6 +618,15 @@ def splits():
         b = bucket("split.bool", u)
         on = b < 2000
         tests.append((f"{u}: boolean split bucket {b}", "split.bool", ctx(user=u), expect(on, "on" if on else "off", "SPLIT")))
+    for u in users[:12]:
+        b = flagd_bucket("split.flagd", u, 3)
+        v = "abc"[b]
+        tests.append((f"{u}: flagd bucket {b} of 3", "split.flagd", ctx(user=u), expect(v.upper(), v, "SPLIT")))
+    for name in ["jack", "queen", "ten", "nine", "3"]:
+        b = flagd_bucket("seed", name, 100)
+        v = pick([("a", 25), ("b", 0), ("c", 75)], b)
+        tests.append((f"member.name {name}: flagd bucket {b} of 100", "split.flagd-by-path",
+                      ctx(user="", member={"name": name}), expect(v.upper(), v, "SPLIT")))
     return {"flags": flags, "segments": []}, [
         {"description": d, "flag": f, "context": cx, "expected": e} for d, f, cx, e in tests
     ]

@@ -181,16 +181,19 @@ pub fn watch_item_to_redacted_wire(item: WatchItem) -> std::result::Result<Encod
 
 /// [`watch_item_to_wire`] for a client whose engine is older than this
 /// server's: flags it cannot evaluate are left out of snapshots and sent
-/// as deletions, and segments (which it cannot use) not at all: a segment
-/// change becomes a heartbeat at its revision. Encoded per stream.
-/// `redacted` as for [`watch_item_to_redacted_wire`].
+/// as deletions, and segments, before engine 2 (which has them), not at
+/// all: a segment change becomes a heartbeat at its revision. Encoded per
+/// stream. `redacted` as for [`watch_item_to_redacted_wire`].
 pub fn watch_item_to_older_engine_wire(
     item: WatchItem,
     engine: u32,
     redacted: bool,
 ) -> std::result::Result<Encoded, Status> {
+    /// The engine that brought segments.
+    const SEGMENTS: u32 = 2;
     let writers = if redacted { REDACTED } else { FULL };
     let readable = |flag: &Flag| flag.spec().min_engine() <= engine.max(1);
+    let segments_readable = engine >= SEGMENTS;
     Ok(match item.map_err(watch_end_to_status)? {
         WatchEvent::Change(entry) => match &entry.change {
             Committed::Flag(change) => match change.flag.as_deref() {
@@ -200,6 +203,7 @@ pub fn watch_item_to_older_engine_wire(
                 ),
                 _ => encode_change(&entry.change, writers),
             },
+            Committed::Segment(_) if segments_readable => encode_change(&entry.change, writers),
             Committed::Segment(change) => encode_event(
                 &WatchEvent::Heartbeat {
                     revision: change.revision,
@@ -209,13 +213,17 @@ pub fn watch_item_to_older_engine_wire(
         },
         WatchEvent::Snapshot {
             flags,
-            segments: _,
+            segments,
             revision,
             last,
         } => encode_event(
             &WatchEvent::Snapshot {
                 flags: flags.into_iter().filter(|flag| readable(flag)).collect(),
-                segments: Vec::new(),
+                segments: if segments_readable {
+                    segments
+                } else {
+                    Vec::new()
+                },
                 revision,
                 last,
             },

@@ -442,6 +442,20 @@ async fn fractional_splits_serve_what_flagd_serves(backend: Backend) {
     });
     let own_file = write_file(&files, "own.json", &own.to_string());
     let _testkit = import_testkit(&app, &files).await;
+    // Engine 2 clients cannot bucket as flagd does: Watch leaves those
+    // flags out for them (typed flags without it stay in).
+    let (older, _) = crate::common::watch_engine(&app, 2).await;
+    let (current, _) = crate::common::watch_engine(&app, vexil::engine::ENGINE).await;
+    let names = |snapshot: &pb::WatchSnapshot| -> Vec<String> {
+        snapshot
+            .flags
+            .iter()
+            .map(|flag| flag.name.clone())
+            .collect()
+    };
+    assert!(names(&current).contains(&"fractional-flag".to_string()));
+    assert!(!names(&older).contains(&"fractional-flag".to_string()));
+    assert!(names(&older).contains(&"equal-greater-lesser-version-flag".to_string()));
     let imported = vexil(
         app.address,
         None,

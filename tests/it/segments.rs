@@ -444,6 +444,8 @@ async fn segment_changes_reach_watch_streams_and_the_client(backend: Backend) {
     let app = TestApp::start(&db.url).await;
     let (_, mut current) = watch_engine(&app, vexil_engine::ENGINE).await;
     let (_, mut older) = watch_engine(&app, 1).await;
+    // Engine 2 brought segments: a client of that version still gets them.
+    let (_, mut two) = watch_engine(&app, 2).await;
     let segment = create_segment(&app, "testers", serde_json::json!({"included": ["alice"]}))
         .await
         .expect("create");
@@ -455,6 +457,14 @@ async fn segment_changes_reach_watch_streams_and_the_client(backend: Backend) {
         }
         other => panic!("expected the segment change, got {other:?}"),
     }
+    match next_at(&mut two, segment.revision).await {
+        pb::watch_response::Event::SegmentChange(change) => {
+            assert_eq!(change.segment, Some(segment.clone()));
+        }
+        other => panic!("engine 2: expected the segment change, got {other:?}"),
+    }
+    let (snapshot, _) = watch_engine(&app, 2).await;
+    assert_eq!(snapshot.segments, std::slice::from_ref(&segment));
     // An older engine cannot use segments: it is told only the revision.
     match next_at(&mut older, segment.revision).await {
         pb::watch_response::Event::Heartbeat(beat) => assert_eq!(beat.revision, segment.revision),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use vexil_engine::{
-    Bucketing, Clause, ClauseValue, FlagName, FlagSpec, FlagType, Operator, Serve, Split,
+    Bucketing, Clause, ClauseValue, FlagName, FlagSpec, FlagType, Operator, PATH, Serve, Split,
     TargetingRule, USER_ID, Value as FlagValue, Variant, WeightedVariant,
 };
 
@@ -869,7 +869,9 @@ impl<'a> Targeting<'a> {
                 other if other.starts_with('$') => Err(format!(
                     "{at}: {other:?} is outside the subset Vexil imports"
                 )),
-                other => Ok(Operand::Attribute(other.to_owned())),
+                // flagd's paths into nested objects.
+                path if path.contains('.') => Ok(Operand::Attribute(format!("{PATH}{path}"))),
+                name => Ok(Operand::Attribute(name.to_owned())),
             };
         }
         match node {

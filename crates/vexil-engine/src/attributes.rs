@@ -50,6 +50,16 @@ pub trait Attributes {
         self.get(name.as_str())
     }
 
+    /// A member of nested objects (`$.user.name`: member `name` of the
+    /// object `user`). The default reads one-segment paths only: a source
+    /// without objects has no members.
+    fn get_path(&self, path: &[Box<str>]) -> Option<Attr<'_>> {
+        match path {
+            [name] => self.get(name),
+            _ => None,
+        }
+    }
+
     /// Calls `visit` with every attribute [`Self::get`] would return, and
     /// says whether it could (the default cannot list them).
     fn visit<'s>(&'s self, visit: &mut dyn FnMut(&'s str, Attr<'s>)) -> bool {
@@ -107,6 +117,8 @@ pub struct Gathered<'a> {
     entries: arrayvec::ArrayVec<Entry<'a>, { Gathered::CAPACITY }>,
     /// The context itself, when its attributes were not gathered.
     source: Option<&'a dyn Attributes>,
+    /// The context, for paths into its objects (never gathered).
+    origin: &'a dyn Attributes,
 }
 
 struct Entry<'a> {
@@ -125,6 +137,7 @@ impl<'a> Gathered<'a> {
         let mut gathered = Gathered {
             entries: arrayvec::ArrayVec::new(),
             source: None,
+            origin: source,
         };
         let mut overflowed = false;
         let listed = source.visit(&mut |name, attr| {
@@ -174,6 +187,10 @@ impl Attributes for Gathered<'_> {
         self.named(name)
     }
 
+    fn get_path(&self, path: &[Box<str>]) -> Option<Attr<'_>> {
+        self.origin.get_path(path)
+    }
+
     fn gathered(&self) -> Option<&Gathered<'_>> {
         Some(self)
     }
@@ -205,39 +222,26 @@ pub fn json_attr(value: &serde_json::Value) -> Option<Attr<'_>> {
 
 impl Attributes for serde_json::Map<String, serde_json::Value> {
     fn get(&self, name: &str) -> Option<Attr<'_>> {
-        match self.get(name) {
-            Some(value) => json_attr(value),
-            None => json_member(self, name),
-        }
+        self.get(name).and_then(json_attr)
     }
 
-    /// A context holding objects cannot list their members under dotted
-    /// names without allocating: it is read in place instead.
+    fn get_path(&self, path: &[Box<str>]) -> Option<Attr<'_>> {
+        let (last, objects) = path.split_last()?;
+        let mut object = self;
+        for segment in objects {
+            object = object.get(&**segment)?.as_object()?;
+        }
+        object.get(&**last).and_then(json_attr)
+    }
+
     fn visit<'s>(&'s self, visit: &mut dyn FnMut(&'s str, Attr<'s>)) -> bool {
-        let mut flat = true;
         for (name, value) in self {
-            match json_attr(value) {
-                Some(attr) => visit(name, attr),
-                None => flat &= !value.is_object(),
+            if let Some(attr) = json_attr(value) {
+                visit(name, attr);
             }
         }
-        flat
+        true
     }
-}
-
-/// `a.b.c`: member `c` of object `b` of object `a`, as flagd's (and
-/// JSONLogic's) `var` paths read nested objects. Only when no attribute
-/// has the whole name.
-fn json_member<'s>(
-    context: &'s serde_json::Map<String, serde_json::Value>,
-    path: &str,
-) -> Option<Attr<'s>> {
-    let (objects, last) = path.rsplit_once('.')?;
-    let mut object = context;
-    for segment in objects.split('.') {
-        object = object.get(segment)?.as_object()?;
-    }
-    object.get(last).and_then(json_attr)
 }
 
 impl AttrList for Vec<serde_json::Value> {
@@ -326,36 +330,34 @@ mod tests {
         });
     }
 
-    /// `user.name` reads member `name` of the object `user` (flagd's
-    /// paths), gathered or not; an attribute with the whole name wins.
+    /// `$.user.name` reads member `name` of the object `user`, gathered or
+    /// not; a plain name with a dot is one attribute, as always.
     #[test]
-    fn dotted_names_read_nested_objects() {
+    fn paths_read_nested_objects() {
         let context = serde_json::json!({
             "user": {"name": "jack", "team": {"id": 7}},
             "user.role": "admin",
             "plan": "pro",
         });
         let context = context.as_object().expect("an object");
+        let path = |text: &str| -> Vec<Box<str>> { text.split('.').map(Box::from).collect() };
         Gathered::gather(context, |gathered| {
-            assert!(gathered.source.is_some(), "objects are read in place");
-            for (name, expected) in [
+            assert!(gathered.source.is_none(), "gathered as usual");
+            for (at, expected) in [
                 ("user.name", Some("\"jack\"")),
                 ("user.team.id", Some("7")),
-                ("user.role", Some("\"admin\"")),
                 ("plan", Some("\"pro\"")),
                 ("user", None),
+                ("user.role", None),
                 ("user.missing", None),
                 ("plan.length", None),
                 ("user.name.first", None),
             ] {
                 let expected = expected.map(str::to_owned);
-                assert_eq!(text(gathered.get(name)), expected, "{name}");
-                assert_eq!(
-                    text(gathered.get_named(&AttrName::new(name))),
-                    expected,
-                    "{name}"
-                );
+                assert_eq!(text(gathered.get_path(&path(at))), expected, "{at}");
             }
+            assert_eq!(text(gathered.get("user.name")), None);
+            assert_eq!(text(gathered.get("user.role")), Some("\"admin\"".into()));
         });
     }
 }

@@ -491,7 +491,7 @@ impl FlagSpec {
 
     /// The engine version needed to evaluate this flag: 1 for boolean
     /// flags using only the fields every engine knows, 3 for splits with
-    /// flagd's bucketing, 2 for anything else. Older clients must not
+    /// flagd's bucketing or paths into the context, 2 for anything else. Older clients must not
     /// evaluate such a flag.
     pub fn min_engine(&self) -> u32 {
         let plain = self.flag_type == FlagType::Boolean
@@ -503,19 +503,32 @@ impl FlagSpec {
             && self.prerequisites.is_empty();
         if plain {
             1
-        } else if self.uses_flagd_bucketing() {
+        } else if self.needs_engine_3() {
             3
         } else {
             2
         }
     }
 
-    fn uses_flagd_bucketing(&self) -> bool {
-        self.rules
+    /// Splits with flagd's bucketing, or paths into the context's objects:
+    /// what engine 2 does not know.
+    fn needs_engine_3(&self) -> bool {
+        let path = |attribute: &str| attribute.starts_with(crate::PATH);
+        let serves = self
+            .rules
             .iter()
             .map(|rule| &rule.serve)
-            .chain(&self.fallthrough)
-            .any(|serve| matches!(serve, Serve::Split(split) if split.bucketing == crate::Bucketing::Flagd))
+            .chain(&self.fallthrough);
+        let new_split = |serve: &Serve| {
+            matches!(serve, Serve::Split(split)
+                if split.bucketing == crate::Bucketing::Flagd || path(&split.bucket_by))
+        };
+        serves.into_iter().any(new_split)
+            || self
+                .rules
+                .iter()
+                .flat_map(|rule| &rule.clauses)
+                .any(|clause| path(&clause.attribute))
     }
 
     /// The segments this spec's rules refer to.

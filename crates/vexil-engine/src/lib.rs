@@ -8,7 +8,8 @@
 /// This engine's version, as flags declare the one they need
 /// ([`FlagSpec::min_engine`]): 2 adds types, variants, targets, rules,
 /// splits, segments and prerequisites to version 1's boolean flags; 3
-/// adds splits bucketed as flagd buckets (flags imported from flagd).
+/// adds splits bucketed as flagd buckets and paths into the context's
+/// objects (`$.user.name`), for flags imported from flagd.
 pub const ENGINE: u32 = 3;
 
 mod attributes;
@@ -34,8 +35,8 @@ pub use rules::{
 };
 pub use segment::{Segment, SegmentSpec};
 pub use targeting::{
-    Bucketing, Clause, ClauseValue, ENVIRONMENT, NOW, Operator, Prerequisite, SegmentRule, Serve,
-    Split, Target, TargetingRule, USER_ID, WeightedVariant,
+    Bucketing, Clause, ClauseValue, ENVIRONMENT, NOW, Operator, PATH, Prerequisite, SegmentRule,
+    Serve, Split, Target, TargetingRule, USER_ID, WeightedVariant,
 };
 pub use validation::{ValidationError, echo, limits, validate_name, validate_text};
 pub use value::{FlagType, OFF, ON, Value, Variant};

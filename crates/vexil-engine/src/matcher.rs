@@ -18,6 +18,8 @@ pub(crate) enum Key {
     Environment,
     Now,
     Named(AttrName),
+    /// `$.a.b`: member `b` of the context's object `a`.
+    Path(Box<[Box<str>]>),
 }
 
 impl Key {
@@ -27,9 +29,30 @@ impl Key {
             targeting::ENVIRONMENT => Ok(Self::Environment),
             targeting::NOW => Ok(Self::Now),
             "" => Err(ValidationError::new(field, "must name an attribute")),
+            name if name.len() > limits::ID_BYTES => Err(ValidationError::new(
+                field,
+                format!("must be at most {} bytes", limits::ID_BYTES),
+            )),
+            name if name.starts_with(targeting::PATH) => {
+                validate_text(field, name)?;
+                let segments: Box<[Box<str>]> = name[targeting::PATH.len()..]
+                    .split('.')
+                    .map(Box::from)
+                    .collect();
+                if segments.len() > limits::PATH_SEGMENTS || segments.iter().any(|s| s.is_empty()) {
+                    return Err(ValidationError::new(
+                        field,
+                        format!(
+                            "a path is $. and 1 to {} member names joined by '.'",
+                            limits::PATH_SEGMENTS
+                        ),
+                    ));
+                }
+                Ok(Self::Path(segments))
+            }
             name if name.starts_with('$') => Err(ValidationError::new(
                 field,
-                "names starting with '$' are reserved: use $user_id, $environment or $now",
+                "names starting with '$' are reserved: use $user_id, $environment, $now or a path $.object.member",
             )),
             name if name.len() > limits::ID_BYTES => Err(ValidationError::new(
                 field,

@@ -237,6 +237,7 @@ impl EvalScope<'_, '_> {
             }
             Key::Now => Some(now_attr(self.now)),
             Key::Named(name) => self.attributes.named(name),
+            Key::Path(path) => self.attributes.path(path),
         }
     }
 }
@@ -255,6 +256,13 @@ impl Lookup<'_> {
         match self {
             Self::Gathered(gathered) => gathered.named(name),
             Self::InPlace(attributes) => attributes.get_named(name),
+        }
+    }
+
+    fn path(&self, path: &[Box<str>]) -> Option<Attr<'_>> {
+        match self {
+            Self::Gathered(gathered) => gathered.get_path(path),
+            Self::InPlace(attributes) => attributes.get_path(path),
         }
     }
 }

@@ -100,13 +100,17 @@ pub enum ClauseValue {
 pub const USER_ID: &str = "$user_id";
 pub const ENVIRONMENT: &str = "$environment";
 pub const NOW: &str = "$now";
+/// The prefix of a path into the context's objects: `$.user.name` reads
+/// member `name` of the object `user` (flagd's `var` paths).
+pub const PATH: &str = "$.";
 
 /// A condition on one attribute: true when any value matches, then
 /// negated if `negate`. A missing attribute matches nothing, negated or
 /// not, except for `exists`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clause {
-    /// A context attribute's name, or `$user_id`, `$environment`, `$now`.
+    /// A context attribute's name, `$user_id`, `$environment`, `$now`, or
+    /// a path into the context's objects, `$.user.name`.
     #[serde(default)]
     pub attribute: String,
     pub op: Operator,

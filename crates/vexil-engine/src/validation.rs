@@ -51,6 +51,8 @@ pub mod limits {
     /// Deepest chain of segments referring to segments that evaluation
     /// follows (writes refuse cycles; this bounds damaged data).
     pub const SEGMENT_DEPTH: u8 = 8;
+    /// Most member names in a path attribute (`$.a.b.c`).
+    pub const PATH_SEGMENTS: usize = 8;
 }
 
 /// `value` for an error message: at most 128 bytes, cut at a character

@@ -29,39 +29,29 @@ fn attr(value: &Value) -> Option<Attr<'_>> {
 
 impl Attributes for Struct {
     fn get(&self, name: &str) -> Option<Attr<'_>> {
-        match self.fields.get(name) {
-            Some(value) => attr(value),
-            None => member(self, name),
-        }
+        self.fields.get(name).and_then(attr)
     }
 
-    /// A context holding objects cannot list their members under dotted
-    /// names without allocating: it is read in place instead.
+    fn get_path(&self, path: &[Box<str>]) -> Option<Attr<'_>> {
+        let (last, objects) = path.split_last()?;
+        let mut object = self;
+        for segment in objects {
+            object = match object.fields.get(&**segment)?.kind.as_ref()? {
+                Kind::StructValue(inner) => inner,
+                _ => return None,
+            };
+        }
+        object.fields.get(&**last).and_then(attr)
+    }
+
     fn visit<'s>(&'s self, visit: &mut dyn FnMut(&'s str, Attr<'s>)) -> bool {
-        let mut flat = true;
         for (name, value) in &self.fields {
-            match attr(value) {
-                Some(attr) => visit(name, attr),
-                None => flat &= !matches!(value.kind, Some(Kind::StructValue(_))),
+            if let Some(attr) = attr(value) {
+                visit(name, attr);
             }
         }
-        flat
+        true
     }
-}
-
-/// `a.b.c`: member `c` of object `b` of object `a`, as flagd's (and
-/// JSONLogic's) `var` paths read nested objects. Only when no attribute
-/// has the whole name.
-fn member<'s>(context: &'s Struct, path: &str) -> Option<Attr<'s>> {
-    let (objects, last) = path.rsplit_once('.')?;
-    let mut object = context;
-    for segment in objects.split('.') {
-        object = match object.fields.get(segment)?.kind.as_ref()? {
-            Kind::StructValue(inner) => inner,
-            _ => return None,
-        };
-    }
-    object.fields.get(last).and_then(attr)
 }
 
 impl AttrList for ListValue {
