@@ -84,6 +84,13 @@ async fn cli_commands_and_their_exit_codes(backend: Backend) {
     assert_eq!(flag["name"], name.as_str());
     assert_eq!(flag["enabled"], true);
     let revision = flag["revision"].as_u64().expect("a revision");
+    let as_yaml = vexil(at, None, &["flags", "get", &name, "-o", "yaml"]).await;
+    assert_eq!(as_yaml.code, 0, "{}", as_yaml.stderr);
+    assert!(
+        as_yaml.stdout.contains(&format!("name: {name}\n")),
+        "{}",
+        as_yaml.stdout
+    );
 
     // Kill: Evaluate answers off, and the audit trail has the reason.
     let killed = vexil(
@@ -322,6 +329,25 @@ async fn export_import_round_trip_plan_and_prune(backend: Backend) {
         !exported_a.stdout.contains("revision"),
         "{}",
         exported_a.stdout
+    );
+    // The same in YAML: A's and B's YAML exports are identical, and a
+    // YAML file imports as the JSON one did (nothing left to change).
+    let yaml_a = vexil(a.address, None, &["export", "--output", "yaml"]).await;
+    assert_eq!(yaml_a.code, 0, "{}", yaml_a.stderr);
+    assert!(yaml_a.stdout.starts_with("flags:\n"), "{}", yaml_a.stdout);
+    let yaml_b = vexil(b.address, None, &["export", "-o", "yaml"]).await;
+    assert_eq!(yaml_b.stdout, yaml_a.stdout, "YAML exports differ");
+    let yaml_file = write_file(&files, "a.yaml", &yaml_a.stdout);
+    let yaml_plan = vexil(b.address, None, &["import", &yaml_file, "--dry-run"]).await;
+    assert_eq!(
+        yaml_plan.code, 0,
+        "{} {}",
+        yaml_plan.stdout, yaml_plan.stderr
+    );
+    assert!(
+        yaml_plan.stdout.contains("plan: 0 change(s)"),
+        "{}",
+        yaml_plan.stdout
     );
     // The segment and the typed flag work on B.
     let checkout = format!("{prefix}.checkout");

@@ -12,6 +12,13 @@ use crate::failure::{Failure, Kind};
 /// The schema this version writes and reads (`docs/export-schema.json`).
 pub const SCHEMA: &str = "vexil.flags/v1";
 
+/// How a document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Syntax {
+    Json,
+    Yaml,
+}
+
 /// Flags and segments by name, in name order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Document {
@@ -20,8 +27,8 @@ pub struct Document {
 }
 
 impl Document {
-    /// The document as text: indented JSON and a final newline.
-    pub fn to_text(&self) -> String {
+    /// The document as text: indented JSON and a final newline, or YAML.
+    pub fn to_text(&self, syntax: Syntax) -> String {
         // Fields at their empty default are left out (reading fills them
         // in), so a file holds what was set.
         let named = |name: &str, spec: Value| {
@@ -41,9 +48,14 @@ impl Document {
                 .map(|(name, spec)| named(name, serde_json::to_value(spec).unwrap_or_default()))
                 .collect::<Vec<_>>(),
         });
-        let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
-        text.push('\n');
-        text
+        match syntax {
+            Syntax::Yaml => crate::output::yaml(&document),
+            Syntax::Json => {
+                let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+                text.push('\n');
+                text
+            }
+        }
     }
 
     /// Reads a document, checking every flag and segment as the server
@@ -51,10 +63,10 @@ impl Document {
     /// (`flags[3].rules[0].clauses[1].values`).
     pub fn parse(text: &str) -> Result<Self, Failure> {
         let invalid = |message: String| Failure::new(Kind::Invalid, message);
-        let value: Value = serde_json::from_str(text)
-            .map_err(|err| invalid(format!("the file is not JSON: {err}")))?;
+        let value =
+            crate::output::parse_data(text).map_err(|err| invalid(format!("the file is {err}")))?;
         let Value::Object(mut object) = value else {
-            return Err(invalid("the file must hold a JSON object".into()));
+            return Err(invalid("the file must hold an object".into()));
         };
         match object.get("schema").and_then(Value::as_str) {
             Some(SCHEMA) => {}
@@ -245,7 +257,7 @@ mod tests {
             flags: vec![("f".into(), flag())],
             segments: vec![],
         };
-        let written: Value = serde_json::from_str(&full.to_text()).expect("JSON");
+        let written: Value = serde_json::from_str(&full.to_text(Syntax::Json)).expect("JSON");
         let mut errors = Vec::new();
         let mut object = written.as_object().cloned().expect("an object");
         let _ = entries(
@@ -268,7 +280,7 @@ mod tests {
             flags: vec![("f".into(), flag())],
             segments: vec![("s".into(), SegmentSpec::default())],
         };
-        let written: Value = serde_json::from_str(&document.to_text()).expect("JSON");
+        let written: Value = serde_json::from_str(&document.to_text(Syntax::Json)).expect("JSON");
         for (kind, key) in [("flag", "flags"), ("segment", "segments")] {
             let properties = schema["$defs"][kind]["properties"]
                 .as_object()
@@ -311,9 +323,15 @@ mod tests {
         };
         let mut sorted = document.clone();
         sorted.sort();
-        let text = document.to_text();
+        let text = document.to_text(Syntax::Json);
         let read = Document::parse(&text).expect("valid");
         assert_eq!(read, sorted);
-        assert_eq!(read.to_text(), sorted.to_text());
+        assert_eq!(read.to_text(Syntax::Json), sorted.to_text(Syntax::Json));
+        // YAML reads back to the same document, and writes the same text.
+        let yaml = sorted.to_text(Syntax::Yaml);
+        assert!(yaml.starts_with("flags:"), "{yaml}");
+        let read = Document::parse(&yaml).expect("valid YAML");
+        assert_eq!(read, sorted);
+        assert_eq!(read.to_text(Syntax::Yaml), yaml);
     }
 }

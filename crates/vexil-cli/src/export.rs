@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::connection::Connection;
+use crate::document::Syntax;
 use crate::failure::Failure;
 use crate::state::{State, segments_named};
 
@@ -17,6 +18,9 @@ pub struct ExportArgs {
     /// Only these flags (repeatable; and the segments they use).
     #[arg(long = "name")]
     pub names: Vec<String>,
+    /// JSON (the default) or YAML; `vexil import` reads either.
+    #[arg(long, short, value_enum, default_value_t = Syntax::Json)]
+    pub output: Syntax,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -57,6 +61,6 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
         }
         document.segments.retain(|(name, _)| wanted.contains(name));
     }
-    print!("{}", document.to_text());
+    print!("{}", document.to_text(args.output));
     Ok(())
 }

@@ -59,9 +59,10 @@ pub fn read(files: &[(String, String)]) -> Result<Document, Failure> {
 type Entry = Result<(String, FlagSpec), String>;
 
 fn read_file(text: &str) -> Vec<Entry> {
-    let root: Value = match serde_json::from_str(text) {
+    // flagd reads JSON and YAML files alike.
+    let root: Value = match crate::output::parse_data(text) {
         Ok(root) => root,
-        Err(err) => return vec![Err(format!("not JSON: {err}"))],
+        Err(err) => return vec![Err(err)],
     };
     let Value::Object(root) = root else {
         return vec![Err("/: must be a JSON object".into())];

@@ -141,9 +141,10 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
     }
     flags.sort_by(|a, b| a.name.cmp(&b.name));
     match args.output {
-        Output::Json => output::json(&Value::Array(
-            flags.into_iter().map(flag_json).collect::<Result<_, _>>()?,
-        )),
+        format @ (Output::Json | Output::Yaml) => output::data(
+            format,
+            &Value::Array(flags.into_iter().map(flag_json).collect::<Result<_, _>>()?),
+        ),
         Output::Table => output::table(
             &[
                 "NAME",
@@ -185,7 +186,10 @@ async fn delete(args: KillArgs) -> Result<(), Failure> {
         .await?
         .into_inner();
     match args.output {
-        Output::Json => output::json(&json!({"name": args.name, "revision": deleted.revision})),
+        format @ (Output::Json | Output::Yaml) => output::data(
+            format,
+            &json!({"name": args.name, "revision": deleted.revision}),
+        ),
         Output::Table => println!("deleted {} at revision {}", args.name, deleted.revision),
     }
     Ok(())
@@ -323,15 +327,18 @@ pub async fn audit(args: AuditArgs) -> Result<(), Failure> {
         ));
     }
     match args.output {
-        Output::Json => output::json(&Value::Array(
-            entries
-                .into_iter()
-                .map(|(revision, at, action, actor, reason, before, after)| {
-                    json!({"revision": revision, "at": at, "action": action, "actor": actor,
+        format @ (Output::Json | Output::Yaml) => output::data(
+            format,
+            &Value::Array(
+                entries
+                    .into_iter()
+                    .map(|(revision, at, action, actor, reason, before, after)| {
+                        json!({"revision": revision, "at": at, "action": action, "actor": actor,
                            "reason": reason, "before": before, "after": after})
-                })
-                .collect(),
-        )),
+                    })
+                    .collect(),
+            ),
+        ),
         Output::Table => output::table(
             &["REVISION", "AT", "ACTION", "ACTOR", "REASON", "CHANGES"],
             &entries
@@ -355,7 +362,7 @@ pub async fn audit(args: AuditArgs) -> Result<(), Failure> {
 fn print_flag(flag: pb::Flag, output: Output) -> Result<(), Failure> {
     let value = flag_json(flag)?;
     match output {
-        Output::Json => output::json(&value),
+        format @ (Output::Json | Output::Yaml) => output::data(format, &value),
         Output::Table => {
             let rows: Vec<Vec<String>> = value
                 .as_object()

@@ -109,17 +109,20 @@ pub async fn explain(args: ExplainArgs) -> Result<(), Failure> {
         })
         .collect();
     match args.output {
-        Output::Json => output::json(&json!({
-            "flag": answer.flag_name, "enabled": answer.enabled, "reason": reason,
-            "variant": answer.variant, "value": value, "revision": answer.revision,
-            "rule_index": answer.rule_index,
-            "steps": steps.iter().map(|(rule, decided, detail)|
-                json!({"rule": rule, "decided": decided, "detail": detail})).collect::<Vec<_>>(),
-            "clauses": answer.clauses.iter().map(|clause| json!({
-                "rule": clause.rule_index, "clause": clause.clause_index,
-                "attribute": clause.attribute, "seen": clause.seen, "matched": clause.matched,
-            })).collect::<Vec<_>>(),
-        })),
+        format @ (Output::Json | Output::Yaml) => output::data(
+            format,
+            &json!({
+                "flag": answer.flag_name, "enabled": answer.enabled, "reason": reason,
+                "variant": answer.variant, "value": value, "revision": answer.revision,
+                "rule_index": answer.rule_index,
+                "steps": steps.iter().map(|(rule, decided, detail)|
+                    json!({"rule": rule, "decided": decided, "detail": detail})).collect::<Vec<_>>(),
+                "clauses": answer.clauses.iter().map(|clause| json!({
+                    "rule": clause.rule_index, "clause": clause.clause_index,
+                    "attribute": clause.attribute, "seen": clause.seen, "matched": clause.matched,
+                })).collect::<Vec<_>>(),
+            }),
+        ),
         Output::Table => {
             println!(
                 "{}: {} ({reason}){}",
@@ -215,10 +218,13 @@ pub async fn metrics(args: MetricsArgs) -> Result<(), Failure> {
         .collect();
     let totals = stats(answer.totals.as_ref());
     match args.output {
-        Output::Json => output::json(&json!({
-            "flag": answer.flag_name, "totals": totals,
-            "hours": hours.iter().map(|(at, stats)| json!({"hour": at, "stats": stats})).collect::<Vec<_>>(),
-        })),
+        format @ (Output::Json | Output::Yaml) => output::data(
+            format,
+            &json!({
+                "flag": answer.flag_name, "totals": totals,
+                "hours": hours.iter().map(|(at, stats)| json!({"hour": at, "stats": stats})).collect::<Vec<_>>(),
+            }),
+        ),
         Output::Table => {
             let row = |label: &str, stats: &Value| {
                 vec![

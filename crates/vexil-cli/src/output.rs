@@ -1,4 +1,4 @@
-//! Printing answers: aligned columns for people, JSON for scripts.
+//! Printing answers: aligned columns for people, JSON or YAML for scripts.
 
 use serde_json::Value;
 
@@ -7,6 +7,7 @@ use serde_json::Value;
 pub enum Output {
     Table,
     Json,
+    Yaml,
 }
 
 /// Prints `rows` under `header`, each column as wide as its widest cell.
@@ -30,12 +31,30 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// Prints `value` as indented JSON.
-pub fn json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+/// Prints `value` as indented JSON, or as YAML.
+pub fn data(format: Output, value: &Value) {
+    match format {
+        Output::Yaml => print!("{}", yaml(value)),
+        _ => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+        ),
+    }
+}
+
+/// `value` as a YAML document (keys in the JSON object's order: sorted).
+pub fn yaml(value: &Value) -> String {
+    yaml_serde::to_string(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// A JSON or YAML text as a JSON value (JSON is a subset of YAML, but its
+/// own parser gives JSON's error positions and exact numbers).
+pub fn parse_data(text: &str) -> Result<Value, String> {
+    if text.trim_start().starts_with(['{', '[']) {
+        serde_json::from_str(text).map_err(|err| format!("not JSON: {err}"))
+    } else {
+        yaml_serde::from_str(text).map_err(|err| format!("not YAML (nor JSON): {err}"))
+    }
 }
 
 /// `field: before → after` for each top-level field of two JSON objects

@@ -40,12 +40,15 @@ pub async fn segments(command: SegmentsCommand) -> Result<(), Failure> {
                 .segments;
             segments.sort_by(|a, b| a.name.cmp(&b.name));
             match args.output {
-                Output::Json => output::json(&Value::Array(
-                    segments
-                        .into_iter()
-                        .map(segment_json)
-                        .collect::<Result<_, _>>()?,
-                )),
+                format @ (Output::Json | Output::Yaml) => output::data(
+                    format,
+                    &Value::Array(
+                        segments
+                            .into_iter()
+                            .map(segment_json)
+                            .collect::<Result<_, _>>()?,
+                    ),
+                ),
                 Output::Table => output::table(
                     &["NAME", "INCLUDED", "EXCLUDED", "RULES", "REVISION"],
                     &segments
@@ -74,7 +77,7 @@ pub async fn segments(command: SegmentsCommand) -> Result<(), Failure> {
                 .into_inner();
             let value = segment_json(segment)?;
             match args.output {
-                Output::Json => output::json(&value),
+                format @ (Output::Json | Output::Yaml) => output::data(format, &value),
                 Output::Table => output::table(
                     &["FIELD", "VALUE"],
                     &value
@@ -100,9 +103,10 @@ pub async fn segments(command: SegmentsCommand) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             match args.output {
-                Output::Json => {
-                    output::json(&json!({"name": args.name, "revision": deleted.revision}))
-                }
+                format @ (Output::Json | Output::Yaml) => output::data(
+                    format,
+                    &json!({"name": args.name, "revision": deleted.revision}),
+                ),
                 Output::Table => println!(
                     "deleted segment {} at revision {}",
                     args.name, deleted.revision

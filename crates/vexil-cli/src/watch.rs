@@ -1,5 +1,6 @@
 //! `vexil watch`: every flag and segment change as it happens, a line each
-//! (a JSON object per line with `--output json`).
+//! (a JSON object per line with `--output json`, a YAML document per
+//! change with `--output yaml`).
 
 use serde_json::json;
 use vexil_proto::vexil::v1 as pb;
@@ -36,16 +37,21 @@ pub async fn watch(args: WatchArgs) -> Result<(), Failure> {
         })
         .await?
         .into_inner();
-    let json = args.output == Output::Json;
     while let Some(event) = stream.message().await? {
         match event.event {
             Some(pb::watch_response::Event::Snapshot(snapshot)) if args.snapshot => {
                 for segment in snapshot.segments {
-                    print_line(json, snapshot.revision, "segment", &segment.name, "present");
+                    print_line(
+                        args.output,
+                        snapshot.revision,
+                        "segment",
+                        &segment.name,
+                        "present",
+                    );
                 }
                 for flag in snapshot.flags {
                     let state = if flag.enabled { "on" } else { "killed" };
-                    print_line(json, flag.revision, "flag", &flag.name, state);
+                    print_line(args.output, flag.revision, "flag", &flag.name, state);
                 }
             }
             Some(pb::watch_response::Event::Change(change)) => {
@@ -54,7 +60,13 @@ pub async fn watch(args: WatchArgs) -> Result<(), Failure> {
                     (_, Some(flag)) if !flag.enabled => "killed",
                     _ => "changed",
                 };
-                print_line(json, change.revision, "flag", &change.flag_name, state);
+                print_line(
+                    args.output,
+                    change.revision,
+                    "flag",
+                    &change.flag_name,
+                    state,
+                );
             }
             Some(pb::watch_response::Event::SegmentChange(change)) => {
                 let state = if change.kind() == pb::ChangeKind::Deleted {
@@ -63,7 +75,7 @@ pub async fn watch(args: WatchArgs) -> Result<(), Failure> {
                     "changed"
                 };
                 print_line(
-                    json,
+                    args.output,
                     change.revision,
                     "segment",
                     &change.segment_name,
@@ -79,13 +91,11 @@ pub async fn watch(args: WatchArgs) -> Result<(), Failure> {
     ))
 }
 
-fn print_line(json: bool, revision: u64, kind: &str, name: &str, state: &str) {
-    if json {
-        println!(
-            "{}",
-            json!({"revision": revision, "kind": kind, "name": name, "change": state})
-        );
-    } else {
-        println!("{revision}\t{kind}\t{name}\t{state}");
+fn print_line(format: Output, revision: u64, kind: &str, name: &str, state: &str) {
+    let line = json!({"revision": revision, "kind": kind, "name": name, "change": state});
+    match format {
+        Output::Json => println!("{line}"),
+        Output::Yaml => print!("---\n{}", crate::output::yaml(&line)),
+        Output::Table => println!("{revision}\t{kind}\t{name}\t{state}"),
     }
 }
