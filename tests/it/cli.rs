@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use vexil::grpc::pb;
 
 use crate::auth::{auth_config, claims, signed};
@@ -898,6 +898,7 @@ async fn import_paces_itself_to_the_rate_limit(backend: Backend) {
 }
 
 crate::backend_tests!(
+    flags_create_and_update,
     import_paces_itself_to_the_rate_limit,
     explain_metrics_and_watch,
     restore_puts_a_flag_back,
@@ -906,3 +907,160 @@ crate::backend_tests!(
     cli_refusals_with_tokens,
     export_import_round_trip_plan_and_prune
 );
+
+async fn flags_create_and_update(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let app = TestApp::start(&db.url).await;
+    let at = app.address;
+    let files = crate::common::TestDir::create();
+    let name = unique("cli.created");
+
+    // From options.
+    let created = vexil(
+        at,
+        None,
+        &[
+            "flags",
+            "create",
+            &name,
+            "--enabled",
+            "true",
+            "--percentage",
+            "25",
+            "--tag",
+            "web",
+            "--reason",
+            "new",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let flag = created.json();
+    assert_eq!(
+        (&flag["enabled"], &flag["percentage"], &flag["tags"]),
+        (&json!(true), &json!(25.0), &json!(["web"]))
+    );
+    let again = vexil(at, None, &["flags", "create", &name, "--reason", "twice"]).await;
+    assert_eq!(again.code, 4, "{}", again.stderr);
+
+    // Only the named field changes; a stale revision changes nothing.
+    let revision = flag["revision"].as_u64().expect("a revision").to_string();
+    let updated = vexil(
+        at,
+        None,
+        &[
+            "flags",
+            "update",
+            &name,
+            "--percentage",
+            "50",
+            "--reason",
+            "ramp",
+            "--expected-revision",
+            &revision,
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(updated.code, 0, "{}", updated.stderr);
+    assert_eq!(updated.json()["percentage"], json!(50.0));
+    assert_eq!(updated.json()["tags"], json!(["web"]));
+    let stale = vexil(
+        at,
+        None,
+        &[
+            "flags",
+            "update",
+            &name,
+            "--enabled",
+            "false",
+            "--reason",
+            "stale",
+            "--expected-revision",
+            &revision,
+        ],
+    )
+    .await;
+    assert_eq!(stale.code, 4, "{}", stale.stderr);
+    let kept = vexil(at, None, &["flags", "get", &name, "-o", "json"]).await;
+    assert_eq!(kept.json()["enabled"], json!(true));
+
+    // A typed flag from a YAML file, then its fallthrough from JSON on stdin-like file.
+    let typed = unique("cli.typed");
+    let yaml = "type: string\nvariants:\n- name: old\n  value: {string: classic}\n\
+                - name: new\n  value: {string: one-page}\nfallthrough: {variant: old}\nenabled: true\n";
+    let file = write_file(&files, "typed.yaml", yaml);
+    let made = vexil(
+        at,
+        None,
+        &["flags", "create", &typed, "--from", &file, "--reason", "r"],
+    )
+    .await;
+    assert_eq!(made.code, 0, "{} {}", made.stdout, made.stderr);
+    let change = write_file(
+        &files,
+        "change.json",
+        r#"{"fallthrough": {"variant": "new"}}"#,
+    );
+    let moved = vexil(
+        at,
+        None,
+        &[
+            "flags", "update", &typed, "--from", &change, "--reason", "r", "-o", "json",
+        ],
+    )
+    .await;
+    assert_eq!(moved.code, 0, "{} {}", moved.stdout, moved.stderr);
+    assert_eq!(moved.json()["variants"].as_array().map(Vec::len), Some(2));
+    let answer = app
+        .evaluation
+        .clone()
+        .evaluate(pb::EvaluateRequest {
+            flag_name: typed.clone(),
+            user_id: "u".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("evaluate")
+        .into_inner();
+    assert_eq!(answer.variant, "new");
+
+    // Refusals: each names its field; nothing changes.
+    let unknown = write_file(&files, "unknown.json", r#"{"tagz": ["x"]}"#);
+    for (args, code, says) in [
+        (vec!["flags", "update", &typed, "--type", "int"], 2, "type"),
+        (
+            vec!["flags", "update", &typed, "--from", &unknown],
+            2,
+            "tagz: unknown field",
+        ),
+        (vec!["flags", "update", &typed], 2, "nothing to change"),
+        (
+            vec!["flags", "create", "cli.bad", "--percentage", "101"],
+            2,
+            "flag.percentage",
+        ),
+        (
+            vec!["flags", "update", "cli.missing", "--enabled", "true"],
+            3,
+            "",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--reason", "r"]);
+        let refused = vexil(at, None, &args).await;
+        assert_eq!(refused.code, code, "{args:?}: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains(says),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    app.stop().await;
+    db.remove().await;
+}

@@ -128,7 +128,7 @@ fn is_empty(value: &Value) -> bool {
 
 /// The flag's fields the engine writes only when set (every other field
 /// is in its default's JSON).
-const FLAG_FIELDS_LEFT_OUT_WHEN_EMPTY: [&str; 6] = [
+pub(crate) const FLAG_FIELDS_LEFT_OUT_WHEN_EMPTY: [&str; 6] = [
     "variants",
     "off_variant",
     "targets",

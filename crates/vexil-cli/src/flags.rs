@@ -1,4 +1,5 @@
-//! Flag commands: list, get, delete, kill, unkill, rollout and audit.
+//! Flag commands: list, get, delete, kill, unkill, rollout and audit
+//! (create and update: [`crate::edit`]).
 
 use prost_types::FieldMask;
 use serde_json::{Map, Value, json};
@@ -16,6 +17,12 @@ pub enum FlagsCommand {
     List(ListArgs),
     /// One flag, every field.
     Get(NameArgs),
+    /// Create a flag from options and/or a file of its fields, with a
+    /// reason.
+    Create(crate::edit::EditArgs),
+    /// Change the fields the options and/or file name (the others stay),
+    /// with a reason.
+    Update(crate::edit::EditArgs),
     /// Delete a flag, with a reason.
     Delete(KillArgs),
 }
@@ -114,6 +121,8 @@ pub async fn flags(command: FlagsCommand) -> Result<(), Failure> {
     match command {
         FlagsCommand::List(args) => list(args).await,
         FlagsCommand::Get(args) => get(args).await,
+        FlagsCommand::Create(args) => crate::edit::create(args).await,
+        FlagsCommand::Update(args) => crate::edit::update(args).await,
         FlagsCommand::Delete(args) => delete(args).await,
     }
 }
@@ -359,7 +368,7 @@ pub async fn audit(args: AuditArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn print_flag(flag: pb::Flag, output: Output) -> Result<(), Failure> {
+pub(crate) fn print_flag(flag: pb::Flag, output: Output) -> Result<(), Failure> {
     let value = flag_json(flag)?;
     match output {
         format @ (Output::Json | Output::Yaml) => output::data(format, &value),

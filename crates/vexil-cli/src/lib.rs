@@ -9,6 +9,7 @@
 
 mod connection;
 mod document;
+mod edit;
 mod export;
 mod failure;
 mod flagd;
@@ -36,7 +37,7 @@ pub use watch::WatchArgs;
 /// The management commands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Manage {
-    /// List, show and delete flags.
+    /// List, show, create, update and delete flags.
     #[command(subcommand)]
     Flags(FlagsCommand),
     /// List, show and delete segments.
