@@ -47,6 +47,55 @@ pub enum Format {
     Flagd,
 }
 
+/// How far the apply is: a bar on a terminal; otherwise (a CI log) a
+/// line per batch of [`Progress::BATCH`] changes, for large plans.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: usize,
+}
+
+impl Progress {
+    const BATCH: usize = 1000;
+
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal;
+        let bar = (std::io::stderr().is_terminal() && total > 1).then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} changes, {per_sec}, {eta} left",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Self {
+            bar,
+            total,
+            done: 0,
+        }
+    }
+
+    /// One more change is being applied.
+    fn step(&mut self) {
+        let done = self.done;
+        match &self.bar {
+            Some(bar) => bar.set_position(done as u64),
+            None if done > 0 && done.is_multiple_of(Self::BATCH) => {
+                println!("… {done} of {} change(s) applied", self.total);
+            }
+            None => {}
+        }
+        self.done = done + 1;
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// How long one change waits, in all, for the server's rate limit.
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -127,7 +176,9 @@ pub async fn import(args: ImportArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| default_reason(&args.files));
     let mut aborted = Vec::new();
     let mut applied = 0;
+    let mut progress = Progress::new(steps.len());
     for step in steps {
+        progress.step();
         // The server's management rate limit paces a large import: wait as
         // long as it asks (up to a minute per change), then go on.
         let mut waited = std::time::Duration::ZERO;
@@ -163,6 +214,7 @@ pub async fn import(args: ImportArgs) -> Result<(), Failure> {
             }
         }
     }
+    progress.finish();
     println!("applied {applied} change(s)");
     if aborted.is_empty() {
         Ok(())
