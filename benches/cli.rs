@@ -48,18 +48,17 @@ struct Args {
     bench: bool,
 }
 
-/// Flag `i` of the benchmark: a boolean rollout with a description, two
-/// tags and a group, as a document entry and as the API's message.
+/// Flag `i` of the benchmark: a boolean rollout with a description and
+/// two tags, as a document entry and as the API's message.
 fn entry(i: usize) -> (serde_json::Value, pb::Flag) {
     let name = format!("bench.flag-{i:06}");
     let description = format!("benchmark flag {i}");
     let tags = vec![format!("team-{}", i % 20), "bench".to_string()];
-    let group = format!("group-{}", i % 50);
     let percentage = (i % 101) as f64;
-    let enabled = i % 3 != 0;
+    let enabled = !i.is_multiple_of(3);
     let json = serde_json::json!({
         "name": name, "description": description, "enabled": enabled,
-        "percentage": percentage, "tags": tags, "group": group,
+        "percentage": percentage, "tags": tags,
     });
     let message = pb::Flag {
         name,
@@ -67,7 +66,6 @@ fn entry(i: usize) -> (serde_json::Value, pb::Flag) {
         enabled,
         percentage,
         tags,
-        group,
         ..pb::Flag::default()
     };
     (json, message)

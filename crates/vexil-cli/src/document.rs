@@ -29,31 +29,33 @@ pub struct Document {
 impl Document {
     /// The document as text: indented JSON and a final newline, or YAML.
     pub fn to_text(&self, syntax: Syntax) -> String {
-        // Fields at their empty default are left out (reading fills them
-        // in), so a file holds what was set.
-        let named = |name: &str, spec: Value| {
-            let mut object = Map::new();
-            object.insert("name".into(), json!(name));
-            if let Value::Object(fields) = spec {
-                object.extend(fields.into_iter().filter(|(_, value)| !is_empty(value)));
-            }
-            Value::Object(object)
-        };
-        let document = json!({
-            "schema": SCHEMA,
-            "flags": self.flags.iter()
-                .map(|(name, spec)| named(name, serde_json::to_value(spec).unwrap_or_default()))
-                .collect::<Vec<_>>(),
-            "segments": self.segments.iter()
-                .map(|(name, spec)| named(name, serde_json::to_value(spec).unwrap_or_default()))
-                .collect::<Vec<_>>(),
-        });
+        let mut text = Vec::new();
+        // Writing into memory cannot fail.
+        let _ = self.write(syntax, &mut text);
+        String::from_utf8(text).unwrap_or_default()
+    }
+
+    /// Writes the document entry by entry, so that memory holds one
+    /// entry's text at a time, not the whole document's tree: the same
+    /// bytes as serializing it whole (keys sorted: flags, schema,
+    /// segments), which a unit test checks.
+    pub fn write(&self, syntax: Syntax, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let flags = self.flags.iter().map(|(name, spec)| entry(name, spec));
+        let segments = self.segments.iter().map(|(name, spec)| entry(name, spec));
         match syntax {
-            Syntax::Yaml => crate::output::yaml(&document),
             Syntax::Json => {
-                let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
-                text.push('\n');
-                text
+                out.write_all(b"{\n  \"flags\": ")?;
+                json_array(out, flags)?;
+                write!(out, ",\n  \"schema\": \"{SCHEMA}\",\n  \"segments\": ")?;
+                json_array(out, segments)?;
+                out.write_all(b"\n}\n")
+            }
+            Syntax::Yaml => {
+                out.write_all(b"flags:")?;
+                yaml_sequence(out, flags)?;
+                writeln!(out, "schema: {SCHEMA}")?;
+                out.write_all(b"segments:")?;
+                yaml_sequence(out, segments)
             }
         }
     }
@@ -114,6 +116,69 @@ impl Document {
         self.flags.sort_by(|a, b| a.0.cmp(&b.0));
         self.segments.sort_by(|a, b| a.0.cmp(&b.0));
     }
+}
+
+/// One flag or segment as the document holds it: its name and the fields
+/// not at their empty default (reading fills those in), so a file holds
+/// what was set.
+fn entry(name: &str, spec: &impl serde::Serialize) -> Value {
+    let mut object = Map::new();
+    object.insert("name".into(), json!(name));
+    if let Ok(Value::Object(fields)) = serde_json::to_value(spec) {
+        object.extend(fields.into_iter().filter(|(_, value)| !is_empty(value)));
+    }
+    Value::Object(object)
+}
+
+/// A JSON array of `items` at the document's second level, as
+/// `to_string_pretty` indents it (each item's lines 4 spaces in).
+fn json_array(
+    out: &mut dyn std::io::Write,
+    items: impl Iterator<Item = Value>,
+) -> std::io::Result<()> {
+    let mut first = true;
+    for item in items {
+        out.write_all(if first { b"[\n" } else { b",\n" })?;
+        first = false;
+        let text = serde_json::to_string_pretty(&item).unwrap_or_default();
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                out.write_all(b"\n")?;
+            }
+            write!(out, "    {line}")?;
+        }
+    }
+    out.write_all(if first { b"[]" } else { b"\n  ]" })
+}
+
+/// A YAML block sequence of `items` under a top-level key (` []` when
+/// empty), each item's lines after its `- ` indented by two spaces.
+fn yaml_sequence(
+    out: &mut dyn std::io::Write,
+    items: impl Iterator<Item = Value>,
+) -> std::io::Result<()> {
+    let mut first = true;
+    for item in items {
+        if first {
+            out.write_all(b"\n")?;
+            first = false;
+        }
+        let text = crate::output::yaml(&item);
+        for (i, line) in text.lines().enumerate() {
+            let prefix = if i == 0 {
+                "- "
+            } else if line.is_empty() {
+                ""
+            } else {
+                "  "
+            };
+            writeln!(out, "{prefix}{line}")?;
+        }
+    }
+    if first {
+        out.write_all(b" []\n")?;
+    }
+    Ok(())
 }
 
 fn is_empty(value: &Value) -> bool {
@@ -333,5 +398,51 @@ mod tests {
         let read = Document::parse(&yaml).expect("valid YAML");
         assert_eq!(read, sorted);
         assert_eq!(read.to_text(Syntax::Yaml), yaml);
+    }
+
+    /// Written entry by entry, the document is the same bytes as the
+    /// whole document serialized at once, in JSON and in YAML: empty
+    /// lists, multi-line and quoted strings, non-ASCII text.
+    #[test]
+    fn written_entry_by_entry_as_serialized_whole() {
+        let whole = |document: &Document, syntax: Syntax| {
+            let value = json!({
+                "schema": SCHEMA,
+                "flags": document.flags.iter().map(|(n, s)| entry(n, s)).collect::<Vec<_>>(),
+                "segments": document.segments.iter().map(|(n, s)| entry(n, s)).collect::<Vec<_>>(),
+            });
+            match syntax {
+                Syntax::Json => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
+                Syntax::Yaml => crate::output::yaml(&value),
+            }
+        };
+        let mut described = FlagSpec {
+            description: "two lines:\n\nthe second after a blank, \"quoted\" — ünïcode: yes".into(),
+            ..FlagSpec::default()
+        };
+        described.tags = vec!["on".into(), "1.0".into()];
+        let documents = [
+            Document::default(),
+            Document {
+                flags: vec![("a".into(), FlagSpec::default()), ("b".into(), described)],
+                segments: Vec::new(),
+            },
+            Document {
+                flags: vec![("a".into(), flag())],
+                segments: vec![
+                    ("s".into(), SegmentSpec::default()),
+                    ("t".into(), SegmentSpec::default()),
+                ],
+            },
+        ];
+        for document in &documents {
+            for syntax in [Syntax::Json, Syntax::Yaml] {
+                assert_eq!(
+                    document.to_text(syntax),
+                    whole(document, syntax),
+                    "{syntax:?}"
+                );
+            }
+        }
     }
 }

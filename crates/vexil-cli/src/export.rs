@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use crate::connection::Connection;
 use crate::document::Syntax;
-use crate::failure::Failure;
+use crate::failure::{Failure, Kind};
 use crate::state::{State, segments_named};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -61,6 +61,10 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
         }
         document.segments.retain(|(name, _)| wanted.contains(name));
     }
-    print!("{}", document.to_text(args.output));
-    Ok(())
+    // Streamed: memory holds the flags, not also the document's text.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    document
+        .write(args.output, &mut out)
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .map_err(|err| Failure::new(Kind::Other, format!("writing the document: {err}")))
 }

@@ -21,19 +21,31 @@ pub struct State {
 
 impl State {
     pub async fn fetch(client: &mut Flags) -> Result<Self, Failure> {
-        let mut flags = Vec::new();
+        let mut state = Self {
+            document: Document::default(),
+            flag_revisions: HashMap::new(),
+            segment_revisions: HashMap::new(),
+        };
+        // Each page is converted as it arrives: memory holds the specs,
+        // not also every flag's message.
         loop {
             let page = client
                 .list_flags(pb::ListFlagsRequest {
-                    skip: u32::try_from(flags.len()).unwrap_or(u32::MAX),
+                    skip: u32::try_from(state.document.flags.len()).unwrap_or(u32::MAX),
                     limit: 1000,
                     ..Default::default()
                 })
                 .await?
                 .into_inner();
-            let done =
-                page.flags.is_empty() || (flags.len() + page.flags.len()) as u64 >= page.total;
-            flags.extend(page.flags);
+            let done = page.flags.is_empty()
+                || (state.document.flags.len() + page.flags.len()) as u64 >= page.total;
+            for flag in page.flags {
+                state
+                    .flag_revisions
+                    .insert(flag.name.clone(), flag.revision);
+                let (name, spec) = flag_from_pb(flag).map_err(|err| unreadable(&err))?;
+                state.document.flags.push((name, spec));
+            }
             if done {
                 break;
             }
@@ -43,18 +55,6 @@ impl State {
             .await?
             .into_inner()
             .segments;
-        let mut state = Self {
-            document: Document::default(),
-            flag_revisions: HashMap::with_capacity(flags.len()),
-            segment_revisions: HashMap::with_capacity(segments.len()),
-        };
-        for flag in flags {
-            state
-                .flag_revisions
-                .insert(flag.name.clone(), flag.revision);
-            let (name, spec) = flag_from_pb(flag).map_err(|err| unreadable(&err))?;
-            state.document.flags.push((name, spec));
-        }
         for segment in segments {
             state
                 .segment_revisions
