@@ -1030,6 +1030,71 @@ async fn flags_create_and_update(backend: Backend) {
         .into_inner();
     assert_eq!(answer.variant, "new");
 
+    // A segment from YAML, then replaced; a stale revision changes nothing.
+    let segment = unique("cli.seg");
+    let first = write_file(
+        &files,
+        "segment.yaml",
+        "description: beta\nincluded: [u1, u2]\n",
+    );
+    let made = vexil(
+        at,
+        None,
+        &[
+            "segments", "create", &segment, "--from", &first, "--reason", "r", "-o", "json",
+        ],
+    )
+    .await;
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert_eq!(made.json()["included"], json!(["u1", "u2"]));
+    let revision = made.json()["revision"]
+        .as_u64()
+        .expect("revision")
+        .to_string();
+    let second = write_file(
+        &files,
+        "segment2.json",
+        r#"{"rules": [{"clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}]}]}"#,
+    );
+    let replaced = vexil(
+        at,
+        None,
+        &[
+            "segments",
+            "update",
+            &segment,
+            "--from",
+            &second,
+            "--reason",
+            "r",
+            "--expected-revision",
+            &revision,
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(replaced.code, 0, "{}", replaced.stderr);
+    assert_eq!(replaced.json()["included"], json!([]));
+    assert_eq!(replaced.json()["rules"].as_array().map(Vec::len), Some(1));
+    let stale = vexil(
+        at,
+        None,
+        &[
+            "segments",
+            "update",
+            &segment,
+            "--from",
+            &first,
+            "--reason",
+            "r",
+            "--expected-revision",
+            &revision,
+        ],
+    )
+    .await;
+    assert_eq!(stale.code, 4, "{}", stale.stderr);
+
     // Refusals: each names its field; nothing changes.
     let unknown = write_file(&files, "unknown.json", r#"{"tagz": ["x"]}"#);
     for (args, code, says) in [

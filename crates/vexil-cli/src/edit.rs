@@ -2,11 +2,13 @@
 //! YAML, one flag as `vexil export` writes it) and from options, which
 //! win. An update changes only the fields it names (the update mask), so
 //! a script can set one field without reading the others first.
+//! `vexil segments create|update NAME --from FILE`: a segment's fields
+//! from a file (an update replaces them all, as the API does).
 
 use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
-use vexil_engine::FlagSpec;
+use vexil_engine::{FlagSpec, SegmentSpec};
 use vexil_proto::vexil::v1 as pb;
 
 use crate::connection::Connection;
@@ -101,35 +103,114 @@ pub async fn update(args: EditArgs) -> Result<(), Failure> {
     print_flag(updated, args.output)
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct SegmentEditArgs {
+    pub name: String,
+    /// The segment's fields as JSON or YAML (`-`: standard input):
+    /// `description`, `included`, `excluded`, `rules`.
+    #[arg(long = "from")]
+    pub from: PathBuf,
+    /// Why; recorded in the audit trail.
+    #[arg(long)]
+    pub reason: String,
+    /// Update only if the segment is still at this revision (exit 4
+    /// otherwise).
+    #[arg(long)]
+    pub expected_revision: Option<u64>,
+    #[command(flatten)]
+    pub connection: Connection,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+pub async fn create_segment(args: SegmentEditArgs) -> Result<(), Failure> {
+    if args.expected_revision.is_some() {
+        return Err(invalid(
+            "--expected-revision: a new segment has no revision",
+        ));
+    }
+    let segment = segment(&args)?;
+    let created = args
+        .connection
+        .flags()
+        .await?
+        .create_segment(pb::CreateSegmentRequest {
+            segment: Some(segment),
+            reason: args.reason.clone(),
+        })
+        .await?
+        .into_inner();
+    crate::segments::print_segment(created, args.output)
+}
+
+pub async fn update_segment(args: SegmentEditArgs) -> Result<(), Failure> {
+    let segment = segment(&args)?;
+    let updated = args
+        .connection
+        .flags()
+        .await?
+        .update_segment(pb::UpdateSegmentRequest {
+            segment: Some(segment),
+            reason: args.reason.clone(),
+            expected_revision: args.expected_revision,
+        })
+        .await?
+        .into_inner();
+    crate::segments::print_segment(updated, args.output)
+}
+
+/// The segment the file describes, checked as the server checks one.
+fn segment(args: &SegmentEditArgs) -> Result<pb::Segment, Failure> {
+    let mut fields = read_object(&args.from)?;
+    check_name(&mut fields, &args.name)?;
+    let known: Vec<String> = match serde_json::to_value(SegmentSpec::default()) {
+        Ok(Value::Object(defaults)) => defaults.into_iter().map(|(field, _)| field).collect(),
+        _ => Vec::new(),
+    };
+    if let Some(unknown) = fields.keys().find(|field| !known.contains(field)) {
+        return Err(invalid(&format!("{unknown}: unknown field")));
+    }
+    let spec: SegmentSpec = serde_json::from_value(Value::Object(fields))
+        .map_err(|err| invalid(&format!("segment: {err}")))?;
+    spec.validate("segment")
+        .map_err(|err| invalid(&err.to_string()))?;
+    crate::state::segment_pb(&args.name, &spec)
+}
+
+/// A file (`-`: standard input) holding one object, JSON or YAML.
+fn read_object(path: &std::path::Path) -> Result<Map<String, Value>, Failure> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|err| invalid(&format!("reading {}: {err}", path.display())))?;
+    match parse_data(&text).map_err(|err| invalid(&format!("{}: {err}", path.display())))? {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(invalid("the file must hold one object of fields")),
+    }
+}
+
+/// A `name` in the file must be the command's (it is not a field).
+fn check_name(fields: &mut Map<String, Value>, name: &str) -> Result<(), Failure> {
+    match fields.remove("name") {
+        None => Ok(()),
+        Some(Value::String(named)) if named == name => Ok(()),
+        Some(other) => Err(invalid(&format!(
+            "name: the file names {other}, the command {name:?}"
+        ))),
+    }
+}
+
 /// The fields the file and the options name, and the spec they make (the
 /// others at their defaults). An update's spec is partial: the server
 /// checks the flag it makes.
 fn fields(args: &EditArgs) -> Result<(Map<String, Value>, FlagSpec), Failure> {
     let mut fields = match &args.from {
         None => Map::new(),
-        Some(path) => {
-            let text = if path.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(path)
-            }
-            .map_err(|err| invalid(&format!("reading {}: {err}", path.display())))?;
-            match parse_data(&text).map_err(|err| invalid(&format!("{}: {err}", path.display())))? {
-                Value::Object(fields) => fields,
-                _ => return Err(invalid("the file must hold one flag's fields (an object)")),
-            }
-        }
+        Some(path) => read_object(path)?,
     };
-    match fields.remove("name") {
-        None => {}
-        Some(Value::String(name)) if name == args.name => {}
-        Some(other) => {
-            return Err(invalid(&format!(
-                "name: the file names {other}, the command {:?}",
-                args.name
-            )));
-        }
-    }
+    check_name(&mut fields, &args.name)?;
     let options = [
         ("description", args.description.as_ref().map(|d| json!(d))),
         ("enabled", args.enabled.map(|e| json!(e))),

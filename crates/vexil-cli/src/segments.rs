@@ -1,4 +1,5 @@
-//! Segment commands: list, get and delete.
+//! Segment commands: list, get and delete (create and update:
+//! [`crate::edit`]).
 
 use serde_json::{Map, Value, json};
 use vexil_proto::convert::segment_from_pb;
@@ -15,6 +16,11 @@ pub enum SegmentsCommand {
     List(ListSegmentsArgs),
     /// One segment, every field.
     Get(NameArgs),
+    /// Create a segment from a file of its fields (JSON or YAML), with a
+    /// reason.
+    Create(crate::edit::SegmentEditArgs),
+    /// Replace a segment's fields with a file's, with a reason.
+    Update(crate::edit::SegmentEditArgs),
     /// Delete a segment no flag or segment uses, with a reason.
     Delete(KillArgs),
 }
@@ -75,21 +81,10 @@ pub async fn segments(command: SegmentsCommand) -> Result<(), Failure> {
                 .get_segment(pb::GetSegmentRequest { name: args.name })
                 .await?
                 .into_inner();
-            let value = segment_json(segment)?;
-            match args.output {
-                format @ (Output::Json | Output::Yaml) => output::data(format, &value),
-                Output::Table => output::table(
-                    &["FIELD", "VALUE"],
-                    &value
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(field, value)| vec![field.clone(), crate::flags::cell(value)])
-                        .collect::<Vec<_>>(),
-                ),
-            }
-            Ok(())
+            print_segment(segment, args.output)
         }
+        SegmentsCommand::Create(args) => crate::edit::create_segment(args).await,
+        SegmentsCommand::Update(args) => crate::edit::update_segment(args).await,
         SegmentsCommand::Delete(args) => {
             let deleted = args
                 .connection
@@ -133,4 +128,21 @@ fn segment_json(segment: pb::Segment) -> Result<Value, Failure> {
     }
     object.insert("revision".into(), json!(revision));
     Ok(Value::Object(object))
+}
+
+pub(crate) fn print_segment(segment: pb::Segment, format: Output) -> Result<(), Failure> {
+    let value = segment_json(segment)?;
+    match format {
+        Output::Json | Output::Yaml => output::data(format, &value),
+        Output::Table => output::table(
+            &["FIELD", "VALUE"],
+            &value
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(field, value)| vec![field.clone(), crate::flags::cell(value)])
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
 }
