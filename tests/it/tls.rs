@@ -128,6 +128,64 @@ async fn tls_and_client_certificates() {
     db.remove().await;
 }
 
+/// The `vexil` command line against a server requiring client
+/// certificates: with --cert-file and --key-file it is served; without,
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_presents_a_client_certificate() {
+    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let server = serve(&db.url, true).await;
+    let mut with_certificate = tls_client(server.port, true);
+    eventually(
+        Duration::from_secs(30),
+        "served with mutual TLS",
+        async || list(&mut with_certificate).await.is_ok(),
+    )
+    .await;
+    let port = server.port;
+    let path = |name: &str| key(name).to_str().expect("utf-8").to_owned();
+    let run = move |identity: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vexil"));
+        command
+            .args(["flags", "list", "-o", "json", "--timeout-secs", "10"])
+            .env("VEXIL_ADDR", format!("https://localhost:{port}"))
+            .env("VEXIL_CA_FILE", path("tls-ca.pem"))
+            .env_remove("VEXIL_TOKEN");
+        if identity {
+            command
+                .args(["--cert-file", &path("tls-client.pem")])
+                .args(["--key-file", &path("tls-client-key.pem")]);
+        }
+        command
+    };
+    let served = tokio::task::spawn_blocking(move || {
+        let served = run(true).output().expect("run vexil");
+        let refused = run(false).output().expect("run vexil");
+        (served, refused)
+    })
+    .await
+    .expect("the commands' thread");
+    let (served, refused) = served;
+    assert!(
+        served.status.success(),
+        "{}",
+        String::from_utf8_lossy(&served.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&served.stdout).trim(), "[]");
+    // The handshake's failure is a failed connection: exit 6, with why.
+    assert_eq!(
+        refused.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    server.stop.send(()).ok();
+    server.task.await.expect("task").expect("served");
+    db.remove().await;
+}
+
 /// Sends `GET path` over HTTPS trusting the test CA (with the client
 /// certificate when `identity`); the status, or why there is none.
 async fn https_get(port: u16, path: &str, identity: bool) -> Result<u16, String> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use vexil_proto::vexil::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::vexil::v1::flag_service_client::FlagServiceClient;
 
@@ -26,6 +26,13 @@ pub struct Connection {
     /// (the system's roots otherwise).
     #[arg(long, env = "VEXIL_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain), for a server that requires one
+    /// (mutual TLS); with --key-file.
+    #[arg(long, env = "VEXIL_CERT_FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of --cert-file.
+    #[arg(long, env = "VEXIL_KEY_FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
     /// Give up on a call after this many seconds.
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
@@ -102,15 +109,20 @@ impl Connection {
             .connect_timeout(timeout)
             .timeout(timeout);
         if self.addr.starts_with("https://") {
-            let tls = match &self.ca_file {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|err| {
+                    Failure::new(Kind::Invalid, format!("reading {}: {err}", path.display()))
+                })
+            };
+            let mut tls = match &self.ca_file {
                 Some(path) => {
-                    let pem = std::fs::read(path).map_err(|err| {
-                        Failure::new(Kind::Invalid, format!("reading {}: {err}", path.display()))
-                    })?;
-                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(path)?))
                 }
                 None => ClientTlsConfig::new().with_webpki_roots(),
             };
+            if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
             endpoint = endpoint.tls_config(tls).map_err(|err| invalid(&err))?;
         }
         endpoint.connect().await.map_err(|err| {

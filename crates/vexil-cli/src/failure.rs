@@ -71,8 +71,18 @@ impl From<tonic::Status> for Failure {
                 Kind::Refused
             }
             Code::Unavailable | Code::DeadlineExceeded => Kind::Unreachable,
+            // The connection failed under the call (a reset, a TLS alert
+            // such as a missing client certificate): tonic says Unknown.
+            Code::Unknown if std::error::Error::source(&status).is_some() => Kind::Unreachable,
             _ => Kind::Other,
         };
+        // The causes, for a transport error whose message alone says nothing.
+        let mut message = status.message().to_owned();
+        let mut cause = std::error::Error::source(&status);
+        while let Some(err) = cause {
+            message = format!("{message}: {err}");
+            cause = err.source();
+        }
         let retry_after = (status.code() == Code::ResourceExhausted)
             .then(|| status.metadata().get("grpc-retry-pushback-ms"))
             .flatten()
@@ -80,7 +90,7 @@ impl From<tonic::Status> for Failure {
             .map(std::time::Duration::from_millis);
         Self {
             retry_after,
-            ..Self::new(kind, format!("{:?}: {}", status.code(), status.message()))
+            ..Self::new(kind, format!("{:?}: {message}", status.code()))
         }
     }
 }
