@@ -696,6 +696,31 @@ mod tests {
         assert_eq!(stored_segment_from_pb(wire).expect("stored"), segment);
     }
 
+    /// Engine 3's features: flagd's bucketing and a path into the context.
+    #[test]
+    fn a_flagd_split_round_trips_and_needs_engine_3() {
+        let spec: FlagSpec = serde_json::from_value(serde_json::json!({
+            "type": "string", "enabled": true,
+            "variants": [{"name": "a", "value": {"string": "A"}}, {"name": "b", "value": {"string": "B"}}],
+            "fallthrough": {"split": {"weights": [{"variant": "a", "weight": 1}, {"variant": "b", "weight": 3}],
+                "bucket_by": "$.user.name", "salt": "", "bucketing": "flagd"}}
+        }))
+        .expect("a spec");
+        assert_eq!(spec.validate("flag"), Ok(()));
+        let name = FlagName::parse("name", "moved".to_string()).expect("name");
+        let stamp = Stamp {
+            revision: 1,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+            created_by: String::new(),
+            updated_by: String::new(),
+        };
+        let wire = flag_to_pb(&Flag::new(name, spec.clone(), stamp));
+        assert_eq!(wire.min_engine, 3);
+        let (_, back) = flag_from_pb(wire).expect("converted back");
+        assert_eq!(back, spec);
+    }
+
     #[test]
     fn a_typed_flag_round_trips() {
         let spec: FlagSpec = serde_json::from_value(serde_json::json!({
@@ -726,7 +751,7 @@ mod tests {
             },
         );
         let wire = flag_to_pb(&flag);
-        assert_eq!(wire.min_engine, vexil_engine::ENGINE);
+        assert_eq!(wire.min_engine, 2, "typed, without engine 3's features");
         let (_, back) = flag_from_pb(wire.clone()).expect("converted back");
         assert_eq!(back, spec);
         assert_eq!(stored_flag_from_pb(wire).expect("stored"), flag);
