@@ -52,6 +52,10 @@ def to_wire(flag):
         variant["value"] = _typed(variant["value"])
     for rule in flag.get("rules", []):
         rule["clauses"] = [_clause(c) for c in rule["clauses"]]
+    for serve in [rule["serve"] for rule in flag.get("rules", [])] + [flag.get("fallthrough") or {}]:
+        split = serve.get("split")
+        if split and "bucketing" in split:
+            split["bucketing"] = "BUCKETING_" + split["bucketing"].upper()
     return json_format.ParseDict(flag, pb.Flag())
 
 
