@@ -72,8 +72,10 @@ impl From<tonic::Status> for Failure {
             }
             Code::Unavailable | Code::DeadlineExceeded => Kind::Unreachable,
             // The connection failed under the call (a reset, a TLS alert
-            // such as a missing client certificate): tonic says Unknown.
-            Code::Unknown if std::error::Error::source(&status).is_some() => Kind::Unreachable,
+            // such as a missing client certificate): tonic makes the status
+            // itself (Unknown, Cancelled…) with the transport's error as
+            // its source; a server's statuses have none.
+            _ if std::error::Error::source(&status).is_some() => Kind::Unreachable,
             _ => Kind::Other,
         };
         // The causes, for a transport error whose message alone says nothing.
