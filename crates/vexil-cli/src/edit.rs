@@ -11,11 +11,10 @@ use serde_json::{Map, Value, json};
 use vexil_engine::{FlagSpec, SegmentSpec};
 use vexil_proto::vexil::v1 as pb;
 
-use crate::connection::Connection;
 use crate::document::FLAG_FIELDS_LEFT_OUT_WHEN_EMPTY;
 use crate::failure::{Failure, Kind};
-use crate::flags::print_flag;
-use crate::output::{Output, parse_data};
+use crate::flags::{ChangeArgs, print_flag};
+use crate::output::parse_data;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EditArgs {
@@ -40,21 +39,12 @@ pub struct EditArgs {
     /// boolean, string, int, float or object (fixed at creation).
     #[arg(long = "type")]
     pub flag_type: Option<String>,
-    /// Why; recorded in the audit trail.
-    #[arg(long)]
-    pub reason: String,
-    /// Update only if the flag is still at this revision (exit 4
-    /// otherwise).
-    #[arg(long)]
-    pub expected_revision: Option<u64>,
     #[command(flatten)]
-    pub connection: Connection,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub output: Output,
+    pub change: ChangeArgs,
 }
 
 pub async fn create(args: EditArgs) -> Result<(), Failure> {
-    if args.expected_revision.is_some() {
+    if args.change.expected_revision.is_some() {
         return Err(invalid("--expected-revision: a new flag has no revision"));
     }
     let (_, spec) = fields(&args)?;
@@ -62,16 +52,17 @@ pub async fn create(args: EditArgs) -> Result<(), Failure> {
     spec.validate("flag")
         .map_err(|err| invalid(&err.to_string()))?;
     let created = args
+        .change
         .connection
         .flags()
         .await?
         .create_flag(pb::CreateFlagRequest {
             flag: Some(crate::state::flag_pb(&args.name, &spec)?),
-            reason: args.reason.clone(),
+            reason: args.change.reason.clone(),
         })
         .await?
         .into_inner();
-    print_flag(created, args.output)
+    print_flag(created, args.change.output)
 }
 
 pub async fn update(args: EditArgs) -> Result<(), Failure> {
@@ -87,6 +78,7 @@ pub async fn update(args: EditArgs) -> Result<(), Failure> {
         ));
     }
     let updated = args
+        .change
         .connection
         .flags()
         .await?
@@ -95,12 +87,12 @@ pub async fn update(args: EditArgs) -> Result<(), Failure> {
             update_mask: Some(prost_types::FieldMask {
                 paths: fields.keys().cloned().collect(),
             }),
-            reason: args.reason.clone(),
-            expected_revision: args.expected_revision,
+            reason: args.change.reason.clone(),
+            expected_revision: args.change.expected_revision,
         })
         .await?
         .into_inner();
-    print_flag(updated, args.output)
+    print_flag(updated, args.change.output)
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -110,53 +102,46 @@ pub struct SegmentEditArgs {
     /// `description`, `included`, `excluded`, `rules`.
     #[arg(long = "from")]
     pub from: PathBuf,
-    /// Why; recorded in the audit trail.
-    #[arg(long)]
-    pub reason: String,
-    /// Update only if the segment is still at this revision (exit 4
-    /// otherwise).
-    #[arg(long)]
-    pub expected_revision: Option<u64>,
     #[command(flatten)]
-    pub connection: Connection,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub output: Output,
+    pub change: ChangeArgs,
 }
 
 pub async fn create_segment(args: SegmentEditArgs) -> Result<(), Failure> {
-    if args.expected_revision.is_some() {
+    if args.change.expected_revision.is_some() {
         return Err(invalid(
             "--expected-revision: a new segment has no revision",
         ));
     }
     let segment = segment(&args)?;
     let created = args
+        .change
         .connection
         .flags()
         .await?
         .create_segment(pb::CreateSegmentRequest {
             segment: Some(segment),
-            reason: args.reason.clone(),
+            reason: args.change.reason.clone(),
         })
         .await?
         .into_inner();
-    crate::segments::print_segment(created, args.output)
+    crate::segments::print_segment(created, args.change.output)
 }
 
 pub async fn update_segment(args: SegmentEditArgs) -> Result<(), Failure> {
     let segment = segment(&args)?;
     let updated = args
+        .change
         .connection
         .flags()
         .await?
         .update_segment(pb::UpdateSegmentRequest {
             segment: Some(segment),
-            reason: args.reason.clone(),
-            expected_revision: args.expected_revision,
+            reason: args.change.reason.clone(),
+            expected_revision: args.change.expected_revision,
         })
         .await?
         .into_inner();
-    crate::segments::print_segment(updated, args.output)
+    crate::segments::print_segment(updated, args.change.output)
 }
 
 /// The segment the file describes, checked as the server checks one.

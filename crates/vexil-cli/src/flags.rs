@@ -50,15 +50,14 @@ pub struct NameArgs {
     pub output: Output,
 }
 
-/// A change to one flag, audited with its reason.
+/// What every audited change takes: why, the revision it expects, the
+/// server, and how to print the answer.
 #[derive(Debug, Clone, clap::Args)]
-pub struct KillArgs {
-    pub name: String,
+pub struct ChangeArgs {
     /// Why; recorded in the audit trail.
     #[arg(long)]
     pub reason: String,
-    /// Change the flag only if it is still at this revision (exit 4
-    /// otherwise).
+    /// Change only if it is still at this revision (exit 4 otherwise).
     #[arg(long)]
     pub expected_revision: Option<u64>,
     #[command(flatten)]
@@ -67,22 +66,21 @@ pub struct KillArgs {
     pub output: Output,
 }
 
+/// A change to one flag (or segment), audited with its reason.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KillArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct RolloutArgs {
     pub name: String,
     /// Percentage of users the flag is on for, 0 to 100.
     pub percentage: f64,
-    /// Why; recorded in the audit trail.
-    #[arg(long)]
-    pub reason: String,
-    /// Change the flag only if it is still at this revision (exit 4
-    /// otherwise).
-    #[arg(long)]
-    pub expected_revision: Option<u64>,
     #[command(flatten)]
-    pub connection: Connection,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub output: Output,
+    pub change: ChangeArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -92,17 +90,8 @@ pub struct RestoreArgs {
     /// flag is put back as it was after it.
     #[arg(long)]
     pub revision: u64,
-    /// Why; recorded in the audit trail.
-    #[arg(long)]
-    pub reason: String,
-    /// Restore only if the flag is still at this revision (exit 4
-    /// otherwise).
-    #[arg(long)]
-    pub expected_revision: Option<u64>,
     #[command(flatten)]
-    pub connection: Connection,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub output: Output,
+    pub change: ChangeArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -184,17 +173,18 @@ async fn get(args: NameArgs) -> Result<(), Failure> {
 
 async fn delete(args: KillArgs) -> Result<(), Failure> {
     let deleted = args
+        .change
         .connection
         .flags()
         .await?
         .delete_flag(pb::DeleteFlagRequest {
             name: args.name.clone(),
-            reason: args.reason.clone(),
-            expected_revision: args.expected_revision,
+            reason: args.change.reason.clone(),
+            expected_revision: args.change.expected_revision,
         })
         .await?
         .into_inner();
-    match args.output {
+    match args.change.output {
         format @ (Output::Json | Output::Yaml) => output::data(
             format,
             &json!({"name": args.name, "revision": deleted.revision}),
@@ -211,15 +201,7 @@ pub async fn switch(args: KillArgs, enabled: bool) -> Result<(), Failure> {
         enabled,
         ..Default::default()
     };
-    update(
-        &args.connection,
-        flag,
-        "enabled",
-        args.reason,
-        args.expected_revision,
-        args.output,
-    )
-    .await
+    update(&args.change, flag, "enabled").await
 }
 
 pub async fn rollout(args: RolloutArgs) -> Result<(), Failure> {
@@ -237,26 +219,13 @@ pub async fn rollout(args: RolloutArgs) -> Result<(), Failure> {
         percentage: args.percentage,
         ..Default::default()
     };
-    update(
-        &args.connection,
-        flag,
-        "percentage",
-        args.reason,
-        args.expected_revision,
-        args.output,
-    )
-    .await
+    update(&args.change, flag, "percentage").await
 }
 
-async fn update(
-    connection: &Connection,
-    flag: pb::Flag,
-    field: &str,
-    reason: String,
-    expected_revision: Option<u64>,
-    output: Output,
-) -> Result<(), Failure> {
-    let updated = connection
+/// Sets one field of a flag.
+async fn update(change: &ChangeArgs, flag: pb::Flag, field: &str) -> Result<(), Failure> {
+    let updated = change
+        .connection
         .flags()
         .await?
         .update_flag(pb::UpdateFlagRequest {
@@ -264,28 +233,29 @@ async fn update(
             update_mask: Some(FieldMask {
                 paths: vec![field.into()],
             }),
-            reason,
-            expected_revision,
+            reason: change.reason.clone(),
+            expected_revision: change.expected_revision,
         })
         .await?
         .into_inner();
-    print_flag(updated, output)
+    print_flag(updated, change.output)
 }
 
 pub async fn restore(args: RestoreArgs) -> Result<(), Failure> {
     let restored = args
+        .change
         .connection
         .flags()
         .await?
         .restore_flag(pb::RestoreFlagRequest {
             name: args.name,
             revision: args.revision,
-            reason: args.reason,
-            expected_revision: args.expected_revision,
+            reason: args.change.reason,
+            expected_revision: args.change.expected_revision,
         })
         .await?
         .into_inner();
-    print_flag(restored, args.output)
+    print_flag(restored, args.change.output)
 }
 
 pub async fn audit(args: AuditArgs) -> Result<(), Failure> {

@@ -87,17 +87,18 @@ pub async fn segments(command: SegmentsCommand) -> Result<(), Failure> {
         SegmentsCommand::Update(args) => crate::edit::update_segment(args).await,
         SegmentsCommand::Delete(args) => {
             let deleted = args
+                .change
                 .connection
                 .flags()
                 .await?
                 .delete_segment(pb::DeleteSegmentRequest {
                     name: args.name.clone(),
-                    reason: args.reason,
-                    expected_revision: args.expected_revision,
+                    reason: args.change.reason,
+                    expected_revision: args.change.expected_revision,
                 })
                 .await?
                 .into_inner();
-            match args.output {
+            match args.change.output {
                 format @ (Output::Json | Output::Yaml) => output::data(
                     format,
                     &json!({"name": args.name, "revision": deleted.revision}),
