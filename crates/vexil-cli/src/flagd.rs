@@ -960,16 +960,10 @@ fn bounded(condition: Dnf, at: &str) -> Result<Dnf, String> {
     Ok(condition)
 }
 
-/// A version's major and minor, if it is one (an optional `v`, then
-/// numbers as flagd's semver accepts them: `1`, `1.2`, `1.2.3`, with a
-/// pre-release or build).
+/// A version's major and minor, if it is one (the engine's parser: an
+/// optional `v`, `1`, `1.2`, `1.2.3`, a pre-release or build).
 fn semver_core(text: &str) -> Option<(u64, u64)> {
-    vexil_engine::semver::Version::parse(text)?;
-    let text = text.strip_prefix('v').unwrap_or(text);
-    let core = text.split(['-', '+']).next()?;
-    let mut parts = core.split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next().map_or(Some(0), |minor| minor.parse().ok())?;
+    let [major, minor, _] = vexil_engine::semver::Version::parse(text)?.core();
     Some((major, minor))
 }
 

@@ -60,6 +60,11 @@ impl<'a> Version<'a> {
         Some(Self { core, pre })
     }
 
+    /// Major, minor and patch (missing parts are 0).
+    pub fn core(&self) -> [u64; 3] {
+        self.core
+    }
+
     /// Owned copy, for clause values compiled once.
     pub fn to_owned(self) -> OwnedVersion {
         OwnedVersion {
