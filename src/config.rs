@@ -295,6 +295,12 @@ pub struct Config {
     #[arg(long, env = "VEXIL_OFREP_LISTEN")]
     pub ofrep_listen: Option<SocketAddr>,
 
+    /// Address serving the web console: the page embedded in the binary and
+    /// Vexil's API as gRPC-Web on the same origin (TLS as for gRPC). Off
+    /// unless set.
+    #[arg(long, env = "VEXIL_CONSOLE_LISTEN")]
+    pub console_listen: Option<SocketAddr>,
+
     /// Origins browsers may call OFREP from (CORS), comma-separated, e.g.
     /// `https://app.example.com`; `*` allows any. None unless set.
     #[arg(long, env = "VEXIL_OFREP_CORS_ORIGINS", value_delimiter = ',')]
@@ -522,6 +528,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             flagd_listen: None,
             ofrep_listen: None,
+            console_listen: None,
             ofrep_cors_origins: Vec::new(),
             database_url: database_url.into(),
             database_max_connections: 10,

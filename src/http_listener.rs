@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower_layer::Layer;
 
-use crate::listener::{Acceptor, HANDSHAKE_TIMEOUT};
+use crate::listener::{Acceptor, HANDSHAKE_TIMEOUT, PeerAddr};
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +38,8 @@ pub async fn serve(
             accepted = acceptor.accept() => accepted,
             () = stopped(&mut stopping) => break,
         };
-        let service = axum::Extension(ConnectInfo(accepted.peer)).layer(router.clone());
+        let service = axum::Extension(ConnectInfo(accepted.peer))
+            .layer(axum::Extension(PeerAddr(accepted.peer)).layer(router.clone()));
         let tls = tls.clone();
         let stopping = stopping.clone();
         tokio::spawn(async move {

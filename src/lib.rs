@@ -14,6 +14,7 @@ pub mod auth;
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod console;
 pub mod domain;
 /// The evaluation engine, shared with the client (`crates/vexil-engine`).
 pub use vexil_engine as engine;
@@ -117,6 +118,7 @@ pub struct Listeners {
     pub grpc: TcpListener,
     pub flagd: Option<TcpListener>,
     pub ofrep: Option<TcpListener>,
+    pub console: Option<TcpListener>,
     pub metrics: Option<TcpListener>,
 }
 
@@ -138,6 +140,10 @@ impl Listeners {
                 Some(address) => Some(bind(address).await?),
                 None => None,
             },
+            console: match config.console_listen {
+                Some(address) => Some(bind(address).await?),
+                None => None,
+            },
             metrics: match config.metrics_listen {
                 Some(address) => Some(bind(address).await?),
                 None => None,
@@ -152,6 +158,7 @@ impl Listeners {
             Some(&self.grpc),
             self.flagd.as_ref(),
             self.ofrep.as_ref(),
+            self.console.as_ref(),
             self.metrics.as_ref(),
         ]
         .into_iter()
@@ -165,6 +172,7 @@ impl From<TcpListener> for Listeners {
             grpc,
             flagd: None,
             ofrep: None,
+            console: None,
             metrics: None,
         }
     }
@@ -200,9 +208,12 @@ pub async fn run(
         side_servers.push(serve_ofrep(
             &app,
             &config.ofrep_cors_origins,
-            https,
+            https.clone(),
             listener,
         ));
+    }
+    if let Some(listener) = listeners.console {
+        side_servers.push(serve_console(&app, &shared, https, listener));
     }
     if let Some(listener) = listeners.metrics {
         side_servers.push(serve_metrics(&app, listener));
@@ -488,6 +499,23 @@ fn serve_ofrep(
     // OFREP over TLS with the gRPC port's certificate, requiring client
     // certificates when gRPC does.
     tracing::info!(address = %local_address(&listener), tls = https.is_some(), "serving OFREP");
+    let stopping = app.stop.subscribe();
+    tokio::spawn(async move {
+        http_listener::serve(listener, router, https, stopping).await;
+        Ok(())
+    })
+}
+
+/// The console's page and, on the same origin, Vexil's API as gRPC-Web,
+/// with the gRPC port's certificate (HTTP/1.1 and HTTP/2 offered).
+fn serve_console(
+    app: &App,
+    shared: &grpc::Shared,
+    https: Option<tokio_rustls::TlsAcceptor>,
+    listener: TcpListener,
+) -> SideServer {
+    let router = console::router(grpc::grpc_web(shared, app.vexil_services()));
+    tracing::info!(address = %local_address(&listener), tls = https.is_some(), "serving the console");
     let stopping = app.stop.subscribe();
     tokio::spawn(async move {
         http_listener::serve(listener, router, https, stopping).await;

@@ -35,6 +35,11 @@ pub struct Acceptor {
 
 /// An accepted connection and its places among the open ones, released
 /// when `place` is dropped (keep it as long as the connection).
+/// The peer of the connection a request came on, as a request extension
+/// the HTTP listener sets for the edges behind it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 pub struct Accepted {
     pub tcp: TcpStream,
     pub peer: SocketAddr,

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use tonic::{Request, Response, Status};
+use vexil_proto::convert as wire;
 
 use super::access::GrpcAdmission;
 use super::convert::{
@@ -12,10 +14,13 @@ use super::convert::{
 use super::pb;
 use super::segments::SegmentCalls;
 use crate::admission::Gatekeeper;
-use crate::auth::Role;
+use crate::auth::{Principal, Role};
 use crate::domain::{Change, EvalContext, NoCatalog, Subject};
 use crate::error::Error;
 use crate::service::{Evaluator, FlagFilter, FlagManager, Metrics, Page, SegmentManager};
+
+/// Longest ListFlags `query`.
+const MAX_QUERY_BYTES: usize = 256;
 
 pub struct FlagServiceGrpc {
     manager: FlagManager,
@@ -99,7 +104,17 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
             skip,
             limit,
             not_evaluated_since,
+            query,
+            r#type,
+            expired,
         } = request.into_inner();
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(Error::invalid("query", format!("at most {MAX_QUERY_BYTES} bytes")).into());
+        }
+        let flag_type = r#type
+            .map(|flag_type| wire::flag_type_from_pb("type", flag_type))
+            .transpose()
+            .map_err(Error::from)?;
         let evaluated = match not_evaluated_since {
             Some(since) => Some(
                 self.metrics
@@ -113,12 +128,16 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
             tag,
             enabled,
             group,
+            query,
+            flag_type,
+            expired_at: expired.then(Utc::now),
             evaluated,
         };
-        let (flags, total) = self.manager.list_flags(&filter, Page { skip, limit });
+        let listing = self.manager.list_flags(&filter, Page { skip, limit }).await;
         Ok(Response::new(pb::ListFlagsResponse {
-            flags: flags.iter().map(|flag| flag_to_pb(flag)).collect(),
-            total,
+            flags: listing.flags.iter().map(|flag| flag_to_pb(flag)).collect(),
+            total: listing.total,
+            revision: listing.revision,
         }))
     }
 
@@ -392,5 +411,47 @@ impl pb::flag_service_server::FlagService for FlagServiceGrpc {
         request: Request<pb::DeleteSegmentRequest>,
     ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
         self.segments.delete(request).await
+    }
+
+    async fn get_caller(
+        &self,
+        request: Request<pb::GetCallerRequest>,
+    ) -> Result<Response<pb::GetCallerResponse>, Status> {
+        let caller = self
+            .gate
+            .admit_management(&request, Role::Reader, "GetCaller")?;
+        Ok(Response::new(caller_to_pb(
+            caller.actor,
+            caller.principal.as_ref(),
+        )))
+    }
+}
+
+/// What a caller may do, by role name; without authentication, everything.
+fn caller_to_pb(actor: String, principal: Option<&Principal>) -> pb::GetCallerResponse {
+    const ROLES: [Role; 4] = [Role::Reader, Role::Editor, Role::Admin, Role::Evaluator];
+    let Some(principal) = principal else {
+        return pb::GetCallerResponse {
+            actor,
+            authenticated: false,
+            roles: ROLES.iter().map(|role| role.as_str().to_owned()).collect(),
+            ..Default::default()
+        };
+    };
+    let mut environments: Vec<String> = principal.environments.iter().flatten().cloned().collect();
+    environments.sort_unstable();
+    pb::GetCallerResponse {
+        actor,
+        authenticated: true,
+        roles: ROLES
+            .iter()
+            .filter(|role| principal.has(**role))
+            .map(|role| role.as_str().to_owned())
+            .collect(),
+        scoped: principal.environments.is_some(),
+        environments,
+        expires_at: i64::try_from(principal.expires_at)
+            .ok()
+            .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
     }
 }

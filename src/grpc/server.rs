@@ -4,16 +4,20 @@
 //! for oversized messages, bounded request bodies, health and reflection,
 //! and TLS, NODELAY and connection caps on accepted sockets (`incoming`).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::TcpConnectInfo;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
-use tower_layer::{Identity, Stack};
+use tower_layer::{Identity, Layer, Stack};
 
 use super::body_budget::{BodyBudget, BodyBudgetLayer};
 use super::evaluation::EvaluationGrpc;
@@ -25,6 +29,7 @@ use super::watch_route::EvaluationRoutes;
 use super::{incoming, pb};
 use crate::admission::Gatekeeper;
 use crate::error::{Error, Result};
+use crate::listener::PeerAddr;
 use crate::service::openfeature::Resolver;
 use crate::service::{Evaluator, FlagManager, Metrics, SegmentManager, Watcher};
 use crate::telemetry::{self, GrpcTracingLayer};
@@ -110,15 +115,13 @@ fn reflection(
     ))
 }
 
-/// Serves Vexil's port until `shutdown` completes and its connections
-/// drain, or [`SHUTDOWN_GRACE`] after that.
-pub async fn serve_vexil(
-    listener: TcpListener,
-    shared: Shared,
-    services: VexilServices,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<()> {
-    let (reflection_v1, reflection_v1alpha) = reflection(&[pb::FILE_DESCRIPTOR_SET])?;
+/// Vexil's own services, admitted from their headers.
+struct VexilApi {
+    evaluation: PreAdmitted<EvaluationRoutes>,
+    flags: PreAdmitted<pb::flag_service_server::FlagServiceServer<FlagServiceGrpc>>,
+}
+
+fn vexil_api(shared: &Shared, services: VexilServices) -> VexilApi {
     let evaluation = PreAdmitted::evaluation(
         EvaluationRoutes::new(
             EvaluationGrpc::new(
@@ -142,6 +145,77 @@ pub async fn serve_vexil(
         .max_decoding_message_size(MAX_MANAGEMENT_REQUEST_BYTES),
         shared.gate.clone(),
     );
+    VexilApi { evaluation, flags }
+}
+
+/// Vexil's API as the console's browser speaks it: the same services with
+/// the same admission, limits and tracing as Vexil's port, as gRPC-Web
+/// (HTTP/1.1 or HTTP/2). Each request's peer comes from its
+/// [`PeerAddr`] extension, as `incoming` records it on the gRPC ports, so
+/// per-address limits hold here too.
+pub fn grpc_web<B>(
+    shared: &Shared,
+    services: VexilServices,
+) -> impl tower_service::Service<
+    http::Request<B>,
+    Response = http::Response<tonic::body::Body>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + std::fmt::Display,
+{
+    let VexilApi { evaluation, flags } = vexil_api(shared, services);
+    let routes = Routes::new(evaluation).add_service(flags).prepare();
+    let layers = Stack::new(
+        BodyBudgetLayer::new(shared.bodies.clone(), AUTHENTICATED_FIRST),
+        Stack::new(OversizeLayer, telemetry::grpc_tracing()),
+    );
+    Peered(tonic_web::GrpcWebLayer::new().layer(layers.layer(routes)))
+}
+
+/// Records each request's [`PeerAddr`] where tonic and admission read a
+/// peer (`TcpConnectInfo`).
+#[derive(Clone)]
+struct Peered<S>(S);
+
+impl<S, B> tower_service::Service<http::Request<B>> for Peered<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied() {
+            request.extensions_mut().insert(TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(peer),
+            });
+        }
+        self.0.call(request)
+    }
+}
+
+/// Serves Vexil's port until `shutdown` completes and its connections
+/// drain, or [`SHUTDOWN_GRACE`] after that.
+pub async fn serve_vexil(
+    listener: TcpListener,
+    shared: Shared,
+    services: VexilServices,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let (reflection_v1, reflection_v1alpha) = reflection(&[pb::FILE_DESCRIPTOR_SET])?;
+    let VexilApi { evaluation, flags } = vexil_api(&shared, services);
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;

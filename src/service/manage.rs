@@ -7,9 +7,11 @@ use std::sync::Arc;
 use super::{CacheSync, to_completion};
 use crate::auth::Principal;
 use crate::bus::{BusMessage, ChangeBus, ChangeKind};
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
-    AuditEntry, Change, Committed, Flag, FlagChange, FlagField, FlagName, FlagSpec, Group,
-    Snapshot, Subject, limits, validate_name, validate_text,
+    AuditEntry, Change, Committed, Flag, FlagChange, FlagField, FlagName, FlagSpec, FlagType,
+    Group, Snapshot, Subject, limits, validate_name, validate_text,
 };
 use crate::error::{Error, Result};
 use crate::store::FlagStore;
@@ -47,6 +49,12 @@ pub struct FlagFilter {
     pub tag: Option<String>,
     pub enabled: Option<bool>,
     pub group: Option<String>,
+    /// Text the name, the description or a tag contains (ASCII
+    /// case-insensitive); empty matches everything.
+    pub query: String,
+    pub flag_type: Option<FlagType>,
+    /// Only flags whose `expires_at` is at or before this time.
+    pub expired_at: Option<DateTime<Utc>>,
     /// Flags to leave out: those evaluated since ListFlags'
     /// `not_evaluated_since` (see `service::Metrics::evaluated_since`).
     pub evaluated: Option<HashSet<String>>,
@@ -68,7 +76,38 @@ impl FlagFilter {
                 .group
                 .as_ref()
                 .is_none_or(|group| spec.group.as_ref() == Some(group))
+            && self
+                .flag_type
+                .is_none_or(|flag_type| spec.flag_type == flag_type)
+            && self
+                .expired_at
+                .is_none_or(|now| spec.expires_at.is_some_and(|expires| expires <= now))
+            && (self.query.is_empty()
+                || contains_folded(flag.name.as_str(), &self.query)
+                || contains_folded(&spec.description, &self.query)
+                || spec
+                    .tags
+                    .iter()
+                    .any(|tag| contains_folded(tag, &self.query)))
     }
+}
+
+/// Whether `text` contains `needle`, ASCII letters compared case-blind.
+fn contains_folded(text: &str, needle: &str) -> bool {
+    let (text, needle) = (text.as_bytes(), needle.as_bytes());
+    needle.is_empty()
+        || text
+            .windows(needle.len())
+            .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// One page of ListFlags.
+pub struct FlagListing {
+    pub flags: Vec<Arc<Flag>>,
+    /// Flags matching the filter, on every page.
+    pub total: u64,
+    /// The revision the listing is exact at.
+    pub revision: u64,
 }
 
 #[derive(Clone)]
@@ -162,8 +201,10 @@ impl FlagManager {
     /// writes included; other replicas' within the propagation delay): no
     /// flag is loaded or parsed. The page stops before the flag that would
     /// take it past [`limits::MESSAGE_BYTES`] (but holds at least one).
-    pub fn list_flags(&self, filter: &FlagFilter, page: Page) -> (Vec<Arc<Flag>>, u64) {
+    pub async fn list_flags(&self, filter: &FlagFilter, page: Page) -> FlagListing {
         let (skip, limit) = (page.skip as usize, page.limit() as usize);
+        // Held while scanning, so the page is exact at `revision`.
+        let revision = self.sync.applied_guard().await;
         let mut total = 0usize;
         let mut bytes = 0;
         let mut full = false;
@@ -183,7 +224,11 @@ impl FlagManager {
             }
             true
         });
-        (flags, total as u64)
+        FlagListing {
+            flags,
+            total: total as u64,
+            revision: *revision,
+        }
     }
 
     /// Copies `fields` from `values` onto the stored flag.

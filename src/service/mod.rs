@@ -13,7 +13,7 @@ mod watch;
 
 pub use evaluate::{Evaluator, FlagResult, TIMED_EVERY};
 pub use feed::FeedEntry;
-pub use manage::{FlagFilter, FlagManager, Page, TRANSACTION_TIMEOUT};
+pub use manage::{FlagFilter, FlagListing, FlagManager, Page, TRANSACTION_TIMEOUT};
 pub use metrics::{FlagMetrics, Metrics, MetricsOptions, UnknownFlag};
 pub use segments::SegmentManager;
 pub use sync::{CacheSync, FeedLimits, keep_in_sync};

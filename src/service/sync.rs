@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, broadcast, watch};
+use tokio::sync::{Mutex, MutexGuard, broadcast, watch};
 
 use super::feed::{ChangeFeed, FeedEntry};
 use super::to_completion;
@@ -110,6 +110,12 @@ impl CacheSync {
 
     pub async fn applied(&self) -> u64 {
         *self.applied.lock().await
+    }
+
+    /// The applied revision, held: no change is applied until the guard is
+    /// dropped, so the cache stays exactly at it meanwhile.
+    pub async fn applied_guard(&self) -> MutexGuard<'_, u64> {
+        self.applied.lock().await
     }
 
     /// Every flag and segment and the revision they are exactly current to.

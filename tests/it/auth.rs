@@ -757,7 +757,7 @@ async fn open_management_only_on_loopback() {
 
     // Every listener counts: OFREP, flagd's API and /metrics tell what the
     // flags are too.
-    for exposed in ["ofrep", "flagd", "metrics"] {
+    for exposed in ["ofrep", "flagd", "console", "metrics"] {
         let wildcard = || async { Some(TcpListener::bind("0.0.0.0:0").await.expect("bind")) };
         let listeners = vexil::Listeners {
             grpc: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
@@ -767,6 +767,11 @@ async fn open_management_only_on_loopback() {
                 None
             },
             ofrep: if exposed == "ofrep" {
+                wildcard().await
+            } else {
+                None
+            },
+            console: if exposed == "console" {
                 wildcard().await
             } else {
                 None

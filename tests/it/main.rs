@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod client;
 mod concurrency;
+mod console;
 mod evaluation;
 mod exactness;
 mod explain;

@@ -275,6 +275,7 @@ async fn ofrep_over_tls_and_stalled_clients_cut_off() {
         grpc,
         flagd: None,
         ofrep: Some(ofrep),
+        console: None,
         metrics: Some(metrics),
     };
     let (stop, stopped) = oneshot::channel::<()>();

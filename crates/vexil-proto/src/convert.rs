@@ -134,7 +134,7 @@ pub fn flag_type_to_pb(flag_type: FlagType) -> pb::FlagType {
     }
 }
 
-fn flag_type_from_pb(field: &str, flag_type: i32) -> Result<FlagType> {
+pub fn flag_type_from_pb(field: &str, flag_type: i32) -> Result<FlagType> {
     match pb::FlagType::try_from(flag_type) {
         Ok(pb::FlagType::Boolean) => Ok(FlagType::Boolean),
         Ok(pb::FlagType::String) => Ok(FlagType::String),

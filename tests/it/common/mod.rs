@@ -382,6 +382,8 @@ pub struct TestApp {
     pub ofrep: Option<std::net::SocketAddr>,
     /// Prometheus' `/metrics`, when started with [`Self::start_prometheus`].
     pub prometheus: Option<std::net::SocketAddr>,
+    /// The console, when started with [`Self::start_console`].
+    pub console: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<vexil::Result<()>>,
 }
@@ -412,6 +414,20 @@ impl TestApp {
             grpc: bind().await,
             flagd: Some(bind().await),
             ofrep: Some(bind().await),
+            console: None,
+            metrics: None,
+        };
+        Self::start_on(config, listeners).await
+    }
+
+    /// Starts a server that also serves the console.
+    pub async fn start_console(config: vexil::Config) -> Self {
+        let bind = async || TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listeners = vexil::Listeners {
+            grpc: bind().await,
+            flagd: None,
+            ofrep: None,
+            console: Some(bind().await),
             metrics: None,
         };
         Self::start_on(config, listeners).await
@@ -424,6 +440,7 @@ impl TestApp {
             grpc: bind().await,
             flagd: Some(bind().await),
             ofrep: None,
+            console: None,
             metrics: Some(bind().await),
         };
         Self::start_on(config, listeners).await
@@ -438,6 +455,7 @@ impl TestApp {
         };
         let (flagd, ofrep) = (side(&listeners.flagd), side(&listeners.ofrep));
         let prometheus = side(&listeners.metrics);
+        let console = side(&listeners.console);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(vexil::run(config, listeners, async {
             stopped.await.ok();
@@ -453,6 +471,7 @@ impl TestApp {
             flagd,
             ofrep,
             prometheus,
+            console,
             shutdown: Some(shutdown),
             server,
         };
