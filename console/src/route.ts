@@ -8,7 +8,7 @@ export interface Route {
   params: URLSearchParams;
 }
 
-function parseHash(hash: string): Route {
+export function parseHash(hash: string): Route {
   const raw = hash.replace(/^#/, "");
   const [path = "", query = ""] = raw.split("?", 2);
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);

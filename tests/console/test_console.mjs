@@ -276,6 +276,9 @@ try {
 
   await step("screenshots at desktop and phone sizes", async () => {
     mkdirSync(SHOTS_DIR, { recursive: true });
+    // A fresh page: no status line left over from the steps above.
+    await pageA.reload({ waitUntil: "load" });
+    await pageA.waitForSelector(tid("caller"));
     const shots = [
       ["flag-list", `#/?q=${encodeURIComponent("console-test")}`, '[data-testid^="flag-row-"]'],
       ["flag-page", `#/flags/${FLAG}`, tid("flag-state")],

@@ -252,19 +252,21 @@ async fn closed_by_peer(mut stream: tokio::net::TcpStream, limit: Duration) -> b
     .is_ok()
 }
 
-/// OFREP is served over TLS with the gRPC port's certificate, and requires
-/// client certificates when gRPC does: a client without one, or in
-/// plaintext, gets no answer. A client that never finishes the handshake,
+/// OFREP and the console are served over TLS with the gRPC port's
+/// certificate, and require client certificates when gRPC does: a client
+/// without one, or in plaintext, gets no answer. A client that never finishes the handshake,
 /// or never finishes its headers (on `/metrics`, plain HTTP), is cut off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ofrep_over_tls_and_stalled_clients_cut_off() {
+async fn ofrep_and_console_over_tls_and_stalled_clients_cut_off() {
     let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
         return;
     };
     let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
     let (grpc, ofrep, metrics) = (bind().await, bind().await, bind().await);
+    let console = bind().await;
     let port = |listener: &TcpListener| listener.local_addr().expect("address").port();
     let (ofrep_port, metrics_port) = (port(&ofrep), port(&metrics));
+    let console_port = port(&console);
     let config = vexil::Config {
         tls_cert_file: Some(key("tls-server.pem")),
         tls_key_file: Some(key("tls-server-key.pem")),
@@ -275,7 +277,7 @@ async fn ofrep_over_tls_and_stalled_clients_cut_off() {
         grpc,
         flagd: None,
         ofrep: Some(ofrep),
-        console: None,
+        console: Some(console),
         metrics: Some(metrics),
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -290,6 +292,16 @@ async fn ofrep_over_tls_and_stalled_clients_cut_off() {
     .await;
     let anonymous = https_get(ofrep_port, "/ofrep/v1/configuration", false).await;
     assert!(anonymous.is_err(), "no client certificate: {anonymous:?}");
+    assert_eq!(
+        https_get(console_port, "/", true).await,
+        Ok(200),
+        "the console over TLS"
+    );
+    let anonymous = https_get(console_port, "/", false).await;
+    assert!(
+        anonymous.is_err(),
+        "the console without a client certificate: {anonymous:?}"
+    );
     let plaintext = crate::common::http::request(
         std::net::SocketAddr::from(([127, 0, 0, 1], ofrep_port)),
         "GET",

@@ -4,7 +4,14 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { flags } from "../api";
-import { ChangeKind, FlagType, type Flag, type Group, type WatchResponse } from "../gen/vexil/v1/flags_pb";
+import {
+  ChangeKind,
+  FlagType,
+  type Flag,
+  type Group,
+  type ListFlagsResponse,
+  type WatchResponse,
+} from "../gen/vexil/v1/flags_pb";
 import { problem, type Problem } from "../errors";
 import { count, rollout, time, typeName } from "../format";
 import { href, navigate, type Route } from "../route";
@@ -27,10 +34,52 @@ function filtersOf(route: Route): Filters {
   return out;
 }
 
+/** The ListFlags call behind one page of the table. */
+function listing(filters: Filters, page: number): Promise<ListFlagsResponse> {
+  const key = JSON.stringify([filters, page]);
+  const early = prefetched;
+  prefetched = null;
+  if (early?.key === key) return early.answer;
+  return flags.listFlags({
+    query: filters.q ?? "",
+    tag: filters.tag,
+    group: filters.group,
+    environment: filters.env,
+    type: filters.type ? FlagType[filters.type as keyof typeof FlagType] : undefined,
+    enabled: filters.enabled ? filters.enabled === "on" : undefined,
+    notEvaluatedSince: filters.stale ? timestampFromDate(new Date(Date.now() - 30 * DAY)) : undefined,
+    expired: !!filters.expired,
+    skip: page * PAGE,
+    limit: PAGE,
+  });
+}
+
+let prefetched: { key: string; answer: Promise<ListFlagsResponse> } | null = null;
+
+/**
+ * Asks for the list's first page while the console is still finding out
+ * who the caller is, so the table does not wait for two round trips. Only
+ * the first FlagList takes it; a failure is reported by that FlagList.
+ */
+export function prefetchList(route: Route) {
+  const filters = filtersOf(route);
+  const page = pageOf(filters);
+  const answer = listing(filters, page);
+  // A refused call (no token yet) is not kept for after signing in.
+  answer.catch(() => {
+    if (prefetched?.answer === answer) prefetched = null;
+  });
+  prefetched = { key: JSON.stringify([filters, page]), answer };
+}
+
+function pageOf(filters: Filters): number {
+  return Math.max(0, Number(filters.page ?? 0) | 0);
+}
+
 export function FlagList({ route }: { route: Route }) {
   const caller = useCaller();
   const filters = filtersOf(route);
-  const page = Math.max(0, Number(filters.page ?? 0) | 0);
+  const page = pageOf(filters);
   const key = JSON.stringify(filters);
 
   const [rows, setRows] = useState<Flag[] | null>(null);
@@ -55,19 +104,7 @@ export function FlagList({ route }: { route: Route }) {
   useEffect(() => {
     let live = true;
     setFailure(null);
-    flags
-      .listFlags({
-        query: filters.q ?? "",
-        tag: filters.tag,
-        group: filters.group,
-        environment: filters.env,
-        type: filters.type ? FlagType[filters.type as keyof typeof FlagType] : undefined,
-        enabled: filters.enabled ? filters.enabled === "on" : undefined,
-        notEvaluatedSince: filters.stale ? timestampFromDate(new Date(Date.now() - 30 * DAY)) : undefined,
-        expired: !!filters.expired,
-        skip: page * PAGE,
-        limit: PAGE,
-      })
+    listing(filters, page)
       .then(
         (r) => {
           if (!live) return;
