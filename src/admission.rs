@@ -451,6 +451,11 @@ impl Gatekeeper {
 
     /// Forgets callers not seen lately, so the limiters' key maps stay bounded.
     /// Streams holding a Watch slot now.
+    /// Whether callers must present tokens (keys are configured).
+    pub fn checks_tokens(&self) -> bool {
+        self.auth.is_some()
+    }
+
     pub fn open_watch_streams(&self) -> usize {
         self.max_watch_streams
             .saturating_sub(self.watch_streams.available_permits())

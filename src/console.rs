@@ -6,12 +6,23 @@
 //! The page is three files. Each is sent gzipped to browsers that accept
 //! it (the build writes both forms), with a Content-Security-Policy that
 //! lets it load and talk only to this origin.
+//!
+//! Every request must come from this origin: a browser request whose
+//! `Origin` is another site's is refused, so no other page can drive the
+//! API with whatever the browser holds. On a server that checks no tokens,
+//! requests must also name the server by address or `localhost`, so a
+//! site that rebinds its own name to this address (DNS rebinding) is not
+//! this origin either.
 
 use std::convert::Infallible;
 
+use std::net::IpAddr;
+
 use axum::Router;
 use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -54,8 +65,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
 
 /// The console's router: the page at `/` (and at any `#/…` route, which
 /// browsers do not send), its two assets, and `api` for everything else
-/// (gRPC-Web calls are POSTs to `/vexil.v1.…/Method`).
-pub fn router<S>(api: S) -> Router
+/// (gRPC-Web calls are POSTs to `/vexil.v1.…/Method`). `open`: the server
+/// checks no tokens.
+pub fn router<S>(api: S, open: bool) -> Router
 where
     S: tower_service::Service<
             axum::extract::Request,
@@ -81,6 +93,56 @@ where
             get(|headers: HeaderMap| async move { serve(&STYLE, &headers) }),
         )
         .fallback_service(api)
+        .layer(middleware::from_fn_with_state(open, same_origin))
+}
+
+/// Refuses (403) a request from another origin, and on an open server one
+/// that names this server by a name other than `localhost`.
+async fn same_origin(State(open): State<bool>, request: Request, next: Next) -> Response {
+    // HTTP/2 carries the host in the URI (`:authority`), HTTP/1.1 in `Host`.
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|value| value.to_str().ok())
+        });
+    let refusal = match (request.headers().get(header::ORIGIN), host) {
+        (Some(origin), host) if origin_host(origin) != host => {
+            Some("the console answers only its own pages (Origin differs from Host)")
+        }
+        (_, host) if open && !host.is_some_and(names_an_address) => Some(
+            "this server checks no tokens, so the console answers only requests to \
+             an IP address or localhost (open it by address)",
+        ),
+        _ => None,
+    };
+    match refusal {
+        Some(why) => (StatusCode::FORBIDDEN, why).into_response(),
+        None => next.run(request).await,
+    }
+}
+
+/// `host[:port]` of an `Origin` such as `http://127.0.0.1:50080`; none for
+/// `null` or anything unreadable.
+fn origin_host(origin: &HeaderValue) -> Option<&str> {
+    let (_, rest) = origin.to_str().ok()?.split_once("://")?;
+    Some(rest)
+}
+
+/// Whether `host[:port]` is an IP address or `localhost`: names no other
+/// site can point here.
+fn names_an_address(host: &str) -> bool {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        return bracketed
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<IpAddr>().is_ok());
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
 }
 
 fn serve(asset: &Asset, request: &HeaderMap) -> Response {
@@ -136,6 +198,16 @@ mod tests {
             HeaderValue::from_str(value).expect("header"),
         );
         headers
+    }
+
+    #[test]
+    fn addresses_and_localhost_only() {
+        for host in ["127.0.0.1:50080", "127.0.0.1", "[::1]:50080", "LOCALHOST:8", "10.1.2.3:80"] {
+            assert!(names_an_address(host), "{host}");
+        }
+        for host in ["evil.example:50080", "127.0.0.1.nip.io", "[::1", "localhost.evil.example"] {
+            assert!(!names_an_address(host), "{host}");
+        }
     }
 
     #[test]

@@ -514,7 +514,10 @@ fn serve_console(
     https: Option<tokio_rustls::TlsAcceptor>,
     listener: TcpListener,
 ) -> SideServer {
-    let router = console::router(grpc::grpc_web(shared, app.vexil_services()));
+    let router = console::router(
+        grpc::grpc_web(shared, app.vexil_services()),
+        !app.gate.checks_tokens(),
+    );
     tracing::info!(address = %local_address(&listener), tls = https.is_some(), "serving the console");
     let stopping = app.stop.subscribe();
     tokio::spawn(async move {

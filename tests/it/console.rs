@@ -213,6 +213,36 @@ async fn console_serves_the_page_with_a_strict_policy() {
         preflight.head
     );
 
+    // Only its own origin: another site's page (Origin), or a name rebound
+    // to this address (Host), gets nothing on an open server.
+    let frame = [0u8; 5];
+    let call = |host: String, origin: Option<String>| {
+        let origin = origin
+            .map(|origin| format!("origin: {origin}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "POST /vexil.v1.FlagService/GetCaller HTTP/1.1\r\nhost: {host}\r\n{origin}\
+             content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\n"
+        )
+    };
+    let status = |answer: &Answer| answer.head.lines().next().unwrap_or_default().to_owned();
+    let port = console.port();
+    for (host, origin, expected) in [
+        (format!("127.0.0.1:{port}"), Some(format!("http://127.0.0.1:{port}")), "200"),
+        (format!("localhost:{port}"), Some(format!("http://localhost:{port}")), "200"),
+        (format!("127.0.0.1:{port}"), Some("https://elsewhere.example".into()), "403"),
+        (format!("127.0.0.1:{port}"), Some("null".into()), "403"),
+        (format!("rebound.example:{port}"), Some(format!("http://rebound.example:{port}")), "403"),
+        (format!("rebound.example:{port}"), None, "403"),
+    ] {
+        let answer = exchange(console, &call(host.clone(), origin.clone()), &frame).await;
+        assert!(
+            status(&answer).contains(expected),
+            "host {host}, origin {origin:?}: {}",
+            answer.head
+        );
+    }
+
     // Without keys on loopback, the console is open, and says so.
     let caller = caller_of(
         &grpc_web(
@@ -275,6 +305,22 @@ async fn console_api_admits_as_the_grpc_port_does() {
     assert_eq!(sam.roles, ["reader", "editor"]);
     let root = caller_of(&get_caller(Some(&admin)).await);
     assert_eq!(root.roles, ["reader", "editor", "admin", "evaluator"]);
+
+    // With tokens checked, any name for the server will do (a rebound name
+    // gets nothing without a token); another site's page still may not.
+    let named = exchange(
+        console,
+        &format!(
+            "POST /vexil.v1.FlagService/GetCaller HTTP/1.1\r\nhost: vexil.example:{}\r\n\
+             content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\n\
+             authorization: Bearer {reader}\r\n",
+            console.port()
+        ),
+        &[0u8; 5],
+    )
+    .await;
+    assert!(named.head.starts_with("HTTP/1.1 200"), "{}", named.head);
+    assert_eq!(named.header("grpc-status"), None, "answered in the body");
 
     // Writes: roles hold, and the audit trail names the token's subject.
     let create = pb::CreateFlagRequest {
