@@ -121,7 +121,7 @@ const BAD = `console-test-bad.${stamp}`;
 const pageA = await newPage();
 
 try {
-  await step("sign in with the admin token", async () => {
+  await step(ADMIN_TOKEN ? "sign in with the admin token" : "open without a token, with the banner", async () => {
     const who = await signIn(pageA, ADMIN_TOKEN);
     if (ADMIN_TOKEN) assert(/admin/.test(who), `caller shows "${who}", expected the admin role`);
     else assert(await pageA.$(tid("open-banner")), "no open-banner on a server without authentication");
