@@ -202,10 +202,21 @@ mod tests {
 
     #[test]
     fn addresses_and_localhost_only() {
-        for host in ["127.0.0.1:50080", "127.0.0.1", "[::1]:50080", "LOCALHOST:8", "10.1.2.3:80"] {
+        for host in [
+            "127.0.0.1:50080",
+            "127.0.0.1",
+            "[::1]:50080",
+            "LOCALHOST:8",
+            "10.1.2.3:80",
+        ] {
             assert!(names_an_address(host), "{host}");
         }
-        for host in ["evil.example:50080", "127.0.0.1.nip.io", "[::1", "localhost.evil.example"] {
+        for host in [
+            "evil.example:50080",
+            "127.0.0.1.nip.io",
+            "[::1",
+            "localhost.evil.example",
+        ] {
             assert!(!names_an_address(host), "{host}");
         }
     }

@@ -118,6 +118,24 @@ async function fill(page, selector, value) {
 const stamp = Date.now().toString(36);
 const FLAG = `console-test.${stamp}`;
 const BAD = `console-test-bad.${stamp}`;
+// Company for the screenshots: flags of every kind, one long expired,
+// a name callers ask for that is no flag, and the test's flag back on.
+const DEMO = [
+  { name: `console-test.checkout-v2.${stamp}`, description: "One-page checkout", enabled: true, percentage: 25,
+    environments: ["staging", "prod"], environmentOverrides: { staging: true }, tags: ["checkout", "web"] },
+  { name: `console-test.dark-mode.${stamp}`, description: "Dark theme for the dashboard", enabled: true, percentage: 100,
+    tags: ["ui"] },
+  { name: `console-test.legacy-search.${stamp}`, description: "Old search backend, to remove", enabled: true,
+    percentage: 100, expiresAt: { seconds: BigInt(Math.floor(Date.now() / 1000) - 86_400 * 3), nanos: 0 }, tags: ["search"] },
+  { name: `console-test.pricing-banner.${stamp}`, description: "Pricing banner copy", type: pb.FlagType.STRING,
+    variants: [
+      { name: "control", value: { value: { case: "stringValue", value: "See plans" } } },
+      { name: "urgent", value: { value: { case: "stringValue", value: "Prices rise Monday" } } },
+    ],
+    fallthrough: { kind: { case: "split", value: { weights: [{ variant: "control", weight: 5000 }, { variant: "urgent", weight: 5000 }] } } },
+    enabled: true, tags: ["growth"] },
+];
+
 const pageA = await newPage();
 
 try {
@@ -274,6 +292,20 @@ try {
     });
   } else console.log("ok - a reader sees no edit controls # skip: no READER_TOKEN");
 
+  await step("flags of every kind for the screenshots", async () => {
+    for (const flag of DEMO) await flagService.createFlag({ flag, reason: "browser test: screenshots" });
+    await flagService.updateFlag({
+      flag: { name: FLAG, enabled: true }, updateMask: { paths: ["enabled"] },
+      reason: "browser test: back on for the screenshots",
+    });
+    for (let i = 0; i < 40; i++) {
+      await evaluation.evaluate({ flagName: DEMO[3].name, userId: `user-${i}` });
+      await evaluation.evaluate({ flagName: FLAG, userId: `user-${i}`, context: { plan: i % 3 ? "free" : "pro" } });
+    }
+    await evaluation.evaluate({ flagName: `console-test.chekout-v2.${stamp}`, userId: "user-1" });
+    return `${DEMO.length} flags`;
+  });
+
   await step("screenshots at desktop and phone sizes", async () => {
     mkdirSync(SHOTS_DIR, { recursive: true });
     // A fresh page: no status line left over from the steps above.
@@ -339,7 +371,9 @@ try {
     return `${documentBytes} bytes, ${ms} ms`;
   });
 } finally {
-  await flagService.deleteFlag({ name: FLAG, reason: "browser test: clean up" }).catch(() => {});
+  for (const { name } of [{ name: FLAG }, ...DEMO]) {
+    await flagService.deleteFlag({ name, reason: "browser test: clean up" }).catch(() => {});
+  }
   await browser.close();
 }
 process.exit(failed ? 1 : 0);

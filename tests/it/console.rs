@@ -228,11 +228,27 @@ async fn console_serves_the_page_with_a_strict_policy() {
     let status = |answer: &Answer| answer.head.lines().next().unwrap_or_default().to_owned();
     let port = console.port();
     for (host, origin, expected) in [
-        (format!("127.0.0.1:{port}"), Some(format!("http://127.0.0.1:{port}")), "200"),
-        (format!("localhost:{port}"), Some(format!("http://localhost:{port}")), "200"),
-        (format!("127.0.0.1:{port}"), Some("https://elsewhere.example".into()), "403"),
+        (
+            format!("127.0.0.1:{port}"),
+            Some(format!("http://127.0.0.1:{port}")),
+            "200",
+        ),
+        (
+            format!("localhost:{port}"),
+            Some(format!("http://localhost:{port}")),
+            "200",
+        ),
+        (
+            format!("127.0.0.1:{port}"),
+            Some("https://elsewhere.example".into()),
+            "403",
+        ),
         (format!("127.0.0.1:{port}"), Some("null".into()), "403"),
-        (format!("rebound.example:{port}"), Some(format!("http://rebound.example:{port}")), "403"),
+        (
+            format!("rebound.example:{port}"),
+            Some(format!("http://rebound.example:{port}")),
+            "403",
+        ),
         (format!("rebound.example:{port}"), None, "403"),
     ] {
         let answer = exchange(console, &call(host.clone(), origin.clone()), &frame).await;
