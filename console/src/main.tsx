@@ -11,6 +11,7 @@ import { Header, SignIn } from "./components/Header";
 import { ProblemView } from "./components/ProblemView";
 import { FlagList, prefetchList } from "./pages/FlagList";
 import { FlagPage } from "./pages/FlagPage";
+import { Groups } from "./pages/Groups";
 import { Hygiene } from "./pages/Hygiene";
 import { NewFlag } from "./pages/NewFlag";
 import { SegmentList, SegmentPage } from "./pages/Segments";
@@ -59,6 +60,8 @@ function App() {
     page = <NewFlag />;
   } else if (section === "hygiene") {
     page = <Hygiene />;
+  } else if (section === "groups") {
+    page = <Groups />;
   } else if (section === "segments") {
     page = name ? <SegmentPage name={name} /> : <SegmentList />;
   } else {

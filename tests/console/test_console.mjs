@@ -292,6 +292,22 @@ try {
     });
   } else console.log("ok - a reader sees no edit controls # skip: no READER_TOKEN");
 
+  await step("an admin creates and deletes a group", async () => {
+    const group = `console-test-group-${stamp}`;
+    await go(pageA, "#/groups", tid("group-name"));
+    await fill(pageA, tid("group-name"), group);
+    await fill(pageA, tid("group-description"), "Made by the browser test");
+    await pageA.click('form[aria-label="New group"] button[type="submit"]');
+    await pageA.waitForSelector(tid(`group-row-${group}`));
+    const listed = (await flagService.listGroups({})).groups.map((g) => g.name);
+    assert(listed.includes(group), `ListGroups lacks ${group}: ${listed}`);
+    await pageA.click(`${tid(`group-row-${group}`)} button`);
+    await pageA.click(`dialog ${tid("confirm")}`);
+    await pageA.waitForFunction((id) => !document.querySelector(`[data-testid="${id}"]`), {}, `group-row-${group}`);
+    const after = (await flagService.listGroups({})).groups.map((g) => g.name);
+    assert(!after.includes(group), `${group} is still there`);
+  });
+
   await step("flags of every kind for the screenshots", async () => {
     for (const flag of DEMO) await flagService.createFlag({ flag, reason: "browser test: screenshots" });
     await flagService.updateFlag({

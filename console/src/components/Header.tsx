@@ -26,6 +26,7 @@ export function Header({ caller, section, onSignIn }: Props) {
           <a href="#/" aria-current={section === "flags" ? "page" : undefined}>Flags</a>
           <a href="#/hygiene" aria-current={section === "hygiene" ? "page" : undefined}>Hygiene</a>
           <a href="#/segments" aria-current={section === "segments" ? "page" : undefined}>Segments</a>
+          <a href="#/groups" aria-current={section === "groups" ? "page" : undefined}>Groups</a>
         </nav>
         <div class="who">
           {caller && (
