@@ -308,6 +308,56 @@ try {
     assert(!after.includes(group), `${group} is still there`);
   });
 
+  await step("the kill switch works from the keyboard", async () => {
+    await go(pageA, `#/?q=${encodeURIComponent(FLAG)}`, tid(`kill-${FLAG}`));
+    await pageA.focus(tid(`kill-${FLAG}`));
+    await pageA.keyboard.press("Enter");
+    await pageA.waitForSelector(`dialog[open] ${tid("reason")}`);
+    const focused = await pageA.evaluate(() => document.activeElement?.dataset.testid);
+    assert(focused === "reason", `the dialog opened with focus on ${focused}, not the reason`);
+    await pageA.keyboard.press("Escape");
+    await pageA.waitForFunction(() => !document.querySelector("dialog[open]"));
+    const back = await pageA.evaluate(() => document.activeElement?.dataset.testid);
+    assert(back === `kill-${FLAG}`, `focus went to ${back} after Escape, not back to the button`);
+  });
+
+  await step("no WCAG 2 A/AA violations (axe-core) on any page, light and dark", async () => {
+    const page = await newPage();
+    // Only to inject axe-core: the console's CSP allows no other script.
+    await page.setBypassCSP(true);
+    await signIn(page, ADMIN_TOKEN);
+    const pages = [
+      ["#/", '[data-testid^="flag-row-"]'],
+      [`#/flags/${FLAG}`, tid("flag-state")],
+      [`#/flags/${FLAG}/audit`, tid("audit-entry")],
+      [`#/flags/${FLAG}/metrics`, tid("metrics-chart")],
+      [`#/flags/${FLAG}/explain`, tid("explain-user")],
+      ["#/new", tid("field-name")],
+      ["#/hygiene", "h2"],
+      ["#/segments", "h1"],
+      ["#/groups", "h1"],
+    ];
+    const found = [];
+    for (const scheme of ["light", "dark"]) {
+      await page.emulateMediaFeatures([{ name: "prefers-color-scheme", value: scheme }]);
+      for (const [hash, selector] of pages) {
+        await go(page, "#/hygiene", "h2");
+        await go(page, hash, selector);
+        await sleep(200);
+        if (!(await page.evaluate(() => typeof window.axe !== "undefined"))) {
+          await page.addScriptTag({ path: join(here, "node_modules/axe-core/axe.min.js") });
+        }
+        const violations = await page.evaluate(async () =>
+          (await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] })).violations
+            .map((v) => `${v.id} (${v.impact}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`));
+        found.push(...violations.map((v) => `${scheme} ${hash}: ${v}`));
+      }
+    }
+    await page.browserContext().close();
+    assert(found.length === 0, found.join("\n"));
+    return `${pages.length} pages × 2 colour schemes`;
+  });
+
   await step("flags of every kind for the screenshots", async () => {
     for (const flag of DEMO) await flagService.createFlag({ flag, reason: "browser test: screenshots" });
     await flagService.updateFlag({
