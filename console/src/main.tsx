@@ -14,7 +14,7 @@ import { FlagPage } from "./pages/FlagPage";
 import { Groups } from "./pages/Groups";
 import { Hygiene } from "./pages/Hygiene";
 import { NewFlag } from "./pages/NewFlag";
-import { SegmentList, SegmentPage } from "./pages/Segments";
+import { NewSegment, SegmentList, SegmentPage } from "./pages/Segments";
 
 function App() {
   const route = useRoute();
@@ -62,6 +62,8 @@ function App() {
     page = <Hygiene />;
   } else if (section === "groups") {
     page = <Groups />;
+  } else if (section === "new-segment") {
+    page = <NewSegment />;
   } else if (section === "segments") {
     page = name ? <SegmentPage name={name} /> : <SegmentList />;
   } else {

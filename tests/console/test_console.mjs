@@ -308,6 +308,27 @@ try {
     assert(!after.includes(group), `${group} is still there`);
   });
 
+  await step("a segment is created and deleted, with reasons", async () => {
+    const segment = `console-test-segment-${stamp}`;
+    await go(pageA, "#/new-segment", tid("segment-name"));
+    await fill(pageA, tid("segment-name"), segment);
+    await pageA.$eval(tid("segment-json"), (el) => { el.value = ""; });
+    await pageA.type(tid("segment-json"), '{"description": "Beta testers", "included": ["user-1", "user-2"]}');
+    await pageA.click(tid("save"));
+    await pageA.type(`dialog ${tid("reason")}`, "browser test: segment");
+    await pageA.click(`dialog ${tid("confirm")}`);
+    await pageA.waitForFunction((name) => location.hash === `#/segments/${name}`, {}, segment);
+    const created = await flagService.getSegment({ name: segment });
+    assert(created.included.join() === "user-1,user-2" && created.description === "Beta testers", "segment differs");
+    await pageA.waitForSelector(tid("delete"));
+    await pageA.click(tid("delete"));
+    await pageA.type(`dialog ${tid("reason")}`, "browser test: segment gone");
+    await pageA.click(`dialog ${tid("confirm")}`);
+    await pageA.waitForFunction(() => location.hash === "#/segments");
+    const gone = await flagService.getSegment({ name: segment }).then(() => false, () => true);
+    assert(gone, `${segment} still exists`);
+  });
+
   await step("the kill switch works from the keyboard", async () => {
     await go(pageA, `#/?q=${encodeURIComponent(FLAG)}`, tid(`kill-${FLAG}`));
     await pageA.focus(tid(`kill-${FLAG}`));

@@ -6,13 +6,73 @@ import { flags } from "../api";
 import { SegmentSchema, type Segment } from "../gen/vexil/v1/flags_pb";
 import { problem, type Problem } from "../errors";
 import { count, time } from "../format";
-import { href } from "../route";
+import { href, navigate } from "../route";
 import { canWrite, useCaller } from "../session";
 import { announce } from "../status";
 import { ProblemView } from "../components/ProblemView";
 import { ReasonDialog } from "../components/ReasonDialog";
 
+/** Segments reach every environment: only unscoped editors change them. */
+function mayChangeSegments(caller: ReturnType<typeof useCaller>): boolean {
+  return canWrite(caller) && !(caller?.authenticated && caller.scoped);
+}
+
+/** A definition typed as JSON, as a Segment named `name`. */
+function parseSegment(name: string, text: string): Segment {
+  const segment = fromJsonString(SegmentSchema, text);
+  segment.name = name;
+  return segment;
+}
+
+const TEMPLATE = JSON.stringify({ description: "", included: [], excluded: [], rules: [] }, null, 2);
+
+export function NewSegment() {
+  const [name, setName] = useState("");
+  const [text, setText] = useState(TEMPLATE);
+  const [parseError, setParseError] = useState<string | null>(null);
+  const [creating, setCreating] = useState<Segment | null>(null);
+
+  function save(e: Event) {
+    e.preventDefault();
+    try {
+      setCreating(parseSegment(name.trim(), text));
+      setParseError(null);
+    } catch (err) {
+      setParseError((err as Error).message);
+    }
+  }
+
+  return (
+    <section>
+      <p class="crumbs"><a href="#/segments">Segments</a> /</p>
+      <h1>New segment</h1>
+      <form onSubmit={save}>
+        <div class="field">
+          <label for="segment-name">Name</label>
+          <input id="segment-name" data-testid="segment-name" required value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        </div>
+        <div class="field">
+          <label for="segment-json">Definition (JSON: description, included, excluded, rules)</label>
+          <textarea id="segment-json" data-testid="segment-json" class="mono" rows={14} value={text}
+            onInput={(e) => setText(e.currentTarget.value)} />
+          {parseError && <p class="field-error">{parseError}</p>}
+        </div>
+        <button type="submit" class="primary" data-testid="save" disabled={!name.trim()}>Create…</button>
+      </form>
+      {creating && (
+        <ReasonDialog title={`Create segment ${creating.name}`} confirmLabel="Create" onClose={() => setCreating(null)}
+          onConfirm={async (reason) => {
+            const created = await flags.createSegment({ segment: creating, reason });
+            announce(`Segment ${created.name} created`);
+            navigate(href(["segments", created.name]));
+          }} />
+      )}
+    </section>
+  );
+}
+
 export function SegmentList() {
+  const caller = useCaller();
   const [segments, setSegments] = useState<Segment[] | null>(null);
   const [failure, setFailure] = useState<Problem | null>(null);
   useEffect(() => {
@@ -20,7 +80,10 @@ export function SegmentList() {
   }, []);
   return (
     <section>
-      <h1>Segments</h1>
+      <div class="page-head">
+        <h1>Segments</h1>
+        {mayChangeSegments(caller) && <a class="button primary" href="#/new-segment" data-testid="new-segment">New segment</a>}
+      </div>
       {failure && <ProblemView problem={failure} />}
       {segments && (segments.length === 0 ? <p class="empty">No segments.</p> : (
         <div class="table-wrap">
@@ -74,16 +137,15 @@ export function SegmentPage({ name }: { name: string }) {
   function save(e: Event) {
     e.preventDefault();
     try {
-      const next = fromJsonString(SegmentSchema, text);
-      next.name = name;
+      setSaving(parseSegment(name, text));
       setParseError(null);
-      setSaving(next);
     } catch (err) {
       setParseError((err as Error).message);
     }
   }
 
-  const writer = canWrite(caller) && !(caller?.authenticated && caller.scoped);
+  const writer = mayChangeSegments(caller);
+  const [deleting, setDeleting] = useState(false);
   return (
     <section>
       <p class="crumbs"><a href="#/segments">Segments</a> /</p>
@@ -98,8 +160,23 @@ export function SegmentPage({ name }: { name: string }) {
               onInput={(e) => setText(e.currentTarget.value)} />
             {parseError && <p class="field-error">{parseError}</p>}
           </div>
-          {writer && <button type="submit" class="primary" data-testid="save">Save…</button>}
+          {writer && (
+            <div class="actions">
+              <button type="button" class="danger" data-testid="delete" onClick={() => setDeleting(true)}>Delete…</button>
+              <button type="submit" class="primary" data-testid="save">Save…</button>
+            </div>
+          )}
         </form>
+      )}
+      {deleting && segment && (
+        <ReasonDialog title={`Delete segment ${name}`} confirmLabel="Delete" danger onClose={() => setDeleting(false)} onReload={load}
+          onConfirm={async (reason) => {
+            await flags.deleteSegment({ name, reason, expectedRevision: segment.revision });
+            announce(`Segment ${name} deleted`);
+            navigate("#/segments");
+          }}>
+          <p>Refused while a flag or another segment refers to it.</p>
+        </ReasonDialog>
       )}
       {saving && segment && (
         <ReasonDialog title={`Save segment ${name}`} confirmLabel="Save" onClose={() => setSaving(null)} onReload={load}
