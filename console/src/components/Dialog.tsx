@@ -12,13 +12,15 @@ interface Props {
 
 export function Dialog({ title, onClose, children }: Props) {
   const ref = useRef<HTMLDialogElement>(null);
+  // Noted while rendering, before anything inside the dialog can take
+  // focus (an autofocused field would otherwise be taken for the opener).
+  const opener = useRef(document.activeElement as HTMLElement | null);
   useEffect(() => {
-    const opener = document.activeElement as HTMLElement | null;
     const dialog = ref.current;
     dialog?.showModal();
     return () => {
       dialog?.close();
-      opener?.focus();
+      opener.current?.focus();
     };
   }, []);
   return (
