@@ -182,7 +182,10 @@ export function FlagList({ route }: { route: Route }) {
 
   useEffect(() => () => timers.current.forEach((t) => clearTimeout(t)), []);
 
-  // Typing searches after a pause instead of on every key.
+  // The search box follows the URL (back, forward, links)...
+  useEffect(() => setQuery(filters.q ?? ""), [filters.q]);
+
+  // ...and typing searches after a pause instead of on every key.
   useEffect(() => {
     if (query === (filters.q ?? "")) return;
     const t = setTimeout(() => go({ ...filters, q: query, page: undefined }), 300);
