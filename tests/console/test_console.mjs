@@ -287,6 +287,10 @@ try {
       assert(!(await reader.$(tid("new-flag"))), "new-flag is shown to a reader");
       await go(reader, `#/flags/${FLAG}`, tid("flag-state"));
       assert(!(await reader.$(tid("edit"))) && !(await reader.$(tid("delete"))), "edit or delete shown to a reader");
+      await go(reader, "#/segments", "h1");
+      assert(!(await reader.$(tid("new-segment"))), "new-segment is shown to a reader");
+      await go(reader, "#/groups", "h1");
+      assert(!(await reader.$(tid("group-name"))), "the new-group form is shown to a reader");
       await reader.browserContext().close();
       return who.trim();
     });
