@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -25,7 +24,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` until `stopping` turns true, then lets
 /// open connections finish (at most [`SHUTDOWN_GRACE`]). Handlers see the
-/// peer as `ConnectInfo<SocketAddr>`.
+/// peer as an `Extension<PeerAddr>`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -38,8 +37,7 @@ pub async fn serve(
             accepted = acceptor.accept() => accepted,
             () = stopped(&mut stopping) => break,
         };
-        let service = axum::Extension(ConnectInfo(accepted.peer))
-            .layer(axum::Extension(PeerAddr(accepted.peer)).layer(router.clone()));
+        let service = axum::Extension(PeerAddr(accepted.peer)).layer(router.clone());
         let tls = tls.clone();
         let stopping = stopping.clone();
         tokio::spawn(async move {
@@ -49,7 +47,7 @@ pub async fn serve(
     }
 }
 
-/// A router as one connection serves it (with the peer's `ConnectInfo`).
+/// A router as one connection serves it (with the peer's `PeerAddr`).
 trait HttpService:
     tower_service::Service<
         http::Request<hyper::body::Incoming>,

@@ -25,9 +25,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +44,7 @@ use crate::admission::{Call, Gatekeeper, Refusal, StreamKind};
 use crate::auth::Principal;
 use crate::engine::bucket::Murmur3;
 use crate::error::Error;
+use crate::listener::PeerAddr;
 use crate::service::openfeature::{
     Context, ENVIRONMENT_ATTRIBUTE, OpenFeatureReason, Resolution, ResolveError, Resolver,
     TARGETING_KEY, Typed,
@@ -425,7 +427,7 @@ async fn read_body(body: axum::body::Body) -> Result<Bytes, Response> {
 
 async fn evaluate_flag(
     State(state): State<Arc<Ofrep>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,
@@ -478,7 +480,7 @@ async fn evaluate_flag(
 
 async fn evaluate_flags(
     State(state): State<Arc<Ofrep>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Body,
@@ -584,7 +586,7 @@ async fn configuration() -> Response {
 /// `etag`, one per change (providers coalesce them).
 async fn events(
     State(state): State<Arc<Ofrep>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
     headers: HeaderMap,
 ) -> Response {
     let call = call_of(&headers, peer);

@@ -54,7 +54,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// their bodies are bounded in time only.
 const AUTHENTICATED_FIRST: &[&str] = &["/vexil.v1.FlagService/"];
 
-type Layers = Stack<BodyBudgetLayer, Stack<OversizeLayer, Stack<GrpcTracingLayer, Identity>>>;
+type Layers = Stack<BodyBudgetLayer, Stack<OversizeLayer, GrpcTracingLayer>>;
 
 /// What both gRPC ports share.
 #[derive(Clone)]
@@ -77,17 +77,21 @@ pub struct VexilServices {
     pub metrics: Arc<Metrics>,
 }
 
-fn server(shared: &Shared) -> Server<Layers> {
+/// What every gRPC request passes through, outermost first: tracing,
+/// RESOURCE_EXHAUSTED for oversized messages, bounded request bodies.
+fn layers(shared: &Shared) -> Layers {
+    Stack::new(
+        BodyBudgetLayer::new(shared.bodies.clone(), AUTHENTICATED_FIRST),
+        Stack::new(OversizeLayer, telemetry::grpc_tracing()),
+    )
+}
+
+fn server(shared: &Shared) -> Server<Stack<Layers, Identity>> {
     Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
-        .layer(telemetry::grpc_tracing())
-        .layer(OversizeLayer)
-        .layer(BodyBudgetLayer::new(
-            shared.bodies.clone(),
-            AUTHENTICATED_FIRST,
-        ))
+        .layer(layers(shared))
 }
 
 /// Reflection (v1 and v1alpha) over `descriptor_sets` and health's.
@@ -171,11 +175,7 @@ where
 {
     let VexilApi { evaluation, flags } = vexil_api(shared, services);
     let routes = Routes::new(evaluation).add_service(flags).prepare();
-    let layers = Stack::new(
-        BodyBudgetLayer::new(shared.bodies.clone(), AUTHENTICATED_FIRST),
-        Stack::new(OversizeLayer, telemetry::grpc_tracing()),
-    );
-    Peered(tonic_web::GrpcWebLayer::new().layer(layers.layer(routes)))
+    Peered(tonic_web::GrpcWebLayer::new().layer(layers(shared).layer(routes)))
 }
 
 /// Records each request's [`PeerAddr`] where tonic and admission read a
